@@ -1,0 +1,5 @@
+"""The compiler: ONNX frontend → layer graph → partition → placement → tile program."""
+
+from analogc.mapper.compile import compile_model
+
+__all__ = ["compile_model"]

@@ -1,0 +1,113 @@
+"""Emit the tile program: layers, blocks, placement, instruction stream, weights, host ONNX."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+
+import analogc
+from analogc.mapper.partition import array_shape, bias_on_array
+from analogc.mapper.place import lower_bound_tiles
+from analogc.runtime.program import Program
+
+
+def layer_entry(dense, spec) -> dict:
+    rows, cols = array_shape(dense, spec)
+    if dense.bias is None:
+        bias = "none"
+    else:
+        bias = "analog" if bias_on_array(True, spec) else "digital"
+    return {
+        "name": dense.name,
+        "kind": "dense",
+        "input": dense.input,
+        "output": dense.output,
+        "shape": list(dense.shape),
+        "array_shape": [rows, cols],
+        "bias": bias,
+        "activation": {"op": dense.activation, **dense.activation_params},
+        "dtype": dense.dtype,
+        "onnx_nodes": list(dense.onnx_nodes),
+    }
+
+
+def emit_program(layer_graph, blocks, placement, spec, source_model: onnx.ModelProto, model_name: str) -> Program:
+    """Everything the runtime needs, and nothing it must look up in the mapper."""
+    layers = layer_graph.dense_layers
+    tiles_of = {}
+    for block in blocks:
+        tiles_of.setdefault(block.layer, set()).add(tuple(placement.tile[block.id]))
+    layer_entries = []
+    for dense in layers:
+        entry = layer_entry(dense, spec)
+        entry["blocks"] = sum(1 for b in blocks if b.layer == dense.name)
+        entry["tiles"] = len(tiles_of.get(dense.name, ()))
+        entry["row_split"] = len({b.rows for b in blocks if b.layer == dense.name}) > 1
+        entry["col_split"] = len({b.cols for b in blocks if b.layer == dense.name}) > 1
+        layer_entries.append(entry)
+    block_entries = [
+        {
+            "id": b.id,
+            "layer": b.layer,
+            "rows": list(b.rows),
+            "cols": list(b.cols),
+            "tile": list(placement.tile[b.id]),
+            "offset": list(placement.offset[b.id]),
+        }
+        for b in blocks
+    ]
+    instructions, members, segments = [], {}, []
+    for step in layer_graph.steps:
+        if hasattr(step, "weight"):
+            instructions.append({"op": "load", "layer": step.name})
+            instructions.extend({"op": "mvm", "block": b.id} for b in blocks if b.layer == step.name)
+            instructions.append({"op": "store", "layer": step.name})
+        else:
+            member = f"host/{step.name}.onnx"
+            members[member] = step.model.SerializeToString()
+            segments.append(
+                {"name": step.name, "member": member, "inputs": step.inputs, "outputs": step.outputs, "onnx_nodes": step.onnx_nodes}
+            )
+            instructions.append({"op": "host", "segment": step.name})
+    members["original.onnx"] = source_model.SerializeToString()
+    arrays = {}
+    for dense in layers:
+        arrays[f"weight/{dense.name}"] = dense.weight.astype(np.float32)
+        if dense.bias is not None:
+            arrays[f"bias/{dense.name}"] = dense.bias.astype(np.float32)
+    for name, value in layer_graph.constant_outputs.items():
+        arrays[f"constant/{name}"] = np.asarray(value)
+    used_cells = sum(b.cells for b in blocks)
+    tiles_used = placement.tiles_used
+    meta = {
+        "analogc_version": analogc.__version__,
+        "model": {
+            "name": model_name,
+            "inputs": [t.to_json() for t in layer_graph.inputs],
+            "outputs": [t.to_json() for t in layer_graph.outputs],
+            "constant_outputs": sorted(layer_graph.constant_outputs),
+            "opset": next((i.version for i in source_model.opset_import if i.domain in ("", "ai.onnx")), None),
+        },
+        "target": spec.to_dict(),
+        "layers": layer_entries,
+        "host_segments": segments,
+        "blocks": block_entries,
+        "placement": {
+            "placer": placement.placer,
+            "grid": [spec.chip.grid_rows, spec.chip.grid_cols],
+            "tile": [spec.chip.tile_rows, spec.chip.tile_cols],
+            "tiles_used": tiles_used,
+            "lower_bound_tiles": lower_bound_tiles(blocks, spec),
+            "utilization": used_cells / (tiles_used * spec.cells_per_tile) if tiles_used else 0.0,
+            "solver": {
+                "status": placement.status,
+                "objective": placement.objective,
+                "best_bound": placement.best_bound,
+                "seconds": round(placement.seconds, 6),
+            },
+            "traffic": placement.extra.get("traffic", 0),
+            "traffic_greedy": placement.extra.get("traffic_greedy", placement.extra.get("traffic", 0)),
+        },
+        "instructions": {"inference": instructions},
+    }
+    return Program(meta, arrays, members)

@@ -1,0 +1,391 @@
+"""ONNX → LayerGraph: find the fully-connected layers, hand everything else to the host.
+
+One converter per ONNX op (`convert_gemm`, `convert_matmul`), registered by op type;
+each either returns a canonical `Dense` (with the nodes it fused and any small host
+nodes it needs around it) or None, which leaves the node to a host segment. Element-wise
+activations right after a layer are fused by the activation converters when their
+meaning at the model's opset is "along the last axis".
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import onnx
+from onnx import helper
+
+from analogc.errors import AnalogcError
+from analogc.mapper.constants import fold_constants
+from analogc.mapper.host_segment import build_segment_model, node_reads
+from analogc.mapper.layer_graph import Dense, HostSegment, LayerGraph, TensorInfo, build_digraph
+from analogc.mapper.onnx_load import load_onnx
+
+ANALOG_DTYPES = {onnx.TensorProto.FLOAT: "float32", onnx.TensorProto.FLOAT16: "float16", onnx.TensorProto.DOUBLE: "float64"}
+
+
+@dataclass
+class Converted:
+    """What a converter made of a node: the layer, fused node indices, host nodes around it."""
+
+    dense: Dense
+    fused: list[int]
+    before: list = field(default_factory=list)
+    after: list = field(default_factory=list)
+
+
+@dataclass
+class Context:
+    """Facts about the model that converters consult."""
+
+    model: onnx.ModelProto
+    origin: str
+    constants: dict
+    value_types: dict
+    consumers: dict
+    graph_outputs: set
+    opset: int
+    claimed: set = field(default_factory=set)
+    names: set = field(default_factory=set)
+
+    def fresh(self, base: str) -> str:
+        """A tensor or layer name not used anywhere in the model."""
+        candidate, k = base, 0
+        while candidate in self.names:
+            k += 1
+            candidate = f"{base}_{k}"
+        self.names.add(candidate)
+        return candidate
+
+    def rank(self, name: str) -> int | None:
+        known = self.value_types.get(name)
+        if known is None or not known.tensor_type.HasField("shape"):
+            return None
+        return len(known.tensor_type.shape.dim)
+
+    def elem_type(self, name: str) -> int:
+        known = self.value_types.get(name)
+        return known.tensor_type.elem_type if known is not None else 0
+
+    def declare(self, name: str, elem_type: int) -> None:
+        self.value_types[name] = helper.make_tensor_type_proto(elem_type, shape=None)
+
+    def sole_consumer(self, tensor: str):
+        """(index, node) of the only reader of `tensor` when fusing it away is safe."""
+        readers = self.consumers.get(tensor, [])
+        if len(readers) != 1 or tensor in self.graph_outputs or readers[0] in self.claimed:
+            return None
+        index = readers[0]
+        node = self.model.graph.node[index]
+        if node.domain not in ("", "ai.onnx") or tensor not in node.input:
+            return None
+        return index, node
+
+
+CONVERTERS = {}
+ACTIVATION_CONVERTERS = {}
+
+
+def converter(op_type: str):
+    """Register a converter for an ONNX op; registering one twice is a bug."""
+
+    def register(fn):
+        if op_type in CONVERTERS:
+            raise RuntimeError(f"converter for {op_type} registered twice")
+        CONVERTERS[op_type] = fn
+        return fn
+
+    return register
+
+
+def activation(op_type: str):
+    def register(fn):
+        ACTIVATION_CONVERTERS[op_type] = fn
+        return fn
+
+    return register
+
+
+def attributes(node: onnx.NodeProto) -> dict:
+    return {a.name: helper.get_attribute_value(a) for a in node.attribute}
+
+
+def node_label(node: onnx.NodeProto, index: int) -> str:
+    return node.name or f"{node.op_type}_{index}"
+
+
+def require_constant_weight(node: onnx.NodeProto, index: int, weight: str, ctx: Context) -> None:
+    if weight not in ctx.constants:
+        raise AnalogcError(
+            f"{ctx.origin}: {node.op_type} node {node_label(node, index)!r} takes its weight "
+            f"{weight!r} as a runtime input; an analog tile needs a constant weight"
+        )
+
+
+def as_bias(value: np.ndarray, n: int, out_rank: int | None) -> np.ndarray | None:
+    """A constant that adds one value per output column without changing the shape."""
+    if value.ndim > (out_rank if out_rank is not None else 1):
+        return None
+    if any(d != 1 for d in value.shape[:-1]):
+        return None
+    if value.ndim and value.shape[-1] not in (1, n):
+        return None
+    return np.broadcast_to(value.reshape(-1) if value.ndim else value, (n,)).copy()
+
+
+@converter("Gemm")
+def convert_gemm(node: onnx.NodeProto, index: int, ctx: Context) -> Converted | None:
+    """Y = alpha·A'·B' + beta·C with constant B: Dense(alpha·B', beta·C)."""
+    a, b = node.input[0], node.input[1]
+    c = node.input[2] if len(node.input) > 2 and node.input[2] else None
+    require_constant_weight(node, index, b, ctx)
+    dtype = ANALOG_DTYPES.get(ctx.elem_type(a))
+    weight = ctx.constants[b]
+    if a in ctx.constants or dtype is None or weight.ndim != 2:
+        return None
+    attrs = attributes(node)
+    alpha, beta = float(attrs.get("alpha", 1.0)), float(attrs.get("beta", 1.0))
+    weight = (weight.T if attrs.get("transB", 0) else weight).astype(np.float64) * alpha
+    n = weight.shape[1]
+    name = ctx.fresh(node_label(node, index))
+    before, after = [], []
+    x = a
+    if attrs.get("transA", 0):
+        x = ctx.fresh(f"{name}/transposed_input")
+        ctx.declare(x, ctx.elem_type(a))
+        before.append(helper.make_node("Transpose", [a], [x], perm=[1, 0], name=f"{name}/transA"))
+    bias, output = None, node.output[0]
+    if c is not None:
+        c_value = ctx.constants.get(c)
+        if c_value is not None:
+            bias = as_bias(np.asarray(c_value, dtype=np.float64) * beta, n, 2)
+        if bias is None:
+            # A bias that is a runtime input or varies along the batch: add it on the host.
+            output = ctx.fresh(f"{name}/xw")
+            ctx.declare(output, ctx.elem_type(a))
+            after.extend(host_bias_nodes(name, output, node.output[0], c, c_value, beta, ctx))
+    dense = Dense(name, x, output, weight.astype(np.float32), as_float32(bias), dtype=dtype, onnx_nodes=[node_label(node, index)])
+    fused = [index]
+    if not after:
+        fuse_activation(dense, fused, 2, ctx)
+    return Converted(dense, fused, before, after)
+
+
+def host_bias_nodes(name, xw, output, c, c_value, beta, ctx):
+    """Host nodes computing output = xw + beta·C when C cannot live on the array."""
+    if c_value is not None:
+        scaled = ctx.fresh(f"{name}/beta_c")
+        ctx.constants[scaled] = (np.asarray(c_value) * beta).astype(c_value.dtype)
+        return [helper.make_node("Add", [xw, scaled], [output], name=f"{name}/bias")]
+    if beta == 1.0:
+        return [helper.make_node("Add", [xw, c], [output], name=f"{name}/bias")]
+    beta_name, scaled = ctx.fresh(f"{name}/beta"), ctx.fresh(f"{name}/beta_c")
+    ctx.constants[beta_name] = np.asarray(beta, dtype=onnx.helper.tensor_dtype_to_np_dtype(ctx.elem_type(c) or 1))
+    ctx.declare(scaled, ctx.elem_type(c) or 1)
+    return [
+        helper.make_node("Mul", [c, beta_name], [scaled], name=f"{name}/beta_mul"),
+        helper.make_node("Add", [xw, scaled], [output], name=f"{name}/bias"),
+    ]
+
+
+@converter("MatMul")
+def convert_matmul(node: onnx.NodeProto, index: int, ctx: Context) -> Converted | None:
+    """Y = A·B with constant 2-D B, fused with a following Add of a constant bias."""
+    a, b = node.input[0], node.input[1]
+    require_constant_weight(node, index, b, ctx)
+    dtype = ANALOG_DTYPES.get(ctx.elem_type(a))
+    weight = ctx.constants[b]
+    if a in ctx.constants or dtype is None or weight.ndim != 2:
+        return None
+    name = ctx.fresh(node_label(node, index))
+    dense = Dense(name, a, node.output[0], weight.astype(np.float32), None, dtype=dtype, onnx_nodes=[node_label(node, index)])
+    fused = [index]
+    out_rank = ctx.rank(node.output[0])
+    found = ctx.sole_consumer(node.output[0])
+    if found is not None and found[1].op_type == "Add":
+        add_index, add = found
+        other = add.input[1] if add.input[0] == node.output[0] else add.input[0]
+        if other in ctx.constants and add.input[0] != add.input[1]:
+            bias = as_bias(np.asarray(ctx.constants[other], dtype=np.float64), weight.shape[1], out_rank)
+            if bias is not None:
+                dense.bias = as_float32(bias)
+                dense.output = add.output[0]
+                dense.onnx_nodes.append(node_label(add, add_index))
+                fused.append(add_index)
+                ctx.claimed.add(add_index)
+    fuse_activation(dense, fused, out_rank if out_rank is not None else ctx.rank(a), ctx)
+    return Converted(dense, fused)
+
+
+def as_float32(value):
+    return None if value is None else np.asarray(value, dtype=np.float32)
+
+
+def fuse_activation(dense: Dense, fused: list, rank: int | None, ctx: Context) -> None:
+    """Absorb an element-wise activation that is the only reader of the layer's output."""
+    found = ctx.sole_consumer(dense.output)
+    if found is None or found[1].op_type not in ACTIVATION_CONVERTERS:
+        return
+    act_index, act_node = found
+    described = ACTIVATION_CONVERTERS[act_node.op_type](act_node, rank, ctx.opset)
+    if described is None:
+        return
+    dense.activation, dense.activation_params = described
+    dense.output = act_node.output[0]
+    dense.onnx_nodes.append(node_label(act_node, act_index))
+    fused.append(act_index)
+    ctx.claimed.add(act_index)
+
+
+@activation("Relu")
+def convert_relu(node, rank, opset):
+    return "relu", {}
+
+
+@activation("Sigmoid")
+def convert_sigmoid(node, rank, opset):
+    return "sigmoid", {}
+
+
+@activation("Tanh")
+def convert_tanh(node, rank, opset):
+    return "tanh", {}
+
+
+@activation("Identity")
+def convert_identity(node, rank, opset):
+    return "identity", {}
+
+
+@activation("LeakyRelu")
+def convert_leaky_relu(node, rank, opset):
+    return "leaky_relu", {"alpha": float(attributes(node).get("alpha", 0.01))}
+
+
+def last_axis_softmax(node, rank, opset) -> bool:
+    """Softmax before opset 13 flattens at `axis` (default 1); from 13 it is one axis (default -1).
+
+    Either way it equals a softmax over the last axis exactly when `axis` names the last
+    axis; with an unknown rank only axis = -1 is safe.
+    """
+    axis = int(attributes(node).get("axis", 1 if opset < 13 else -1))
+    if rank is None:
+        return axis == -1
+    return axis in (-1, rank - 1)
+
+
+@activation("Softmax")
+def convert_softmax(node, rank, opset):
+    return ("softmax", {}) if last_axis_softmax(node, rank, opset) else None
+
+
+@activation("LogSoftmax")
+def convert_log_softmax(node, rank, opset):
+    return ("log_softmax", {}) if last_axis_softmax(node, rank, opset) else None
+
+
+def tensor_info(value: onnx.ValueInfoProto) -> TensorInfo:
+    tensor_type = value.type.tensor_type
+    try:
+        dtype = np.dtype(helper.tensor_dtype_to_np_dtype(tensor_type.elem_type)).name
+    except Exception:
+        dtype = "unknown"
+    shape = None
+    if tensor_type.HasField("shape"):
+        shape = [d.dim_value if d.HasField("dim_value") else None for d in tensor_type.shape.dim]
+    return TensorInfo(value.name, dtype, shape)
+
+
+def load_layer_graph(path: str | Path) -> tuple[LayerGraph, onnx.ModelProto]:
+    """Read an ONNX file and return its layer graph and the checked, inferred model."""
+    model = load_onnx(path)
+    return build_layer_graph(model, str(path)), model
+
+
+def build_layer_graph(model: onnx.ModelProto, origin: str = "model") -> LayerGraph:
+    """Split the model into Dense layers and host segments, in an executable order."""
+    graph = model.graph
+    constants, folded = fold_constants(model)
+    value_types = {}
+    for value in list(graph.input) + list(graph.value_info) + list(graph.output):
+        if value.type.HasField("tensor_type") or value.type.ByteSize():
+            value_types[value.name] = value.type
+    consumers: dict[str, list[int]] = {}
+    names = {v.name for v in list(graph.input) + list(graph.output)} | set(constants)
+    for index, node in enumerate(graph.node):
+        names.update(node.output)
+        names.add(node.name)
+        if index in folded:
+            continue
+        for tensor in node_reads(node):
+            consumers.setdefault(tensor, []).append(index)
+    opset = next((imp.version for imp in model.opset_import if imp.domain in ("", "ai.onnx")), 1)
+    ctx = Context(
+        model, origin, constants, value_types, consumers, {o.name for o in graph.output}, opset, set(folded), names
+    )
+    items = []  # Dense layers and host NodeProtos in execution order
+    for index, node in enumerate(graph.node):
+        if index in ctx.claimed:
+            continue
+        convert = CONVERTERS.get(node.op_type) if node.domain in ("", "ai.onnx") else None
+        result = convert(node, index, ctx) if convert else None
+        if result is None:
+            ctx.claimed.add(index)
+            items.append(node)
+            continue
+        ctx.claimed.update(result.fused)
+        items.extend(result.before)
+        items.append(result.dense)
+        items.extend(result.after)
+    inputs = [tensor_info(v) for v in graph.input if v.name not in constants]
+    outputs = [tensor_info(v) for v in graph.output]
+    check_unique_names(model, origin)
+    steps = group_host_segments(items, ctx, inputs, outputs)
+    constant_outputs = {o.name: constants[o.name] for o in outputs if o.name in constants}
+    return LayerGraph(inputs, outputs, steps, constant_outputs, build_digraph(steps, inputs))
+
+
+def check_unique_names(model: onnx.ModelProto, origin: str) -> None:
+    """Duplicate graph input names make feeds ambiguous (the checker lets some through)."""
+    seen = set()
+    for value in model.graph.input:
+        if value.name in seen:
+            raise AnalogcError(f"{origin}: graph input {value.name!r} is declared twice")
+        seen.add(value.name)
+
+
+def group_host_segments(items: list, ctx: Context, inputs: list, outputs: list) -> list:
+    """Consecutive host nodes become one segment; keep order so the result is acyclic."""
+    reads_after: list[set] = [set() for _ in items]
+    later: set = {o.name for o in outputs}
+    for position in range(len(items) - 1, -1, -1):
+        reads_after[position] = set(later)
+        item = items[position]
+        later |= {item.input} if isinstance(item, Dense) else node_reads(item)
+    steps, run = [], []
+    for position, item in enumerate(items):
+        if isinstance(item, Dense):
+            if run:
+                steps.append(make_segment(run, reads_after[position - 1], ctx, len(steps)))
+                run = []
+            steps.append(item)
+        else:
+            run.append(item)
+    if run:
+        steps.append(make_segment(run, reads_after[len(items) - 1], ctx, len(steps)))
+    return steps
+
+
+def make_segment(nodes: list, needed_later: set, ctx: Context, number: int) -> HostSegment:
+    produced, seg_inputs = set(), []
+    for node in nodes:
+        for tensor in [*node.input, *sorted(node_reads(node) - set(node.input))]:
+            if tensor and tensor not in produced and tensor not in ctx.constants and tensor not in seg_inputs:
+                seg_inputs.append(tensor)
+        produced.update(o for o in node.output if o)
+    seg_outputs = [o for node in nodes for o in node.output if o and o in needed_later]
+    name = f"host{number}"
+    model = build_segment_model(nodes, seg_inputs, seg_outputs, ctx.constants, ctx.value_types, ctx.model, name)
+    labels = [node.name or node.op_type for node in nodes]
+    return HostSegment(name, seg_inputs, seg_outputs, model, labels)

@@ -1,0 +1,90 @@
+"""Cut runs of non-FC nodes out of the model as standalone ONNX models for onnxruntime.
+
+A host segment keeps the original opset imports and local functions; the constants it
+uses become its initializers; its inputs and outputs take their types from shape
+inference on the whole model (or on the segment itself when that had none).
+"""
+
+from __future__ import annotations
+
+import onnx
+from onnx import helper, numpy_helper, shape_inference
+
+from analogc.errors import AnalogcError
+
+
+def subgraph_references(node: onnx.NodeProto) -> set[str]:
+    """Names a node's subgraphs (If/Loop/Scan bodies) read from the enclosing scope."""
+    names = set()
+    for attr in node.attribute:
+        graphs = [attr.g] if attr.type == onnx.AttributeProto.GRAPH else list(attr.graphs)
+        for graph in graphs:
+            defined = {i.name for i in graph.input} | {i.name for i in graph.initializer}
+            for inner in graph.node:
+                defined.update(inner.output)
+            for inner in graph.node:
+                used = {n for n in inner.input if n} | subgraph_references(inner)
+                names.update(used - defined)
+    return names
+
+
+def node_reads(node: onnx.NodeProto) -> set[str]:
+    """Every tensor a node reads, including through its subgraphs."""
+    return {n for n in node.input if n} | subgraph_references(node)
+
+
+def build_segment_model(
+    nodes: list,
+    inputs: list[str],
+    outputs: list[str],
+    constants: dict,
+    value_types: dict,
+    source: onnx.ModelProto,
+    name: str,
+) -> onnx.ModelProto:
+    """A runnable ModelProto of `nodes` reading `inputs` and producing `outputs`."""
+    used = set()
+    for node in nodes:
+        used |= node_reads(node)
+    initializers = [
+        numpy_helper.from_array(constants[n], n) for n in sorted(used) if n in constants and n not in inputs
+    ]
+    graph = helper.make_graph(
+        list(nodes),
+        name,
+        [value_info(n, value_types) for n in inputs],
+        [value_info(n, value_types) for n in outputs],
+        initializer=initializers,
+    )
+    model = helper.make_model(
+        graph,
+        opset_imports=list(source.opset_import),
+        producer_name="analogc",
+        ir_version=source.ir_version,
+    )
+    model.functions.extend(source.functions)
+    if any(not o.type.tensor_type.elem_type for o in model.graph.output):
+        model = fill_output_types(model, name)
+    return model
+
+
+def value_info(name: str, value_types: dict) -> onnx.ValueInfoProto:
+    """Typed ValueInfo when inference knew the tensor, an untyped one otherwise."""
+    known = value_types.get(name)
+    if known is None:
+        return onnx.ValueInfoProto(name=name)
+    info = onnx.ValueInfoProto(name=name)
+    info.type.CopyFrom(known)
+    return info
+
+
+def fill_output_types(model: onnx.ModelProto, name: str) -> onnx.ModelProto:
+    """Infer the segment's own output types when the whole model's inference had none."""
+    inferred = shape_inference.infer_shapes(model)
+    known = {v.name: v.type for v in list(inferred.graph.value_info) + list(inferred.graph.output)}
+    for output in model.graph.output:
+        if not output.type.tensor_type.elem_type:
+            if output.name not in known or not known[output.name].tensor_type.elem_type:
+                raise AnalogcError(f"host segment {name}: cannot tell the type of tensor {output.name!r}")
+            output.type.CopyFrom(known[output.name])
+    return model

@@ -1,0 +1,101 @@
+"""Placement of tile blocks on the grid, behind one interface for every placer.
+
+`place(blocks, layers, spec, placer=...)` returns a `Placement`: for each block a tile
+[r, c] and an offset [row, col] inside it, plus what the placer knows about its answer
+(status, objective, bound, seconds). The first-fit placer is deterministic: blocks in
+layer order, each into the first usable tile (row-major, faulty tiles skipped) and the
+first free corner position (smallest row, then column) where its rectangle fits.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+
+from analogc.errors import AnalogcError
+from analogc.mapper.traffic import traffic
+
+
+@dataclass
+class Placement:
+    """Where every block sits, and the placer's account of how good that is."""
+
+    tile: dict  # block id -> (row, col) on the grid
+    offset: dict  # block id -> (row, col) inside the tile
+    placer: str
+    status: str
+    objective: float
+    best_bound: float
+    seconds: float
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def tiles_used(self) -> int:
+        return len(set(self.tile.values()))
+
+
+def lower_bound_tiles(blocks: list, spec) -> int:
+    """ceil(cells needed / cells per tile): no placement can use fewer tiles."""
+    return math.ceil(sum(b.cells for b in blocks) / spec.cells_per_tile)
+
+
+def place(blocks: list, layers: list, spec, placer: str = "greedy", **options) -> Placement:
+    """Run the named placer; every placer has this signature."""
+    placers = {"greedy": place_first_fit}
+    if placer not in placers:
+        raise AnalogcError(f"unknown placer {placer!r}: choose from {', '.join(placers)}")
+    return placers[placer](blocks, layers, spec, **options)
+
+
+def place_first_fit(blocks: list, layers: list, spec, **_options) -> Placement:
+    """Deterministic first-fit packing; too big a model is an error saying how big."""
+    start = time.perf_counter()
+    usable = spec.usable_tiles()
+    if not usable:
+        raise AnalogcError(f"target {spec.name}: every tile is marked faulty, nothing can be placed")
+    tile_rows, tile_cols = spec.chip.tile_rows, spec.chip.tile_cols
+    contents: list[list] = []  # per opened tile: rectangles (r0, c0, r1, c1)
+    slot_of, offset = {}, {}
+    for block in blocks:
+        for slot, rects in enumerate(contents):
+            spot = free_spot(rects, block.height, block.width, tile_rows, tile_cols)
+            if spot is not None:
+                break
+        else:
+            contents.append([])
+            slot, rects, spot = len(contents) - 1, contents[-1], (0, 0)
+        rects.append((spot[0], spot[1], spot[0] + block.height, spot[1] + block.width))
+        slot_of[block.id], offset[block.id] = slot, spot
+    needed = len(contents)
+    if needed > len(usable):
+        raise AnalogcError(
+            f"model does not fit target {spec.name}: it needs {needed} tiles of "
+            f"{tile_rows}x{tile_cols} cells (at least {lower_bound_tiles(blocks, spec)}), "
+            f"the grid has {len(usable)} usable tiles"
+        )
+    tile = {bid: usable[slot] for bid, slot in slot_of.items()}
+    cost = traffic(blocks, tile, layers)
+    return Placement(
+        tile,
+        offset,
+        placer="greedy",
+        status="HEURISTIC",
+        objective=float(needed),
+        best_bound=float(lower_bound_tiles(blocks, spec)),
+        seconds=time.perf_counter() - start,
+        extra={"traffic": cost},
+    )
+
+
+def free_spot(rects: list, height: int, width: int, tile_rows: int, tile_cols: int):
+    """Smallest (row, col) corner position where a height x width rectangle fits."""
+    candidates = {(0, 0)}
+    for r0, c0, r1, c1 in rects:
+        candidates.update({(r1, c0), (r0, c1), (r1, 0), (0, c1)})
+    for row, col in sorted(candidates):
+        if row + height > tile_rows or col + width > tile_cols:
+            continue
+        if all(row >= r1 or row + height <= r0 or col >= c1 or col + width <= c0 for r0, c0, r1, c1 in rects):
+            return row, col
+    return None

@@ -1,0 +1,371 @@
+"""Target specs: the chip description, one frozen dataclass per TOML table.
+
+Every number of the device model lives here, never in code. Each field declares its
+unit, meaning and allowed range in its metadata; `load_spec` validates a TOML file
+once against them and names the file and key of anything wrong. Defaults follow
+../shared/docs/device-model.md (Ambrogio et al., Nature 558, 2018, and the PCM
+statistics of IBM's analog toolkit); where the paper gives no number the field's
+doc says the default is an assumption.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import tomllib
+import typing
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+
+from analogc.errors import AnalogcError
+
+DEFAULT_TARGET = "pcm3t1c-2018"
+INF = math.inf
+
+
+def knob(default, doc: str, unit: str = "", lo=None, hi=None, choices=None):
+    """A spec field: default, one-line meaning, unit and allowed range or choices."""
+    meta = {"doc": doc, "unit": unit, "lo": lo, "hi": hi, "choices": choices}
+    if isinstance(default, list):
+        return field(default_factory=lambda: list(default), metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+@dataclass(frozen=True)
+class ChipSpec:
+    """[chip]: the fixed grid of tiles and what each tile holds."""
+
+    grid_rows: int = knob(8, "tile rows on the chip", "tiles", 1, 4096)
+    grid_cols: int = knob(8, "tile columns on the chip", "tiles", 1, 4096)
+    tile_rows: int = knob(512, "unit-cell rows per tile (inputs drive rows)", "cells", 1, 65536)
+    tile_cols: int = knob(512, "unit-cell columns per tile (outputs read on columns)", "cells", 1, 65536)
+    faulty_tiles: list = knob([], "tiles never used, as [row, col] pairs")
+    bias: str = knob("analog", "bias on one extra array row, or added digitally", choices=("analog", "digital"))
+    cell: str = knob("pcm3t1c", "unit cell: 2 PCM + 3T1C pair, or a 2-PCM pair only", choices=("pcm3t1c", "pcm2"))
+    trainable: bool = knob(True, "whether the periphery supports in-situ training (transpose reads, pulses)")
+
+
+@dataclass(frozen=True)
+class CellSpec:
+    """[cell]: the unit cell W = F·(G⁺ − G⁻) + s·(g − g_shared)."""
+
+    gain_f: float = knob(3.0, "gain F of the PCM pair over the capacitor pair (paper's F; 3 is an assumption)", "", 0.0, 1000.0)
+    shared_reference: str = knob("column", "which weights share one g_shared cell (assumption: a column)", choices=("column", "tile"))
+    w_max_quantile: float = knob(1.0, "weight-range quantile mapped to the largest conductance difference", "", 0.5, 1.0)
+
+
+@dataclass(frozen=True)
+class PcmSpec:
+    """[pcm]: phase-change devices, programming, drift and read noise (IBM toolkit fits)."""
+
+    g_max: float = knob(25.0, "largest conductance a device reaches", "µS", 0.1, 1000.0)
+    g_prog_max: float = knob(20.0, "largest conductance programmed reliably (targets clip here)", "µS", 0.1, 1000.0)
+    programming_noise: bool = knob(True, "closed-loop programming leaves a residual error")
+    prog_noise_c0: float = knob(0.26348, "programming error σ polynomial, constant term", "µS", 0.0, 100.0)
+    prog_noise_c1: float = knob(1.9650, "programming error σ polynomial, linear term in ĝ", "µS", -100.0, 100.0)
+    prog_noise_c2: float = knob(-1.1731, "programming error σ polynomial, quadratic term in ĝ", "µS", -100.0, 100.0)
+    prog_tolerance: float = knob(0.25, "closed loop stops when |G − target| is below this", "µS", 0.0, 100.0)
+    prog_max_iterations: int = knob(20, "closed-loop iteration limit (read + pulse)", "", 1, 10000)
+    set_step: float = knob(1.5, "mean partial-SET increment at G = 0, shrinks as G saturates", "µS", 0.0, 100.0)
+    set_step_noise: float = knob(0.5, "relative cycle-to-cycle spread of a partial-SET increment", "", 0.0, 10.0)
+    reset_g: float = knob(0.1, "conductance right after a RESET", "µS", 0.0, 100.0)
+    drift: bool = knob(True, "conductance drift G(t) = G(t0)·(t/t0)^(−ν)")
+    drift_t0: float = knob(20.0, "drift reference time t0 after programming", "s", 1e-9, 1e9)
+    drift_nu_mean_a: float = knob(-0.0155, "μ_ν = clip(a·ln ĝ + b, lo, hi): a", "", -10.0, 10.0)
+    drift_nu_mean_b: float = knob(0.0244, "μ_ν: b", "", -10.0, 10.0)
+    drift_nu_mean_lo: float = knob(0.049, "μ_ν: lower clip", "", 0.0, 1.0)
+    drift_nu_mean_hi: float = knob(0.1, "μ_ν: upper clip", "", 0.0, 1.0)
+    drift_nu_std_a: float = knob(-0.0125, "σ_ν = clip(a·ln ĝ + b, lo, hi): a", "", -10.0, 10.0)
+    drift_nu_std_b: float = knob(-0.0059, "σ_ν: b", "", -10.0, 10.0)
+    drift_nu_std_lo: float = knob(0.008, "σ_ν: lower clip", "", 0.0, 1.0)
+    drift_nu_std_hi: float = knob(0.045, "σ_ν: upper clip", "", 0.0, 1.0)
+    read_noise: bool = knob(True, "1/f read noise N(0, G·Q) at every read")
+    read_noise_q0: float = knob(0.0088, "Q = min(q0 / ĝ^qexp, qmax)·sqrt(ln((t + t_read)/(2 t_read))): q0", "", 0.0, 10.0)
+    read_noise_qexp: float = knob(0.65, "Q exponent on ĝ", "", 0.0, 10.0)
+    read_noise_qmax: float = knob(0.2, "Q cap", "", 0.0, 10.0)
+    t_read: float = knob(250e-9, "duration of one read", "s", 1e-12, 1.0)
+    stuck_high_fraction: float = knob(0.0, "fraction of devices stuck at g_max", "", 0.0, 1.0)
+    dead_fraction: float = knob(0.0, "fraction of devices stuck at 0 (dead)", "", 0.0, 1.0)
+    drift_compensation: bool = knob(True, "global drift compensation: one calibration read per tile rescales outputs")
+
+
+@dataclass(frozen=True)
+class CapacitorSpec:
+    """[capacitor]: the 3T1C cell, volatile lower-significance pair."""
+
+    enabled: bool = knob(True, "the capacitor pair exists and absorbs training updates")
+    v_init: float = knob(0.5, "capacitor voltage after a reset", "V", 0.0, 10.0)
+    v_min: float = knob(0.0, "lower rail", "V", -10.0, 10.0)
+    v_max: float = knob(1.0, "upper rail", "V", -10.0, 10.0)
+    v_leak_target: float = knob(0.8, "voltage the capacitor leaks toward", "V", -10.0, 10.0)
+    leak_tau: float = knob(0.0, "leak time constant in training examples; 0 turns leakage off (no published value)", "examples", 0.0, 1e12)
+    g_per_volt: float = knob(4.0, "read conductance slope dg/dV_C (linear read transistor; assumption)", "µS/V", 0.0, 1000.0)
+    dv_up: float = knob(0.004, "mean voltage step of one 'up' pulse (assumption)", "V", 0.0, 1.0)
+    dv_down: float = knob(0.004, "mean voltage step of one 'down' pulse (assumption)", "V", 0.0, 1.0)
+    step_mismatch: float = knob(0.3, "per-cell relative spread (σ) of dv_up and dv_down, fixed per cell", "", 0.0, 5.0)
+    read_offset_sigma: float = knob(0.0, "per-cell spread of the g(V_C) offset (read-transistor mismatch)", "µS", 0.0, 100.0)
+    read_gain_sigma: float = knob(0.0, "per-cell relative spread of the g(V_C) slope", "", 0.0, 5.0)
+    max_pulses: int = knob(16, "cap on pulses applied to one cell per update", "pulses", 1, 100000)
+
+
+@dataclass(frozen=True)
+class PeripherySpec:
+    """[periphery]: DACs on the rows, ADCs on the columns, output noise."""
+
+    quantization: bool = knob(True, "DAC and ADC quantise (off: ideal converters)")
+    dac_bits: int = knob(8, "DAC resolution (8-bit pulse durations, 2023 chip)", "bits", 1, 32)
+    dac_range: float = knob(1.0, "inputs are clipped to ±dac_range (after per-layer input scaling)", "", 1e-9, 1e9)
+    adc_bits: int = knob(8, "ADC resolution", "bits", 1, 32)
+    adc_bound: float = knob(12.0, "saturating output bound, in units of w_max·dac_range", "", 1e-9, 1e9)
+    output_noise: float = knob(0.06, "additive output noise σ as a fraction of the ADC bound (starting point)", "", 0.0, 10.0)
+    output_noise_enabled: bool = knob(True, "additive output noise on every ADC read")
+
+
+@dataclass(frozen=True)
+class TrainingSpec:
+    """[training]: the paper's in-situ SGD with periodic transfer to PCM."""
+
+    learning_rate: float = knob(0.05, "SGD learning rate η", "", 0.0, 100.0)
+    transfer_interval: int = knob(8000, "examples between transfers to the PCM pair (paper: 8,000)", "examples", 1, 10**9)
+    polarity_inversion: bool = knob(True, "flip the capacitor pair's sign s at every transfer (US 11,074,499)")
+    transfer_offset: float = knob(2.0, "W_T = W − offset − s·(g − g_shared); the capacitor corrects negative errors better", "µS", 0.0, 100.0)
+    refresh_threshold: float = knob(0.9, "refresh a PCM pair when G⁺ or G⁻ exceeds this fraction of g_max", "", 0.0, 1.0)
+    epochs: int = knob(1, "default number of epochs for `train`", "", 1, 100000)
+
+
+@dataclass(frozen=True)
+class CostSpec:
+    """[cost]: energy and time per operation, for estimates (numbers are assumptions unless cited)."""
+
+    mvm_energy_per_mac: float = knob(2.0e-15, "energy of one analog multiply-accumulate", "J", 0.0, 1.0)
+    dac_energy: float = knob(1.0e-13, "energy of one DAC conversion", "J", 0.0, 1.0)
+    adc_energy: float = knob(1.0e-12, "energy of one ADC conversion", "J", 0.0, 1.0)
+    pulse_energy: float = knob(1.0e-13, "energy of one capacitor update pulse", "J", 0.0, 1.0)
+    pcm_program_energy: float = knob(1.0e-11, "energy of one PCM program-and-verify iteration", "J", 0.0, 1.0)
+    digital_op_energy: float = knob(1.0e-13, "energy of one digital operation (activation, partial-sum add)", "J", 0.0, 1.0)
+    word_hop_energy: float = knob(1.0e-13, "energy to move one word one hop on the mesh", "J", 0.0, 1.0)
+    mvm_time: float = knob(1.0e-7, "time of one tile read (all columns in parallel)", "s", 0.0, 1.0)
+    pulse_time: float = knob(1.0e-7, "time of one parallel update phase", "s", 0.0, 1.0)
+    pcm_program_time: float = knob(1.0e-6, "time of one PCM program-and-verify iteration (row-parallel)", "s", 0.0, 1.0)
+    hop_time: float = knob(1.0e-9, "time for one word to cross one mesh hop", "s", 0.0, 1.0)
+    tile_area: float = knob(0.1, "area of one tile with its periphery", "mm²", 0.0, 1e6)
+
+
+TABLES = {
+    "chip": ChipSpec,
+    "cell": CellSpec,
+    "pcm": PcmSpec,
+    "capacitor": CapacitorSpec,
+    "periphery": PeripherySpec,
+    "training": TrainingSpec,
+    "cost": CostSpec,
+}
+
+
+@dataclass(frozen=True)
+class TargetSpec:
+    """A whole chip description: name, source, and one dataclass per table."""
+
+    name: str
+    description: str = ""
+    source: str = ""
+    ideal: bool = False
+    chip: ChipSpec = field(default_factory=ChipSpec)
+    cell: CellSpec = field(default_factory=CellSpec)
+    pcm: PcmSpec = field(default_factory=PcmSpec)
+    capacitor: CapacitorSpec = field(default_factory=CapacitorSpec)
+    periphery: PeripherySpec = field(default_factory=PeripherySpec)
+    training: TrainingSpec = field(default_factory=TrainingSpec)
+    cost: CostSpec = field(default_factory=CostSpec)
+
+    @property
+    def cells_per_tile(self) -> int:
+        return self.chip.tile_rows * self.chip.tile_cols
+
+    def usable_tiles(self) -> list[tuple[int, int]]:
+        """Grid positions in row-major order, faulty tiles left out."""
+        faulty = {tuple(t) for t in self.chip.faulty_tiles}
+        return [
+            (r, c)
+            for r in range(self.chip.grid_rows)
+            for c in range(self.chip.grid_cols)
+            if (r, c) not in faulty
+        ]
+
+    def to_dict(self) -> dict:
+        """Plain dict (TOML/JSON-able) that `spec_from_dict` reads back."""
+        return dataclasses.asdict(self)
+
+    def without_nonidealities(self) -> "TargetSpec":
+        """The same chip with every nonideality switched off (`--ideal`)."""
+        return dataclasses.replace(
+            self,
+            ideal=True,
+            pcm=dataclasses.replace(
+                self.pcm,
+                programming_noise=False,
+                drift=False,
+                read_noise=False,
+                stuck_high_fraction=0.0,
+                dead_fraction=0.0,
+            ),
+            capacitor=dataclasses.replace(
+                self.capacitor, step_mismatch=0.0, read_offset_sigma=0.0, read_gain_sigma=0.0, leak_tau=0.0
+            ),
+            periphery=dataclasses.replace(
+                self.periphery, quantization=False, output_noise_enabled=False
+            ),
+        )
+
+
+def shipped_targets() -> dict[str, Path]:
+    """Names of the shipped specs (file stem) to their paths, sorted by name."""
+    folder = resources.files("analogc.target_specs")
+    found = {}
+    for entry in folder.iterdir():
+        if entry.name.endswith(".toml"):
+            found[entry.name[: -len(".toml")]] = Path(str(entry))
+    return dict(sorted(found.items()))
+
+
+def load_target(name_or_path: str | None) -> TargetSpec:
+    """A shipped spec by name, or a TOML file by path; the default when None."""
+    name_or_path = name_or_path or DEFAULT_TARGET
+    shipped = shipped_targets()
+    if name_or_path in shipped:
+        return load_spec(shipped[name_or_path])
+    path = Path(name_or_path)
+    if path.suffix == ".toml" or path.exists():
+        return load_spec(path)
+    raise AnalogcError(
+        f"unknown target {name_or_path!r}: shipped targets are {', '.join(shipped)}, "
+        "or give the path of a .toml file"
+    )
+
+
+def load_spec(path: Path) -> TargetSpec:
+    """Read and validate one TOML target spec."""
+    try:
+        text = Path(path).read_bytes().decode("utf-8")
+    except OSError as exc:
+        raise AnalogcError(f"{path}: cannot read target spec ({exc.strerror or exc})") from None
+    except UnicodeDecodeError:
+        raise AnalogcError(f"{path}: target spec is not UTF-8 text") from None
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise AnalogcError(f"{path}: not valid TOML ({exc})") from None
+    raw.setdefault("name", Path(path).stem)
+    return spec_from_dict(raw, origin=str(path))
+
+
+def spec_from_dict(raw: dict, origin: str = "target spec") -> TargetSpec:
+    """Validate a parsed spec: unknown keys, types and ranges are errors naming the key."""
+    if not isinstance(raw, dict):
+        raise AnalogcError(f"{origin}: a target spec must be a table")
+    top_level = {"name": str, "description": str, "source": str, "ideal": bool}
+    unknown = sorted(set(raw) - set(top_level) - set(TABLES))
+    if unknown:
+        raise AnalogcError(f"{origin}: unknown key {unknown[0]!r} (allowed tables: {', '.join(TABLES)})")
+    kwargs = {}
+    for key, kind in top_level.items():
+        if key in raw:
+            if not isinstance(raw[key], kind):
+                raise AnalogcError(f"{origin}: key {key!r} must be a {kind.__name__}, got {raw[key]!r}")
+            kwargs[key] = raw[key]
+    for table, cls in TABLES.items():
+        values = raw.get(table, {})
+        if not isinstance(values, dict):
+            raise AnalogcError(f"{origin}: [{table}] must be a table")
+        kwargs[table] = table_from_dict(cls, values, f"{origin}: [{table}]")
+    spec = TargetSpec(**kwargs)
+    check_consistency(spec, origin)
+    return spec
+
+
+def table_from_dict(cls, values: dict, where: str):
+    """Build one table's dataclass, checking each key's type and range."""
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - set(fields))
+    if unknown:
+        raise AnalogcError(f"{where}: unknown key {unknown[0]!r} (known: {', '.join(fields)})")
+    out = {}
+    for key, value in values.items():
+        out[key] = check_value(key, value, hints[key], fields[key].metadata, where)
+    return cls(**out)
+
+
+def check_value(key: str, value, kind, meta, where: str):
+    """One value against its declared type, range and choices."""
+    if kind is bool:
+        if not isinstance(value, bool):
+            raise AnalogcError(f"{where} {key} must be true or false, got {value!r}")
+        return value
+    if kind is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise AnalogcError(f"{where} {key} must be an integer, got {value!r}")
+    elif kind is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise AnalogcError(f"{where} {key} must be a number, got {value!r}")
+        value = float(value)
+        if not math.isfinite(value):
+            raise AnalogcError(f"{where} {key} must be finite, got {value!r}")
+    elif kind is str:
+        if not isinstance(value, str):
+            raise AnalogcError(f"{where} {key} must be a string, got {value!r}")
+        if meta["choices"] and value not in meta["choices"]:
+            raise AnalogcError(f"{where} {key} must be one of {', '.join(meta['choices'])}, got {value!r}")
+        return value
+    elif kind is list:
+        return check_tile_list(key, value, where)
+    lo, hi = meta["lo"], meta["hi"]
+    if (lo is not None and value < lo) or (hi is not None and value > hi):
+        unit = f" {meta['unit']}" if meta["unit"] else ""
+        raise AnalogcError(f"{where} {key} must be in [{lo}, {hi}]{unit}, got {value!r}")
+    return value
+
+
+def check_tile_list(key: str, value, where: str) -> list:
+    """A list of [row, col] pairs of non-negative integers."""
+    if not isinstance(value, list):
+        raise AnalogcError(f"{where} {key} must be a list of [row, col] pairs, got {value!r}")
+    pairs = []
+    for item in value:
+        if (
+            not isinstance(item, list)
+            or len(item) != 2
+            or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in item)
+        ):
+            raise AnalogcError(f"{where} {key} must hold [row, col] pairs of integers ≥ 0, got {item!r}")
+        pairs.append([int(item[0]), int(item[1])])
+    return pairs
+
+
+def check_consistency(spec: TargetSpec, origin: str) -> None:
+    """Rules between keys that single-key ranges cannot express."""
+    chip = spec.chip
+    for r, c in chip.faulty_tiles:
+        if r >= chip.grid_rows or c >= chip.grid_cols:
+            raise AnalogcError(
+                f"{origin}: [chip] faulty_tiles entry [{r}, {c}] lies outside the "
+                f"{chip.grid_rows}x{chip.grid_cols} grid"
+            )
+    if spec.pcm.g_prog_max > spec.pcm.g_max:
+        raise AnalogcError(f"{origin}: [pcm] g_prog_max ({spec.pcm.g_prog_max}) exceeds g_max ({spec.pcm.g_max})")
+    cap = spec.capacitor
+    if not cap.v_min <= cap.v_init <= cap.v_max:
+        raise AnalogcError(f"{origin}: [capacitor] v_init must lie between v_min and v_max, got {cap.v_init}")
+    if spec.pcm.stuck_high_fraction + spec.pcm.dead_fraction > 1.0:
+        raise AnalogcError(f"{origin}: [pcm] stuck_high_fraction + dead_fraction exceeds 1")
+
+
+def spec_summary(spec: TargetSpec) -> str:
+    """One line for `analogc targets`."""
+    chip = spec.chip
+    mode = "training" if chip.trainable else "inference only"
+    return (
+        f"{chip.grid_rows}x{chip.grid_cols} tiles of {chip.tile_rows}x{chip.tile_cols} "
+        f"{chip.cell} cells, bias {chip.bias}, {mode}"
+    )
