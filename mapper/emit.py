@@ -105,6 +105,7 @@ def emit_program(layer_graph, blocks, placement, spec, source_model: onnx.ModelP
                 "best_bound": placement.best_bound,
                 "seconds": round(placement.seconds, 6),
             },
+            "details": {k: v for k, v in placement.extra.items() if k not in ("traffic", "traffic_greedy")},
             "traffic": placement.extra.get("traffic", 0),
             "traffic_greedy": placement.extra.get("traffic_greedy", placement.extra.get("traffic", 0)),
         },

@@ -2,7 +2,7 @@
 
 `place(blocks, layers, spec, placer=...)` returns a `Placement`: for each block a tile
 [r, c] and an offset [row, col] inside it, plus what the placer knows about its answer
-(status, objective, bound, seconds). The first-fit placer is deterministic: blocks in
+(status, objective, bound, seconds). CP-SAT (`cpsat_place.py`) is the default; the first-fit placer is deterministic: blocks in
 layer order, each into the first usable tile (row-major, faulty tiles skipped) and the
 first free corner position (smallest row, then column) where its rectangle fits.
 """
@@ -29,6 +29,7 @@ class Placement:
     best_bound: float
     seconds: float
     extra: dict = field(default_factory=dict)
+    blocks: list | None = None  # set when the placer cut blocks further (ids renumbered)
 
     @property
     def tiles_used(self) -> int:
@@ -40,22 +41,60 @@ def lower_bound_tiles(blocks: list, spec) -> int:
     return math.ceil(sum(b.cells for b in blocks) / spec.cells_per_tile)
 
 
-def place(blocks: list, layers: list, spec, placer: str = "greedy", **options) -> Placement:
+def place(blocks: list, layers: list, spec, placer: str = "cpsat", **options) -> Placement:
     """Run the named placer; every placer has this signature."""
-    placers = {"greedy": place_first_fit}
+    from analogc.mapper.cpsat_place import place_cpsat
+
+    placers = {"cpsat": place_cpsat, "greedy": place_first_fit}
     if placer not in placers:
         raise AnalogcError(f"unknown placer {placer!r}: choose from {', '.join(placers)}")
     return placers[placer](blocks, layers, spec, **options)
 
 
 def place_first_fit(blocks: list, layers: list, spec, **_options) -> Placement:
-    """Deterministic first-fit packing; too big a model is an error saying how big."""
+    """Deterministic first-fit packing, tiles in row-major order; too big is an error."""
     start = time.perf_counter()
+    usable = usable_or_error(spec)
+    slot_of, offset, needed = first_fit_pack(blocks, spec.chip.tile_rows, spec.chip.tile_cols)
+    check_fits(needed, blocks, spec, usable)
+    tile = {bid: usable[slot] for bid, slot in slot_of.items()}
+    cost = traffic(blocks, tile, layers)
+    return Placement(
+        tile,
+        offset,
+        placer="greedy",
+        status="HEURISTIC",
+        objective=float(needed),
+        best_bound=float(lower_bound_tiles(blocks, spec)),
+        seconds=time.perf_counter() - start,
+        extra={"traffic": cost, "traffic_greedy": cost},
+    )
+
+
+def usable_or_error(spec) -> list:
     usable = spec.usable_tiles()
     if not usable:
         raise AnalogcError(f"target {spec.name}: every tile is marked faulty, nothing can be placed")
-    tile_rows, tile_cols = spec.chip.tile_rows, spec.chip.tile_cols
-    contents: list[list] = []  # per opened tile: rectangles (r0, c0, r1, c1)
+    return usable
+
+
+def check_fits(needed: int, blocks: list, spec, usable: list) -> None:
+    """Error naming tiles needed (and the lower bound) against usable tiles on the grid."""
+    if needed > len(usable):
+        bound = lower_bound_tiles(blocks, spec)
+        need = f"at least {bound}" if needed == bound else f"{needed} (lower bound {bound})"
+        raise AnalogcError(
+            f"model does not fit target {spec.name}: it needs {need} tiles of "
+            f"{spec.chip.tile_rows}x{spec.chip.tile_cols} cells, the grid has {len(usable)} usable tiles"
+        )
+
+
+def first_fit_pack(blocks: list, tile_rows: int, tile_cols: int) -> tuple[dict, dict, int]:
+    """Blocks in the given order into the first tile slot with a free corner position.
+
+    Returns (slot index per block id, offset per block id, number of slots opened).
+    """
+    contents: list[list] = []  # per opened slot: rectangles (r0, c0, r1, c1)
     slot_of, offset = {}, {}
     for block in blocks:
         for slot, rects in enumerate(contents):
@@ -67,25 +106,7 @@ def place_first_fit(blocks: list, layers: list, spec, **_options) -> Placement:
             slot, rects, spot = len(contents) - 1, contents[-1], (0, 0)
         rects.append((spot[0], spot[1], spot[0] + block.height, spot[1] + block.width))
         slot_of[block.id], offset[block.id] = slot, spot
-    needed = len(contents)
-    if needed > len(usable):
-        raise AnalogcError(
-            f"model does not fit target {spec.name}: it needs {needed} tiles of "
-            f"{tile_rows}x{tile_cols} cells (at least {lower_bound_tiles(blocks, spec)}), "
-            f"the grid has {len(usable)} usable tiles"
-        )
-    tile = {bid: usable[slot] for bid, slot in slot_of.items()}
-    cost = traffic(blocks, tile, layers)
-    return Placement(
-        tile,
-        offset,
-        placer="greedy",
-        status="HEURISTIC",
-        objective=float(needed),
-        best_bound=float(lower_bound_tiles(blocks, spec)),
-        seconds=time.perf_counter() - start,
-        extra={"traffic": cost},
-    )
+    return slot_of, offset, len(contents)
 
 
 def free_spot(rects: list, height: int, width: int, tile_rows: int, tile_cols: int):

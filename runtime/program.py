@@ -86,7 +86,8 @@ def save_program(program: Program, path: str | Path) -> None:
             archive.writestr(zipfile.ZipInfo(PROGRAM_JSON, (1980, 1, 1, 0, 0, 0)), json.dumps(meta, indent=1, sort_keys=True))
             for name, data in sorted(payload.items()):
                 info = zipfile.ZipInfo(name, (1980, 1, 1, 0, 0, 0))
-                info.compress_type = zipfile.ZIP_DEFLATED
+                # Weights barely compress and deflating hundreds of MB is slow: store them.
+                info.compress_type = zipfile.ZIP_STORED if len(data) > 1 << 20 else zipfile.ZIP_DEFLATED
                 archive.writestr(info, data)
 
 

@@ -1,0 +1,106 @@
+"""The `analogc` command line: compile, plan, run, targets.
+
+Exit status: 0 success; 2 bad input or usage (one line `analogc: error: ...` on
+stderr); 1 an internal error (traceback only with --debug).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import traceback
+
+from analogc.errors import AnalogcError
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse that reports usage errors as one `analogc: error:` line, exit 2."""
+
+    def error(self, message):
+        raise AnalogcError(f"{message} (see: {self.prog} --help)")
+
+
+def add_common(parser: argparse.ArgumentParser, seed: bool = False, json_out: bool = True) -> None:
+    if seed:
+        parser.add_argument("--seed", type=int, default=0, help="random seed (default 0): same seed, same result")
+    if json_out:
+        parser.add_argument("--json", action="store_true", help="print one JSON object on stdout instead of the summary")
+    parser.add_argument("-q", "--quiet", action="store_true", help="print less")
+    parser.add_argument("-v", "--verbose", action="store_true", help="print more")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks of internal errors")
+
+
+def build_parser() -> ArgumentParser:
+    parser = ArgumentParser(
+        prog="analogc",
+        description="Compile ONNX networks onto analog PCM + 3T1C in-memory tiles and run them on a simulated chip.",
+    )
+    parser.add_argument("--version", action="version", version=f"analogc {__import__('analogc').__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=ArgumentParser)
+
+    p = sub.add_parser("compile", help="ONNX model -> placed tile program (.atp)", description="Frontend, partition, placement and emission of a tile program.")
+    p.add_argument("model", metavar="MODEL.onnx")
+    p.add_argument("--target", default=None, help="shipped target name or path of a .toml spec (default pcm3t1c-2018)")
+    p.add_argument("-o", "--output", metavar="OUT.atp", help="output tile program (default: MODEL's name with .atp, in the current folder)")
+    p.add_argument("--placer", choices=["cpsat", "greedy"], default="cpsat", help="cpsat (default: packing and placement proven against bounds) or greedy first-fit")
+    p.add_argument("--time-limit", type=float, default=5.0, metavar="S", help="placer time budget in seconds (default 5); the best plan found is returned")
+    add_common(p, seed=True)
+    p.set_defaults(handler="compile")
+
+    p = sub.add_parser("plan", help="show a tile program's allocation", description="Per layer and per tile: where the blocks sit and how full the tiles are.")
+    p.add_argument("program", metavar="PROGRAM.atp")
+    add_common(p)
+    p.set_defaults(handler="plan")
+
+    p = sub.add_parser("run", help="inference on the simulated chip", description="Run a tile program on the simulated chip, next to onnxruntime on the original model.")
+    p.add_argument("program", metavar="PROGRAM.atp")
+    source = p.add_mutually_exclusive_group(required=True)
+    source.add_argument("--data", metavar="SPEC", help="digits | fashion-mnist | idx:DIR | FILE.npz (test split)")
+    source.add_argument("--input", metavar="X.npy", help="input array (.npy), or .npz with one array per model input")
+    p.add_argument("--output", metavar="Y.npy", help="with --input: write the first output (.npy) or all outputs (.npz)")
+    p.add_argument("--ideal", action="store_true", help="switch every nonideality off (must match onnxruntime)")
+    p.add_argument("--batch-size", type=int, default=256, help="examples per batch when the model's batch is symbolic")
+    p.add_argument("--limit", type=int, default=None, metavar="N", help="use only the first N test examples")
+    add_common(p, seed=True)
+    p.set_defaults(handler="run")
+
+    p = sub.add_parser("targets", help="list the shipped target specs", description="The shipped target specs, one line each.")
+    add_common(p)
+    p.set_defaults(handler="targets")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    debug = "--debug" in argv
+    try:
+        args = build_parser().parse_args(argv)
+        if not getattr(args, "handler", None):
+            build_parser().print_help()
+            return 2
+        from analogc import commands
+
+        return getattr(commands, f"cmd_{args.handler}")(args) or 0
+    except AnalogcError as exc:
+        message = " ".join(str(exc).split())
+        print(f"analogc: error: {message}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("analogc: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return 0
+    except Exception as exc:  # an internal error: our bug, not the user's input
+        if debug:
+            traceback.print_exc()
+        print(f"analogc: internal error: {type(exc).__name__}: {exc} (rerun with --debug for a traceback)", file=sys.stderr)
+        return 1
+
+
+def print_json(obj) -> None:
+    print(json.dumps(obj, indent=1, sort_keys=False, default=float))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,257 @@
+"""What each CLI command does, given parsed arguments. Returns the exit status."""
+
+from __future__ import annotations
+
+import sys
+import time
+import zipfile
+from pathlib import Path
+
+import numpy as np
+from rich.console import Console
+
+from analogc.errors import AnalogcError
+
+
+def console_for(args) -> Console:
+    """Human output goes to stdout unless --json owns stdout, then to stderr."""
+    console = Console(stderr=bool(getattr(args, "json", False)), highlight=False)
+    if not console.is_terminal:
+        console.width = 132  # rich assumes 80 columns for pipes; tables need more
+    return console
+
+
+def cmd_compile(args) -> int:
+    from analogc.cli import print_json
+    from analogc.mapper import compile_model
+    from analogc.plan_view import plan_json, print_plan
+    from analogc.runtime.program import save_program
+    from analogc.runtime.spec import load_target
+
+    if args.time_limit <= 0:
+        raise AnalogcError(f"--time-limit must be positive, got {args.time_limit}")
+    spec = load_target(args.target)
+    output = Path(args.output) if args.output else Path(Path(args.model).stem + ".atp")
+    if output.suffix != ".atp":
+        raise AnalogcError(f"{output}: the output of compile must end in .atp")
+    folder = output.parent if str(output.parent) else Path(".")
+    if not folder.is_dir():  # fail before compiling, not after
+        raise AnalogcError(f"{output}: folder {folder} does not exist")
+    program = compile_model(args.model, spec, placer=args.placer, time_limit=args.time_limit, seed=args.seed)
+    save_program(program, output)
+    if args.json:
+        print_json({"output": str(output), **plan_json(program)})
+    elif not args.quiet:
+        console = console_for(args)
+        console.print(f"wrote {output}")
+        print_plan(program, console, verbose=args.verbose)
+    return 0
+
+
+def cmd_plan(args) -> int:
+    from analogc.cli import print_json
+    from analogc.plan_view import plan_json, print_plan
+    from analogc.runtime.program import load_program
+
+    program = load_program(args.program)
+    if args.json:
+        print_json(plan_json(program))
+    else:
+        print_plan(program, console_for(args), verbose=args.verbose)
+    return 0
+
+
+def cmd_targets(args) -> int:
+    from analogc.cli import print_json
+    from analogc.runtime.spec import DEFAULT_TARGET, load_spec, shipped_targets, spec_summary
+
+    rows = []
+    for name, path in shipped_targets().items():
+        spec = load_spec(path)
+        rows.append({"name": name, "default": name == DEFAULT_TARGET, "summary": spec_summary(spec), "description": spec.description, "path": str(path)})
+    if args.json:
+        print_json({"targets": rows})
+    else:
+        width = max(len(r["name"]) for r in rows)
+        for row in rows:
+            mark = " (default)" if row["default"] else ""
+            print(f"{row['name']:<{width}}  {row['summary']}: {row['description']}{mark}")
+    return 0
+
+
+def cmd_run(args) -> int:
+    from analogc.runtime.chip import Chip
+    from analogc.runtime.program import load_program
+
+    if args.batch_size <= 0:
+        raise AnalogcError(f"--batch-size must be positive, got {args.batch_size}")
+    if args.limit is not None and args.limit <= 0:
+        raise AnalogcError(f"--limit must be positive, got {args.limit}")
+    if args.output and not args.input:
+        raise AnalogcError("--output goes with --input (with --data, results are printed)")
+    program = load_program(args.program)
+    if args.input:
+        feeds, labels, data_name = read_input_arrays(Path(args.input), program), None, Path(args.input).name
+        if args.output:
+            check_output_path(Path(args.output))
+    else:
+        feeds, labels, data_name = dataset_feeds(args.data, program, args.limit)
+    if args.limit is not None:
+        feeds = {k: v[: args.limit] for k, v in feeds.items()}
+        labels = labels[: args.limit] if labels is not None else None
+    chip = Chip(program, ideal=args.ideal, seed=args.seed)
+    result, outputs = evaluate(program, chip, feeds, labels, args)
+    result = {"data": data_name, **result}
+    if args.output:
+        write_outputs(Path(args.output), program, outputs)
+        result["output"] = args.output
+    report_run(args, program, result)
+    return 0
+
+
+def evaluate(program, chip, feeds, labels, args):
+    """Chip and onnxruntime reference on the same batches; accuracy and agreement."""
+    from analogc.runtime.infer import Reference, accuracy, batch_size_of, chip_runner, run_batched
+
+    batch, pad = batch_size_of(program, args.batch_size)
+    n = len(next(iter(feeds.values())))
+    with progress_bar(args, n, "chip") as advance:
+        start = time.perf_counter()
+        chip_out = run_batched(chip_runner(chip), feeds, batch, pad, advance)
+        seconds = time.perf_counter() - start
+    ref_out = run_batched(Reference(program), feeds, batch, pad)
+    result = {
+        "mode": "ideal" if args.ideal else "default",
+        "target": program.meta["target"]["name"],
+        "seed": args.seed,
+        "examples": n,
+        "seconds": seconds,
+        "examples_per_s": n / seconds if seconds > 0 else None,
+    }
+    if labels is not None:
+        result["accuracy"] = accuracy(chip_out[0], labels)
+        result["onnxruntime_accuracy"] = accuracy(ref_out[0], labels)
+    diffs = [float(np.max(np.abs(a.astype(np.float64) - b.astype(np.float64)))) if a.size else 0.0 for a, b in zip(chip_out, ref_out)]
+    result["max_abs_diff_vs_onnxruntime"] = max(diffs) if diffs else 0.0
+    return result, chip_out
+
+
+class progress_bar:
+    """A rich progress bar on stderr for long runs; silent with --json/-q or when short."""
+
+    def __init__(self, args, total: int, label: str):
+        self.enabled = not (args.json or args.quiet) and total >= 2048 and sys.stderr.isatty()
+        self.total, self.label = total, label
+
+    def __enter__(self):
+        if not self.enabled:
+            return None
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
+
+        self.progress = Progress("[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), console=Console(stderr=True), transient=True)
+        self.progress.start()
+        task = self.progress.add_task(self.label, total=self.total)
+        return lambda k: self.progress.advance(task, k)
+
+    def __exit__(self, *exc):
+        if self.enabled:
+            self.progress.stop()
+        return False
+
+
+def dataset_feeds(spec: str, program, limit):
+    from analogc.data import fit_to_input, load_dataset
+    from analogc.runtime.infer import single_input
+
+    model_input = single_input(program)
+    data = load_dataset(spec)
+    x = data.x_test if limit is None else data.x_test[:limit]
+    x = fit_to_input(x, model_input["shape"], data.name)
+    dtype = np.dtype(model_input["dtype"]) if model_input["dtype"] != "unknown" else np.float32
+    if dtype.kind != "f":
+        raise AnalogcError(f"model input {model_input['name']!r} is {dtype}, data sets feed float images")
+    labels = data.y_test if limit is None else data.y_test[:limit]
+    return {model_input["name"]: x.astype(dtype)}, labels, data.name
+
+
+def read_input_arrays(path: Path, program) -> dict:
+    """--input: one .npy for a one-input model, or a .npz keyed by input names."""
+    inputs = program.meta["model"]["inputs"]
+    if not path.is_file():
+        raise AnalogcError(f"{path}: no such file")
+    try:
+        loaded = np.load(path, allow_pickle=False)
+    except (ValueError, OSError, zipfile.BadZipFile, EOFError) as exc:
+        raise AnalogcError(f"{path}: not a readable .npy/.npz file ({exc})") from None
+    if isinstance(loaded, np.ndarray):
+        if len(inputs) != 1:
+            raise AnalogcError(f"{path}: the model has {len(inputs)} inputs; give a .npz with arrays named {', '.join(i['name'] for i in inputs)}")
+        arrays = {inputs[0]["name"]: loaded}
+    else:
+        with loaded:
+            missing = [i["name"] for i in inputs if i["name"] not in loaded.files]
+            if missing:
+                raise AnalogcError(f"{path}: no array for model input(s) {', '.join(missing)}")
+            arrays = {i["name"]: loaded[i["name"]] for i in inputs}
+    feeds, batch = {}, None
+    for info in inputs:
+        feeds[info["name"]] = check_input_array(arrays[info["name"]], info, path)
+        n = len(feeds[info["name"]])
+        if batch is not None and n != batch:
+            raise AnalogcError(f"{path}: inputs disagree on the number of examples ({batch} vs {n})")
+        batch = n
+    return feeds
+
+
+def check_input_array(x: np.ndarray, info: dict, path: Path) -> np.ndarray:
+    shape = info["shape"]
+    expected = tuple("N" if d is None else d for d in (shape or []))
+    if shape is not None and (x.ndim != len(shape) or any(d is not None and i > 0 and d != s for i, (d, s) in enumerate(zip(shape, x.shape)))):
+        raise AnalogcError(f"{path}: array of shape {x.shape} does not fit model input {info['name']!r} of shape {expected}")
+    if x.ndim == 0:
+        raise AnalogcError(f"{path}: input {info['name']!r} must have a batch dimension")
+    dtype = np.dtype(info["dtype"]) if info["dtype"] != "unknown" else x.dtype
+    if x.dtype.kind not in "biuf" or (dtype.kind == "f") != (x.dtype.kind == "f"):
+        raise AnalogcError(f"{path}: input {info['name']!r} is {x.dtype}, the model expects {dtype}")
+    if x.dtype.kind == "f" and not np.all(np.isfinite(x)):
+        raise AnalogcError(f"{path}: input {info['name']!r} holds NaN or Inf")
+    return x.astype(dtype, copy=False)
+
+
+def check_output_path(path: Path) -> None:
+    if path.suffix not in (".npy", ".npz"):
+        raise AnalogcError(f"{path}: --output must end in .npy or .npz")
+    if not (path.parent if str(path.parent) else Path(".")).is_dir():
+        raise AnalogcError(f"{path}: folder {path.parent} does not exist")
+
+
+def write_outputs(path: Path, program, outputs: list) -> None:
+    from analogc.atomic import atomic_path
+
+    names = [o["name"] for o in program.meta["model"]["outputs"]]
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as handle:
+            if path.suffix == ".npz":
+                np.savez(handle, **dict(zip(names, outputs)))
+            else:
+                np.save(handle, outputs[0], allow_pickle=False)
+
+
+def report_run(args, program, result: dict) -> None:
+    from analogc.cli import print_json
+
+    if args.json:
+        print_json(result)
+        return
+    if args.quiet:
+        return
+    console = console_for(args)
+    line = f"{result['examples']} examples of {result['data']} on {result['target']} ({result['mode']} mode, seed {result['seed']})"
+    console.print(line)
+    if "accuracy" in result:
+        console.print(f"  chip accuracy         {result['accuracy']:.4f}")
+        console.print(f"  onnxruntime accuracy  {result['onnxruntime_accuracy']:.4f}")
+    console.print(f"  max |chip - onnxruntime| on the outputs: {result['max_abs_diff_vs_onnxruntime']:.3g}")
+    console.print(f"  {result['examples_per_s']:.0f} examples/s ({result['seconds']:.3f} s)")
+    if "output" in result:
+        console.print(f"  wrote {result['output']}")

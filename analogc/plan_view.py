@@ -1,0 +1,133 @@
+"""The allocation of a tile program as JSON (the contract's fields) and as text tables."""
+
+from __future__ import annotations
+
+from rich.console import Console
+from rich.table import Table
+
+
+def plan_json(program) -> dict:
+    """The fields architecture.md promises for `compile --json` and `plan --json`."""
+    placement = program.meta["placement"]
+    solver = dict(placement["solver"])
+    solver["proven_optimal"] = solver.get("status") == "OPTIMAL"
+    return {
+        "model": program.meta["model"]["name"],
+        "target": program.meta["target"]["name"],
+        "grid": placement["grid"],
+        "tile": placement["tile"],
+        "tiles_used": placement["tiles_used"],
+        "lower_bound_tiles": placement["lower_bound_tiles"],
+        "utilization": placement["utilization"],
+        "placer": placement["placer"],
+        "solver": solver,
+        "traffic": placement["traffic"],
+        "traffic_greedy": placement["traffic_greedy"],
+        "traffic_unit": "activation elements x mesh hops per example",
+        "placer_details": placement.get("details", {}),
+        "layers": [
+            {
+                "name": layer["name"],
+                "shape": layer["shape"],
+                "array_shape": layer["array_shape"],
+                "bias": layer["bias"],
+                "activation": layer["activation"]["op"],
+                "blocks": layer["blocks"],
+                "tiles": layer["tiles"],
+                "partial_sums_added_digitally": layer["row_split"],
+                "columns_concatenated": layer["col_split"],
+            }
+            for layer in program.layers
+        ],
+        "blocks": [
+            {k: block[k] for k in ("id", "layer", "rows", "cols", "tile", "offset")} for block in program.blocks
+        ],
+        "host_segments": [
+            {"name": s["name"], "inputs": s["inputs"], "outputs": s["outputs"], "onnx_nodes": s["onnx_nodes"]}
+            for s in program.meta.get("host_segments", [])
+        ],
+        "tile_utilization": tile_utilization(program),
+    }
+
+
+def tile_utilization(program) -> list[dict]:
+    """Per used tile: blocks, cells used, fraction of the tile, layers present."""
+    rows, cols = program.meta["placement"]["tile"]
+    tiles: dict[tuple, dict] = {}
+    for block in program.blocks:
+        key = tuple(block["tile"])
+        entry = tiles.setdefault(key, {"tile": list(key), "blocks": 0, "cells": 0, "layers": []})
+        entry["blocks"] += 1
+        entry["cells"] += (block["rows"][1] - block["rows"][0]) * (block["cols"][1] - block["cols"][0])
+        if block["layer"] not in entry["layers"]:
+            entry["layers"].append(block["layer"])
+    for entry in tiles.values():
+        entry["utilization"] = entry["cells"] / (rows * cols)
+    return [tiles[k] for k in sorted(tiles)]
+
+
+def print_plan(program, console: Console, verbose: bool = False) -> None:
+    plan = plan_json(program)
+    solver = plan["solver"]
+    console.print(
+        f"[bold]{plan['model']}[/] on [bold]{plan['target']}[/]: grid {plan['grid'][0]}x{plan['grid'][1]} tiles "
+        f"of {plan['tile'][0]}x{plan['tile'][1]} cells"
+    )
+    proven = "proven optimal" if solver["proven_optimal"] else "not proven optimal"
+    console.print(
+        f"tiles used {plan['tiles_used']} (lower bound {plan['lower_bound_tiles']}), "
+        f"utilization {plan['utilization']:.1%}, placer {plan['placer']} ({solver['status']}, {proven}, "
+        f"{solver['seconds']:.3f} s), traffic {plan['traffic']} elements·hops/example "
+        f"(first-fit {plan['traffic_greedy']})"
+    )
+    table = Table(title="layers", title_justify="left")
+    for column in ("layer", "K x N", "array rows x cols", "bias", "activation", "blocks", "tiles", "split"):
+        table.add_column(column, justify="right" if column in ("blocks", "tiles") else "left")
+    for layer in plan["layers"]:
+        split = []
+        if layer["partial_sums_added_digitally"]:
+            split.append("rows (partial sums)")
+        if layer["columns_concatenated"]:
+            split.append("cols (concatenated)")
+        table.add_row(
+            layer["name"],
+            f"{layer['shape'][0]} x {layer['shape'][1]}",
+            f"{layer['array_shape'][0]} x {layer['array_shape'][1]}",
+            layer["bias"],
+            layer["activation"],
+            str(layer["blocks"]),
+            str(layer["tiles"]),
+            " + ".join(split) or "-",
+        )
+    console.print(table)
+    tiles = Table(title="tiles", title_justify="left")
+    for column in ("tile", "blocks", "cells", "utilization", "layers"):
+        tiles.add_column(column)
+    for entry in plan["tile_utilization"]:
+        tiles.add_row(
+            f"[{entry['tile'][0]}, {entry['tile'][1]}]",
+            str(entry["blocks"]),
+            str(entry["cells"]),
+            f"{entry['utilization']:.1%}",
+            ", ".join(entry["layers"]),
+        )
+    console.print(tiles)
+    if verbose:
+        blocks = Table(title="blocks", title_justify="left")
+        for column in ("id", "layer", "rows", "cols", "tile", "offset"):
+            blocks.add_column(column)
+        for block in plan["blocks"]:
+            blocks.add_row(
+                str(block["id"]),
+                block["layer"],
+                f"[{block['rows'][0]}, {block['rows'][1]})",
+                f"[{block['cols'][0]}, {block['cols'][1]})",
+                str(block["tile"]),
+                str(block["offset"]),
+            )
+        console.print(blocks)
+    for segment in plan["host_segments"]:
+        console.print(
+            f"host segment {segment['name']} (onnxruntime): {len(segment['onnx_nodes'])} nodes "
+            f"[{', '.join(segment['onnx_nodes'][:6])}{', ...' if len(segment['onnx_nodes']) > 6 else ''}]"
+        )

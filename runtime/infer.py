@@ -1,0 +1,83 @@
+"""Inference over many examples: batching (fixed or symbolic batch dims) and accuracy.
+
+The chip and the onnxruntime reference see the same batches. A model whose batch
+dimension is fixed (say 1) is fed in batches of exactly that size, the last one padded
+and trimmed, so any exporter's choice works.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from analogc.errors import AnalogcError
+from analogc.runtime.host import make_session, run_session
+
+DEFAULT_BATCH = 256
+
+
+def batch_size_of(program, requested: int = DEFAULT_BATCH) -> tuple[int, bool]:
+    """(batch size, fixed?): the model's fixed batch size, or `requested` when symbolic."""
+    shape = program.meta["model"]["inputs"][0]["shape"]
+    if shape and isinstance(shape[0], int) and shape[0] > 0:
+        return shape[0], True
+    return requested, False
+
+
+def single_input(program) -> dict:
+    inputs = program.meta["model"]["inputs"]
+    if len(inputs) != 1:
+        names = ", ".join(i["name"] for i in inputs)
+        raise AnalogcError(f"--data needs a model with one input; this one has {len(inputs)} ({names}): use --input X.npz")
+    if not inputs[0]["shape"]:
+        raise AnalogcError(f"model input {inputs[0]['name']!r} has no batch dimension; use --input")
+    return inputs[0]
+
+
+def run_batched(run_fn, feeds: dict, batch: int, pad: bool = False, progress=None) -> list[np.ndarray]:
+    """Call run_fn(feeds_slice) -> list of outputs over batches of `batch` rows.
+
+    With `pad`, a short last batch is padded with zeros to `batch` rows and trimmed after.
+    """
+    n = len(next(iter(feeds.values())))
+    chunks: list[list] = []
+    for start in range(0, n, batch):
+        stop = min(start + batch, n)
+        part = {}
+        for name, value in feeds.items():
+            piece = value[start:stop]
+            if pad and stop - start < batch:
+                pad = np.zeros((batch - (stop - start), *piece.shape[1:]), dtype=piece.dtype)
+                piece = np.concatenate([piece, pad])
+            part[name] = piece
+        outputs = run_fn(part)
+        chunks.append([o[: stop - start] if np.ndim(o) else o for o in outputs])
+        if progress is not None:
+            progress(stop - start)
+    return [np.concatenate([c[i] for c in chunks]) for i in range(len(chunks[0]))] if chunks else []
+
+
+class Reference:
+    """onnxruntime on the original model stored in the program."""
+
+    def __init__(self, program):
+        self.session = make_session(program.members["original.onnx"], "the original model")
+        self.outputs = [o["name"] for o in program.meta["model"]["outputs"]]
+
+    def __call__(self, feeds: dict) -> list[np.ndarray]:
+        return run_session(self.session, feeds, "the original model")
+
+
+def chip_runner(chip):
+    names = [o["name"] for o in chip.program.meta["model"]["outputs"]]
+
+    def run(feeds):
+        out = chip.run(feeds)
+        return [out[name] for name in names]
+
+    return run
+
+
+def accuracy(scores: np.ndarray, labels: np.ndarray) -> float:
+    """Top-1 accuracy of [n, classes] scores (any monotone output: logits, probs, log-probs)."""
+    scores = scores.reshape(len(labels), -1)
+    return float(np.mean(np.argmax(scores, axis=1) == labels))
