@@ -13,9 +13,9 @@ rows or columns and so cannot be driven in the same step). It is solved in two s
    tiles along the data flow is the hint.
 
 Traffic is optimal for the packing stage 1 chose, not over all packings. The solver
-runs with fixed workers, seed and interleaved search and a *deterministic* time budget,
-so the same inputs give the same plan; a wall-clock cap at the budget guards against a
-slow machine (only when that cap is hit can two runs differ). CP-SAT objects never leave this module.
+runs with one sequential worker, a fixed seed and a *deterministic* time budget,
+so the same inputs give the same plan; a wall-clock cap at three times the budget
+guards against a very slow machine (only when that cap is hit can two runs differ). CP-SAT objects never leave this module.
 """
 
 from __future__ import annotations
@@ -27,7 +27,9 @@ import numpy as np
 
 from ortools.sat.python import cp_model
 
+from analogc.mapper.cpsat_joint import MAX_JOINT_SIZE, joint_size, solve_joint
 from analogc.mapper.cut_fill import cut_fill
+from analogc.mapper.local_search import improve_positions
 from analogc.mapper.partition import Block
 from analogc.mapper.place import Placement, check_fits, first_fit_pack, lower_bound_tiles, usable_or_error
 from analogc.mapper.traffic import block_flows, hops, traffic
@@ -43,16 +45,23 @@ STATUS = {
 }
 
 
-def make_solver(budget: float, seed: int, workers: int) -> cp_model.CpSolver:
-    """Deterministic CP-SAT: fixed workers and seed, interleaved search, deterministic time."""
+def make_solver(budget: float, seed: int, workers: int = 1) -> cp_model.CpSolver:
+    """Deterministic CP-SAT: one sequential worker, fixed seed, deterministic time limit.
+
+    Measured with OR-Tools 9.15: a model solved twice in one process with 1 or 2
+    workers and `interleave_search` returned different optimal solutions, while one
+    worker without interleaving gave the same answer every time. Determinism is a
+    contract, so the placer uses one worker (`workers` is accepted for the interface).
+    """
     solver = cp_model.CpSolver()
-    solver.parameters.num_workers = workers
+    solver.parameters.num_workers = 1
+    solver.parameters.interleave_search = False
     solver.parameters.random_seed = seed
-    solver.parameters.interleave_search = True
-    # Deterministic time runs about 1.5x slower than wall seconds on our CI machines;
-    # 0.4 of the budget leaves the wall-clock cap (the whole budget) as a rare guard.
+    # A deterministic-time unit takes about 1.6 wall seconds here, so 0.4 of the budget
+    # ends near 0.65 of it; the wall-clock cap (3x) is only a guard for a loaded machine,
+    # and the one case in which two runs could differ.
     solver.parameters.max_deterministic_time = max(0.4 * budget, 0.02)
-    solver.parameters.max_time_in_seconds = max(budget, 0.1)
+    solver.parameters.max_time_in_seconds = 3 * budget + 0.5
     return solver
 
 
@@ -71,32 +80,51 @@ def place_cpsat(blocks: list, layers: list, spec, time_limit: float = 10.0, seed
     check_fits(bound, blocks, spec, usable)
     by_id = {b.id: b for b in blocks}
 
-    solved = pack_fragments(fragments, tile_rows, tile_cols, 0.5 * time_limit, seed, workers)
-    candidates = [as_tiles(solved, by_id), as_tiles(first_fit_packing(fragments, tile_rows, tile_cols), by_id)]
-    if len(full) + solved["bins"] > bound:
-        pieces, _ = cut_fill(fragments, tile_rows, tile_cols)
-        candidates.append(pieces_as_tiles(pieces))
-    fewest = min(len(c) for c in candidates)
-    check_fits(len(full) + fewest, blocks, spec, usable)
-    # Stage 2 on each packing with the fewest tiles; keep the least traffic, then the
-    # fewest serialised pairs, then the fewest blocks.
-    finalists = [c for c in candidates if len(c) == fewest]
-    finalists = [c for k, c in enumerate(finalists) if c not in finalists[:k]]
+    # Candidate plans: tiles of (layer, rows, cols, offset), with grid positions when the
+    # candidate already has them (the exact joint model) or None (stage 2 places them).
+    candidates = []
+    flows = block_flows(blocks, layers)
+    joint = None
+    window = joint_window(usable, len(blocks), spec)
+    if joint_size(blocks, window) <= MAX_JOINT_SIZE:
+        joint = solve_joint(blocks, flows, window, spec, make_solver(0.3 * time_limit, seed, workers))
+        if joint is not None:
+            tiles = [[(by_id[i].layer, by_id[i].rows, by_id[i].cols, off) for i, off in t] for t in joint["tiles"]]
+            candidates.append((tiles, joint["positions"], joint["optimal"]))
+    solved = pack_fragments(fragments, tile_rows, tile_cols, 0.2 * time_limit, seed, workers)
     full_tiles = [[(b.layer, b.rows, b.cols, (0, 0))] for b in full]
+    candidates.append((full_tiles + as_tiles(solved, by_id), None, False))
+    candidates.append((full_tiles + as_tiles(first_fit_packing(fragments, tile_rows, tile_cols), by_id), None, False))
+    if min(len(c[0]) for c in candidates) > bound:
+        pieces, _ = cut_fill(fragments, tile_rows, tile_cols)
+        candidates.append((full_tiles + pieces_as_tiles(pieces), None, False))
+    fewest = min(len(c[0]) for c in candidates)
+    check_fits(fewest, blocks, spec, usable)
+    # Stage 2 on each plan with the fewest tiles; keep the least traffic, then the
+    # fewest serialised pairs, then the fewest blocks.
+    finalists = []
+    for candidate in candidates:
+        if len(candidate[0]) == fewest and all(candidate[0] != f[0] or f[1] is not None for f in finalists):
+            finalists.append(candidate)
     best = None
-    for candidate in finalists:
-        remaining = max(time_limit - (time.perf_counter() - start), 0.1 * time_limit) / len(finalists)
-        final_blocks, tiles = renumber(full_tiles + candidate, layers)
+    for tiles_in, fixed_positions, proven in finalists:
+        final_blocks, tiles, order = renumber(tiles_in, layers)
         groups = [[bid for bid, _ in tile] for tile in tiles]
-        positions = place_tiles(groups, block_flows(final_blocks, layers), usable, spec, remaining, seed, workers)
-        tile_of = {bid: positions["position"][g] for g, members in enumerate(groups) for bid in members}
-        offset = {bid: off for tile in tiles for bid, off in tile}
+        if fixed_positions is not None:
+            positions = {"position": [fixed_positions[k] for k in order], "optimal": proven, "bound": None, "status": "OPTIMAL" if proven else "FEASIBLE"}
+        else:
+            # Budgets are fixed fractions, never 'what is left': elapsed wall time would make
+            # the deterministic limit, and so the plan, depend on the machine's load.
+            remaining = 0.5 * time_limit / len(finalists)
+            positions = place_tiles(groups, block_flows(final_blocks, layers), usable, spec, remaining, seed, workers)
+        tile_of = {bid: tuple(positions["position"][g]) for g, members in enumerate(groups) for bid in members}
+        offset = {bid: tuple(off) for tile in tiles for bid, off in tile}
         conflicts = sum(tile_conflicts(final_blocks, tile) for tile in tiles)
         key = (traffic(final_blocks, tile_of, layers), conflicts, len(final_blocks))
         if best is None or key < best[0]:
-            best = (key, final_blocks, tile_of, offset, positions)
-    (cost, conflicts, _), final_blocks, tile_of, offset, positions = best
-    tiles_used = len(full) + fewest
+            best = (key, final_blocks, tile_of, offset, positions, fixed_positions is not None)
+    (cost, conflicts, _), final_blocks, tile_of, offset, positions, from_joint = best
+    tiles_used = fewest
     # With cuts allowed the lower bound is always attainable in principle, so it is the
     # bound; tiles equal to it are proven optimal.
     tiles_optimal = tiles_used == bound
@@ -115,6 +143,8 @@ def place_cpsat(blocks: list, layers: list, spec, time_limit: float = 10.0, seed
             "traffic_best_bound": positions["bound"],
             "tiles_proven_optimal": tiles_optimal,
             "traffic_proven_optimal": positions["optimal"],
+            "method": "joint" if from_joint else "two-stage",
+            "joint_proven_optimal_uncut": bool(joint and joint["optimal"]),
             "uncut_packing_status": solved["status"],
             "uncut_packing_tiles": len(full) + solved["bins"],
             "blocks_cut": len(final_blocks) - len(blocks),
@@ -122,6 +152,14 @@ def place_cpsat(blocks: list, layers: list, spec, time_limit: float = 10.0, seed
             "serialized_pairs": conflicts,
         },
     )
+
+
+def joint_window(usable: list, count: int, spec) -> list:
+    """Positions the exact model needs: with no faulty tiles any plan of `count` tiles can
+    be slid toward the origin (traffic unchanged) into rows and columns below `count`."""
+    if spec.chip.faulty_tiles:
+        return usable
+    return [(r, c) for r, c in usable if r < count and c < count and r + c < count]
 
 
 def as_tiles(packing: dict, by_id: dict) -> list:
@@ -139,15 +177,16 @@ def pieces_as_tiles(pieces: list) -> list:
     return sorted(sorted(t) for t in tiles.values())
 
 
-def renumber(tiles: list, layers: list) -> tuple[list, list]:
-    """Blocks numbered in layer order (then rows, cols); tiles as [(block id, offset)]."""
+def renumber(tiles: list, layers: list) -> tuple[list, list, list]:
+    """Blocks numbered in layer order (then rows, cols); tiles as [(block id, offset)]
+    sorted by their first block; and for each output tile the index of its input tile."""
     rank = {d.name: k for k, d in enumerate(layers)}
     entries = sorted((rank[layer], rows, cols, layer) for tile in tiles for layer, rows, cols, _ in tile)
     ids = {(layer, rows, cols): k for k, (_, rows, cols, layer) in enumerate(entries)}
     blocks = [Block(k, layer, rows, cols) for k, (_, rows, cols, layer) in enumerate(entries)]
-    numbered = [sorted((ids[(layer, rows, cols)], off) for layer, rows, cols, off in tile) for tile in tiles]
-    numbered.sort(key=lambda t: t[0][0])
-    return blocks, numbered
+    numbered = [sorted((ids[(layer, rows, cols)], tuple(off)) for layer, rows, cols, off in tile) for tile in tiles]
+    order = sorted(range(len(numbered)), key=lambda k: numbered[k][0][0])
+    return blocks, [numbered[k] for k in order], order
 
 
 def tile_conflicts(blocks: list, tile: list) -> int:
@@ -349,6 +388,9 @@ def place_tiles(groups: list, flows: list, usable: list, spec, budget: float, se
         if ga != gb:
             weights[(ga, gb)] = weights.get((ga, gb), 0) + elements
     hints = [snake_order(usable)[: len(groups)], grow_placement(len(groups), weights, usable)]
+    # Local search work grows with tiles x positions; fewer passes on big chips.
+    passes = 20 if len(groups) <= 100 else 3
+    hints = [improve_positions(h, weights, usable, passes=passes) for h in hints]
     costs = [sum(w * hops(h[a], h[b]) for (a, b), w in weights.items()) for h in hints]
     hint, hint_cost = hints[int(np.argmin(costs))], min(costs)
     if not weights or hint_cost == 0:
