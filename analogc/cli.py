@@ -50,6 +50,7 @@ def build_parser() -> ArgumentParser:
 
     p = sub.add_parser("plan", help="show a tile program's allocation", description="Per layer and per tile: where the blocks sit and how full the tiles are.")
     p.add_argument("program", metavar="PROGRAM.atp")
+    p.add_argument("--png", metavar="FILE", help="also draw the grid, tiles, blocks and data flow to a PNG file")
     add_common(p)
     p.set_defaults(handler="plan")
 
@@ -60,6 +61,7 @@ def build_parser() -> ArgumentParser:
     source.add_argument("--input", metavar="X.npy", help="input array (.npy), or .npz with one array per model input")
     p.add_argument("--output", metavar="Y.npy", help="with --input: write the first output (.npy) or all outputs (.npz)")
     p.add_argument("--ideal", action="store_true", help="switch every nonideality off (must match onnxruntime)")
+    p.add_argument("--drift-time", type=float, default=None, metavar="T", help="seconds since programming (default: the drift reference t0 = 20 s)")
     p.add_argument("--batch-size", type=int, default=256, help="examples per batch when the model's batch is symbolic")
     p.add_argument("--limit", type=int, default=None, metavar="N", help="use only the first N test examples")
     add_common(p, seed=True)

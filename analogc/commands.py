@@ -53,11 +53,19 @@ def cmd_plan(args) -> int:
     from analogc.plan_view import plan_json, print_plan
     from analogc.runtime.program import load_program
 
+    if args.png and not args.png.endswith(".png"):
+        raise AnalogcError(f"{args.png}: --png needs a file name ending in .png")
     program = load_program(args.program)
+    if args.png:
+        from analogc.plan_png import draw_plan
+
+        draw_plan(program, args.png)
     if args.json:
-        print_json(plan_json(program))
-    else:
+        print_json({**plan_json(program), **({"png": args.png} if args.png else {})})
+    elif not args.quiet:
         print_plan(program, console_for(args), verbose=args.verbose)
+        if args.png:
+            console_for(args).print(f"wrote {args.png}")
     return 0
 
 
@@ -99,14 +107,36 @@ def cmd_run(args) -> int:
     if args.limit is not None:
         feeds = {k: v[: args.limit] for k, v in feeds.items()}
         labels = labels[: args.limit] if labels is not None else None
-    chip = Chip(program, ideal=args.ideal, seed=args.seed)
+    if args.drift_time is not None and not (args.drift_time >= 0 and np.isfinite(args.drift_time)):
+        raise AnalogcError(f"--drift-time must be a number of seconds ≥ 0, got {args.drift_time}")
+    chip = Chip(program, ideal=args.ideal, seed=args.seed, drift_time=args.drift_time)
     result, outputs = evaluate(program, chip, feeds, labels, args)
-    result = {"data": data_name, **result}
+    result = {"data": data_name, **result, **chip_effects(chip)}
     if args.output:
         write_outputs(Path(args.output), program, outputs)
         result["output"] = args.output
     report_run(args, program, result)
     return 0
+
+
+def chip_effects(chip) -> dict:
+    """Which nonidealities this run used, the drift time and compensation, programming error."""
+    spec = chip.spec
+    effects = {
+        "programming_noise": spec.pcm.programming_noise,
+        "drift": spec.pcm.drift,
+        "read_noise": spec.pcm.read_noise,
+        "dac_adc_quantization": spec.periphery.quantization,
+        "output_noise": spec.periphery.output_noise_enabled and spec.periphery.output_noise > 0,
+        "faulty_devices": spec.pcm.stuck_high_fraction + spec.pcm.dead_fraction > 0,
+        "capacitor_mismatch": spec.capacitor.read_offset_sigma > 0 or spec.capacitor.read_gain_sigma > 0,
+    }
+    return {
+        "nonidealities": effects,
+        "drift_time_s": chip.time,
+        "drift_compensation": bool(chip.compensation),
+        "programming_error": chip.programming_error(),
+    }
 
 
 def evaluate(program, chip, feeds, labels, args):
@@ -252,6 +282,13 @@ def report_run(args, program, result: dict) -> None:
         console.print(f"  chip accuracy         {result['accuracy']:.4f}")
         console.print(f"  onnxruntime accuracy  {result['onnxruntime_accuracy']:.4f}")
     console.print(f"  max |chip - onnxruntime| on the outputs: {result['max_abs_diff_vs_onnxruntime']:.3g}")
+    on = [k for k, v in result["nonidealities"].items() if v]
+    console.print(f"  nonidealities: {', '.join(on) or 'none'}; drift time {result['drift_time_s']:g} s, "
+                  f"drift compensation {'on' if result['drift_compensation'] else 'off'}")
+    if any(row["mean_abs_error_rel"] for row in result["programming_error"]):
+        console.print("  programming error per layer (mean |W - W_target| / layer range, closed-loop iterations per cell):")
+        for row in result["programming_error"]:
+            console.print(f"    {row['layer']:<24} {row['mean_abs_error_rel']:.2%}   {row['programming_iterations_per_cell']:.1f}")
     console.print(f"  {result['examples_per_s']:.0f} examples/s ({result['seconds']:.3f} s)")
     if "output" in result:
         console.print(f"  wrote {result['output']}")

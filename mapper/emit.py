@@ -28,7 +28,20 @@ def layer_entry(dense, spec) -> dict:
         "activation": {"op": dense.activation, **dense.activation_params},
         "dtype": dense.dtype,
         "onnx_nodes": list(dense.onnx_nodes),
+        **weight_scale(dense, spec),
     }
+
+
+def weight_scale(dense, spec) -> dict:
+    """The layer's weight range w_max (a quantile of |w| over the array matrix, per the
+    spec) and the µS per weight unit that maps w_max to F·g_prog_max."""
+    values = [np.abs(dense.weight).ravel()]
+    if dense.bias is not None and bias_on_array(True, spec):
+        values.append(np.abs(dense.bias).ravel())
+    magnitudes = np.concatenate(values)
+    w_max = float(np.quantile(magnitudes, spec.cell.w_max_quantile)) if magnitudes.size else 0.0
+    w_max = w_max if w_max > 0 and np.isfinite(w_max) else 1.0
+    return {"w_max": w_max, "us_per_weight": spec.cell.gain_f * spec.pcm.g_prog_max / w_max}
 
 
 def emit_program(layer_graph, blocks, placement, spec, source_model: onnx.ModelProto, model_name: str) -> Program:

@@ -1,9 +1,10 @@
-"""The simulated chip: tiles holding the programmed blocks, and the instruction executor.
+"""The simulated chip: tiles of programmed unit cells, and the instruction executor.
 
-`Chip(program, ideal=..., seed=...)` programs every block of the plan onto its tile
-(weights mapped to PCM conductance pairs, one scale per layer), then `chip.run(feeds)`
-executes the program's inference instructions block by block: DAC, tile read, ADC,
-partial sums, digital bias and activation, host segments through onnxruntime.
+`Chip(program, ideal=..., seed=..., drift_time=...)` programs every block of the plan
+onto its tile through the PCM closed loop (or writes exact weights in ideal mode), lets
+the devices drift to `drift_time`, then `chip.run(feeds)` executes the program's
+inference instructions block by block: DAC, tile read with 1/f read noise, ADC, drift
+compensation, partial sums, digital bias and activation, host segments (onnxruntime).
 """
 
 from __future__ import annotations
@@ -11,31 +12,42 @@ from __future__ import annotations
 import numpy as np
 
 from analogc.errors import AnalogcError
-from analogc.runtime import devices, periphery
+from analogc.runtime import periphery, tiles
 from analogc.runtime.activations import apply_activation
 from analogc.runtime.host import make_session, run_session
 from analogc.runtime.spec import spec_from_dict
 
 
-class Chip:
-    """Tiles of effective weights (weight units) plus per-layer scales."""
+def layer_w_max(matrix: np.ndarray) -> float:
+    """The layer's largest |weight| (its range), 1 for an all-zero layer."""
+    w_max = float(np.max(np.abs(matrix))) if matrix.size else 0.0
+    return w_max if w_max > 0 else 1.0
 
-    def __init__(self, program, ideal: bool = False, seed: int = 0):
+
+class Chip:
+    """Device state per tile, effective block weights at the current time, executor."""
+
+    def __init__(self, program, ideal: bool = False, seed: int = 0, drift_time: float | None = None):
         self.program = program
         spec = spec_from_dict(program.meta["target"], origin="program target")
         self.spec = spec.without_nonidealities() if ideal else spec
-        self.rng = np.random.default_rng(seed)
+        program_seed, self.read_seed = np.random.SeedSequence(seed).spawn(2)
+        self.rng = np.random.default_rng(self.read_seed)
         self.layers = {layer["name"]: layer for layer in program.layers}
         self.blocks = {b["id"]: b for b in program.blocks}
-        self.tiles = {}
-        self.w_max = {}
-        for name, layer in self.layers.items():
-            self.w_max[name] = self.program_layer(layer)
+        self.matrices = {name: self.array_matrix(layer) for name, layer in self.layers.items()}
+        self.w_max = {name: float(layer.get("w_max") or layer_w_max(self.matrices[name])) for name, layer in self.layers.items()}
+        # µS per weight unit: the layer's range maps to the largest PCM pair difference.
+        self.us_per_weight = {name: self.spec.cell.gain_f * self.spec.pcm.g_prog_max / w for name, w in self.w_max.items()}
+        self.states: dict[tuple, tiles.TileState] = {}
+        if not self.spec.ideal:
+            self.program_devices(np.random.default_rng(program_seed))
         self.sessions = {
             seg["name"]: (seg, make_session(program.members[seg["member"]], f"host segment {seg['name']}"))
             for seg in program.meta.get("host_segments", [])
         }
         self.instructions = program.meta["instructions"]["inference"]
+        self.set_time(self.spec.pcm.drift_t0 if drift_time is None else drift_time)
 
     def array_matrix(self, layer: dict) -> np.ndarray:
         """The layer's weights with the bias row appended when the bias is analog."""
@@ -44,42 +56,97 @@ class Chip:
             weight = np.vstack([weight, self.program.arrays[f"bias/{layer['name']}"][None, :].astype(np.float32)])
         return weight
 
-    def program_layer(self, layer: dict) -> float:
-        """Write every block of a layer into its tile; returns the layer's w_max."""
-        matrix = self.array_matrix(layer)
-        w_max = float(np.max(np.abs(matrix))) if matrix.size else 1.0
-        w_max = w_max if w_max > 0 else 1.0
-        if not self.spec.ideal:
-            matrix = self.programmed_weights(matrix, w_max)
+    def region(self, block: dict) -> tuple[slice, slice]:
+        (r0, r1), (c0, c1), (o_r, o_c) = block["rows"], block["cols"], block["offset"]
+        return slice(o_r, o_r + r1 - r0), slice(o_c, o_c + c1 - c0)
+
+    def target(self, block: dict) -> np.ndarray:
+        (r0, r1), (c0, c1) = block["rows"], block["cols"]
+        return self.matrices[block["layer"]][r0:r1, c0:c1]
+
+    def program_devices(self, rng: np.random.Generator) -> None:
+        """Closed-loop programming of every block, in block order (deterministic)."""
+        chip = self.spec.chip
         for block in self.program.blocks:
-            if block["layer"] != layer["name"]:
-                continue
-            tile = self.tile(tuple(block["tile"]))
-            (r0, r1), (c0, c1), (o_r, o_c) = block["rows"], block["cols"], block["offset"]
-            tile[o_r : o_r + r1 - r0, o_c : o_c + c1 - c0] = matrix[r0:r1, c0:c1]
-        return w_max
+            key = tuple(block["tile"])
+            if key not in self.states:
+                self.states[key] = tiles.new_tile((chip.tile_rows, chip.tile_cols))
+            rows, cols = self.region(block)
+            target_us = self.target(block).astype(np.float64) * self.us_per_weight[block["layer"]]
+            tiles.program_block(self.states[key], rows, cols, target_us, self.spec, rng)
 
-    def programmed_weights(self, matrix: np.ndarray, w_max: float) -> np.ndarray:
-        """Map W to a PCM pair (G⁺, G⁻) with w_max ↔ g_prog_max, program, read back as W."""
+    def set_time(self, t: float) -> None:
+        """Let the devices drift to t seconds after programming; precompute block reads."""
+        if t < 0 or not np.isfinite(t):
+            raise AnalogcError(f"drift time must be a finite number of seconds ≥ 0, got {t}")
+        self.time = float(t)
+        self.block_weights, self.block_variance, self.compensation = {}, {}, {}
         pcm = self.spec.pcm
-        per_unit = pcm.g_prog_max / w_max
-        g_plus = devices.program_conductances(np.maximum(matrix, 0) * per_unit, pcm, self.rng)
-        g_minus = devices.program_conductances(np.maximum(-matrix, 0) * per_unit, pcm, self.rng)
-        g_plus = devices.apply_faults(g_plus, pcm, self.rng)
-        g_minus = devices.apply_faults(g_minus, pcm, self.rng)
-        return ((g_plus - g_minus) / per_unit).astype(np.float32)
+        for bid, block in self.blocks.items():
+            if self.spec.ideal:
+                self.block_weights[bid] = np.ascontiguousarray(self.target(block))
+                continue
+            state, (rows, cols) = self.states[tuple(block["tile"])], self.region(block)
+            scale = self.us_per_weight[block["layer"]]
+            self.block_weights[bid] = (tiles.effective_us(state, rows, cols, t, self.spec) / scale).astype(np.float32)
+            if pcm.read_noise:
+                variance = tiles.read_variance_us(state, rows, cols, t, self.spec) / scale**2
+                self.block_variance[bid] = variance.astype(np.float32)
+        if not self.spec.ideal and pcm.drift and pcm.drift_compensation and t > pcm.drift_t0:
+            self.compensation = self.calibrate(t)
 
-    def tile(self, position: tuple) -> np.ndarray:
-        if position not in self.tiles:
-            chip = self.spec.chip
-            self.tiles[position] = np.zeros((chip.tile_rows, chip.tile_cols), dtype=np.float32)
-        return self.tiles[position]
+    def calibrate(self, t: float) -> dict:
+        """Global drift compensation: drive every row of a tile with 1 and compare the
+        summed column currents with the same read taken right after programming (t0)."""
+        alphas = {}
+        rng = np.random.default_rng(np.random.SeedSequence(self.read_seed.entropy, spawn_key=(7,)))
+        for key, state in sorted(self.states.items()):
+            everything = (slice(None), slice(None))
+
+            def read(at):
+                w = tiles.effective_us(state, *everything, at, self.spec)
+                sd = np.sqrt(tiles.read_variance_us(state, *everything, at, self.spec).sum(axis=0))
+                return np.abs(w.sum(axis=0) + sd * rng.standard_normal(w.shape[1])).sum()
+
+            reference, now = read(self.spec.pcm.drift_t0), read(t)
+            alphas[key] = float(reference / now) if now > 0 else 1.0
+        return alphas
+
+    def programming_error(self) -> list[dict]:
+        """Per layer: mean |W programmed − W target| over the layer's range (at t0, no read noise)."""
+        rows = []
+        for name, layer in self.layers.items():
+            errors, cells = 0.0, 0
+            iterations = 0
+            for block in self.program.blocks:
+                if block["layer"] != name or self.spec.ideal:
+                    continue
+                state, (r, c) = self.states[tuple(block["tile"])], self.region(block)
+                programmed = tiles.effective_us(state, r, c, self.spec.pcm.drift_t0, self.spec) / self.us_per_weight[name]
+                errors += float(np.abs(programmed - self.target(block)).sum())
+                cells += programmed.size
+                iterations += int(state.iterations[r, c].sum())
+            rows.append(
+                {
+                    "layer": name,
+                    "w_max": self.w_max[name],
+                    "mean_abs_error_rel": errors / cells / self.w_max[name] if cells else 0.0,
+                    "programming_iterations_per_cell": iterations / cells if cells else 0.0,
+                }
+            )
+        return rows
 
     def read_block(self, block: dict, x: np.ndarray) -> np.ndarray:
-        """One tile read: x[:, rows] through the block's cells → partial outputs."""
-        (r0, r1), (c0, c1), (o_r, o_c) = block["rows"], block["cols"], block["offset"]
-        cells = self.tiles[tuple(block["tile"])][o_r : o_r + r1 - r0, o_c : o_c + c1 - c0]
-        return x[:, r0:r1] @ cells
+        """One tile read: x[:, rows] through the block's cells, with 1/f read noise."""
+        r0, r1 = block["rows"]
+        xs = x[:, r0:r1]
+        y = xs @ self.block_weights[block["id"]]
+        variance = self.block_variance.get(block["id"])
+        if variance is not None:
+            # Output-referred: Σ x_i² σ_i² per column, one extra matmul, one draw per output.
+            sd = np.sqrt((xs * xs) @ variance)
+            y += sd * self.rng.standard_normal(y.shape, dtype=np.float32)
+        return y
 
     def run(self, feeds: dict) -> dict:
         """Execute the inference instructions; returns every graph output by name."""
@@ -101,6 +168,9 @@ class Chip:
                     # The ADC sees outputs in units of w_max·dac_range.
                     w_max = np.float32(self.w_max[block["layer"]])
                     partial = periphery.adc(partial / w_max, self.spec.periphery, self.rng) * w_max
+                    alpha = self.compensation.get(tuple(block["tile"]))
+                    if alpha is not None:
+                        partial *= np.float32(alpha)
                 state["acc"][:, c0:c1] += partial
             elif op == "store":
                 self.store(self.layers[instruction["layer"]], state, env)

@@ -1,33 +1,115 @@
-"""PCM device effects on whole arrays of conductances (µS).
+"""PCM device physics on whole arrays of conductances (µS), one function per effect.
 
-Source: the PCM programming-noise fit published with IBM's analog toolkit
-(Nandakumar et al. 2019): σ(g_T) = c0 + c1·ĝ + c2·ĝ² µS with ĝ = g_T / g_max.
+Sources: the PCM statistics published with IBM's analog toolkit (Nandakumar et al.
+2019, Joshi et al. 2020), as given in ../shared/docs/device-model.md:
+- programming error σ(g_T) = c0 + c1·ĝ + c2·ĝ² µS, ĝ = g_T / g_max;
+- drift G(t) = G(t0)·(t/t0)^(−ν), ν ~ N(μ_ν, σ_ν) per device with
+  μ_ν = clip(a·ln ĝ + b, lo, hi), σ_ν = clip(a'·ln ĝ + b', lo', hi');
+- 1/f read noise N(0, G·Q), Q = min(q0/ĝ^e, qmax)·sqrt(ln((t + t_read)/(2·t_read))).
+Every function takes the spec's `[pcm]` table and, where random, a numpy Generator.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
+G_HAT_FLOOR = 1e-6  # ĝ below this is treated as this, so logs and powers stay finite
+
 
 def programming_sigma(g_target: np.ndarray, pcm) -> np.ndarray:
-    """Standard deviation (µS) of the programmed conductance at target g_target (µS)."""
+    """σ (µS) of the programmed conductance around target g_target (µS), clipped at 0."""
     g_hat = np.clip(g_target / pcm.g_max, 0.0, None)
     sigma = pcm.prog_noise_c0 + pcm.prog_noise_c1 * g_hat + pcm.prog_noise_c2 * g_hat**2
     return np.clip(sigma, 0.0, None)
 
 
-def program_conductances(g_target: np.ndarray, pcm, rng: np.random.Generator) -> np.ndarray:
-    """Programmed conductances: target plus the fitted residual error, kept in [0, g_max]."""
+def set_increment(g: np.ndarray, wanted: np.ndarray, pcm, rng: np.random.Generator) -> np.ndarray:
+    """One partial-SET pulse from state g (µS) that tries to add `wanted` µS.
+
+    The device answers with a fraction (1 − g/g_max) of the pulse's nominal step (it
+    saturates), the controller knows this and under-aims (80%) to avoid overshooting;
+    the nominal step is capped at set_step and the response spreads by set_step_noise
+    (relative, cycle to cycle).
+    """
+    response = np.clip(1.0 - g / pcm.g_max, 0.02, 1.0)
+    nominal = np.minimum(0.8 * wanted / response, pcm.set_step)
+    spread = 1.0 + pcm.set_step_noise * rng.standard_normal(g.shape)
+    return np.clip(nominal * response * spread, 0.0, None)
+
+
+def program_closed_loop(g_target: np.ndarray, pcm, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Program every device to its target by read-verify-pulse; returns (G, iterations).
+
+    From RESET, each iteration reads the device, stops it when within prog_tolerance,
+    RESETs it when above target + tolerance, and otherwise applies a partial SET toward
+    the target; devices still off target after prog_max_iterations keep their error.
+    The programmed state then relaxes by N(0, σ(g_T)) (the published programming-error
+    fit, which describes devices read shortly after programming), so with a tolerance
+    well below σ the achieved error follows the fit.
+    """
+    target = np.clip(np.asarray(g_target, dtype=np.float64), 0.0, pcm.g_prog_max)
+    iterations = np.zeros(target.shape, dtype=np.int32)
     if not pcm.programming_noise:
-        return g_target.copy()
-    noisy = g_target + rng.standard_normal(g_target.shape) * programming_sigma(g_target, pcm)
-    return np.clip(noisy, 0.0, pcm.g_max)
+        return target.copy(), iterations
+    g = np.full(target.shape, pcm.reset_g)
+    active = np.abs(target - g) > pcm.prog_tolerance
+    for _ in range(pcm.prog_max_iterations):
+        if not active.any():
+            break
+        idx = np.nonzero(active)
+        error = target[idx] - g[idx]
+        iterations[idx] += 1
+        too_high = error < -pcm.prog_tolerance
+        step = set_increment(g[idx], np.clip(error, 0.0, None), pcm, rng)
+        new_g = np.where(too_high, pcm.reset_g, g[idx] + step)
+        g[idx] = np.clip(new_g, 0.0, pcm.g_max)
+        active[idx] = np.abs(target[idx] - g[idx]) > pcm.prog_tolerance
+    relaxed = g + programming_sigma(target, pcm) * rng.standard_normal(g.shape)
+    return np.clip(relaxed, 0.0, pcm.g_max), iterations
 
 
-def apply_faults(g: np.ndarray, pcm, rng: np.random.Generator) -> np.ndarray:
-    """Stuck-high devices read g_max, dead ones read 0."""
-    if pcm.stuck_high_fraction == 0 and pcm.dead_fraction == 0:
-        return g
-    draw = rng.random(g.shape)
-    g = np.where(draw < pcm.stuck_high_fraction, pcm.g_max, g)
-    return np.where((draw >= pcm.stuck_high_fraction) & (draw < pcm.stuck_high_fraction + pcm.dead_fraction), 0.0, g)
+def drift_exponents(g_programmed: np.ndarray, pcm, rng: np.random.Generator) -> np.ndarray:
+    """Per-device drift exponent ν ~ N(μ_ν(ĝ), σ_ν(ĝ)), clipped at 0."""
+    g_hat = np.clip(g_programmed / pcm.g_max, G_HAT_FLOOR, None)
+    log_g = np.log(g_hat)
+    mean = np.clip(pcm.drift_nu_mean_a * log_g + pcm.drift_nu_mean_b, pcm.drift_nu_mean_lo, pcm.drift_nu_mean_hi)
+    std = np.clip(pcm.drift_nu_std_a * log_g + pcm.drift_nu_std_b, pcm.drift_nu_std_lo, pcm.drift_nu_std_hi)
+    return np.clip(mean + std * rng.standard_normal(g_hat.shape), 0.0, None)
+
+
+def drift_factor(nu: np.ndarray, t: float, pcm) -> np.ndarray:
+    """(t / t0)^(−ν) for t after t0; 1 before (no drift measured before t0)."""
+    if not pcm.drift or t <= pcm.drift_t0:
+        return np.ones_like(nu)
+    return np.power(t / pcm.drift_t0, -nu)
+
+
+def read_noise_q(g: np.ndarray, t: float, pcm) -> np.ndarray:
+    """Relative 1/f read-noise amplitude Q (σ = G·Q) at time t after programming.
+
+    Reads happen at least t0 after programming (the drift reference), so t is taken
+    as max(t, t0); that also keeps the log positive.
+    """
+    if not pcm.read_noise:
+        return np.zeros_like(g)
+    t = max(t, pcm.drift_t0)
+    g_hat = np.clip(g / pcm.g_max, G_HAT_FLOOR, None)
+    q = np.minimum(pcm.read_noise_q0 / np.power(g_hat, pcm.read_noise_qexp), pcm.read_noise_qmax)
+    return q * np.sqrt(np.log((t + pcm.t_read) / (2 * pcm.t_read)))
+
+
+def read_with_noise(g: np.ndarray, t: float, pcm, rng: np.random.Generator) -> np.ndarray:
+    """One read of every device: G + N(0, G·Q)."""
+    return g + g * read_noise_q(g, t, pcm) * rng.standard_normal(g.shape)
+
+
+def fault_masks(shape, pcm, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """(stuck at g_max, dead at 0) boolean masks, disjoint, with the spec's fractions."""
+    draw = rng.random(shape)
+    stuck = draw < pcm.stuck_high_fraction
+    dead = (draw >= pcm.stuck_high_fraction) & (draw < pcm.stuck_high_fraction + pcm.dead_fraction)
+    return stuck, dead
+
+
+def apply_faults(g: np.ndarray, stuck: np.ndarray, dead: np.ndarray, pcm) -> np.ndarray:
+    return np.where(stuck, pcm.g_max, np.where(dead, 0.0, g))

@@ -11,8 +11,9 @@ import numpy as np
 
 
 def quantize(x: np.ndarray, bound: float, bits: int) -> np.ndarray:
-    """Round to 2^bits − 1 uniform levels spanning [−bound, bound], clipping outside."""
-    step = 2.0 * bound / (2**bits - 1)
+    """Round to the 2^bits − 1 levels k·bound/(2^(bits−1) − 1), |k| ≤ 2^(bits−1) − 1
+    (symmetric, with 0 and ±bound), clipping outside [−bound, bound]."""
+    step = bound / max(2 ** (bits - 1) - 1, 1)
     return np.clip(np.round(x / step) * step, -bound, bound).astype(x.dtype, copy=False)
 
 

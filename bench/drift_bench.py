@@ -1,0 +1,90 @@
+"""Accuracy after drift: 0 s, 1 hour, 1 day, 1 month, 1 year after programming, with and
+without global drift compensation, over 5 seeds (mean ± std), for the shipped
+Fashion-MNIST and digits models on the default target. Writes bench/results/drift.json
+and bench/results/drift.png.
+
+    .venv/bin/python bench/drift_bench.py [--seeds 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from analogc.data import fit_to_input, load_dataset  # noqa: E402
+from analogc.mapper import compile_model  # noqa: E402
+from analogc.runtime.chip import Chip  # noqa: E402
+from analogc.runtime.infer import Reference, accuracy, run_batched  # noqa: E402
+from analogc.runtime.spec import load_target  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+TIMES = {"0 s": 0.0, "1 hour": 3600.0, "1 day": 86400.0, "1 month": 30 * 86400.0, "1 year": 365 * 86400.0}
+MODELS = {"fashion_mlp.onnx": "fashion-mnist", "digits_mlp.onnx": "digits"}
+
+
+def with_compensation(program, on: bool):
+    program.meta["target"]["pcm"]["drift_compensation"] = on
+    return program
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seeds", type=int, default=5)
+    parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "drift.json"))
+    args = parser.parse_args()
+    results = {}
+    for model, data_name in MODELS.items():
+        program = compile_model(ROOT / "models" / model, load_target(None), time_limit=2)
+        info = program.meta["model"]["inputs"][0]
+        data = load_dataset(data_name)
+        feeds = {info["name"]: fit_to_input(data.x_test, info["shape"], data.name)}
+        float_acc = accuracy(run_batched(Reference(program), feeds, 512)[0], data.y_test)
+        rows = {}
+        for compensated in (True, False):
+            with_compensation(program, compensated)
+            for label, t in TIMES.items():
+                accs = []
+                for seed in range(args.seeds):
+                    chip = Chip(program, seed=seed, drift_time=t)
+                    accs.append(accuracy(run_batched(lambda f: list(chip.run(f).values()), feeds, 512)[0], data.y_test))
+                key = f"{label}, {'compensated' if compensated else 'uncompensated'}"
+                rows[key] = {"time_s": t, "compensated": compensated, "mean": float(np.mean(accs)), "std": float(np.std(accs)), "runs": accs}
+                print(f"{model:<18} {key:<28} {np.mean(accs):.4f} ± {np.std(accs):.4f}", flush=True)
+        results[model] = {"data": data_name, "float_accuracy": float_acc, "accuracy": rows}
+        after = rows["0 s, compensated"]["mean"]
+        day = rows["1 day, compensated"]["mean"]
+        results[model]["drop_1_day_compensated_pp"] = 100 * (after - day)
+    Path(args.out).write_text(json.dumps(results, indent=1))
+    plot(results, Path(args.out).with_suffix(".png"))
+
+
+def plot(results, path):
+    fig, axes = plt.subplots(1, len(results), figsize=(6 * len(results), 4.2))
+    for ax, (model, r) in zip(np.atleast_1d(axes), results.items()):
+        labels = list(TIMES)
+        for compensated, style in ((True, "-o"), (False, "--s")):
+            key = lambda l: f"{l}, {'compensated' if compensated else 'uncompensated'}"  # noqa: E731
+            mean = [r["accuracy"][key(l)]["mean"] for l in labels]
+            std = [r["accuracy"][key(l)]["std"] for l in labels]
+            ax.errorbar(range(len(labels)), mean, yerr=std, fmt=style, capsize=3, label="drift compensation " + ("on" if compensated else "off"))
+        ax.axhline(r["float_accuracy"], color="grey", lw=1, ls=":", label="float (onnxruntime)")
+        ax.set_xticks(range(len(labels)), labels)
+        ax.set_title(f"{model} ({r['data']})")
+        ax.set_ylabel("test accuracy")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.suptitle("Accuracy after PCM drift (default pcm3t1c-2018 spec, mean ± std over seeds)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+if __name__ == "__main__":
+    main()

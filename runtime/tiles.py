@@ -1,0 +1,80 @@
+"""Tile state: the devices of every unit cell, programmed from a tile program's weights.
+
+A unit cell holds W = F·(G⁺ − G⁻) + s·(g − g_shared) in µS. Each layer maps weights to
+µS with one scale chosen at compile time (`us_per_weight`: the layer's largest |w| ↔
+F·g_prog_max). Programming goes through the PCM closed loop; capacitors start at
+v_init, so g − g_shared is only the read transistors' mismatch until training moves it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from analogc.runtime import devices
+
+
+@dataclass
+class TileState:
+    """Arrays of one tile, tile_rows x tile_cols, µS (conductances) or 1 (exponents)."""
+
+    g_plus: np.ndarray
+    g_minus: np.ndarray
+    nu_plus: np.ndarray
+    nu_minus: np.ndarray
+    cap_diff: np.ndarray  # s·(g − g_shared), µS
+    iterations: np.ndarray  # closed-loop iterations spent per cell (both devices)
+
+
+def new_tile(shape) -> TileState:
+    zeros = lambda: np.zeros(shape, dtype=np.float64)  # noqa: E731
+    return TileState(zeros(), zeros(), zeros(), zeros(), zeros(), np.zeros(shape, dtype=np.int32))
+
+
+def capacitor_offsets(shape, spec, rng: np.random.Generator) -> np.ndarray:
+    """g − g_shared at V_C = v_init for each cell: read-transistor offset and gain mismatch
+    of the cell against its column's shared reference cell (µS)."""
+    cap = spec.capacitor
+    if not cap.enabled or spec.chip.cell == "pcm2":
+        return np.zeros(shape)
+    nominal = cap.g_per_volt * cap.v_init
+    cell = nominal * (1 + cap.read_gain_sigma * rng.standard_normal(shape)) + cap.read_offset_sigma * rng.standard_normal(shape)
+    shared = nominal * (1 + cap.read_gain_sigma * rng.standard_normal((1, shape[1]))) + cap.read_offset_sigma * rng.standard_normal((1, shape[1]))
+    return cell - shared
+
+
+def program_block(state: TileState, rows: slice, cols: slice, target_us: np.ndarray, spec, rng: np.random.Generator) -> None:
+    """Closed-loop program a block's PCM pairs to F·(G⁺ − G⁻) = target (µS)."""
+    pcm, gain = spec.pcm, spec.cell.gain_f
+    g_plus, it_plus = devices.program_closed_loop(np.maximum(target_us, 0) / gain, pcm, rng)
+    g_minus, it_minus = devices.program_closed_loop(np.maximum(-target_us, 0) / gain, pcm, rng)
+    stuck, dead = devices.fault_masks(g_plus.shape, pcm, rng)
+    g_plus = devices.apply_faults(g_plus, stuck, dead, pcm)
+    stuck, dead = devices.fault_masks(g_minus.shape, pcm, rng)
+    g_minus = devices.apply_faults(g_minus, stuck, dead, pcm)
+    state.g_plus[rows, cols] = g_plus
+    state.g_minus[rows, cols] = g_minus
+    state.iterations[rows, cols] = it_plus + it_minus
+    if pcm.drift:
+        state.nu_plus[rows, cols] = devices.drift_exponents(g_plus, pcm, rng)
+        state.nu_minus[rows, cols] = devices.drift_exponents(g_minus, pcm, rng)
+    state.cap_diff[rows, cols] = capacitor_offsets(target_us.shape, spec, rng)
+
+
+def effective_us(state: TileState, rows: slice, cols: slice, t: float, spec) -> np.ndarray:
+    """W (µS) of a block's cells at time t after programming (drift, no read noise)."""
+    pcm, gain = spec.pcm, spec.cell.gain_f
+    g_plus = state.g_plus[rows, cols] * devices.drift_factor(state.nu_plus[rows, cols], t, pcm)
+    g_minus = state.g_minus[rows, cols] * devices.drift_factor(state.nu_minus[rows, cols], t, pcm)
+    return gain * (g_plus - g_minus) + state.cap_diff[rows, cols]
+
+
+def read_variance_us(state: TileState, rows: slice, cols: slice, t: float, spec) -> np.ndarray:
+    """Per-cell variance (µS²) of one read of W: F²·((G⁺Q⁺)² + (G⁻Q⁻)²) at time t."""
+    pcm, gain = spec.pcm, spec.cell.gain_f
+    g_plus = state.g_plus[rows, cols] * devices.drift_factor(state.nu_plus[rows, cols], t, pcm)
+    g_minus = state.g_minus[rows, cols] * devices.drift_factor(state.nu_minus[rows, cols], t, pcm)
+    sd_plus = g_plus * devices.read_noise_q(g_plus, t, pcm)
+    sd_minus = g_minus * devices.read_noise_q(g_minus, t, pcm)
+    return gain**2 * (sd_plus**2 + sd_minus**2)
