@@ -48,6 +48,18 @@ class Context:
     opset: int
     claimed: set = field(default_factory=set)
     names: set = field(default_factory=set)
+    layer_names: set = field(default_factory=set)
+    new_names: set = field(default_factory=set)
+
+    def layer_name(self, node: onnx.NodeProto, index: int) -> str:
+        """The layer is named for its node (unique among layers and new tensors)."""
+        base = node_label(node, index)
+        if base not in self.layer_names and base not in self.new_names:
+            self.layer_names.add(base)
+            return base
+        name = self.fresh(base)
+        self.layer_names.add(name)
+        return name
 
     def fresh(self, base: str) -> str:
         """A tensor or layer name not used anywhere in the model."""
@@ -56,6 +68,7 @@ class Context:
             k += 1
             candidate = f"{base}_{k}"
         self.names.add(candidate)
+        self.new_names.add(candidate)
         return candidate
 
     def rank(self, name: str) -> int | None:
@@ -148,7 +161,7 @@ def convert_gemm(node: onnx.NodeProto, index: int, ctx: Context) -> Converted | 
     alpha, beta = float(attrs.get("alpha", 1.0)), float(attrs.get("beta", 1.0))
     weight = (weight.T if attrs.get("transB", 0) else weight).astype(np.float64) * alpha
     n = weight.shape[1]
-    name = ctx.fresh(node_label(node, index))
+    name = ctx.layer_name(node, index)
     before, after = [], []
     x = a
     if attrs.get("transA", 0):
@@ -198,7 +211,7 @@ def convert_matmul(node: onnx.NodeProto, index: int, ctx: Context) -> Converted 
     weight = ctx.constants[b]
     if a in ctx.constants or dtype is None or weight.ndim != 2:
         return None
-    name = ctx.fresh(node_label(node, index))
+    name = ctx.layer_name(node, index)
     dense = Dense(name, a, node.output[0], weight.astype(np.float32), None, dtype=dtype, onnx_nodes=[node_label(node, index)])
     fused = [index]
     out_rank = ctx.rank(node.output[0])
@@ -386,6 +399,8 @@ def make_segment(nodes: list, needed_later: set, ctx: Context, number: int) -> H
         produced.update(o for o in node.output if o)
     seg_outputs = [o for node in nodes for o in node.output if o and o in needed_later]
     name = f"host{number}"
+    while name in ctx.layer_names:  # an ONNX node may already be called "host0"
+        name = f"{name}_"
     model = build_segment_model(nodes, seg_inputs, seg_outputs, ctx.constants, ctx.value_types, ctx.model, name)
     labels = [node.name or node.op_type for node in nodes]
     return HostSegment(name, seg_inputs, seg_outputs, model, labels)

@@ -79,8 +79,9 @@ class LayerGraph:
 def build_digraph(steps: list, inputs: list) -> nx.DiGraph:
     """Edges producer → consumer labelled with the tensors they pass."""
     graph = nx.DiGraph()
-    producer = {t.name: "input" for t in inputs}
-    graph.add_node("input", kind="input")
+    source = ("graph", "inputs")  # a tuple never equals a layer or segment name
+    producer = {t.name: source for t in inputs}
+    graph.add_node(source, kind="input")
     for step in steps:
         kind = "dense" if isinstance(step, Dense) else "host"
         graph.add_node(step.name, kind=kind)

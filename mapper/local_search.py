@@ -10,8 +10,10 @@ from __future__ import annotations
 import numpy as np
 
 
-def improve_positions(position: list, weights: dict, usable: list, passes: int = 20, swap_candidates: int = 8) -> list:
-    """Best-improvement moves and swaps until no pass improves the weighted hop sum."""
+def improve_positions(position: list, weights: dict, usable: list, passes: int = 20, swap_candidates: int = 8, max_evaluations: int = 10**9) -> list:
+    """Best-improvement moves and swaps until no pass improves the weighted hop sum, or
+    `max_evaluations` cost evaluations are spent (a work bound, so the result does not
+    depend on the machine's speed)."""
     count = len(position)
     coords = np.array(usable, dtype=np.int64)
     index_of = {tuple(p): k for k, p in enumerate(usable)}
@@ -23,8 +25,12 @@ def improve_positions(position: list, weights: dict, usable: list, passes: int =
         neighbours[a].append((b, w))
         neighbours[b].append((a, w))
 
+    spent = 0
+
     def cost_everywhere(g: int) -> np.ndarray:
         """Traffic of tile g's flows if g sat at each position (others where they are)."""
+        nonlocal spent
+        spent += 1
         total = np.zeros(len(usable))
         for n, w in neighbours[g]:
             total += w * np.abs(coords - coords[at[n]]).sum(axis=1)
@@ -35,6 +41,8 @@ def improve_positions(position: list, weights: dict, usable: list, passes: int =
         for g in range(count):
             if not neighbours[g]:
                 continue
+            if spent >= max_evaluations:
+                return [tuple(int(v) for v in usable[k]) for k in at]
             here = at[g]
             costs = cost_everywhere(g)
             current = costs[here]
