@@ -13,6 +13,16 @@ from pathlib import Path
 from analogc.errors import AnalogcError
 
 
+def _read_umask() -> int:
+    """The process umask (os.umask can only be read by setting it, so do it once)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+UMASK = _read_umask()
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | Path):
     """Yield a temporary path next to `path`; rename it over `path` if the block succeeds."""
@@ -20,10 +30,15 @@ def atomic_path(path: str | Path):
     folder = path.parent if str(path.parent) else Path(".")
     if not folder.is_dir():
         raise AnalogcError(f"{path}: folder {folder} does not exist")
+    if path.is_dir():
+        raise AnalogcError(f"{path}: is a folder, not a file")
     try:
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
     except OSError as exc:
         raise AnalogcError(f"{path}: cannot write ({exc.strerror or exc})") from None
+    # mkstemp makes the file private (0600); give it the mode open() would.
+    with contextlib.suppress(OSError):
+        os.fchmod(fd, 0o666 & ~UMASK)
     os.close(fd)
     try:
         yield Path(tmp)

@@ -20,6 +20,7 @@ import hashlib
 import io
 import json
 import zipfile
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -70,7 +71,8 @@ def meta_digest(meta: dict) -> str:
 
 def arrays_to_bytes(arrays: dict) -> bytes:
     buffer = io.BytesIO()
-    np.savez(buffer, **{k: np.ascontiguousarray(v) for k, v in sorted(arrays.items())})
+    # asarray, not ascontiguousarray: that one turns 0-d arrays into shape (1,).
+    np.savez(buffer, **{k: np.asarray(v, order="C") for k, v in sorted(arrays.items())})
     return buffer.getvalue()
 
 
@@ -123,14 +125,19 @@ def read_member(archive: zipfile.ZipFile, name: str, path: Path) -> bytes:
         info = archive.getinfo(name)
     except KeyError:
         raise AnalogcError(f"{path}: member {name} is missing") from None
+    check_declared_size(info, name, path)
+    try:
+        return archive.read(name)
+    except (zipfile.BadZipFile, zlib.error, OSError, EOFError, ValueError, NotImplementedError) as exc:
+        raise AnalogcError(f"{path}: member {name} cannot be read ({exc})") from None
+
+
+def check_declared_size(info: zipfile.ZipInfo, name: str, path: Path) -> None:
+    """Refuse a zip entry whose declared size is absurd or whose ratio is a zip bomb's."""
     if info.file_size > MAX_MEMBER_BYTES or (
         info.compress_size and info.file_size / info.compress_size > MAX_COMPRESSION_RATIO and info.file_size > 1 << 24
     ):
         raise AnalogcError(f"{path}: member {name} declares {info.file_size} bytes, refusing to expand it")
-    try:
-        return archive.read(name)
-    except (zipfile.BadZipFile, OSError, EOFError, ValueError, NotImplementedError) as exc:
-        raise AnalogcError(f"{path}: member {name} cannot be read ({exc})") from None
 
 
 def read_meta(archive: zipfile.ZipFile, path: Path) -> dict:
@@ -158,8 +165,16 @@ def read_meta(archive: zipfile.ZipFile, path: Path) -> dict:
 
 
 def read_arrays(data: bytes, path: Path) -> dict:
+    """arrays.npz: every entry a .npy array (never unpickled), sizes checked like members."""
     try:
+        with zipfile.ZipFile(io.BytesIO(data)) as inner:
+            for info in inner.infolist():
+                check_declared_size(info, f"{ARRAYS}/{info.filename}", path)
         with np.load(io.BytesIO(data), allow_pickle=False) as npz:
-            return {name: npz[name] for name in npz.files}
-    except (ValueError, OSError, zipfile.BadZipFile, EOFError) as exc:
+            arrays = {name: npz[name] for name in npz.files}
+    except (ValueError, OSError, zipfile.BadZipFile, zlib.error, EOFError, MemoryError) as exc:
         raise AnalogcError(f"{path}: arrays.npz cannot be read ({exc})") from None
+    for name, value in arrays.items():
+        if not isinstance(value, np.ndarray):
+            raise AnalogcError(f"{path}: arrays.npz entry {name} is not a .npy array")
+    return arrays

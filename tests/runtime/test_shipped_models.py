@@ -53,4 +53,5 @@ def test_digits_accuracy_matches_recorded(model):
     info = program.meta["model"]["inputs"][0]
     x = fit_to_input(data.x_test, info["shape"], "digits")
     chip_out = run_batched(lambda f: list(Chip(program, ideal=True).run(f).values()), {info["name"]: x}, 128)
-    assert accuracy(chip_out[0], data.y_test) == pytest.approx(recorded, abs=1e-9)
+    # accuracies.json rounds to 4 decimals; one example of 359 is 0.0028.
+    assert accuracy(chip_out[0], data.y_test) == pytest.approx(recorded, abs=6e-5)
