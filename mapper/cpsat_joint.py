@@ -3,7 +3,7 @@
 Each block goes to one grid position (a tile) at an offset; rectangles in one tile never
 overlap; the objective is lexicographic by weights: tiles used, then traffic (elements ×
 Manhattan hops of every block flow), then serialised block pairs (sharing tile rows or
-columns). Only used when blocks × positions is small; larger models go through the
+columns), then distance from the grid's origin as a tie-break. Only used when blocks × positions is small; larger models go through the
 two-stage decomposition in `cpsat_place.py`.
 """
 
@@ -54,9 +54,11 @@ def solve_joint(blocks: list, flows: list, usable: list, spec, solver: cp_model.
     for i in range(n):
         for j in range(i + 1, n):
             conflicts.append(pair_conflict(model, blocks, i, j, at, x, y, positions))
-    w_traffic = len(conflicts) + 1
+    # Last tier: plans near the grid's origin (ties otherwise land anywhere).
+    w_conflict = n * (grid_rows + grid_cols) + 1
+    w_traffic = (len(conflicts) + 1) * w_conflict
     w_tiles = (max_traffic + 1) * w_traffic
-    model.minimize(w_tiles * sum(used) + w_traffic * sum(traffic_terms) + sum(conflicts))
+    model.minimize(w_tiles * sum(used) + w_traffic * sum(traffic_terms) + w_conflict * sum(conflicts) + sum(row) + sum(col))
     status = solver.solve(model)
     if status not in (cp_model.OPTIMAL, cp_model.FEASIBLE):
         return None
