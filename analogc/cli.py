@@ -77,10 +77,12 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     debug = "--debug" in argv
     try:
-        args = build_parser().parse_args(argv)
+        try:
+            args = build_parser().parse_args(argv)
+        except SystemExit as exc:  # --help and --version: argparse printed them, then exited
+            return exc.code if isinstance(exc.code, int) else 0
         if not getattr(args, "handler", None):
-            build_parser().print_help()
-            return 2
+            raise AnalogcError("no command given (see: analogc --help for the commands)")
         from analogc import commands
 
         return getattr(commands, f"cmd_{args.handler}")(args) or 0

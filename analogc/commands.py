@@ -37,6 +37,8 @@ def cmd_compile(args) -> int:
     folder = output.parent if str(output.parent) else Path(".")
     if not folder.is_dir():  # fail before compiling, not after
         raise AnalogcError(f"{output}: folder {folder} does not exist")
+    if output.is_dir():
+        raise AnalogcError(f"{output}: is a folder, not a file")
     program = compile_model(args.model, spec, placer=args.placer, time_limit=args.time_limit, seed=args.seed)
     save_program(program, output)
     if args.json:
@@ -107,6 +109,8 @@ def cmd_run(args) -> int:
     if args.limit is not None:
         feeds = {k: v[: args.limit] for k, v in feeds.items()}
         labels = labels[: args.limit] if labels is not None else None
+    if len(next(iter(feeds.values()))) == 0:
+        raise AnalogcError(f"{data_name}: no examples to run")
     if args.drift_time is not None and not (args.drift_time >= 0 and np.isfinite(args.drift_time)):
         raise AnalogcError(f"--drift-time must be a number of seconds ≥ 0, got {args.drift_time}")
     chip = Chip(program, ideal=args.ideal, seed=args.seed, drift_time=args.drift_time)

@@ -67,8 +67,10 @@ def load_digits() -> Dataset:
 
 def load_fashion_mnist() -> Dataset:
     """Fashion-MNIST from `ANALOGC_DATA` or the Debian package's folder."""
-    candidates = [os.environ["ANALOGC_DATA"]] if os.environ.get("ANALOGC_DATA") else []
-    candidates += list(FASHION_MNIST_DIRS)
+    if os.environ.get("ANALOGC_DATA"):
+        # An explicit folder is used or refused, never silently replaced by another copy.
+        return load_idx_dir(Path(os.environ["ANALOGC_DATA"]), name="fashion-mnist")
+    candidates = list(FASHION_MNIST_DIRS)
     for folder in candidates:
         if Path(folder, "train-images-idx3-ubyte.gz").exists() or Path(
             folder, "train-images-idx3-ubyte"
@@ -188,16 +190,12 @@ def fit_to_input(x: np.ndarray, input_shape: list, data_name: str) -> np.ndarray
     for symbolic). Element counts must agree, otherwise the error names both shapes.
     """
     per_example = list(input_shape[1:])
+    expected = tuple("N" if d is None else d for d in input_shape)
+    message = f"data set {data_name} has examples of shape {tuple(x.shape[1:])}, the model expects {expected}"
     if any(not isinstance(d, int) or d <= 0 for d in per_example):
         if x.ndim - 1 == len(per_example):
             return x
-        raise AnalogcError(
-            f"data set {data_name} has examples of shape {tuple(x.shape[1:])}, "
-            f"the model expects {tuple(input_shape)}"
-        )
+        raise AnalogcError(message)
     if math.prod(x.shape[1:]) != math.prod(per_example):
-        raise AnalogcError(
-            f"data set {data_name} has examples of shape {tuple(x.shape[1:])}, "
-            f"the model expects {tuple('N' if d is None else d for d in input_shape)}"
-        )
+        raise AnalogcError(message)
     return np.ascontiguousarray(x.reshape((x.shape[0], *per_example)))

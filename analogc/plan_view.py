@@ -9,6 +9,7 @@ from rich.table import Table
 def plan_json(program) -> dict:
     """The fields architecture.md promises for `compile --json` and `plan --json`."""
     placement = program.meta["placement"]
+    k_of = {layer["name"]: layer["shape"][0] for layer in program.layers}
     solver = dict(placement["solver"])
     solver["proven_optimal"] = solver.get("status") == "OPTIMAL"
     return {
@@ -39,14 +40,28 @@ def plan_json(program) -> dict:
             }
             for layer in program.layers
         ],
-        "blocks": [
-            {k: block[k] for k in ("id", "layer", "rows", "cols", "tile", "offset")} for block in program.blocks
-        ],
+        "blocks": [block_json(block, k_of[block["layer"]]) for block in program.blocks],
         "host_segments": [
             {"name": s["name"], "inputs": s["inputs"], "outputs": s["outputs"], "onnx_nodes": s["onnx_nodes"]}
             for s in program.meta.get("host_segments", [])
         ],
         "tile_utilization": tile_utilization(program),
+    }
+
+
+def block_json(block: dict, k: int) -> dict:
+    """`rows` are weight rows [start, stop) of K (the contract); `array_rows` count the
+    bias row too, and `bias_row` says whether this block holds it."""
+    r0, r1 = block["rows"]
+    return {
+        "id": block["id"],
+        "layer": block["layer"],
+        "rows": [min(r0, k), min(r1, k)],
+        "cols": block["cols"],
+        "tile": block["tile"],
+        "offset": block["offset"],
+        "array_rows": [r0, r1],
+        "bias_row": r1 > k,
     }
 
 
@@ -120,7 +135,7 @@ def print_plan(program, console: Console, verbose: bool = False) -> None:
             blocks.add_row(
                 str(block["id"]),
                 block["layer"],
-                f"[{block['rows'][0]}, {block['rows'][1]})",
+                f"[{block['array_rows'][0]}, {block['array_rows'][1]})" + (" +bias" if block["bias_row"] else ""),
                 f"[{block['cols'][0]}, {block['cols'][1]})",
                 str(block["tile"]),
                 str(block["offset"]),

@@ -152,6 +152,8 @@ def convert_gemm(node: onnx.NodeProto, index: int, ctx: Context) -> Converted | 
     """Y = alpha·A'·B' + beta·C with constant B: Dense(alpha·B', beta·C)."""
     a, b = node.input[0], node.input[1]
     c = node.input[2] if len(node.input) > 2 and node.input[2] else None
+    if a in ctx.constants and b not in ctx.constants:
+        return None  # the constant is on the left (W·x): a host op, not a layer over x's last axis
     require_constant_weight(node, index, b, ctx)
     dtype = ANALOG_DTYPES.get(ctx.elem_type(a))
     weight = ctx.constants[b]
@@ -206,6 +208,8 @@ def host_bias_nodes(name, xw, output, c, c_value, beta, ctx):
 def convert_matmul(node: onnx.NodeProto, index: int, ctx: Context) -> Converted | None:
     """Y = A·B with constant 2-D B, fused with a following Add of a constant bias."""
     a, b = node.input[0], node.input[1]
+    if a in ctx.constants and b not in ctx.constants:
+        return None  # the constant is on the left (W·x): a host op, not a layer over x's last axis
     require_constant_weight(node, index, b, ctx)
     dtype = ANALOG_DTYPES.get(ctx.elem_type(a))
     weight = ctx.constants[b]

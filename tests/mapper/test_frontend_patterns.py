@@ -1,0 +1,387 @@
+"""Every FC pattern the frontend recognises compiles for the tiny target and, on the ideal
+chip, reproduces onnxruntime on the original model (float32: rtol 1e-4, atol 1e-5).
+
+Shapes use K, N in 70..150 so that every layer is split by rows (partial sums) and by
+columns (concatenation) on 64×64 tiles; `splits` checks that where it matters. Seeds
+are fixed.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import pytest
+from onnx import helper
+
+from analogc.errors import AnalogcError
+from analogc.mapper.frontend import load_layer_graph
+from tests.conftest import assert_user_error
+from tests.mapper.onnx_builders import (
+    DOUBLE,
+    FLOAT16,
+    TOLERANCE,
+    compile_and_compare,
+    gemm_model,
+    init,
+    make_model,
+    matmul_model,
+    mlp_model,
+    onnxruntime_can_run,
+    random_feeds,
+    save,
+    splits,
+    vector,
+    vi,
+    weight,
+)
+
+
+def layer_graph(model, folder):
+    return load_layer_graph(save(model, folder, "structure"))[0]
+
+
+def host_ops(graph) -> list[str]:
+    return [op for segment in graph.host_segments for op in (n.op_type for n in segment.model.graph.node)]
+
+
+# ---------------------------------------------------------------- Gemm
+
+GEMM_BIASES = [None, "1d", "row", "scalar", "scalar1", "one_one", "full", "col", "input", "input_full"]
+
+
+@pytest.mark.parametrize("bias", GEMM_BIASES, ids=lambda b: f"C={b}")
+@pytest.mark.parametrize("alpha, beta", [(1.0, 1.0), (0.7, -1.3)], ids=["alpha1_beta1", "alpha0.7_beta-1.3"])
+@pytest.mark.parametrize("trans_a, trans_b", [(0, 0), (0, 1), (1, 0), (1, 1)], ids=["NN", "NT", "TN", "TT"])
+def test_gemm(tmp_path, trans_a, trans_b, alpha, beta, bias):
+    batch = 4 if bias in ("full", "col", "input_full") else "N"
+    model = gemm_model(k=100, n=90, trans_a=trans_a, trans_b=trans_b, alpha=alpha, beta=beta, bias=bias, batch=batch)
+    graph = layer_graph(model, tmp_path)
+    (dense,) = graph.dense_layers
+    assert dense.shape == (100, 90)
+    on_array = bias in ("1d", "row", "scalar", "scalar1", "one_one")
+    assert (dense.bias is not None) == on_array
+    if on_array:
+        c = onnx.numpy_helper.to_array(next(t for t in model.graph.initializer if t.name == "C"))
+        np.testing.assert_allclose(dense.bias, np.broadcast_to(beta * c.reshape(-1), (90,)), rtol=1e-6)
+    else:
+        # A bias that varies along the batch or is a runtime input is added on the host.
+        assert ("Add" in host_ops(graph)) == (bias is not None)
+    assert ("Transpose" in host_ops(graph)) == bool(trans_a)
+    program = compile_and_compare(model, tmp_path, random_feeds(model, batch=4))
+    assert splits(program) == (True, True)
+
+
+# ---------------------------------------------------------------- MatMul
+
+
+@pytest.mark.parametrize(
+    "bias, bias_first",
+    [(None, False), ("1d", False), ("1d", True), ("row", False), ("row", True)],
+    ids=["no_bias", "bias_N_right", "bias_N_left", "bias_1N_right", "bias_1N_left"],
+)
+def test_matmul_bias_fused(tmp_path, bias, bias_first):
+    model = matmul_model(k=120, n=80, bias=bias, bias_first=bias_first)
+    graph = layer_graph(model, tmp_path)
+    (dense,) = graph.dense_layers
+    assert graph.host_segments == []
+    assert (dense.bias is not None) == (bias is not None)
+    assert dense.output == "y"
+    program = compile_and_compare(model, tmp_path)
+    assert splits(program) == (True, True)
+
+
+@pytest.mark.parametrize("bias", [None, "1d", "full_rank"], ids=["no_bias", "bias_N", "bias_11N"])
+def test_matmul_3d_input_applies_on_last_axis(tmp_path, bias):
+    model = matmul_model(k=90, n=110, bias=bias, lead=("B", 5))
+    graph = layer_graph(model, tmp_path)
+    (dense,) = graph.dense_layers
+    assert dense.shape == (90, 110) and graph.host_segments == []
+    compile_and_compare(model, tmp_path, random_feeds(model, batch=2))
+
+
+def test_matmul_1d_input(tmp_path):
+    model = matmul_model(k=75, n=100, bias="1d", lead=())
+    assert len(layer_graph(model, tmp_path).dense_layers) == 1
+    compile_and_compare(model, tmp_path)
+
+
+def test_matmul_bias_varying_along_rows_stays_on_host(tmp_path):
+    """An Add of a [T, N] constant is not a per-column bias: it must stay a host Add."""
+    rng = np.random.default_rng(3)
+    inits = [init("W", weight(rng, 80, 70)), init("b", vector(rng, (4, 70)))]
+    nodes = [
+        helper.make_node("MatMul", ["x", "W"], ["xw"], name="mm"),
+        helper.make_node("Add", ["xw", "b"], ["y"], name="add"),
+    ]
+    model = make_model(nodes, [vi("x", ["B", 4, 80])], [vi("y", ["B", 4, 70])], inits)
+    graph = layer_graph(model, tmp_path)
+    assert graph.dense_layers[0].bias is None and host_ops(graph) == ["Add"]
+    compile_and_compare(model, tmp_path)
+
+
+def test_matmul_bias_widening_the_output_stays_on_host(tmp_path):
+    """[B, 1] + [70] broadcasts to [B, 70]: not a per-column bias of a one-column layer."""
+    rng = np.random.default_rng(8)
+    inits = [init("W", weight(rng, 100, 1)), init("b", vector(rng, (70,)))]
+    nodes = [
+        helper.make_node("MatMul", ["x", "W"], ["xw"], name="mm"),
+        helper.make_node("Add", ["xw", "b"], ["y"], name="add"),
+    ]
+    model = make_model(nodes, [vi("x", ["N", 100])], [vi("y", ["N", 70])], inits)
+    graph = layer_graph(model, tmp_path)
+    assert graph.dense_layers[0].bias is None and host_ops(graph) == ["Add"]
+    compile_and_compare(model, tmp_path)
+
+
+def test_matmul_output_with_second_consumer_is_not_fused(tmp_path):
+    """xw feeds the bias Add and a Relu: the Add cannot be folded into the layer."""
+    rng = np.random.default_rng(4)
+    inits = [init("W", weight(rng, 100, 90)), init("b", vector(rng, (90,)))]
+    nodes = [
+        helper.make_node("MatMul", ["x", "W"], ["xw"], name="mm"),
+        helper.make_node("Add", ["xw", "b"], ["y1"], name="add"),
+        helper.make_node("Relu", ["xw"], ["y2"], name="relu"),
+    ]
+    model = make_model(nodes, [vi("x", ["N", 100])], [vi("y1", ["N", 90]), vi("y2", ["N", 90])], inits)
+    graph = layer_graph(model, tmp_path)
+    (dense,) = graph.dense_layers
+    assert dense.bias is None and dense.activation == "identity" and dense.output == "xw"
+    assert sorted(host_ops(graph)) == ["Add", "Relu"]
+    compile_and_compare(model, tmp_path)
+
+
+@pytest.mark.parametrize("exposed", ["xw", "pre"], ids=["matmul_output", "pre_activation"])
+def test_matmul_intermediate_graph_output_is_kept(tmp_path, exposed):
+    """A graph output in the middle of MatMul → Add → Relu ends the fusion there."""
+    rng = np.random.default_rng(5)
+    inits = [init("W", weight(rng, 100, 90)), init("b", vector(rng, (90,)))]
+    nodes = [
+        helper.make_node("MatMul", ["x", "W"], ["xw"], name="mm"),
+        helper.make_node("Add", ["xw", "b"], ["pre"], name="add"),
+        helper.make_node("Relu", ["pre"], ["y"], name="relu"),
+    ]
+    model = make_model(nodes, [vi("x", ["N", 100])], [vi("y", ["N", 90]), vi(exposed, ["N", 90])], inits)
+    graph = layer_graph(model, tmp_path)
+    (dense,) = graph.dense_layers
+    assert dense.activation == "identity"
+    assert (dense.bias is not None) == (exposed == "pre")
+    assert "Relu" in host_ops(graph)
+    compile_and_compare(model, tmp_path)
+
+
+# ---------------------------------------------------------------- where constants come from
+
+
+def constant_source_model(source: str, opset: int) -> onnx.ModelProto:
+    rng = np.random.default_rng(6)
+    k, n = 110, 75
+    w, b = weight(rng, k, n), vector(rng, (n,))
+    nodes, inits = [], [init("b", b)]
+    if source == "initializer":
+        inits.append(init("W", w))
+    elif source == "constant_node":
+        nodes.append(helper.make_node("Constant", [], ["W"], name="const_w", value=init("w_value", w)))
+        nodes.append(helper.make_node("Constant", [], ["b2"], name="const_b", value=init("b_value", b)))
+        inits = []
+    elif source == "transpose":
+        inits.append(init("Wt", w.T.copy()))
+        nodes.append(helper.make_node("Transpose", ["Wt"], ["W"], name="t", perm=[1, 0]))
+    elif source == "cast_reshape":
+        inits += [init("Wflat", w.astype(np.float64).reshape(-1)), init("shape", np.array([k, n], dtype=np.int64))]
+        nodes.append(helper.make_node("Reshape", ["Wflat", "shape"], ["W64"], name="reshape"))
+        nodes.append(helper.make_node("Cast", ["W64"], ["W"], name="cast", to=onnx.TensorProto.FLOAT))
+    bias = "b2" if source == "constant_node" else "b"
+    nodes += [
+        helper.make_node("MatMul", ["x", "W"], ["xw"], name="mm"),
+        helper.make_node("Add", ["xw", bias], ["y"], name="add"),
+    ]
+    return make_model(nodes, [vi("x", ["N", k])], [vi("y", ["N", n])], inits, opset=opset)
+
+
+@pytest.mark.parametrize("opset", [7, 13])
+@pytest.mark.parametrize("source", ["initializer", "constant_node", "transpose", "cast_reshape"])
+def test_weight_constant_sources(tmp_path, source, opset):
+    model = constant_source_model(source, opset)
+    graph = layer_graph(model, tmp_path)
+    (dense,) = graph.dense_layers
+    assert graph.host_segments == [] and dense.bias is not None
+    assert [t.name for t in graph.inputs] == ["x"]
+    compile_and_compare(model, tmp_path)
+
+
+@pytest.mark.parametrize("opset", [7, 8])
+def test_ir3_initializers_listed_as_inputs(tmp_path, opset):
+    """IR version 3: every initializer is also a graph input; they are still constants.
+    The Mul by a constant between the layers makes a host segment that needs one too."""
+    rng = np.random.default_rng(7)
+    inits = [
+        init("W1", weight(rng, 100, 80)),
+        init("b1", vector(rng, (80,))),
+        init("scale", np.array([1.5], dtype=np.float32)),
+        init("W2", weight(rng, 80, 70)),
+        init("b2", vector(rng, (70,))),
+    ]
+    nodes = [
+        helper.make_node("MatMul", ["x", "W1"], ["h0"], name="fc1"),
+        helper.make_node("Add", ["h0", "b1"], ["h1"], name="fc1_bias"),
+        helper.make_node("Relu", ["h1"], ["h2"], name="fc1_relu"),
+        helper.make_node("Mul", ["h2", "scale"], ["h3"], name="scale_mul"),
+        helper.make_node("Gemm", ["h3", "W2", "b2"], ["y"], name="fc2"),
+    ]
+    model = make_model(nodes, [vi("x", ["N", 100])], [vi("y", ["N", 70])], inits, opset=opset, ir_version=3,
+                       inputs_include_initializers=True)
+    graph = layer_graph(model, tmp_path)
+    assert [t.name for t in graph.inputs] == ["x"]
+    assert [d.shape for d in graph.dense_layers] == [(100, 80), (80, 70)]
+    assert graph.dense_layers[0].activation == "relu"
+    assert host_ops(graph) == ["Mul"]
+    compile_and_compare(model, tmp_path)
+
+
+# ---------------------------------------------------------------- activations
+
+ACTIVATIONS = [
+    ("Relu", {}, "relu", {}),
+    ("Sigmoid", {}, "sigmoid", {}),
+    ("Tanh", {}, "tanh", {}),
+    ("LeakyRelu", {"alpha": 0.2}, "leaky_relu", {"alpha": pytest.approx(0.2)}),
+    ("Softmax", {}, "softmax", {}),
+    ("LogSoftmax", {}, "log_softmax", {}),
+    ("Identity", {}, "identity", {}),
+]
+
+
+@pytest.mark.parametrize("opset", [11, 13])
+@pytest.mark.parametrize("op, attrs, name, params", ACTIVATIONS, ids=[a[0] for a in ACTIVATIONS])
+def test_activation_fused_2d(tmp_path, op, attrs, name, params, opset):
+    model = matmul_model(k=100, n=90, bias="1d", activation=op, activation_attrs=attrs, opset=opset)
+    graph = layer_graph(model, tmp_path)
+    (dense,) = graph.dense_layers
+    assert graph.host_segments == []
+    assert (dense.activation, dense.activation_params, dense.output) == (name, params, "y")
+    compile_and_compare(model, tmp_path)
+
+
+@pytest.mark.parametrize(
+    "opset, axis, fused",
+    [(11, None, False), (11, 1, False), (11, 2, True), (11, -1, True), (13, None, True), (13, 1, False), (13, 2, True)],
+    ids=["opset11_default", "opset11_axis1", "opset11_axis2", "opset11_axis-1", "opset13_default", "opset13_axis1",
+         "opset13_axis2"],
+)
+@pytest.mark.parametrize("op", ["Softmax", "LogSoftmax"])
+def test_softmax_3d_axis_semantics(tmp_path, op, opset, axis, fused):
+    """Before opset 13, Softmax on [B, T, N] with the default axis=1 normalises over T·N."""
+    attrs = {} if axis is None else {"axis": axis}
+    model = matmul_model(k=80, n=70, bias="1d", lead=("B", 3), activation=op, activation_attrs=attrs, opset=opset)
+    graph = layer_graph(model, tmp_path)
+    (dense,) = graph.dense_layers
+    if fused:
+        assert dense.activation == {"Softmax": "softmax", "LogSoftmax": "log_softmax"}[op]
+        assert graph.host_segments == []
+    else:
+        assert dense.activation == "identity"
+        assert host_ops(graph) == [op]
+    compile_and_compare(model, tmp_path, random_feeds(model, batch=2))
+
+
+@pytest.mark.parametrize("opset", [11, 13])
+@pytest.mark.parametrize("op", ["Softmax", "LogSoftmax"])
+def test_softmax_2d_axis0_not_fused(tmp_path, op, opset):
+    model = gemm_model(k=100, n=90, bias="1d")
+    model.graph.node[0].output[0] = "pre"
+    model.graph.node.append(helper.make_node(op, ["pre"], ["y"], name="act", axis=0))
+    model.opset_import[0].version = opset
+    onnx.checker.check_model(model)
+    graph = layer_graph(model, tmp_path)
+    assert graph.dense_layers[0].activation == "identity" and host_ops(graph) == [op]
+    compile_and_compare(model, tmp_path)
+
+
+def test_gemm_fuses_activation(tmp_path):
+    model = gemm_model(k=100, n=90, trans_b=1, alpha=0.5, beta=2.0, bias="1d")
+    model.graph.node[0].output[0] = "pre"
+    model.graph.node.append(helper.make_node("Tanh", ["pre"], ["y"], name="tanh"))
+    onnx.checker.check_model(model)
+    (dense,) = layer_graph(model, tmp_path).dense_layers
+    assert dense.activation == "tanh"
+    compile_and_compare(model, tmp_path)
+
+
+# ---------------------------------------------------------------- opsets, batch, dtypes
+
+NEWEST_ONNX_OPSET = onnx.defs.onnx_opset_version()
+
+
+def onnxruntime_opsets() -> list[int]:
+    """Opsets ≥ 7 for which onnxruntime loads and runs the MLP."""
+    return [o for o in range(7, NEWEST_ONNX_OPSET + 1) if onnxruntime_can_run(mlp_model(o))]
+
+
+def test_onnxruntime_opset_range_covers_7_to_20():
+    supported = onnxruntime_opsets()
+    assert set(range(7, 21)) <= set(supported), supported
+
+
+@pytest.mark.parametrize("opset", range(7, NEWEST_ONNX_OPSET + 1))
+def test_mlp_every_opset(tmp_path, opset):
+    model = mlp_model(opset)
+    if not onnxruntime_can_run(model):
+        pytest.skip(f"onnxruntime cannot run opset {opset}")
+    graph = layer_graph(model, tmp_path)
+    assert [(d.shape, d.activation, d.bias is not None) for d in graph.dense_layers] == [
+        ((100, 80), "relu", True),
+        ((80, 70), "softmax", True),
+    ]
+    assert graph.host_segments == []
+    program = compile_and_compare(model, tmp_path)
+    assert splits(program) == (True, True)
+
+
+@pytest.mark.parametrize("batch, runs", [("N", (1, 3, 5)), (1, (1,)), (4, (4,))], ids=["symbolic", "fixed1", "fixed4"])
+@pytest.mark.parametrize("pattern", ["gemm", "matmul"])
+def test_batch_dimension(tmp_path, pattern, batch, runs):
+    if pattern == "gemm":
+        model = gemm_model(k=90, n=100, trans_b=1, bias="row", batch=batch)
+    else:
+        model = matmul_model(k=90, n=100, bias="1d", lead=(batch,), activation="Relu")
+    for size in runs:
+        compile_and_compare(model, tmp_path, random_feeds(model, batch=size, seed=size))
+
+
+@pytest.mark.parametrize("elem", [DOUBLE, FLOAT16], ids=["float64", "float16"])
+@pytest.mark.parametrize("pattern", ["gemm", "matmul"])
+def test_dtype(tmp_path, pattern, elem):
+    if pattern == "gemm":
+        model = gemm_model(k=100, n=80, trans_b=1, alpha=0.5, beta=2.0, bias="1d", elem=elem)
+    else:
+        model = matmul_model(k=100, n=80, bias="1d", activation="Relu", elem=elem)
+    if not onnxruntime_can_run(model):
+        pytest.skip(f"onnxruntime has no {pattern} for {onnx.TensorProto.DataType.Name(elem)}")
+    graph = layer_graph(model, tmp_path)
+    assert graph.dense_layers[0].dtype == {DOUBLE: "float64", FLOAT16: "float16"}[elem]
+    rtol, atol = TOLERANCE[elem]
+    compile_and_compare(model, tmp_path, rtol=rtol, atol=atol)
+
+
+# ---------------------------------------------------------------- weights that are runtime inputs
+
+
+def runtime_weight_model(op: str) -> onnx.ModelProto:
+    node = helper.make_node(op, ["x", "w"], ["y"], name=f"my_{op.lower()}_node")
+    return make_model([node], [vi("x", ["N", 100]), vi("w", [100, 90])], [vi("y", ["N", 90])])
+
+
+@pytest.mark.parametrize("op", ["Gemm", "MatMul"])
+def test_runtime_weight_is_an_error(tmp_path, op):
+    path = save(runtime_weight_model(op), tmp_path)
+    with pytest.raises(AnalogcError, match=f"my_{op.lower()}_node") as caught:
+        load_layer_graph(path)
+    assert "'w'" in str(caught.value)
+
+
+@pytest.mark.parametrize("op", ["Gemm", "MatMul"])
+def test_runtime_weight_cli(tmp_path, cli, op):
+    path = save(runtime_weight_model(op), tmp_path)
+    result = cli("compile", path, "--target", "tiny", "-o", tmp_path / "out.atp")
+    assert_user_error(result, f"my_{op.lower()}_node", op)
+    assert not (tmp_path / "out.atp").exists()
