@@ -10,13 +10,8 @@ def relu(y, **_):
 
 
 def sigmoid(y, **_):
-    # Split by sign so that exp never overflows.
-    out = np.empty_like(y)
-    pos = y >= 0
-    out[pos] = 1.0 / (1.0 + np.exp(-y[pos]))
-    e = np.exp(y[~pos])
-    out[~pos] = e / (1.0 + e)
-    return out
+    # 1/(1+e^-y) written with tanh: no overflow for large |y|, and one fast ufunc.
+    return 0.5 * (1.0 + np.tanh(0.5 * y))
 
 
 def tanh(y, **_):

@@ -13,8 +13,11 @@ import numpy as np
 def quantize(x: np.ndarray, bound: float, bits: int) -> np.ndarray:
     """Round to the 2^bits − 1 levels k·bound/(2^(bits−1) − 1), |k| ≤ 2^(bits−1) − 1
     (symmetric, with 0 and ±bound), clipping outside [−bound, bound]."""
-    step = bound / max(2 ** (bits - 1) - 1, 1)
-    return np.clip(np.round(x / step) * step, -bound, bound).astype(x.dtype, copy=False)
+    step = np.asarray(bound / max(2 ** (bits - 1) - 1, 1), dtype=x.dtype)
+    out = np.divide(x, step)
+    np.round(out, out=out)
+    out *= step
+    return np.clip(out, -bound, bound, out=out)
 
 
 def dac(x: np.ndarray, periphery) -> tuple[np.ndarray, np.ndarray]:
@@ -27,10 +30,20 @@ def dac(x: np.ndarray, periphery) -> tuple[np.ndarray, np.ndarray]:
     return x_n, scale / periphery.dac_range
 
 
-def adc(y: np.ndarray, periphery, rng: np.random.Generator | None) -> np.ndarray:
-    """Output noise, the saturating bound, then quantisation (if switched on)."""
-    if periphery.output_noise_enabled and periphery.output_noise > 0 and rng is not None:
-        y = y + (rng.standard_normal(y.shape) * periphery.output_noise).astype(y.dtype)
+def adc(y: np.ndarray, periphery, rng: np.random.Generator | None, read_variance: np.ndarray | None = None) -> np.ndarray:
+    """Noise, the saturating bound, then quantisation (if switched on).
+
+    `read_variance` is the devices' read-noise variance of each output (same units as
+    y); it and the ADC's own output noise are independent Gaussians, so one draw with
+    the summed variance stands for both.
+    """
+    sigma_out = periphery.output_noise if periphery.output_noise_enabled else 0.0
+    if rng is not None and (read_variance is not None or sigma_out > 0):
+        if read_variance is None:
+            sd = np.float32(sigma_out)
+        else:
+            sd = np.sqrt(read_variance + np.float32(sigma_out**2))
+        y = y + sd * rng.standard_normal(y.shape, dtype=np.float32)
     if periphery.quantization:
         return quantize(y, periphery.adc_bound, periphery.adc_bits)
     return y
