@@ -46,6 +46,36 @@ def plan_json(program) -> dict:
             for s in program.meta.get("host_segments", [])
         ],
         "tile_utilization": tile_utilization(program),
+        "schedule": schedule_summary(program),
+    }
+
+
+def schedule_summary(program) -> dict:
+    """Blocks in one tile that share tile rows (drivers) or columns (ADCs) cannot run in
+    the same step: per tile, a colouring of that conflict graph gives the steps needed."""
+    import networkx as nx
+
+    by_tile: dict[tuple, list] = {}
+    for block in program.blocks:
+        r, c = block["offset"]
+        rect = (r, c, r + block["rows"][1] - block["rows"][0], c + block["cols"][1] - block["cols"][0])
+        by_tile.setdefault(tuple(block["tile"]), []).append(rect)
+    steps, pairs = {}, 0
+    for tile, rects in by_tile.items():
+        graph = nx.Graph()
+        graph.add_nodes_from(range(len(rects)))
+        for i, a in enumerate(rects):
+            for j in range(i + 1, len(rects)):
+                b = rects[j]
+                if min(a[2], b[2]) > max(a[0], b[0]) or min(a[3], b[3]) > max(a[1], b[1]):
+                    graph.add_edge(i, j)
+        pairs += graph.number_of_edges()
+        colours = nx.coloring.greedy_color(graph, strategy="largest_first")
+        steps[tile] = 1 + max(colours.values()) if colours else 0
+    return {
+        "serialized_pairs": pairs,
+        "max_steps_per_tile": max(steps.values(), default=0),
+        "tiles_needing_more_than_one_step": sum(1 for v in steps.values() if v > 1),
     }
 
 
@@ -94,6 +124,11 @@ def print_plan(program, console: Console, verbose: bool = False) -> None:
         f"utilization {plan['utilization']:.1%}, placer {plan['placer']} ({solver['status']}, {proven}, "
         f"{solver['seconds']:.3f} s), traffic {plan['traffic']} elements·hops/example "
         f"(first-fit {plan['traffic_greedy']})"
+    )
+    schedule = plan["schedule"]
+    console.print(
+        f"schedule: {schedule['serialized_pairs']} block pairs share tile rows or columns; "
+        f"at most {schedule['max_steps_per_tile']} sequential steps in one tile"
     )
     table = Table(title="layers", title_justify="left")
     for column in ("layer", "K x N", "array rows x cols", "bias", "activation", "blocks", "tiles", "split"):
