@@ -13,10 +13,11 @@ from analogc.runtime.program import Program
 
 def compile_model(model_path: str | Path, spec, placer: str = "cpsat", time_limit: float = 5.0, seed: int = 0) -> Program:
     """Frontend, partition, place, emit; errors are AnalogcErrors naming the cause."""
-    layer_graph, model = load_layer_graph(model_path)
+    layer_graph, model, self_contained = load_layer_graph(model_path)
     layers = layer_graph.dense_layers
     blocks = partition(layers, spec)
     placement = place(blocks, layers, spec, placer=placer, time_limit=time_limit, seed=seed)
     if placement.blocks is not None:
         blocks = placement.blocks
-    return emit_program(layer_graph, blocks, placement, spec, model, Path(model_path).stem)
+    original = Path(model_path).read_bytes() if self_contained else model.SerializeToString()
+    return emit_program(layer_graph, blocks, placement, spec, model, Path(model_path).stem, original)

@@ -35,16 +35,20 @@ def layer_entry(dense, spec) -> dict:
 def weight_scale(dense, spec) -> dict:
     """The layer's weight range w_max (a quantile of |w| over the array matrix, per the
     spec) and the µS per weight unit that maps w_max to F·g_prog_max."""
-    values = [np.abs(dense.weight).ravel()]
-    if dense.bias is not None and bias_on_array(True, spec):
-        values.append(np.abs(dense.bias).ravel())
-    magnitudes = np.concatenate(values)
-    w_max = float(np.quantile(magnitudes, spec.cell.w_max_quantile)) if magnitudes.size else 0.0
+    with_bias = dense.bias is not None and bias_on_array(True, spec)
+    if spec.cell.w_max_quantile >= 1.0:  # the common case: no copy of the weights
+        w_max = float(np.max(np.abs(dense.weight), initial=0.0))
+        if with_bias:
+            w_max = max(w_max, float(np.max(np.abs(dense.bias), initial=0.0)))
+    else:
+        values = [np.abs(dense.weight).ravel()] + ([np.abs(dense.bias).ravel()] if with_bias else [])
+        magnitudes = np.concatenate(values)
+        w_max = float(np.quantile(magnitudes, spec.cell.w_max_quantile)) if magnitudes.size else 0.0
     w_max = w_max if w_max > 0 and np.isfinite(w_max) else 1.0
     return {"w_max": w_max, "us_per_weight": spec.cell.gain_f * spec.pcm.g_prog_max / w_max}
 
 
-def emit_program(layer_graph, blocks, placement, spec, source_model: onnx.ModelProto, model_name: str) -> Program:
+def emit_program(layer_graph, blocks, placement, spec, source_model: onnx.ModelProto, model_name: str, original: bytes) -> Program:
     """Everything the runtime needs, and nothing it must look up in the mapper."""
     layers = layer_graph.dense_layers
     tiles_of = {}
@@ -82,12 +86,12 @@ def emit_program(layer_graph, blocks, placement, spec, source_model: onnx.ModelP
                 {"name": step.name, "member": member, "inputs": step.inputs, "outputs": step.outputs, "onnx_nodes": step.onnx_nodes}
             )
             instructions.append({"op": "host", "segment": step.name})
-    members["original.onnx"] = source_model.SerializeToString()
+    members["original.onnx"] = original
     arrays = {}
     for dense in layers:
-        arrays[f"weight/{dense.name}"] = dense.weight.astype(np.float32)
+        arrays[f"weight/{dense.name}"] = dense.weight.astype(np.float32, copy=False)
         if dense.bias is not None:
-            arrays[f"bias/{dense.name}"] = dense.bias.astype(np.float32)
+            arrays[f"bias/{dense.name}"] = dense.bias.astype(np.float32, copy=False)
     for name, value in layer_graph.constant_outputs.items():
         arrays[f"constant/{name}"] = np.asarray(value)
     used_cells = sum(b.cells for b in blocks)

@@ -161,7 +161,9 @@ def convert_gemm(node: onnx.NodeProto, index: int, ctx: Context) -> Converted | 
         return None
     attrs = attributes(node)
     alpha, beta = float(attrs.get("alpha", 1.0)), float(attrs.get("beta", 1.0))
-    weight = (weight.T if attrs.get("transB", 0) else weight).astype(np.float64) * alpha
+    weight = np.ascontiguousarray(weight.T if attrs.get("transB", 0) else weight, dtype=np.float32)
+    if alpha != 1.0:
+        weight = weight * np.float32(alpha)
     n = weight.shape[1]
     name = ctx.layer_name(node, index)
     before, after = [], []
@@ -180,7 +182,7 @@ def convert_gemm(node: onnx.NodeProto, index: int, ctx: Context) -> Converted | 
             output = ctx.fresh(f"{name}/xw")
             ctx.declare(output, ctx.elem_type(a))
             after.extend(host_bias_nodes(name, output, node.output[0], c, c_value, beta, ctx))
-    dense = Dense(name, x, output, weight.astype(np.float32), as_float32(bias), dtype=dtype, onnx_nodes=[node_label(node, index)])
+    dense = Dense(name, x, output, weight.astype(np.float32, copy=False), as_float32(bias), dtype=dtype, onnx_nodes=[node_label(node, index)])
     fused = [index]
     if not after:
         fuse_activation(dense, fused, 2, ctx)
@@ -216,7 +218,7 @@ def convert_matmul(node: onnx.NodeProto, index: int, ctx: Context) -> Converted 
     if a in ctx.constants or dtype is None or weight.ndim != 2:
         return None
     name = ctx.layer_name(node, index)
-    dense = Dense(name, a, node.output[0], weight.astype(np.float32), None, dtype=dtype, onnx_nodes=[node_label(node, index)])
+    dense = Dense(name, a, node.output[0], weight.astype(np.float32, copy=False), None, dtype=dtype, onnx_nodes=[node_label(node, index)])
     fused = [index]
     out_rank = ctx.rank(node.output[0])
     found = ctx.sole_consumer(node.output[0])
@@ -314,10 +316,11 @@ def tensor_info(value: onnx.ValueInfoProto) -> TensorInfo:
     return TensorInfo(value.name, dtype, shape)
 
 
-def load_layer_graph(path: str | Path) -> tuple[LayerGraph, onnx.ModelProto]:
-    """Read an ONNX file and return its layer graph and the checked, inferred model."""
-    model = load_onnx(path)
-    return build_layer_graph(model, str(path)), model
+def load_layer_graph(path: str | Path) -> tuple[LayerGraph, onnx.ModelProto, bool]:
+    """Read an ONNX file: its layer graph, the checked and inferred model, and whether
+    the file is self-contained (no external data)."""
+    model, self_contained = load_onnx(path)
+    return build_layer_graph(model, str(path)), model, self_contained
 
 
 def build_layer_graph(model: onnx.ModelProto, origin: str = "model") -> LayerGraph:
