@@ -163,9 +163,15 @@ def evaluate(program, chip, feeds, labels, args):
         "examples_per_s": n / seconds if seconds > 0 else None,
     }
     if labels is not None:
-        result["accuracy"] = accuracy(chip_out[0], labels)
-        result["onnxruntime_accuracy"] = accuracy(ref_out[0], labels)
-    diffs = [float(np.max(np.abs(a.astype(np.float64) - b.astype(np.float64)))) if a.size else 0.0 for a, b in zip(chip_out, ref_out)]
+        result["accuracy"] = accuracy(chip_out, labels)
+        result["onnxruntime_accuracy"] = accuracy(ref_out, labels)
+        if result["accuracy"] is None:
+            result.pop("accuracy"), result.pop("onnxruntime_accuracy")
+    diffs = [
+        float(np.max(np.abs(a.astype(np.float64) - b.astype(np.float64)))) if a.size else 0.0
+        for a, b in zip(chip_out, ref_out)
+        if isinstance(a, np.ndarray) and isinstance(b, np.ndarray) and a.dtype.kind == "f"
+    ]
     result["max_abs_diff_vs_onnxruntime"] = max(diffs) if diffs else 0.0
     return result, chip_out
 
@@ -263,12 +269,15 @@ def write_outputs(path: Path, program, outputs: list) -> None:
     from analogc.atomic import atomic_path
 
     names = [o["name"] for o in program.meta["model"]["outputs"]]
+    tensors = {n: o for n, o in zip(names, outputs) if isinstance(o, np.ndarray) and o.dtype != object}
+    if path.suffix == ".npy" and names[0] not in tensors:
+        raise AnalogcError(f"{path}: output {names[0]!r} is not a tensor (e.g. a ZipMap sequence); use --output FILE.npz for the tensor outputs")
     with atomic_path(path) as tmp:
         with open(tmp, "wb") as handle:
             if path.suffix == ".npz":
-                np.savez(handle, **dict(zip(names, outputs)))
+                np.savez(handle, **tensors)
             else:
-                np.save(handle, outputs[0], allow_pickle=False)
+                np.save(handle, tensors[names[0]], allow_pickle=False)
 
 
 def report_run(args, program, result: dict) -> None:

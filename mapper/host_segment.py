@@ -63,7 +63,7 @@ def build_segment_model(
         ir_version=source.ir_version,
     )
     model.functions.extend(source.functions)
-    if any(not o.type.tensor_type.elem_type for o in model.graph.output):
+    if any(not has_type(o) for o in model.graph.output):
         model = fill_output_types(model, name)
     return model
 
@@ -78,13 +78,19 @@ def value_info(name: str, value_types: dict) -> onnx.ValueInfoProto:
     return info
 
 
+def has_type(value: onnx.ValueInfoProto) -> bool:
+    """A tensor with an element type, or any other type (sequence, map, optional)."""
+    kind = value.type.WhichOneof("value")
+    return kind is not None and (kind != "tensor_type" or bool(value.type.tensor_type.elem_type))
+
+
 def fill_output_types(model: onnx.ModelProto, name: str) -> onnx.ModelProto:
     """Infer the segment's own output types when the whole model's inference had none."""
     inferred = shape_inference.infer_shapes(model)
     known = {v.name: v.type for v in list(inferred.graph.value_info) + list(inferred.graph.output)}
     for output in model.graph.output:
-        if not output.type.tensor_type.elem_type:
-            if output.name not in known or not known[output.name].tensor_type.elem_type:
+        if not has_type(output):
+            if output.name not in known or known[output.name].WhichOneof("value") is None:
                 raise AnalogcError(f"host segment {name}: cannot tell the type of tensor {output.name!r}")
             output.type.CopyFrom(known[output.name])
     return model

@@ -50,10 +50,26 @@ def run_batched(run_fn, feeds: dict, batch: int, pad: bool = False, progress=Non
                 piece = np.concatenate([piece, pad])
             part[name] = piece
         outputs = run_fn(part)
-        chunks.append([o[: stop - start] if np.ndim(o) else o for o in outputs])
+        chunks.append([trim(o, stop - start) for o in outputs])
         if progress is not None:
             progress(stop - start)
-    return [np.concatenate([c[i] for c in chunks]) for i in range(len(chunks[0]))] if chunks else []
+    return [join([c[i] for c in chunks]) for i in range(len(chunks[0]))] if chunks else []
+
+
+def trim(output, rows: int):
+    """The first `rows` examples of a batch output (a tensor, or a sequence such as ZipMap's)."""
+    if isinstance(output, np.ndarray):
+        return output[:rows] if output.ndim else output
+    return list(output)[:rows]
+
+
+def join(parts: list):
+    """Batch outputs joined along the batch axis; sequences are concatenated as lists."""
+    if all(isinstance(p, np.ndarray) and p.ndim for p in parts):
+        return np.concatenate(parts)
+    if all(isinstance(p, np.ndarray) for p in parts):
+        return parts[0]  # a scalar output: the same for every batch
+    return [item for part in parts for item in part]
 
 
 class Reference:
@@ -77,7 +93,22 @@ def chip_runner(chip):
     return run
 
 
-def accuracy(scores: np.ndarray, labels: np.ndarray) -> float:
-    """Top-1 accuracy of [n, classes] scores (any monotone output: logits, probs, log-probs)."""
-    scores = scores.reshape(len(labels), -1)
-    return float(np.mean(np.argmax(scores, axis=1) == labels))
+def predictions(outputs: list, n: int) -> np.ndarray | None:
+    """Predicted classes from a model's outputs: the first integer output with one value
+    per example (a label, as scikit-learn exports give), else the argmax of the first
+    float output with several values per example (logits, probabilities, log-probs)."""
+    tensors = [o for o in outputs if isinstance(o, np.ndarray) and o.ndim and len(o) == n]
+    for o in tensors:
+        if o.dtype.kind in "iu" and o.size == n:
+            return o.reshape(n).astype(np.int64)
+    for o in tensors:
+        if o.dtype.kind == "f" and o.size // n > 1:
+            return np.argmax(o.reshape(n, -1), axis=1)
+    return None
+
+
+def accuracy(outputs, labels: np.ndarray) -> float | None:
+    """Top-1 accuracy; `outputs` is one score array or a model's list of outputs."""
+    outputs = [outputs] if isinstance(outputs, np.ndarray) else outputs
+    predicted = predictions(outputs, len(labels))
+    return None if predicted is None else float(np.mean(predicted == labels))
