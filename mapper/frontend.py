@@ -361,9 +361,19 @@ def build_layer_graph(model: onnx.ModelProto, origin: str = "model") -> LayerGra
     inputs = [tensor_info(v) for v in graph.input if v.name not in constants]
     outputs = [tensor_info(v) for v in graph.output]
     check_unique_names(model, origin)
+    for item in items:
+        if isinstance(item, Dense):
+            check_finite(item, origin)
     steps = group_host_segments(items, ctx, inputs, outputs)
     constant_outputs = {o.name: constants[o.name] for o in outputs if o.name in constants}
     return LayerGraph(inputs, outputs, steps, constant_outputs, build_digraph(steps, inputs))
+
+
+def check_finite(dense: Dense, origin: str) -> None:
+    """NaN or Inf weights cannot be programmed into conductances."""
+    for what, values in (("weights", dense.weight), ("bias", dense.bias)):
+        if values is not None and not np.all(np.isfinite(values)):
+            raise AnalogcError(f"{origin}: layer {dense.name!r} has NaN or Inf {what}; they cannot be programmed onto a tile")
 
 
 def check_unique_names(model: onnx.ModelProto, origin: str) -> None:

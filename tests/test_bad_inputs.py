@@ -341,3 +341,26 @@ def test_internal_errors_are_not_user_errors(cli, work, monkeypatch):
     assert "internal error" in result.err and "boom" in result.err and "Traceback" not in result.err
     debug = cli("targets", "--debug")
     assert debug.code == 1 and "Traceback" in debug.err and os.listdir(work) == []
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+@pytest.mark.parametrize("where", ["weight", "bias"])
+def test_non_finite_weights_are_refused(tmp_path, cli, bad, where):
+    from onnx import TensorProto, helper, numpy_helper
+
+    w = np.ones((4, 3), dtype=np.float32)
+    b = np.zeros(3, dtype=np.float32)
+    (w if where == "weight" else b)[0] = bad
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["x", "W"], ["m"]), helper.make_node("Add", ["m", "b"], ["y"])],
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 3])],
+        [numpy_helper.from_array(w, "W"), numpy_helper.from_array(b, "b")],
+    )
+    path = tmp_path / "nan.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]), path)
+    out = tmp_path / "nan.atp"
+    result = cli("compile", path, "-o", out)
+    assert_user_error(result, "NaN or Inf", "nan.onnx")
+    assert not out.exists()
