@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from analogc.runtime import devices
+from analogc.runtime import capacitor, devices
 
 
 @dataclass
@@ -25,11 +25,13 @@ class TileState:
     nu_minus: np.ndarray
     cap_diff: np.ndarray  # s·(g − g_shared), µS
     iterations: np.ndarray  # closed-loop iterations spent per cell (both devices)
+    dv_up: np.ndarray  # per-cell capacitor step of one up pulse, V (fixed mismatch)
+    dv_down: np.ndarray  # per-cell capacitor step of one down pulse, V
 
 
 def new_tile(shape) -> TileState:
     zeros = lambda: np.zeros(shape, dtype=np.float64)  # noqa: E731
-    return TileState(zeros(), zeros(), zeros(), zeros(), zeros(), np.zeros(shape, dtype=np.int32))
+    return TileState(zeros(), zeros(), zeros(), zeros(), zeros(), np.zeros(shape, dtype=np.int32), zeros(), zeros())
 
 
 def capacitor_offsets(shape, spec, rng: np.random.Generator) -> np.ndarray:
@@ -38,10 +40,10 @@ def capacitor_offsets(shape, spec, rng: np.random.Generator) -> np.ndarray:
     cap = spec.capacitor
     if not cap.enabled or spec.chip.cell == "pcm2":
         return np.zeros(shape)
-    nominal = cap.g_per_volt * cap.v_init
-    cell = nominal * (1 + cap.read_gain_sigma * rng.standard_normal(shape)) + cap.read_offset_sigma * rng.standard_normal(shape)
-    shared = nominal * (1 + cap.read_gain_sigma * rng.standard_normal((1, shape[1]))) + cap.read_offset_sigma * rng.standard_normal((1, shape[1]))
-    return cell - shared
+    gain, offset = capacitor.draw_read_mismatch(shape, cap, rng)
+    shared_gain, shared_offset = capacitor.draw_read_mismatch((1, shape[1]), cap, rng)
+    v = np.full(shape, cap.v_init)
+    return capacitor.conductance(v, gain, offset, cap) - capacitor.conductance(v[:1], shared_gain, shared_offset, cap)
 
 
 def program_block(state: TileState, rows: slice, cols: slice, target_us: np.ndarray, spec, rng: np.random.Generator) -> None:
@@ -60,6 +62,8 @@ def program_block(state: TileState, rows: slice, cols: slice, target_us: np.ndar
         state.nu_plus[rows, cols] = devices.drift_exponents(g_plus, pcm, rng)
         state.nu_minus[rows, cols] = devices.drift_exponents(g_minus, pcm, rng)
     state.cap_diff[rows, cols] = capacitor_offsets(target_us.shape, spec, rng)
+    if spec.capacitor.enabled and spec.chip.cell != "pcm2":
+        state.dv_up[rows, cols], state.dv_down[rows, cols] = capacitor.draw_step_sizes(target_us.shape, spec.capacitor, rng)
 
 
 def effective_us(state: TileState, rows: slice, cols: slice, t: float, spec) -> np.ndarray:
