@@ -28,6 +28,7 @@ import numpy as np
 
 from analogc.atomic import atomic_path
 from analogc.errors import AnalogcError
+from analogc.runtime.program_check import check_program
 
 FORMAT_VERSION = 1
 PROGRAM_JSON = "program.json"
@@ -116,6 +117,7 @@ def load_program(path: str | Path) -> Program:
                 raise AnalogcError(f"{path}: checksum mismatch for member {name} (file corrupted or edited)")
             members[name] = data
     arrays = read_arrays(members.pop(ARRAYS), path)
+    check_program(meta, arrays, members, str(path))
     return Program(meta, arrays, members)
 
 

@@ -1,0 +1,56 @@
+"""A tile program edited and re-checksummed still fails with a clear error, not a crash."""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import pytest
+
+from analogc.errors import AnalogcError
+from analogc.mapper import compile_model
+from analogc.runtime.program import Program, load_program, save_program
+from analogc.runtime.spec import load_target
+from tests.conftest import assert_user_error
+from tests.mapper.test_place import mlp
+
+
+@pytest.fixture(scope="module")
+def program(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("prog")
+    return compile_model(mlp(folder / "m.onnx", [70, 40, 10]), load_target("tiny"), time_limit=1)
+
+
+def edited(program, edit):
+    meta, arrays = copy.deepcopy(program.meta), dict(program.arrays)
+    edit(meta, arrays)
+    return Program(meta, arrays, dict(program.members))
+
+
+CASES = {
+    "tile outside grid": (lambda m, a: m["blocks"][0].update(tile=[99, 0]), "outside the 10x10 grid"),
+    "offset outside tile": (lambda m, a: m["blocks"][0].update(offset=[63, 63]), "does not fit inside its tile"),
+    "rows outside layer": (lambda m, a: m["blocks"][0].update(rows=[0, 500]), "outside layer"),
+    "unknown layer": (lambda m, a: m["blocks"][0].update(layer="nope"), "unknown layer"),
+    "weights reshaped": (lambda m, a: a.update({f"weight/{m['layers'][0]['name']}": np.zeros((3, 3), np.float32)}), "weights of layer"),
+    "bias missing": (lambda m, a: a.pop(f"bias/{m['layers'][0]['name']}"), "no bias array"),
+    "unknown instruction": (lambda m, a: m["instructions"]["inference"].append({"op": "launch"}), "unknown instruction"),
+    "mvm of unknown block": (lambda m, a: m["instructions"]["inference"].append({"op": "mvm", "block": 999}), "unknown block"),
+    "bad target value": (lambda m, a: m["target"]["chip"].update(grid_rows=-1), "grid_rows"),
+    "layer without shape": (lambda m, a: m["layers"][0].pop("shape"), "lacks a name"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_edited_program_is_refused(tmp_path, program, case, cli):
+    edit, message = CASES[case]
+    path = tmp_path / "edited.atp"
+    save_program(edited(program, edit), path)
+    with pytest.raises(AnalogcError, match="edited.atp"):
+        load_program(path)
+    assert_user_error(cli("run", path, "--input", tmp_path / "x.npy"), message)
+
+
+def test_unedited_program_loads(tmp_path, program):
+    save_program(program, tmp_path / "ok.atp")
+    assert load_program(tmp_path / "ok.atp").blocks == program.blocks
