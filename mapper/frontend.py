@@ -257,24 +257,13 @@ def fuse_activation(dense: Dense, fused: list, rank: int | None, ctx: Context) -
     ctx.claimed.add(act_index)
 
 
-@activation("Relu")
-def convert_relu(node, rank, opset):
-    return "relu", {}
+def convert_plain_activation(name: str):
+    """Converter for an activation without attributes."""
+    return lambda node, rank, opset: (name, {})
 
 
-@activation("Sigmoid")
-def convert_sigmoid(node, rank, opset):
-    return "sigmoid", {}
-
-
-@activation("Tanh")
-def convert_tanh(node, rank, opset):
-    return "tanh", {}
-
-
-@activation("Identity")
-def convert_identity(node, rank, opset):
-    return "identity", {}
+for _op_type, _name in {"Relu": "relu", "Sigmoid": "sigmoid", "Tanh": "tanh", "Identity": "identity"}.items():
+    activation(_op_type)(convert_plain_activation(_name))
 
 
 @activation("LeakyRelu")

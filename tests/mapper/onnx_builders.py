@@ -204,3 +204,10 @@ def compile_and_compare(model: onnx.ModelProto, folder: Path, feeds: dict | None
 def splits(program) -> tuple[bool, bool]:
     """(some layer is split by rows, some layer is split by columns)."""
     return any(layer["row_split"] for layer in program.layers), any(layer["col_split"] for layer in program.layers)
+
+
+def layer_graph(model, folder):
+    """The frontend's layer graph of a model saved in `folder`."""
+    from analogc.mapper.frontend import load_layer_graph
+
+    return load_layer_graph(save(model, folder, "structure"))[0]

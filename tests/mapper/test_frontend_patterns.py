@@ -23,6 +23,7 @@ from tests.mapper.onnx_builders import (
     compile_and_compare,
     gemm_model,
     init,
+    layer_graph,
     make_model,
     matmul_model,
     mlp_model,
@@ -34,10 +35,6 @@ from tests.mapper.onnx_builders import (
     vi,
     weight,
 )
-
-
-def layer_graph(model, folder):
-    return load_layer_graph(save(model, folder, "structure"))[0]
 
 
 def host_ops(graph) -> list[str]:

@@ -8,11 +8,11 @@ import onnx
 import pytest
 from onnx import helper
 
-from analogc.mapper.frontend import load_layer_graph
 from analogc.mapper.layer_graph import HostSegment
 from tests.mapper.onnx_builders import (
     compile_and_compare,
     init,
+    layer_graph,
     make_model,
     random_feeds,
     save,
@@ -21,10 +21,6 @@ from tests.mapper.onnx_builders import (
     vi,
     weight,
 )
-
-
-def layer_graph(model, folder):
-    return load_layer_graph(save(model, folder, "structure"))[0]
 
 
 def segment_ops(segment: HostSegment) -> list[str]:
