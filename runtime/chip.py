@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from analogc.errors import AnalogcError
-from analogc.runtime import periphery, tiles
+from analogc.runtime import kernels, periphery, tiles
 from analogc.runtime.activations import apply_activation
 from analogc.runtime.host import make_session, run_session
 from analogc.runtime.spec import spec_from_dict
@@ -163,16 +163,15 @@ class Chip:
                 block = self.blocks[instruction["block"]]
                 (c0, c1) = block["cols"]
                 partial, variance = self.read_block(block, state["x"])
-                if not self.spec.ideal:
-                    # The ADC sees outputs in units of w_max·dac_range.
-                    w_max = np.float32(self.w_max[block["layer"]])
-                    if variance is not None:
-                        variance /= w_max * w_max
-                    partial = periphery.adc(partial / w_max, self.spec.periphery, self.rng, variance) * w_max
+                if self.spec.ideal:
+                    state["acc"][:, c0:c1] += partial
+                else:
+                    # The ADC sees outputs in units of w_max·dac_range; noise, bound and
+                    # quantisation, back to weight units, drift compensation, accumulate.
                     alpha = self.compensation.get(tuple(block["tile"]))
-                    if alpha is not None:
-                        partial *= np.float32(alpha)
-                state["acc"][:, c0:c1] += partial
+                    kernels.adc_accumulate(
+                        state["acc"], c0, partial, variance, self.w_max[block["layer"]], alpha, self.spec.periphery, self.rng
+                    )
             elif op == "store":
                 self.store(self.layers[instruction["layer"]], state, env)
             else:

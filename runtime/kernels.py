@@ -1,0 +1,438 @@
+"""Compiled (numba) twins of the read path's element-wise kernels, and their numpy references.
+
+ADC. A block read leaves, per output, the ideal sum y (weight units) and the devices'
+read-noise variance (weight units²). `adc_accumulate` adds into the layer accumulator
+
+    acc[:, c0:c1] += α · w_max · Q( y/w_max + sqrt(var/w_max² + σ_out²) · z )
+
+that is `periphery.adc` (noise, saturating bound, quantisation) in units of w_max, the
+rescale to weight units, the drift compensation α and the partial sum. Its numpy twin
+`adc_accumulate_numpy` calls `periphery.adc` itself, so the documented reference is the
+code that runs without numba; 1/w_max is applied as one multiply by its float32 reciprocal.
+
+DAC. `dac_compiled` is the twin of `periphery.dac` (per-example abs-max scaling and
+quantisation), which dispatches to it.
+
+Noise. z is a standard normal from a counter-based, stateless generator. For a read of n
+outputs in C order and H = ⌈n/2⌉, pair counter p (0 ≤ p < H) is hashed with the read's
+key by splitmix64 (Steele, Lea & Flood, OOPSLA 2014) into two uniforms, and Box-Muller
+gives output p = r·cos φ and output H + p = r·sin φ. The logarithm, sine and cosine are
+short float32 polynomials (no libm, no fused multiply-add), so numpy and numba evaluate
+the same IEEE operations and get the same bits. The key is one draw from the chip's
+`np.random.Generator` per read, so a run is fixed by its seed.
+
+Both twins agree bit for bit (tests/runtime/test_kernels.py). Without numba every entry
+point falls back to the numpy twin.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from analogc.runtime import periphery as _periphery
+
+try:
+    import numba
+    from llvmlite import ir as _ir
+    from numba import types as _types
+    from numba.extending import intrinsic as _intrinsic
+except ImportError:  # pragma: no cover - exercised only where numba is missing
+    numba = None
+
+HAVE_NUMBA = numba is not None
+
+# splitmix64: Weyl increment and the two mixing multipliers.
+GOLDEN = np.uint64(0x9E3779B97F4A7C15)
+MIX1 = np.uint64(0xBF58476D1CE4E5B9)
+MIX2 = np.uint64(0x94D049BB133111EB)
+ONE_U, TWO_U = np.uint64(1), np.uint64(2)
+SHIFT_30, SHIFT_27, SHIFT_31, SHIFT_32, SHIFT_8 = (np.uint64(s) for s in (30, 27, 31, 32, 8))
+LOW_24 = np.uint64(2**24 - 1)
+# float32 bit fields, and every float constant as float32 (numba would widen a Python float).
+MANTISSA = np.int32(0x007FFFFF)
+EXPONENT_ONE = np.int32(0x3F800000)
+F32 = np.float32
+ZERO, HALF, ONE, TWO, THIRTY_TWO = F32(0.0), F32(0.5), F32(1.0), F32(2.0), F32(32.0)
+SQRT2 = F32(math.sqrt(2.0))
+LN2 = F32(math.log(2.0))
+HALF_PI = F32(math.pi / 2)
+TWO_M24 = F32(2.0**-24)
+L3, L5, L7, L9 = (F32(1 / k) for k in (3, 5, 7, 9))  # ln: 2·atanh series
+S3, S5, S7, S9 = (F32((-1) ** (k // 2) / math.factorial(k)) for k in (3, 5, 7, 9))  # sine
+C2, C4, C6, C8, C10 = (F32((-1) ** (k // 2) / math.factorial(k)) for k in (2, 4, 6, 8, 10))  # cosine
+CHUNK_PAIRS = 4096  # normal pairs the compiled ADC kernel draws ahead (2 × 16 KiB of float32)
+
+
+def new_key(rng: np.random.Generator) -> int:
+    """One 63-bit generator key, drawn from the chip's generator."""
+    return int(rng.integers(2**63))
+
+
+# --- float32 arithmetic shared by both twins: only +, −, ×, ÷, √ in a fixed order. -------
+
+
+def _log_mantissa(m):
+    """ln m for m in [√½, √2]: 2·atanh(s), s = (m−1)/(m+1), series to s⁹
+    (|error| < 7e-8 in float32, about one ulp of ln √2)."""
+    f = m - ONE
+    s = f / (f + TWO)
+    s2 = s * s
+    return (TWO * s) * (ONE + s2 * (L3 + s2 * (L5 + s2 * (L7 + s2 * L9))))
+
+
+def _sin_cos(theta):
+    """(sin θ, cos θ) for |θ| ≤ π/4, Taylor to θ⁹ and θ¹⁰
+    (|error| < 7e-8 in float32, about one ulp)."""
+    t2 = theta * theta
+    sin = theta + (theta * t2) * (S3 + t2 * (S5 + t2 * (S7 + t2 * S9)))
+    cos = ONE + t2 * (C2 + t2 * (C4 + t2 * (C6 + t2 * (C8 + t2 * C10))))
+    return sin, cos
+
+
+def _radius(e, ln_m):
+    """Box-Muller's r = sqrt(−2 ln u1) for u1 = m·2^(e−32)."""
+    return np.sqrt(TWO * ((THIRTY_TWO - e) * LN2 - ln_m))
+
+
+# --- numpy twin. --------------------------------------------------------------------------
+
+
+def splitmix64(key: int, counter: np.ndarray) -> np.ndarray:
+    """The counter-th output of splitmix64 seeded with key (uint64 arithmetic, wrapping)."""
+    z = np.uint64(key) + (counter.astype(np.uint64) + ONE_U) * GOLDEN
+    z = (z ^ (z >> SHIFT_30)) * MIX1
+    z = (z ^ (z >> SHIFT_27)) * MIX2
+    return z ^ (z >> SHIFT_31)
+
+
+def normal_pairs(key: int, counter: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Two independent standard normals (float32) per pair counter.
+
+    The hash's high 32 bits k1 give u1 = (k1 + ½)·2⁻³² ∈ (0, 1] in float32 (|z| ≤ 6.7),
+    bits 8…31 the angle θ = (π/2)·((k2 + ½)·2⁻²⁴ − ½) within a quadrant, bit 0 the odd
+    quadrants (φ = θ ± π/2: sine and cosine swap) and bit 1 the half turn (both negate):
+    (z0, z1) = r·(cos φ, sin φ).
+    """
+    h = splitmix64(key, counter)
+    x = (h >> SHIFT_32).astype(np.int64).astype(F32) + HALF
+    bits = x.view(np.int32)
+    m = ((bits & MANTISSA) | EXPONENT_ONE).view(F32)
+    big = m > SQRT2
+    m = np.where(big, m * HALF, m)
+    e = ((bits >> 23) - 127 + big).astype(F32)
+    theta = (((h >> SHIFT_8) & LOW_24).astype(np.int64).astype(F32) + HALF) * TWO_M24
+    theta = (theta - HALF) * HALF_PI
+    s, c = _sin_cos(theta)
+    r = _radius(e, _log_mantissa(m))
+    odd = (h & ONE_U).astype(bool)
+    r = np.where((h & TWO_U).astype(bool), -r, r)
+    return r * np.where(odd, -s, c), r * np.where(odd, c, s)
+
+
+def counter_normal(key: int, shape) -> np.ndarray:
+    """Standard normals (float32) of `shape`. With n outputs in C order and H = ⌈n/2⌉,
+    pair counter p gives output p (cosine) and output H + p (sine)."""
+    shape = (int(shape),) if np.ndim(shape) == 0 else tuple(int(d) for d in shape)
+    n = int(np.prod(shape, dtype=np.int64))
+    z_cos, z_sin = normal_pairs(key, np.arange((n + 1) // 2, dtype=np.uint64))
+    return np.concatenate([z_cos, z_sin])[:n].reshape(shape)
+
+
+class CounterNormal:
+    """The part of `np.random.Generator` that `periphery.adc` uses, answered from the
+    counter-based generator with a fixed key (each call restarts at counter 0)."""
+
+    def __init__(self, key: int):
+        self.key = key
+
+    def standard_normal(self, size, dtype=np.float64) -> np.ndarray:
+        return counter_normal(self.key, size).astype(dtype, copy=False)
+
+
+def adc_accumulate_numpy(acc, col0, y, variance, w_max, alpha, spec, key) -> None:
+    """acc[:, col0:col0+C] += α · w_max · adc(y/w_max, variance/w_max²) with the normals
+    counter_normal(key, y.shape): the reference for `adc_accumulate_compiled`.
+
+    acc: [batch, layer outputs] float32; y, variance: [batch, C] in weight units (variance
+    in weight units², or None for no read noise); w_max: the layer's range (weight units);
+    alpha: drift compensation factor or None; spec: the PeripherySpec (adc_bound, adc_bits,
+    output_noise in units of w_max·dac_range); key: the generator key. The chip's code
+    before the compiled twin, except that 1/w_max is one float32 reciprocal, multiplied.
+    """
+    w_max = np.float32(w_max)
+    inv_w = ONE / w_max
+    if variance is not None:
+        variance = variance * (inv_w * inv_w)
+    partial = _periphery.adc(y * inv_w, spec, CounterNormal(key), variance) * w_max
+    if alpha is not None:
+        partial *= np.float32(alpha)
+    acc[:, col0 : col0 + y.shape[1]] += partial
+
+
+# --- numba twin. --------------------------------------------------------------------------
+
+if HAVE_NUMBA:
+
+    @_intrinsic
+    def _f32_bits(typingctx, x):
+        """The IEEE-754 bits of a float32, as int32 (numpy: x.view(np.int32))."""
+        if x != _types.float32:
+            return None
+
+        def codegen(context, builder, signature, args):
+            return builder.bitcast(args[0], _ir.IntType(32))
+
+        return _types.int32(_types.float32), codegen
+
+    @_intrinsic
+    def _bits_f32(typingctx, b):
+        """The float32 whose IEEE-754 bits are the low 32 bits of the integer b
+        (numpy: b.view(np.float32))."""
+        if not isinstance(b, _types.Integer):
+            return None
+
+        def codegen(context, builder, signature, args):
+            low = builder.trunc(args[0], _ir.IntType(32)) if b.bitwidth > 32 else args[0]
+            return builder.bitcast(low, _ir.FloatType())
+
+        return _types.float32(b), codegen
+
+    _jit_inline = numba.njit(inline="always", fastmath=False, error_model="numpy", cache=True)
+    _log_mantissa_nb = _jit_inline(_log_mantissa)
+    _sin_cos_nb = _jit_inline(_sin_cos)
+    _radius_nb = _jit_inline(_radius)
+
+    @_jit_inline
+    def _splitmix64_nb(z):
+        """The output for Weyl state z = key + (counter + 1)·GOLDEN (see `splitmix64`)."""
+        z = (z ^ (z >> SHIFT_30)) * MIX1
+        z = (z ^ (z >> SHIFT_27)) * MIX2
+        return z ^ (z >> SHIFT_31)
+
+    @_jit_inline
+    def _normal_pair_nb(h):
+        """Scalar `normal_pairs` from the hash h, the same operations in the same order."""
+        x = F32(np.int64(h >> SHIFT_32)) + HALF
+        bits = _f32_bits(x)
+        m = _bits_f32((bits & MANTISSA) | EXPONENT_ONE)
+        e = (bits >> 23) - 127
+        if m > SQRT2:
+            m = m * HALF
+            e = e + 1
+        theta = (F32(np.int64((h >> SHIFT_8) & LOW_24)) + HALF) * TWO_M24
+        theta = (theta - HALF) * HALF_PI
+        s, c = _sin_cos_nb(theta)
+        r = _radius_nb(F32(e), _log_mantissa_nb(m))
+        if h & TWO_U:
+            r = -r
+        if h & ONE_U:
+            return r * -s, r * c
+        return r * c, r * s
+
+    @numba.njit(fastmath=False, error_model="numpy", cache=True)
+    def _normal_pairs_nb(key, first, z_cos, z_sin):
+        """z_cos[c], z_sin[c] = normal_pairs(key, first + c) for every c, in one flat loop
+        (the Weyl state is an induction variable, so the loop vectorises)."""
+        state = key + np.uint64(first) * GOLDEN
+        for c in range(z_cos.size):
+            state = state + GOLDEN
+            z_cos[c], z_sin[c] = _normal_pair_nb(_splitmix64_nb(state))
+
+    # The element loops: small functions of their own, over unit-stride 1-D views (LLVM
+    # vectorises these, not the same loops written inline in a 2-D loop). float32.
+    _jit_loop = numba.njit(fastmath=False, error_model="numpy", cache=True)
+
+    @_jit_loop
+    def _adc_full_run(out, y, var, z, w, inv_w, inv_ww, s2, step, bound, alpha):
+        """out += α·w·Q(y/w + sqrt(var/w² + σ²)·z): read noise and quantisation on."""
+        for j in range(y.size):
+            v = y[j] * inv_w + np.sqrt(var[j] * inv_ww + s2) * z[j]
+            out[j] += min(max(np.rint(v / step) * step, -bound), bound) * w * alpha
+
+    @_jit_loop
+    def _scaled_run(v, y, inv_w):
+        for j in range(y.size):
+            v[j] = y[j] * inv_w
+
+    @_jit_loop
+    def _read_noise_run(v, y, var, z, inv_w, inv_ww, s2):
+        for j in range(y.size):
+            v[j] = y[j] * inv_w + np.sqrt(var[j] * inv_ww + s2) * z[j]
+
+    @_jit_loop
+    def _output_noise_run(v, y, z, inv_w, sigma):
+        for j in range(y.size):
+            v[j] = y[j] * inv_w + sigma * z[j]
+
+    @_jit_loop
+    def _quantize_run(v, step, bound):
+        for j in range(v.size):
+            v[j] = min(max(np.rint(v[j] / step) * step, -bound), bound)
+
+    @_jit_loop
+    def _accumulate_run(out, v, w, alpha):
+        for j in range(v.size):
+            out[j] += v[j] * w * alpha
+
+    @_jit_loop
+    def _adc_run(out, y, var, z, v, has_var, noisy, w, inv_w, inv_ww, sigma, s2, quantize, step, bound, alpha):
+        """One contiguous run of outputs; v is scratch of the same length."""
+        if noisy and has_var and quantize:
+            _adc_full_run(out, y, var, z, w, inv_w, inv_ww, s2, step, bound, alpha)
+            return
+        if not noisy:
+            _scaled_run(v, y, inv_w)
+        elif has_var:
+            _read_noise_run(v, y, var, z, inv_w, inv_ww, s2)
+        else:
+            _output_noise_run(v, y, z, inv_w, sigma)
+        if quantize:
+            _quantize_run(v, step, bound)
+        _accumulate_run(out, v, w, alpha)
+
+    @_jit_loop
+    def _adc_span(acc, col0, y, var, first, z, v, has_var, noisy, w, inv_w, inv_ww, sigma, s2, quantize, step, bound, alpha):
+        """Outputs first … first + len(z) − 1 of the read (C order), z their normals: one
+        run when the read covers whole accumulator rows, else one run per row piece."""
+        cols = y.shape[1]
+        count = z.size
+        if col0 == 0 and cols == acc.shape[1]:
+            stop = first + count
+            _adc_run(acc.ravel()[first:stop], y.ravel()[first:stop], var.ravel()[first:stop], z, v[:count],
+                     has_var, noisy, w, inv_w, inv_ww, sigma, s2, quantize, step, bound, alpha)
+            return
+        done = 0
+        while done < count:
+            i, j = divmod(first + done, cols)
+            n = min(cols - j, count - done)
+            _adc_run(acc[i, col0 + j : col0 + j + n], y[i, j : j + n], var[i, j : j + n], z[done : done + n], v[:n],
+                     has_var, noisy, w, inv_w, inv_ww, sigma, s2, quantize, step, bound, alpha)
+            done += n
+
+    # Serial on purpose. A block read is only ~10⁵ outputs between two OpenBLAS matmuls
+    # that already use every core. On the 2-core bench machine a prange over the chunks
+    # ran bench/infer_bench.py at 8k examples/s with numba's OpenMP layer (its spinning
+    # workers and OpenBLAS's starve each other), 115k with OMP_WAIT_POLICY=passive, 113k
+    # with the workqueue layer, against 127k serial.
+    @numba.njit(fastmath=False, error_model="numpy", cache=True)
+    def _adc_accumulate_nb(acc, col0, y, var, has_var, key, noisy, w, inv_w, inv_ww, sigma, s2, quantize, step, bound, alpha):
+        """CHUNK_PAIRS normal pairs at a time (one flat loop), then their cosine outputs
+        and their sine outputs (the read's first and second half, C order). acc, y and
+        var are C-contiguous; α = 1 without drift compensation (an exact no-op)."""
+        total = y.size
+        half = (total + 1) // 2
+        z_cos = np.zeros(min(CHUNK_PAIRS, half), dtype=np.float32)
+        z_sin = np.zeros(min(CHUNK_PAIRS, half), dtype=np.float32)
+        v = np.empty(min(CHUNK_PAIRS, half), dtype=np.float32)
+        for first in range(0, half, CHUNK_PAIRS):
+            n = min(CHUNK_PAIRS, half - first)
+            if noisy:
+                _normal_pairs_nb(key, first, z_cos[:n], z_sin[:n])
+            _adc_span(acc, col0, y, var, first, z_cos[:n], v, has_var, noisy, w, inv_w, inv_ww, sigma, s2, quantize, step, bound, alpha)
+            m = min(n, total - half - first)
+            if m > 0:
+                _adc_span(acc, col0, y, var, half + first, z_sin[:m], v, has_var, noisy, w, inv_w, inv_ww, sigma, s2, quantize, step, bound, alpha)
+
+    ABS_BITS = np.int32(0x7FFFFFFF)
+
+    @_jit_loop
+    def _abs_max_row(x):
+        """max |x| as np.max(np.abs(x)) sees it, NaN included: an integer max over the
+        bits of |x| (ordered as the floats are, and a NaN's bits exceed +inf's), which
+        vectorises where a float max with NaN checks would not."""
+        top = np.int32(0)
+        for j in range(x.size):
+            top = max(top, _f32_bits(x[j]) & ABS_BITS)
+        return _bits_f32(top)
+
+    @_jit_loop
+    def _normalise_row(out, x, scale, dac_range):
+        for j in range(x.size):
+            out[j] = x[j] / scale * dac_range
+
+    @numba.njit(fastmath=False, error_model="numpy", cache=True)
+    def _dac_nb(x, dac_range, quantize, step):
+        """Row by row: abs-max, normalise, quantise; float32, the operations of
+        periphery.dac (a NaN or zero maximum gives scale 1, as np.where(scale > 0) does)."""
+        rows, cols = x.shape
+        x_n = np.empty((rows, cols), dtype=np.float32)
+        scale = np.empty((rows, 1), dtype=np.float32)
+        for i in range(rows):
+            s = _abs_max_row(x[i])
+            if not s > ZERO:
+                s = ONE
+            _normalise_row(x_n[i], x[i], s, dac_range)
+            if quantize:
+                _quantize_run(x_n[i], step, dac_range)
+            scale[i, 0] = s / dac_range
+        return x_n, scale
+
+
+def adc_accumulate_compiled(acc, col0, y, variance, w_max, alpha, spec, key) -> None:
+    """The numba twin of `adc_accumulate_numpy` (same arguments, same result); acc must be
+    a C-contiguous float32 array, y and variance float32."""
+    rows, cols = y.shape
+    if not (acc.flags.c_contiguous and acc.dtype == np.float32 and acc.ndim == 2):
+        raise ValueError("adc_accumulate_compiled: acc must be a C-contiguous 2-D float32 array")
+    if acc.shape[0] != rows or not 0 <= col0 <= acc.shape[1] - cols:
+        raise ValueError(f"adc_accumulate_compiled: a {y.shape} read does not fit acc {acc.shape} at column {col0}")
+    if variance is not None and variance.shape != y.shape:
+        raise ValueError(f"adc_accumulate_compiled: variance {variance.shape} and y {y.shape} differ")
+    y = np.ascontiguousarray(y, dtype=np.float32)
+    has_var = variance is not None
+    variance = np.ascontiguousarray(variance, dtype=np.float32) if has_var else y
+    w = np.float32(w_max)
+    inv_w = ONE / w
+    sigma = float(spec.output_noise) if spec.output_noise_enabled else 0.0
+    bits = spec.adc_bits
+    _adc_accumulate_nb(
+        acc,
+        col0,
+        y,
+        variance,
+        has_var,
+        np.uint64(key),
+        has_var or sigma > 0,
+        w,
+        inv_w,
+        inv_w * inv_w,
+        np.float32(sigma),
+        np.float32(sigma**2),
+        bool(spec.quantization),
+        np.float32(spec.adc_bound / max(2 ** (bits - 1) - 1, 1)),
+        np.float32(spec.adc_bound),
+        np.float32(1.0 if alpha is None else alpha),
+    )
+
+
+def adc_accumulate(acc, col0, y, variance, w_max, alpha, spec, rng: np.random.Generator, compiled: bool | None = None) -> None:
+    """acc[:, col0:col0+C] += α · w_max · adc(y/w_max, variance/w_max²), in place (see the
+    module docstring; arguments as `adc_accumulate_numpy`).
+
+    Draws one key from `rng` when there is noise to draw. Runs the numba twin when numba
+    is importable and the arrays are float32 (acc C-contiguous); `compiled` forces the choice.
+    """
+    noisy = variance is not None or (spec.output_noise_enabled and spec.output_noise > 0)
+    key = new_key(rng) if noisy else 0
+    if compiled is None:
+        arrays = (acc, y) if variance is None else (acc, y, variance)
+        compiled = HAVE_NUMBA and acc.flags.c_contiguous and all(a.dtype == np.float32 and a.ndim == 2 for a in arrays)
+    if compiled:
+        adc_accumulate_compiled(acc, col0, y, variance, w_max, alpha, spec, key)
+    else:
+        adc_accumulate_numpy(acc, col0, y, variance, w_max, alpha, spec, key)
+
+
+def dac_compiled(x: np.ndarray, spec) -> tuple[np.ndarray, np.ndarray]:
+    """The numba twin of `periphery.dac` for a 2-D float32 x with at least one column
+    (same result, bit for bit): (normalised, quantised input, per-example scale)."""
+    bits = spec.dac_bits
+    step = np.float32(spec.dac_range / max(2 ** (bits - 1) - 1, 1))
+    return _dac_nb(np.ascontiguousarray(x), np.float32(spec.dac_range), bool(spec.quantization), step)
+
+
+def dac_compiles(x: np.ndarray) -> bool:
+    """Whether `dac_compiled` takes x (numba importable, 2-D float32, at least one column)."""
+    return HAVE_NUMBA and isinstance(x, np.ndarray) and x.dtype == np.float32 and x.ndim == 2 and x.shape[1] > 0

@@ -1,0 +1,321 @@
+"""The compiled twins in runtime/kernels.py against their numpy references, the counter-based
+normal generator's statistics, and the chip's determinism with the compiled path in place."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from scipy.special import ndtr
+
+from analogc.mapper import compile_model
+from analogc.runtime import kernels, periphery
+from analogc.runtime.chip import Chip
+from analogc.runtime.spec import load_target
+from tests.conftest import REPO
+from tests.mapper.onnx_builders import mlp_model, random_feeds, save
+
+needs_numba = pytest.mark.skipif(not kernels.HAVE_NUMBA, reason="numba is not installed")
+PERIPHERY = load_target(None).periphery
+
+
+# --- The normal generator. --------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def million():
+    return kernels.counter_normal(20240601, (1000, 1000)).ravel().astype(np.float64)
+
+
+def test_normal_moments(million):
+    assert million.dtype == np.float64 and np.isfinite(million).all()
+    # Standard error of the mean is 1e-3; of the std, 7e-4.
+    assert abs(million.mean()) < 5e-3
+    assert abs(million.std() - 1.0) < 1e-2
+    assert abs(np.mean(million**3)) < 2e-2
+    assert abs(np.mean(million**4) - 3.0) < 5e-2
+
+
+def test_normal_no_correlation(million):
+    n = million.size
+    # Consecutive counters (cosine outputs), consecutive sine outputs, and the two normals
+    # of one pair (outputs p and n/2 + p). Standard error 1e-3 each.
+    assert abs(np.corrcoef(million[: n // 2 - 1], million[1 : n // 2])[0, 1]) < 5e-3
+    assert abs(np.corrcoef(million[n // 2 : -1], million[n // 2 + 1 :])[0, 1]) < 5e-3
+    assert abs(np.corrcoef(million[: n // 2], million[n // 2 :])[0, 1]) < 5e-3
+    assert abs(np.corrcoef(million[: n // 2] ** 2, million[n // 2 :] ** 2)[0, 1]) < 5e-3
+
+
+def test_normal_tails_and_distribution(million):
+    n = million.size
+    # P(|z| > 3) = 0.26998 %; binomial standard error 0.0052 %.
+    beyond3 = np.mean(np.abs(million) > 3)
+    assert abs(beyond3 - 0.0026998) < 3e-4
+    # P(|z| > 4) = 6.33e-5: about 63 of 1e6.
+    assert 30 <= np.sum(np.abs(million) > 4) <= 110
+    # Box-Muller with a 32-bit u1 bounds |z| by sqrt(2·32·ln 2) ≈ 6.66.
+    assert np.abs(million).max() < 6.7
+    # Kolmogorov-Smirnov against the normal CDF: the 0.1 % critical value is 1.95/sqrt(n).
+    z = np.sort(million)
+    cdf = ndtr(z)
+    d = max(np.max(np.arange(1, n + 1) / n - cdf), np.max(cdf - np.arange(n) / n))
+    assert d < 1.95 / math.sqrt(n)
+
+
+def test_normal_deterministic_per_key():
+    a = kernels.counter_normal(7, (64, 33))
+    np.testing.assert_array_equal(a, kernels.counter_normal(7, (64, 33)))
+    b = kernels.counter_normal(8, (64, 33))
+    assert not np.any(a == b)
+    assert abs(np.corrcoef(a.ravel(), b.ravel())[0, 1]) < 0.1
+
+
+def test_counter_normal_layout():
+    # n = 15 outputs, H = 8 pairs: outputs 0..7 are the cosines, 8..14 the sines of pairs 0..6.
+    z_cos, z_sin = kernels.normal_pairs(5, np.arange(8, dtype=np.uint64))
+    got = kernels.counter_normal(5, (3, 5))
+    assert got.shape == (3, 5) and got.dtype == np.float32
+    np.testing.assert_array_equal(got.ravel(), np.concatenate([z_cos, z_sin[:7]]))
+    np.testing.assert_array_equal(kernels.counter_normal(5, 15), got.ravel())
+    assert kernels.counter_normal(5, (0, 4)).shape == (0, 4)
+
+
+def test_counter_normal_stands_in_for_a_generator():
+    rng = kernels.CounterNormal(11)
+    z = rng.standard_normal((4, 6), dtype=np.float32)
+    assert z.dtype == np.float32
+    np.testing.assert_array_equal(z, kernels.counter_normal(11, (4, 6)))
+
+
+@needs_numba
+@pytest.mark.parametrize("key", [0, 1, 2**63 - 1, 123456789])
+@pytest.mark.parametrize("first, count", [(0, 1), (0, 4099), (1_000_003, 777)])
+def test_compiled_normals_match_numpy(key, first, count):
+    z_cos, z_sin = np.empty(count, np.float32), np.empty(count, np.float32)
+    kernels._normal_pairs_nb(np.uint64(key), first, z_cos, z_sin)
+    ref_cos, ref_sin = kernels.normal_pairs(key, np.arange(first, first + count, dtype=np.uint64))
+    np.testing.assert_array_equal(z_cos, ref_cos)
+    np.testing.assert_array_equal(z_sin, ref_sin)
+
+
+# --- The ADC kernel. --------------------------------------------------------------------------
+
+
+def read(rows, cols, seed=0, variance=True):
+    """A block read in weight units: y ~ O(w_max), variance ~ (0.05 w_max)²."""
+    rng = np.random.default_rng(seed)
+    y = (rng.standard_normal((rows, cols)) * 3.0).astype(np.float32)
+    var = (rng.random((rows, cols)) * 0.05**2).astype(np.float32) if variance else None
+    return y, var
+
+
+FLAGS = [
+    pytest.param(dict(), id="default"),
+    pytest.param(dict(quantization=False), id="no-quantization"),
+    pytest.param(dict(output_noise_enabled=False), id="no-output-noise"),
+    pytest.param(dict(quantization=False, output_noise_enabled=False), id="no-quantization-no-output-noise"),
+    pytest.param(dict(adc_bits=4, adc_bound=2.0), id="4-bit-saturating"),
+]
+
+
+@needs_numba
+@pytest.mark.parametrize("flags", FLAGS)
+@pytest.mark.parametrize("variance", [True, False], ids=["read-noise", "no-read-noise"])
+@pytest.mark.parametrize("alpha", [None, 0.93], ids=["no-drift-comp", "drift-comp"])
+@pytest.mark.parametrize("shape, acc_cols, col0", [((33, 17), 17, 0), ((256, 250), 250, 0), ((40, 24), 61, 30), ((5, 1), 3, 2)],
+                         ids=["odd-full", "bench-full", "col-split", "one-col"])
+def test_adc_twins_agree(flags, variance, alpha, shape, acc_cols, col0):
+    spec = dataclasses.replace(PERIPHERY, **flags)
+    y, var = read(*shape, variance=variance)
+    start = np.random.default_rng(1).standard_normal((shape[0], acc_cols)).astype(np.float32)
+    compiled, reference = start.copy(), start.copy()
+    kernels.adc_accumulate_compiled(compiled, col0, y, var, 0.37, alpha, spec, key=99)
+    kernels.adc_accumulate_numpy(reference, col0, y, var, 0.37, alpha, spec, key=99)
+    # Same IEEE operations in the same order: equal bits (stricter than any tolerance, which
+    # would be meaningless after quantisation: one ulp can move an output by a level).
+    np.testing.assert_array_equal(compiled, reference)
+    outside = np.ones(acc_cols, bool)
+    outside[col0 : col0 + shape[1]] = False
+    np.testing.assert_array_equal(compiled[:, outside], start[:, outside])
+
+
+def test_adc_numpy_twin_against_float64():
+    """The numpy twin against the equation in float64, the same normals."""
+    y, var = read(64, 30)
+    w_max, alpha, key = 0.37, 0.93, 5
+    z = kernels.counter_normal(key, y.shape).astype(np.float64)
+    sigma = PERIPHERY.output_noise
+    expected = (y / w_max + np.sqrt(var / w_max**2 + sigma**2) * z).astype(np.float64)
+
+    got = np.zeros_like(y)
+    kernels.adc_accumulate_numpy(got, 0, y, var, w_max, alpha, dataclasses.replace(PERIPHERY, quantization=False), key)
+    np.testing.assert_allclose(got, expected * w_max * alpha, rtol=1e-5, atol=1e-6)
+
+    got = np.zeros_like(y)
+    kernels.adc_accumulate_numpy(got, 0, y, var, w_max, alpha, PERIPHERY, key)
+    step = PERIPHERY.adc_bound / (2 ** (PERIPHERY.adc_bits - 1) - 1)
+    levels = got / (w_max * alpha * step)
+    np.testing.assert_allclose(levels, np.round(levels), atol=1e-3)  # on the ADC grid
+    ideal = np.clip(expected, -PERIPHERY.adc_bound, PERIPHERY.adc_bound) / step
+    assert np.all(np.abs(levels - ideal) <= 0.5 + 1e-3)  # the nearest level (or a tie)
+
+
+def test_adc_dispatch_and_key_from_generator(monkeypatch):
+    y, var = read(16, 9)
+    results = []
+    for have_numba in (kernels.HAVE_NUMBA, False):
+        monkeypatch.setattr(kernels, "HAVE_NUMBA", have_numba)
+        acc = np.zeros_like(y)
+        kernels.adc_accumulate(acc, 0, y, var, 0.5, None, PERIPHERY, np.random.default_rng(3))
+        results.append(acc)
+    np.testing.assert_array_equal(*results)
+    # The key is one draw from the generator: the same generator state, the same result.
+    expected = np.zeros_like(y)
+    kernels.adc_accumulate_numpy(expected, 0, y, var, 0.5, None, PERIPHERY, kernels.new_key(np.random.default_rng(3)))
+    np.testing.assert_array_equal(results[0], expected)
+
+
+def test_adc_without_noise_draws_nothing():
+    spec = dataclasses.replace(PERIPHERY, output_noise_enabled=False)
+    rng = np.random.default_rng(0)
+    y, _ = read(8, 5)
+    acc = np.zeros_like(y)
+    kernels.adc_accumulate(acc, 0, y, None, 0.5, None, spec, rng)
+    assert rng.integers(2**63) == np.random.default_rng(0).integers(2**63)
+
+
+@needs_numba
+def test_adc_compiled_rejects_misfit_arrays():
+    y, var = read(4, 6)
+    with pytest.raises(ValueError, match="does not fit"):
+        kernels.adc_accumulate_compiled(np.zeros((4, 8), np.float32), 3, y, var, 1.0, None, PERIPHERY, 1)
+    with pytest.raises(ValueError, match="does not fit"):
+        kernels.adc_accumulate_compiled(np.zeros((5, 6), np.float32), 0, y, var, 1.0, None, PERIPHERY, 1)
+    with pytest.raises(ValueError, match="C-contiguous"):
+        kernels.adc_accumulate_compiled(np.zeros((4, 12), np.float32)[:, :6], 0, y, var, 1.0, None, PERIPHERY, 1)
+    with pytest.raises(ValueError, match="variance"):
+        kernels.adc_accumulate_compiled(np.zeros((4, 6), np.float32), 0, y, var[:, :5], 1.0, None, PERIPHERY, 1)
+
+
+# --- The DAC kernel. --------------------------------------------------------------------------
+
+
+def dac_input():
+    x = np.random.default_rng(2).standard_normal((37, 53)).astype(np.float32)
+    x[3] = 0.0  # an all-zero example: scale 1
+    x[5, 7] = np.nan  # NaN: numpy's max is NaN, so scale 1
+    x[6, 3] = -np.inf
+    x[7] *= np.float32(1e-39)  # subnormal inputs
+    x[8, :] = 0.5
+    x[9, 0] = -2.0  # the largest magnitude is negative
+    return x
+
+
+@needs_numba
+@pytest.mark.parametrize(
+    "flags",
+    [dict(), dict(quantization=False), dict(dac_bits=3, dac_range=0.25), dict(dac_bits=1)],
+    ids=["default", "no-quantization", "3-bit-range-0.25", "1-bit"],
+)
+def test_dac_twins_agree(flags):
+    spec = dataclasses.replace(PERIPHERY, **flags)
+    x = dac_input()
+    with np.errstate(invalid="ignore"):
+        ref_x, ref_scale = periphery.dac(x, spec, compiled=False)
+    got_x, got_scale = kernels.dac_compiled(x, spec)
+    assert got_x.dtype == ref_x.dtype and got_scale.dtype == ref_scale.dtype and got_scale.shape == ref_scale.shape
+    np.testing.assert_array_equal(got_x, ref_x)
+    np.testing.assert_array_equal(got_scale, ref_scale)
+    # periphery.dac dispatches to the compiled twin for float32 input.
+    np.testing.assert_array_equal(periphery.dac(x, spec)[0], ref_x)
+
+
+def test_dac_dispatch_keeps_numpy_for_other_inputs():
+    x = dac_input().astype(np.float64)
+    assert not kernels.dac_compiles(x)
+    assert not kernels.dac_compiles(np.zeros((3, 0), np.float32))
+    with np.errstate(invalid="ignore"):
+        x_n, scale = periphery.dac(x, PERIPHERY)
+    assert x_n.dtype == np.float64 and scale.dtype == np.float64
+
+
+# --- The chip. --------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module", params=["tiny", "pcm3t1c-2018"])
+def program_and_feeds(request, tmp_path_factory):
+    """A 100-80-70 MLP; on `tiny` (64×64 tiles) its layers split by rows and by columns."""
+    model = mlp_model(13)
+    path = save(model, tmp_path_factory.mktemp(f"kernels-{request.param}"))
+    program = compile_model(path, load_target(request.param), placer="greedy", time_limit=2)
+    return program, random_feeds(model, batch=45, seed=4)
+
+
+def chip_outputs(program, feeds, **options):
+    return list(Chip(program, **options).run(dict(feeds)).values())
+
+
+def test_chip_same_seed_same_bits(program_and_feeds):
+    program, feeds = program_and_feeds
+    for a, b in zip(chip_outputs(program, feeds, seed=3), chip_outputs(program, feeds, seed=3)):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_chip_different_seed_different_outputs(program_and_feeds):
+    program, feeds = program_and_feeds
+    for a, b in zip(chip_outputs(program, feeds, seed=3), chip_outputs(program, feeds, seed=4)):
+        assert not np.array_equal(a, b)
+
+
+@pytest.mark.parametrize("drift_time", [None, 86400.0], ids=["t0", "one-day-compensated"])
+def test_chip_without_numba_same_bits(program_and_feeds, monkeypatch, drift_time):
+    """The numpy fallback (numba missing) gives the compiled path's outputs exactly."""
+    program, feeds = program_and_feeds
+    compiled = chip_outputs(program, feeds, seed=5, drift_time=drift_time)
+    monkeypatch.setattr(kernels, "HAVE_NUMBA", False)
+    fallback = chip_outputs(program, feeds, seed=5, drift_time=drift_time)
+    for a, b in zip(compiled, fallback):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_ideal_chip_bypasses_the_kernels(program_and_feeds, monkeypatch):
+    program, feeds = program_and_feeds
+    expected = chip_outputs(program, feeds, ideal=True)
+
+    def forbidden(*args, **kwargs):
+        raise AssertionError("the ideal chip must not go through the periphery kernels")
+
+    monkeypatch.setattr(kernels, "adc_accumulate", forbidden)
+    monkeypatch.setattr(kernels, "dac_compiled", forbidden)
+    monkeypatch.setattr(periphery, "dac", forbidden)
+    for a, b in zip(chip_outputs(program, feeds, ideal=True), expected):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_import_without_numba_falls_back(tmp_path):
+    """With numba not importable the module still loads and every entry point runs numpy."""
+    script = tmp_path / "no_numba.py"
+    script.write_text(
+        "import sys\n"
+        "sys.modules['numba'] = None  # import numba -> ImportError\n"
+        "import numpy as np\n"
+        "from analogc.runtime import kernels, periphery\n"
+        "from analogc.runtime.spec import load_target\n"
+        "assert not kernels.HAVE_NUMBA\n"
+        "spec = load_target(None).periphery\n"
+        "y = np.linspace(-3, 3, 24, dtype=np.float32).reshape(4, 6)\n"
+        "acc = np.zeros_like(y)\n"
+        "kernels.adc_accumulate(acc, 0, y, y * y * 1e-3, 0.5, None, spec, np.random.default_rng(0))\n"
+        "ref = np.zeros_like(y)\n"
+        "kernels.adc_accumulate_numpy(ref, 0, y, y * y * 1e-3, 0.5, None, spec, kernels.new_key(np.random.default_rng(0)))\n"
+        "assert np.array_equal(acc, ref)\n"
+        "assert not kernels.dac_compiles(y)\n"
+        "x_n, scale = periphery.dac(y, spec)\n"
+        "assert np.allclose(scale.ravel(), np.abs(y).max(axis=1))\n"
+    )
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, cwd=REPO)
+    assert done.returncode == 0, done.stderr
