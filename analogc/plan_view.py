@@ -55,6 +55,8 @@ def schedule_summary(program) -> dict:
     the same step: per tile, a colouring of that conflict graph gives the steps needed."""
     import networkx as nx
 
+    from analogc.mapper.cpsat_place import share_lines
+
     by_tile: dict[tuple, list] = {}
     for block in program.blocks:
         r, c = block["offset"]
@@ -64,11 +66,7 @@ def schedule_summary(program) -> dict:
     for tile, rects in by_tile.items():
         graph = nx.Graph()
         graph.add_nodes_from(range(len(rects)))
-        for i, a in enumerate(rects):
-            for j in range(i + 1, len(rects)):
-                b = rects[j]
-                if min(a[2], b[2]) > max(a[0], b[0]) or min(a[3], b[3]) > max(a[1], b[1]):
-                    graph.add_edge(i, j)
+        graph.add_edges_from((i, j) for i in range(len(rects)) for j in range(i + 1, len(rects)) if share_lines(rects[i], rects[j]))
         pairs += graph.number_of_edges()
         colours = nx.coloring.greedy_color(graph, strategy="largest_first")
         steps[tile] = 1 + max(colours.values()) if colours else 0

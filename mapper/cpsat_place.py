@@ -208,14 +208,15 @@ def first_fit_packing(fragments: list, tile_rows: int, tile_cols: int) -> dict:
     return packing_result(fragments, slot_of, offset, bins, False, 0, "HEURISTIC")
 
 
+def share_lines(a: tuple, b: tuple) -> bool:
+    """Rectangles (r0, c0, r1, c1) in one tile that share rows (drivers) or columns (ADCs)
+    and so cannot be read in the same step."""
+    return min(a[2], b[2]) > max(a[0], b[0]) or min(a[3], b[3]) > max(a[1], b[1])
+
+
 def conflicts_of(rects: list) -> int:
     """Pairs of rectangles (r0, c0, r1, c1) sharing tile rows or tile columns."""
-    count = 0
-    for i, a in enumerate(rects):
-        for b in rects[i + 1 :]:
-            if min(a[2], b[2]) > max(a[0], b[0]) or min(a[3], b[3]) > max(a[1], b[1]):
-                count += 1
-    return count
+    return sum(share_lines(a, b) for i, a in enumerate(rects) for b in rects[i + 1 :])
 
 
 def pack_fragments(fragments: list, tile_rows: int, tile_cols: int, budget: float, seed: int, workers: int) -> dict:
