@@ -185,9 +185,14 @@ class Chip:
         if x.shape[-1] != k:
             raise AnalogcError(f"layer {layer['name']}: input has {x.shape[-1]} features, the weights expect {k}")
         lead = x.shape[:-1]
-        x2 = x.reshape(-1, k).astype(np.float32)
+        flat = x.reshape(-1, k)
         if layer["bias"] == "analog":
-            x2 = np.hstack([x2, np.ones((x2.shape[0], 1), dtype=np.float32)])
+            # One copy: the inputs and the constant-1 bias row input side by side.
+            x2 = np.empty((flat.shape[0], k + 1), dtype=np.float32)
+            x2[:, :k] = flat
+            x2[:, k] = 1.0
+        else:
+            x2 = flat.astype(np.float32, copy=False)
         scale = None
         if not self.spec.ideal:
             x2, scale = periphery.dac(x2, self.spec.periphery)
@@ -197,7 +202,7 @@ class Chip:
     def store(self, layer: dict, state: dict, env: dict) -> None:
         y = state["acc"]
         if state["scale"] is not None:
-            y = y * state["scale"]
+            y *= state["scale"]  # the accumulator is this layer's own buffer
         if layer["bias"] == "digital":
             y = y + self.program.arrays[f"bias/{layer['name']}"].astype(np.float32)
         y = apply_activation(y, layer["activation"])
