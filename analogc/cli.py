@@ -21,9 +21,23 @@ class ArgumentParser(argparse.ArgumentParser):
         raise AnalogcError(f"{message} (see: {self.prog} --help)")
 
 
+MAX_SEED = 2**31 - 1  # CP-SAT takes a 32-bit seed
+
+
+def seed_value(text: str) -> int:
+    """--seed: an integer in [0, 2^31 − 1]."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be an integer, got {text!r}") from None
+    if not 0 <= value <= MAX_SEED:
+        raise argparse.ArgumentTypeError(f"must be between 0 and {MAX_SEED}, got {value}")
+    return value
+
+
 def add_common(parser: argparse.ArgumentParser, seed: bool = False, json_out: bool = True) -> None:
     if seed:
-        parser.add_argument("--seed", type=int, default=0, help="random seed (default 0): same seed, same result")
+        parser.add_argument("--seed", type=seed_value, default=0, help=f"random seed in [0, {MAX_SEED}] (default 0): same seed, same result")
     if json_out:
         parser.add_argument("--json", action="store_true", help="print one JSON object on stdout instead of the summary")
     parser.add_argument("-q", "--quiet", action="store_true", help="print less")

@@ -28,8 +28,8 @@ def cmd_compile(args) -> int:
     from analogc.runtime.program import save_program
     from analogc.runtime.spec import load_target
 
-    if args.time_limit <= 0:
-        raise AnalogcError(f"--time-limit must be positive, got {args.time_limit}")
+    if not 0 < args.time_limit <= 86400:
+        raise AnalogcError(f"--time-limit must be a number of seconds in (0, 86400], got {args.time_limit}")
     spec = load_target(args.target)
     output = Path(args.output) if args.output else Path(Path(args.model).stem + ".atp")
     if output.suffix != ".atp":

@@ -364,3 +364,10 @@ def test_non_finite_weights_are_refused(tmp_path, cli, bad, where):
     result = cli("compile", path, "-o", out)
     assert_user_error(result, "NaN or Inf", "nan.onnx")
     assert not out.exists()
+
+
+@pytest.mark.parametrize("seed", ["-1", "99999999999999999999", "abc", "1.5"])
+@pytest.mark.parametrize("command", ["compile", "run"])
+def test_bad_seed_is_a_usage_error(tmp_path, cli, seed, command):
+    args = [command, tmp_path / "m.onnx", "--seed", seed] if command == "compile" else [command, tmp_path / "m.atp", "--data", "digits", "--seed", seed]
+    assert_user_error(cli(*args), "--seed")
