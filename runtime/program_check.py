@@ -3,10 +3,116 @@ recomputed after editing still fails with a clear error instead of a crash."""
 
 from __future__ import annotations
 
+import numpy as np
+
 from analogc.errors import AnalogcError
 from analogc.runtime.spec import spec_from_dict
 
-OPS = {"host", "load", "mvm", "store"}
+# Tuples, not sets: membership must not hash a value that may be a list or dict.
+OPS = ("host", "load", "mvm", "store")
+ACTIVATIONS = ("identity", "relu", "sigmoid", "tanh", "leaky_relu", "softmax", "log_softmax")
+DTYPES = ("float16", "float32", "float64")
+
+
+def is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def is_pair(value) -> bool:
+    return isinstance(value, list) and len(value) == 2 and all(is_int(v) for v in value)
+
+
+def is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and value == value and abs(value) != float("inf")
+
+
+def known_dtype(name: str) -> bool:
+    if name == "unknown":
+        return True
+    try:
+        np.dtype(name)
+    except TypeError:
+        return False
+    return True
+
+
+def check_types(meta: dict, fail) -> None:
+    """Every field the runtime and the plan read has the type they expect."""
+    model = meta["model"]
+    if not isinstance(model, dict):
+        fail("model must be an object")
+    for key in ("inputs", "outputs"):
+        entries = model.get(key)
+        if not isinstance(entries, list) or (key == "outputs" and not entries):
+            fail(f"model {key} must be a list")
+        for entry in entries:
+            if not isinstance(entry, dict) or not isinstance(entry.get("name"), str):
+                fail(f"model {key} entry {str(entry)[:60]} has no name")
+            if not isinstance(entry.get("dtype"), str) or not known_dtype(entry["dtype"]):
+                fail(f"model {key} entry {entry['name']!r} has no valid dtype")
+            shape = entry.get("shape")
+            if shape is not None and (not isinstance(shape, list) or not all(d is None or (is_int(d) and d >= 0) for d in shape)):
+                fail(f"model {key} entry {entry['name']!r} has a bad shape {str(shape)[:60]}")
+    constants = model.get("constant_outputs", [])
+    if not isinstance(constants, list) or not all(isinstance(c, str) for c in constants):
+        fail("model constant_outputs must be a list of names")
+    for layer in meta["layers"]:
+        if not isinstance(layer, dict) or not all(isinstance(layer.get(k), str) for k in ("name", "input", "output")):
+            fail(f"layer entry {str(layer)[:80]} lacks a name, input or output")
+        if not is_pair(layer.get("shape")) or min(layer["shape"]) <= 0:
+            fail(f"layer {layer['name']!r} lacks a [K, N] shape")
+        if layer.get("bias") not in ("analog", "digital", "none"):
+            fail(f"layer {layer['name']!r} has bias {str(layer.get('bias'))[:30]!r}")
+        act = layer.get("activation")
+        if not isinstance(act, dict) or act.get("op") not in ACTIVATIONS or not all(is_number(v) for k, v in act.items() if k != "op"):
+            fail(f"layer {layer['name']!r} has an unknown activation {str(act)[:60]}")
+        if layer.get("dtype") not in DTYPES:
+            fail(f"layer {layer['name']!r} has dtype {str(layer.get('dtype'))[:30]!r}")
+        if "w_max" in layer and not (is_number(layer["w_max"]) and layer["w_max"] > 0):
+            fail(f"layer {layer['name']!r} has a bad w_max")
+    for block in meta["blocks"]:
+        if not isinstance(block, dict) or not is_int(block.get("id")) or not isinstance(block.get("layer"), str):
+            fail(f"block entry {str(block)[:80]} is malformed")
+        if not all(is_pair(block.get(k)) for k in ("rows", "cols", "tile", "offset")):
+            fail(f"block {block['id']} has malformed rows, cols, tile or offset")
+    for segment in meta.get("host_segments", []):
+        if not isinstance(segment, dict) or not isinstance(segment.get("name"), str) or not isinstance(segment.get("member"), str):
+            fail(f"host segment entry {str(segment)[:80]} is malformed")
+        for key in ("inputs", "outputs"):
+            if not isinstance(segment.get(key), list) or not all(isinstance(t, str) for t in segment[key]):
+                fail(f"host segment {segment['name']!r} has malformed {key}")
+    placement = meta.get("placement", {})
+    if not isinstance(placement, dict) or not all(is_pair(placement.get(k)) for k in ("grid", "tile")):
+        fail("placement lacks its grid and tile sizes")
+    if not all(is_int(placement.get(k)) for k in ("tiles_used", "lower_bound_tiles")) or not is_number(placement.get("utilization")):
+        fail("placement lacks tiles_used, lower_bound_tiles or utilization")
+    solver = placement.get("solver")
+    if not isinstance(solver, dict) or not isinstance(solver.get("status"), str) or not all(is_number(solver.get(k)) for k in ("objective", "best_bound", "seconds")):
+        fail("placement lacks a solver report")
+    if not is_int(placement.get("traffic")) or not (placement.get("traffic_greedy") is None or is_int(placement["traffic_greedy"])):
+        fail("placement lacks its traffic figures")
+
+
+def check_dataflow(meta: dict, fail) -> None:
+    """Executing the instructions in order, every tensor is produced before it is read."""
+    available = {i["name"] for i in meta["model"]["inputs"]} | set(meta["model"].get("constant_outputs", []))
+    layers = {layer["name"]: layer for layer in meta["layers"]}
+    segments = {s["name"]: s for s in meta.get("host_segments", [])}
+    for instruction in meta["instructions"]["inference"]:
+        op = instruction["op"]
+        if op == "host":
+            segment = segments[instruction["segment"]]
+            missing = [t for t in segment["inputs"] if t not in available]
+            if missing:
+                fail(f"host segment {segment['name']!r} reads {missing[0]!r} before anything produces it")
+            available.update(segment["outputs"])
+        elif op == "load" and layers[instruction["layer"]]["input"] not in available:
+            fail(f"layer {instruction['layer']!r} reads {layers[instruction['layer']]['input']!r} before anything produces it")
+        elif op == "store":
+            available.add(layers[instruction["layer"]]["output"])
+    missing = [o["name"] for o in meta["model"]["outputs"] if o["name"] not in available]
+    if missing:
+        fail(f"model output {missing[0]!r} is never produced")
 
 
 def check_program(meta: dict, arrays: dict, members: dict, origin: str) -> None:
@@ -18,6 +124,9 @@ def check_program(meta: dict, arrays: dict, members: dict, origin: str) -> None:
     spec = spec_from_dict(meta["target"], origin=f"{origin}: target")
     if not isinstance(meta["layers"], list) or not isinstance(meta["blocks"], list):
         fail("layers and blocks must be lists")
+    if not isinstance(meta.get("host_segments", []), list):
+        fail("host_segments must be a list")
+    check_types(meta, fail)
     layers = {}
     for layer in meta["layers"]:
         try:
@@ -33,6 +142,8 @@ def check_program(meta: dict, arrays: dict, members: dict, origin: str) -> None:
             fail(f"bias of layer {name!r} has shape {arrays[f'bias/{name}'].shape}, expected ({n},)")
         layers[name] = (k + (1 if layer.get("bias") == "analog" else 0), n)
     grid, tile = (spec.chip.grid_rows, spec.chip.grid_cols), (spec.chip.tile_rows, spec.chip.tile_cols)
+    if tuple(meta["placement"]["grid"]) != grid or tuple(meta["placement"]["tile"]) != tile:
+        fail(f"placement grid {meta['placement']['grid']} / tile {meta['placement']['tile']} disagree with the target's {list(grid)} / {list(tile)}")
     ids = set()
     for block in meta["blocks"]:
         try:
@@ -60,7 +171,7 @@ def check_program(meta: dict, arrays: dict, members: dict, origin: str) -> None:
         segments[segment["name"]] = segment
     for instruction in meta["instructions"].get("inference", []) if isinstance(meta["instructions"], dict) else fail("no instructions"):
         op = instruction.get("op") if isinstance(instruction, dict) else None
-        if op not in OPS:
+        if op not in OPS or not all(isinstance(v, (str, int)) and not isinstance(v, bool) for v in instruction.values()):
             fail(f"unknown instruction {str(instruction)[:60]}")
         if op == "host" and instruction.get("segment") not in segments:
             fail(f"instruction runs unknown host segment {instruction.get('segment')!r}")
@@ -68,3 +179,4 @@ def check_program(meta: dict, arrays: dict, members: dict, origin: str) -> None:
             fail(f"instruction names unknown layer {instruction.get('layer')!r}")
         if op == "mvm" and instruction.get("block") not in ids:
             fail(f"instruction reads unknown block {instruction.get('block')!r}")
+    check_dataflow(meta, fail)

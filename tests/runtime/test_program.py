@@ -41,11 +41,22 @@ def npz_bytes(**arrays) -> bytes:
 def sample_program() -> Program:
     rng = np.random.default_rng(7)
     meta = {
-        "model": {"name": "toy", "inputs": [{"name": "x", "shape": [None, 3], "dtype": "float32"}], "outputs": []},
+        "model": {
+            "name": "toy",
+            "inputs": [{"name": "x", "shape": [None, 3], "dtype": "float32"}],
+            "outputs": [{"name": "y", "shape": [None, 2], "dtype": "float32"}],
+        },
         "target": {"name": "tiny", "chip": {"grid_rows": 2, "grid_cols": 2}},
-        "layers": [{"name": "fc", "shape": [3, 2], "activation": {"op": "relu"}, "w_max": 0.5}],
+        "layers": [
+            {"name": "fc", "input": "x", "output": "y", "shape": [3, 2], "bias": "digital", "dtype": "float32", "activation": {"op": "relu"}, "w_max": 0.5}
+        ],
+        "host_segments": [],
+        "placement": {
+            "grid": [2, 2], "tile": [512, 512], "tiles_used": 1, "lower_bound_tiles": 1, "utilization": 0.001,
+            "solver": {"status": "OPTIMAL", "objective": 1, "best_bound": 1, "seconds": 0.0}, "traffic": 0, "traffic_greedy": 0,
+        },
         "blocks": [{"id": 0, "layer": "fc", "rows": [0, 3], "cols": [0, 2], "tile": [0, 1], "offset": [0, 0]}],
-        "instructions": {"inference": [{"op": "load", "layer": "fc"}, {"op": "mvm", "block": 0}]},
+        "instructions": {"inference": [{"op": "load", "layer": "fc"}, {"op": "mvm", "block": 0}, {"op": "store", "layer": "fc"}]},
         "unicode": "µS, Ω",
         "nested": {"none": None, "floats": [0.1, 1e-30, -2.5], "flag": True},
     }

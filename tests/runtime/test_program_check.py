@@ -37,7 +37,14 @@ CASES = {
     "unknown instruction": (lambda m, a: m["instructions"]["inference"].append({"op": "launch"}), "unknown instruction"),
     "mvm of unknown block": (lambda m, a: m["instructions"]["inference"].append({"op": "mvm", "block": 999}), "unknown block"),
     "bad target value": (lambda m, a: m["target"]["chip"].update(grid_rows=-1), "grid_rows"),
-    "layer without shape": (lambda m, a: m["layers"][0].pop("shape"), "lacks a name"),
+    "layer without shape": (lambda m, a: m["layers"][0].pop("shape"), "lacks a [K, N] shape"),
+    "rows not integers": (lambda m, a: m["blocks"][0].update(rows=[0, {}]), "malformed rows"),
+    "layer name a list": (lambda m, a: m["blocks"][0].update(layer=[1]), "malformed"),
+    "input never produced": (lambda m, a: m["layers"][1].update(input="nowhere"), "before anything produces it"),
+    "output never produced": (lambda m, a: m["model"]["outputs"][0].update(name="ghost"), "never produced"),
+    "bad activation": (lambda m, a: m["layers"][0].update(activation={"op": "gelu"}), "unknown activation"),
+    "bad dtype": (lambda m, a: m["layers"][0].update(dtype=1.5), "dtype"),
+    "bad placement": (lambda m, a: m["placement"].update(tile=[64, {}]), "placement"),
 }
 
 
