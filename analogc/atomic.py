@@ -23,15 +23,22 @@ def _read_umask() -> int:
 UMASK = _read_umask()
 
 
-@contextlib.contextmanager
-def atomic_path(path: str | Path):
-    """Yield a temporary path next to `path`; rename it over `path` if the block succeeds."""
-    path = Path(path)
+def check_writable_path(path: Path) -> Path:
+    """The folder `path` would be written in; an error if it is missing or `path` is a
+    folder. Commands call this before long work, so they fail early, not after."""
     folder = path.parent if str(path.parent) else Path(".")
     if not folder.is_dir():
         raise AnalogcError(f"{path}: folder {folder} does not exist")
     if path.is_dir():
         raise AnalogcError(f"{path}: is a folder, not a file")
+    return folder
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | Path):
+    """Yield a temporary path next to `path`; rename it over `path` if the block succeeds."""
+    path = Path(path)
+    folder = check_writable_path(path)
     try:
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
     except OSError as exc:

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 from rich.console import Console
 
+from analogc.atomic import check_writable_path
 from analogc.errors import AnalogcError
 
 
@@ -34,11 +35,7 @@ def cmd_compile(args) -> int:
     output = Path(args.output) if args.output else Path(Path(args.model).stem + ".atp")
     if output.suffix != ".atp":
         raise AnalogcError(f"{output}: the output of compile must end in .atp")
-    folder = output.parent if str(output.parent) else Path(".")
-    if not folder.is_dir():  # fail before compiling, not after
-        raise AnalogcError(f"{output}: folder {folder} does not exist")
-    if output.is_dir():
-        raise AnalogcError(f"{output}: is a folder, not a file")
+    check_writable_path(output)  # fail before compiling, not after
     program = compile_model(args.model, spec, placer=args.placer, time_limit=args.time_limit, seed=args.seed)
     save_program(program, output)
     if args.json:
@@ -261,8 +258,7 @@ def check_input_array(x: np.ndarray, info: dict, path: Path) -> np.ndarray:
 def check_output_path(path: Path) -> None:
     if path.suffix not in (".npy", ".npz"):
         raise AnalogcError(f"{path}: --output must end in .npy or .npz")
-    if not (path.parent if str(path.parent) else Path(".")).is_dir():
-        raise AnalogcError(f"{path}: folder {path.parent} does not exist")
+    check_writable_path(path)
 
 
 def write_outputs(path: Path, program, outputs: list) -> None:
