@@ -45,13 +45,13 @@ STATUS = {
 }
 
 
-def make_solver(budget: float, seed: int, workers: int = 1) -> cp_model.CpSolver:
+def make_solver(budget: float, seed: int) -> cp_model.CpSolver:
     """Deterministic CP-SAT: one sequential worker, fixed seed, deterministic time limit.
 
     Measured with OR-Tools 9.15: a model solved twice in one process with 1 or 2
     workers and `interleave_search` returned different optimal solutions, while one
     worker without interleaving gave the same answer every time. Determinism is a
-    contract, so the placer uses one worker (`workers` is accepted for the interface).
+    contract, so the placer uses one worker.
     """
     solver = cp_model.CpSolver()
     solver.parameters.num_workers = 1
@@ -65,7 +65,7 @@ def make_solver(budget: float, seed: int, workers: int = 1) -> cp_model.CpSolver
     return solver
 
 
-def place_cpsat(blocks: list, layers: list, spec, time_limit: float = 10.0, seed: int = 0, workers: int = 2, **_options) -> Placement:
+def place_cpsat(blocks: list, layers: list, spec, time_limit: float = 10.0, seed: int = 0, **_options) -> Placement:
     """Two-stage CP-SAT placement; returns the best plan found within `time_limit`.
 
     The plan may cut fragments further (see `cut_fill.py`) when that saves tiles, so
@@ -87,11 +87,11 @@ def place_cpsat(blocks: list, layers: list, spec, time_limit: float = 10.0, seed
     joint = None
     window = joint_window(usable, len(blocks), spec)
     if joint_size(blocks, window) <= MAX_JOINT_SIZE:
-        joint = solve_joint(blocks, flows, window, spec, make_solver(0.3 * time_limit, seed, workers))
+        joint = solve_joint(blocks, flows, window, spec, make_solver(0.3 * time_limit, seed))
         if joint is not None:
             tiles = [[(by_id[i].layer, by_id[i].rows, by_id[i].cols, off) for i, off in t] for t in joint["tiles"]]
             candidates.append((tiles, joint["positions"], joint["optimal"]))
-    solved = pack_fragments(fragments, tile_rows, tile_cols, 0.2 * time_limit, seed, workers)
+    solved = pack_fragments(fragments, tile_rows, tile_cols, 0.2 * time_limit, seed)
     full_tiles = [[(b.layer, b.rows, b.cols, (0, 0))] for b in full]
     candidates.append((full_tiles + as_tiles(solved, by_id), None, False))
     candidates.append((full_tiles + as_tiles(first_fit_packing(fragments, tile_rows, tile_cols), by_id), None, False))
@@ -116,7 +116,7 @@ def place_cpsat(blocks: list, layers: list, spec, time_limit: float = 10.0, seed
             # Budgets are fixed fractions, never 'what is left': elapsed wall time would make
             # the deterministic limit, and so the plan, depend on the machine's load.
             remaining = 0.5 * time_limit / len(finalists)
-            positions = place_tiles(groups, block_flows(final_blocks, layers), usable, spec, remaining, seed, workers)
+            positions = place_tiles(groups, block_flows(final_blocks, layers), usable, spec, remaining, seed)
         tile_of = {bid: tuple(positions["position"][g]) for g, members in enumerate(groups) for bid in members}
         offset = {bid: tuple(off) for tile in tiles for bid, off in tile}
         conflicts = sum(tile_conflicts(final_blocks, tile) for tile in tiles)
@@ -219,7 +219,7 @@ def conflicts_of(rects: list) -> int:
     return sum(share_lines(a, b) for i, a in enumerate(rects) for b in rects[i + 1 :])
 
 
-def pack_fragments(fragments: list, tile_rows: int, tile_cols: int, budget: float, seed: int, workers: int) -> dict:
+def pack_fragments(fragments: list, tile_rows: int, tile_cols: int, budget: float, seed: int) -> dict:
     """Bin-pack fragments into tiles: fewest tiles, then fewest serialised pairs."""
     if not fragments:
         return {"bins": 0, "groups": [], "offset": {}, "optimal": True, "bound": 0, "status": "TRIVIAL", "conflicts": 0}
@@ -269,7 +269,7 @@ def pack_fragments(fragments: list, tile_rows: int, tile_cols: int, budget: floa
     for b in range(bins):
         model.add_hint(used[b], b < bins_ub)
 
-    solver = make_solver(budget, seed, workers)
+    solver = make_solver(budget, seed)
     status = solver.solve(model)
     if status not in (cp_model.OPTIMAL, cp_model.FEASIBLE):
         greedy["status"] = STATUS.get(status, "UNKNOWN")
@@ -380,7 +380,7 @@ def grow_placement(count: int, weights: dict, usable: list) -> list:
     return [tuple(int(v) for v in usable[position[g]]) for g in range(count)]
 
 
-def place_tiles(groups: list, flows: list, usable: list, spec, budget: float, seed: int, workers: int) -> dict:
+def place_tiles(groups: list, flows: list, usable: list, spec, budget: float, seed: int) -> dict:
     """Grid positions of the tiles minimising Σ elements · hops over tile-to-tile flows."""
     group_of = {bid: g for g, members in enumerate(groups) for bid in members}
     weights: dict[tuple, int] = {}
@@ -427,7 +427,7 @@ def place_tiles(groups: list, flows: list, usable: list, spec, budget: float, se
         model.add(dr + dc <= max_dist)
         cost_terms.append(w * (dr + dc))
     model.minimize(sum(cost_terms))
-    solver = make_solver(budget, seed, workers)
+    solver = make_solver(budget, seed)
     status = solver.solve(model)
     if status not in (cp_model.OPTIMAL, cp_model.FEASIBLE):
         return {"position": hint, "optimal": False, "bound": 0, "status": STATUS.get(status, "UNKNOWN")}

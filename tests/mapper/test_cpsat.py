@@ -80,7 +80,7 @@ def test_joint_model_matches_exhaustive_search(tmp_path, seed, faulty):
         blocks.append(Block(i, "L", (0, h), (0, w)))
     flows = [(a, b, int(rng.integers(1, 6))) for a in range(n) for b in range(a + 1, n) if rng.random() < 0.6]
     expected = brute_force(blocks, flows, usable, 4)
-    result = solve_joint(blocks, flows, usable, spec, make_solver(5.0, 0, 1))
+    result = solve_joint(blocks, flows, usable, spec, make_solver(5.0, 0))
     assert result is not None and result["optimal"]
     assert joint_key(result, blocks, flows, usable) == expected
 
