@@ -66,19 +66,23 @@ def program_block(state: TileState, rows: slice, cols: slice, target_us: np.ndar
         state.dv_up[rows, cols], state.dv_down[rows, cols] = capacitor.draw_step_sizes(target_us.shape, spec.capacitor, rng)
 
 
-def effective_us(state: TileState, rows: slice, cols: slice, t: float, spec) -> np.ndarray:
-    """W (µS) of a block's cells at time t after programming (drift, no read noise)."""
-    pcm, gain = spec.pcm, spec.cell.gain_f
+def drifted(state: TileState, rows: slice, cols: slice, t: float, pcm) -> tuple[np.ndarray, np.ndarray]:
+    """(G⁺, G⁻) of a block's cells at time t after programming, µS."""
     g_plus = state.g_plus[rows, cols] * devices.drift_factor(state.nu_plus[rows, cols], t, pcm)
     g_minus = state.g_minus[rows, cols] * devices.drift_factor(state.nu_minus[rows, cols], t, pcm)
-    return gain * (g_plus - g_minus) + state.cap_diff[rows, cols]
+    return g_plus, g_minus
+
+
+def effective_us(state: TileState, rows: slice, cols: slice, t: float, spec) -> np.ndarray:
+    """W (µS) of a block's cells at time t after programming (drift, no read noise)."""
+    g_plus, g_minus = drifted(state, rows, cols, t, spec.pcm)
+    return spec.cell.gain_f * (g_plus - g_minus) + state.cap_diff[rows, cols]
 
 
 def read_variance_us(state: TileState, rows: slice, cols: slice, t: float, spec) -> np.ndarray:
     """Per-cell variance (µS²) of one read of W: F²·((G⁺Q⁺)² + (G⁻Q⁻)²) at time t."""
-    pcm, gain = spec.pcm, spec.cell.gain_f
-    g_plus = state.g_plus[rows, cols] * devices.drift_factor(state.nu_plus[rows, cols], t, pcm)
-    g_minus = state.g_minus[rows, cols] * devices.drift_factor(state.nu_minus[rows, cols], t, pcm)
+    pcm = spec.pcm
+    g_plus, g_minus = drifted(state, rows, cols, t, pcm)
     sd_plus = g_plus * devices.read_noise_q(g_plus, t, pcm)
     sd_minus = g_minus * devices.read_noise_q(g_minus, t, pcm)
-    return gain**2 * (sd_plus**2 + sd_minus**2)
+    return spec.cell.gain_f**2 * (sd_plus**2 + sd_minus**2)
