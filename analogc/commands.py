@@ -301,3 +301,15 @@ def report_run(args, program, result: dict) -> None:
     console.print(f"  {result['examples_per_s']:.0f} examples/s ({result['seconds']:.3f} s)")
     if "output" in result:
         console.print(f"  wrote {result['output']}")
+
+
+def cmd_train(args) -> int:
+    from analogc.train_cli import cmd_train as run
+
+    return run(args)
+
+
+def cmd_export(args) -> int:
+    from analogc.train_cli import cmd_export as run
+
+    return run(args)

@@ -15,6 +15,7 @@ from analogc.errors import AnalogcError
 from analogc.runtime import kernels, periphery, tiles
 from analogc.runtime.activations import apply_activation
 from analogc.runtime.host import make_session, run_session
+from analogc.runtime.layer_devices import LayerDevices, has_device_state
 from analogc.runtime.spec import spec_from_dict
 
 
@@ -24,10 +25,24 @@ def layer_w_max(matrix: np.ndarray) -> float:
     return w_max if w_max > 0 else 1.0
 
 
+def place_trained(state: tiles.TileState, rows: slice, cols: slice, block: dict, devices: LayerDevices, spec) -> None:
+    """Copy a block's window of a trained layer's devices into its tile."""
+    (r0, r1), (c0, c1) = block["rows"], block["cols"]
+    window = (slice(r0, r1), slice(c0, c1))
+    state.g_plus[rows, cols] = devices.g_plus[window]
+    state.g_minus[rows, cols] = devices.g_minus[window]
+    state.nu_plus[rows, cols] = devices.nu_plus[window]
+    state.nu_minus[rows, cols] = devices.nu_minus[window]
+    state.cap_diff[rows, cols] = devices.capacitor_us(spec)[window]
+    state.dv_up[rows, cols], state.dv_down[rows, cols] = devices.dv_up[window], devices.dv_down[window]
+
+
 class Chip:
     """Device state per tile, effective block weights at the current time, executor."""
 
-    def __init__(self, program, ideal: bool = False, seed: int = 0, drift_time: float | None = None):
+    def __init__(self, program, ideal: bool = False, seed: int = 0, drift_time: float | None = None, devices: dict | None = None):
+        """`devices`: layer name -> LayerDevices, the state a training run left (read from
+        the program's device arrays when it holds them); other layers are programmed."""
         self.program = program
         spec = spec_from_dict(program.meta["target"], origin="program target")
         self.spec = spec.without_nonidealities() if ideal else spec
@@ -42,6 +57,10 @@ class Chip:
         self.us_per_weight = {name: self.spec.cell.gain_f * self.spec.pcm.g_prog_max / w for name, w in self.w_max.items()}
         self.states: dict[tuple, tiles.TileState] = {}
         if not self.spec.ideal:
+            self.devices = dict(devices or {})
+            for name, layer in self.layers.items():
+                if name not in self.devices and has_device_state(program, name):
+                    self.devices[name] = LayerDevices.from_arrays(program.arrays, name, layer)
             self.program_devices(np.random.default_rng(program_seed))
         self.sessions = {
             seg["name"]: (seg, make_session(program.members[seg["member"]], f"host segment {seg['name']}"))
@@ -73,6 +92,9 @@ class Chip:
             if key not in self.states:
                 self.states[key] = tiles.new_tile((chip.tile_rows, chip.tile_cols))
             rows, cols = self.region(block)
+            if block["layer"] in self.devices:
+                place_trained(self.states[key], rows, cols, block, self.devices[block["layer"]], self.spec)
+                continue
             target_us = self.target(block).astype(np.float64) * self.us_per_weight[block["layer"]]
             tiles.program_block(self.states[key], rows, cols, target_us, self.spec, rng)
 
@@ -147,14 +169,17 @@ class Chip:
         if variance is None:
             return y, None
         return y, np.square(xs) @ variance
-    def run(self, feeds: dict) -> dict:
-        """Execute the inference instructions; returns every graph output by name."""
+    def run(self, feeds: dict, stop_before: str | None = None) -> dict:
+        """Execute the inference instructions; returns every graph output by name (or,
+        with `stop_before`, every tensor computed before that layer loads its input)."""
         env = dict(feeds)
         for name in self.program.meta["model"].get("constant_outputs", []):
             env[name] = self.program.arrays[f"constant/{name}"]
         state = {}
         for instruction in self.instructions:
             op = instruction["op"]
+            if stop_before is not None and op == "load" and instruction["layer"] == stop_before:
+                return env
             if op == "host":
                 self.run_host(instruction["segment"], env)
             elif op == "load":

@@ -48,11 +48,29 @@ def program_closed_loop(g_target: np.ndarray, pcm, rng: np.random.Generator) -> 
     well below σ the achieved error follows the fit.
     """
     target = np.clip(np.asarray(g_target, dtype=np.float64), 0.0, pcm.g_prog_max)
-    iterations = np.zeros(target.shape, dtype=np.int32)
     if not pcm.programming_noise:
-        return target.copy(), iterations
-    g = np.full(target.shape, pcm.reset_g)
-    active = np.abs(target - g) > pcm.prog_tolerance
+        return target.copy(), np.zeros(target.shape, dtype=np.int32)
+    return closed_loop(np.full(target.shape, pcm.reset_g), target, np.ones(target.shape, dtype=bool), pcm, rng)
+
+
+def program_from(g_start: np.ndarray, g_target: np.ndarray, pcm, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Closed-loop programming that starts from each device's present state (training's
+    transfer: partial SETs on top of what is there, RESET only on overshoot). Devices
+    already within prog_tolerance of their target are not touched: no pulse, no fresh
+    programming error. Returns (G, iterations)."""
+    target = np.clip(np.asarray(g_target, dtype=np.float64), 0.0, pcm.g_prog_max)
+    start = np.asarray(g_start, dtype=np.float64)
+    touched = np.abs(target - start) > pcm.prog_tolerance
+    if not pcm.programming_noise:
+        return np.where(touched, target, start), np.zeros(target.shape, dtype=np.int32)
+    return closed_loop(start.copy(), target, touched, pcm, rng)
+
+
+def closed_loop(g: np.ndarray, target: np.ndarray, touched: np.ndarray, pcm, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """The read-verify-pulse loop on the devices marked `touched` (g is updated in
+    place), then the programming relaxation N(0, σ(g_T)) on those devices."""
+    iterations = np.zeros(target.shape, dtype=np.int32)
+    active = touched & (np.abs(target - g) > pcm.prog_tolerance)
     for _ in range(pcm.prog_max_iterations):
         if not active.any():
             break
@@ -64,8 +82,12 @@ def program_closed_loop(g_target: np.ndarray, pcm, rng: np.random.Generator) -> 
         new_g = np.where(too_high, pcm.reset_g, g[idx] + step)
         g[idx] = np.clip(new_g, 0.0, pcm.g_max)
         active[idx] = np.abs(target[idx] - g[idx]) > pcm.prog_tolerance
-    relaxed = g + programming_sigma(target, pcm) * rng.standard_normal(g.shape)
-    return np.clip(relaxed, 0.0, pcm.g_max), iterations
+    if touched.all():
+        relaxed = g + programming_sigma(target, pcm) * rng.standard_normal(g.shape)
+        return np.clip(relaxed, 0.0, pcm.g_max), iterations
+    idx = np.nonzero(touched)
+    g[idx] = np.clip(g[idx] + programming_sigma(target[idx], pcm) * rng.standard_normal(len(idx[0])), 0.0, pcm.g_max)
+    return g, iterations
 
 
 def drift_exponents(g_programmed: np.ndarray, pcm, rng: np.random.Generator) -> np.ndarray:

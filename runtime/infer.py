@@ -73,10 +73,16 @@ def join(parts: list):
 
 
 class Reference:
-    """onnxruntime on the original model stored in the program."""
+    """onnxruntime on the original model stored in the program; for a trained program,
+    on the model `export` writes (the original graph with the weights the chip holds)."""
 
     def __init__(self, program):
-        self.session = make_session(program.members["original.onnx"], "the original model")
+        if program.meta.get("training"):
+            from analogc.runtime.export import export_bytes
+
+            self.session = make_session(export_bytes(program), "the trained model")
+        else:
+            self.session = make_session(program.members["original.onnx"], "the original model")
         self.outputs = [o["name"] for o in program.meta["model"]["outputs"]]
 
     def __call__(self, feeds: dict) -> list[np.ndarray]:

@@ -100,7 +100,7 @@ class CapacitorSpec:
     v_max: float = knob(1.0, "upper rail", "V", -10.0, 10.0)
     v_leak_target: float = knob(0.8, "voltage the capacitor leaks toward", "V", -10.0, 10.0)
     leak_tau: float = knob(0.0, "leak time constant in training examples; 0 turns leakage off (no published value)", "examples", 0.0, 1e12)
-    g_per_volt: float = knob(4.0, "read conductance slope dg/dV_C (linear read transistor; assumption)", "µS/V", 0.0, 1000.0)
+    g_per_volt: float = knob(20.0, "read conductance slope dg/dV_C (linear read transistor; assumption)", "µS/V", 0.0, 1000.0)
     dv_up: float = knob(0.004, "mean voltage step of one 'up' pulse (assumption)", "V", 0.0, 1.0)
     dv_down: float = knob(0.004, "mean voltage step of one 'down' pulse (assumption)", "V", 0.0, 1.0)
     step_mismatch: float = knob(0.3, "per-cell relative spread (σ) of dv_up and dv_down, fixed per cell", "", 0.0, 5.0)
@@ -127,11 +127,17 @@ class TrainingSpec:
     """[training]: the paper's in-situ SGD with periodic transfer to PCM."""
 
     learning_rate: float = knob(0.05, "SGD learning rate η", "", 0.0, 100.0)
-    transfer_interval: int = knob(8000, "examples between transfers to the PCM pair (paper: 8,000)", "examples", 1, 10**9)
+    transfer_interval: int = knob(8000, "examples between transfers to the PCM pair (paper: 8,000); 0 never transfers", "examples", 0, 10**9)
     polarity_inversion: bool = knob(True, "flip the capacitor pair's sign s at every transfer (US 11,074,499)")
     transfer_offset: float = knob(2.0, "W_T = W − offset − s·(g − g_shared); the capacitor corrects negative errors better", "µS", 0.0, 100.0)
     refresh_threshold: float = knob(0.9, "refresh a PCM pair when G⁺ or G⁻ exceeds this fraction of g_max", "", 0.0, 1.0)
     epochs: int = knob(1, "default number of epochs for `train`", "", 1, 100000)
+    weight_range: float = knob(
+        8.0, "trained layers map ±weight_range × Glorot's limit √(6/(fan_in+fan_out)) to the full conductance range (assumption)", "", 0.01, 1e4
+    )
+    pcm_update_step: float = knob(
+        1.0, "2-PCM cells (no capacitor): nominal increment of one update SET pulse at G = 0, shrinking as G saturates (assumption)", "µS", 0.0, 25.0
+    )
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,170 @@
+"""`analogc train` and `analogc export`: in-situ training on the simulated chip, and the
+weights a chip holds read back into ONNX."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from analogc.atomic import check_writable_path, write_bytes_atomic
+from analogc.errors import AnalogcError
+
+
+def cmd_train(args) -> int:
+    from analogc.data import fit_to_input, load_dataset
+    from analogc.runtime.infer import single_input
+    from analogc.runtime.program import load_program, save_program
+    from analogc.runtime.spec import spec_from_dict
+    from analogc.runtime.trainer import Trainer, TrainOptions
+
+    program = load_program(args.program)
+    spec = spec_from_dict(program.meta["target"], origin=f"{args.program}: target")
+    epochs = spec.training.epochs if args.epochs is None else args.epochs
+    if epochs <= 0:
+        raise AnalogcError(f"--epochs must be positive, got {epochs}")
+    if args.limit is not None and args.limit <= 0:
+        raise AnalogcError(f"--limit must be positive, got {args.limit}")
+    if args.checkpoint_every <= 0:
+        raise AnalogcError(f"--checkpoint-every must be positive, got {args.checkpoint_every}")
+    if args.learning_rate is not None and not (0 < args.learning_rate < 100 and np.isfinite(args.learning_rate)):
+        raise AnalogcError(f"--learning-rate must be in (0, 100), got {args.learning_rate}")
+    if args.resume and not args.checkpoint:
+        raise AnalogcError("--resume needs --checkpoint DIR")
+    if args.checkpoint and Path(args.checkpoint).exists() and not Path(args.checkpoint).is_dir():
+        raise AnalogcError(f"{args.checkpoint}: --checkpoint must be a folder")
+    output = Path(args.output) if args.output else Path(f"{Path(args.program).stem}.trained.atp")
+    if output.suffix != ".atp":
+        raise AnalogcError(f"{output}: the trained program must end in .atp")
+    check_writable_path(output)
+    model_input = single_input(program)
+    data = load_dataset(args.data)
+    feeds = {}
+    for split, x in (("train", data.x_train), ("test", data.x_test)):
+        feeds[split] = {model_input["name"]: fit_to_input(x, model_input["shape"], data.name).astype(np.dtype(model_input["dtype"]) if model_input["dtype"] != "unknown" else np.float32)}
+    options = TrainOptions(
+        epochs=epochs, init=args.init, seed=args.seed, learning_rate=args.learning_rate, baseline=args.baseline,
+        limit=args.limit, checkpoint_dir=Path(args.checkpoint) if args.checkpoint else None,
+        checkpoint_every=args.checkpoint_every, resume=args.resume, data_name=data.name,
+    )
+    trainer = Trainer(program, feeds["train"], data.y_train, feeds["test"], data.y_test, options)
+    say = None if (args.json or args.quiet) else _printer(args)
+    if say:
+        say(describe_start(trainer, epochs))
+    with TrainProgress(args, epochs) as progress:
+        result = trainer.train(progress=progress)
+    save_program(trainer.current_program(), output)
+    result["output"] = str(output)
+    if args.json:
+        from analogc.cli import print_json
+
+        print_json(result)
+    elif say:
+        say(describe_result(result))
+    return 0
+
+
+def _printer(args):
+    from analogc.commands import console_for
+
+    console = console_for(args)
+    return lambda text: console.print(text, highlight=False, markup=False)
+
+
+def describe_start(trainer, epochs: int) -> str:
+    spec, chain = trainer.spec, trainer.chain
+    lines = [
+        f"training {', '.join(l.name for l in trainer.layers)} on {spec.name} ({trainer.options.init} init, seed {trainer.options.seed}): "
+        f"{epochs} epoch(s) of {len(trainer.order(0))} examples of {trainer.options.data_name}, learning rate {trainer.lr:g}, "
+        f"transfer every {spec.training.transfer_interval or 'never'} examples"
+    ]
+    if chain.frozen_layers or chain.frozen_segments:
+        parts = []
+        if chain.frozen_segments:
+            parts.append(f"host segments {', '.join(chain.frozen_segments)}")
+        if chain.frozen_layers:
+            parts.append(f"analog layers {', '.join(chain.frozen_layers)}")
+        lines.append(f"frozen (not trained): {'; '.join(parts)}")
+    if trainer.position.total:
+        lines.append(f"resumed at epoch {trainer.position.epoch + 1}, example {trainer.position.index}")
+    return "\n".join(lines)
+
+
+def describe_result(result: dict) -> str:
+    baseline = "software_baseline_accuracy" in result
+    head = f"{'epoch':>5}  {'train loss':>10}  {'train acc':>9}  {'test acc':>8}" + (f"  {'float':>8}" if baseline else "") + f"  {'examples/s':>10}"
+    lines = [head]
+    for row in result["epochs"]:
+        line = f"{row['epoch']:>5}  {row['train_loss']:>10.4f}  {row['train_accuracy']:>9.4f}  {row['test_accuracy']:>8.4f}"
+        if baseline:
+            line += f"  {row['software_baseline_accuracy']:>8.4f}"
+        rate = row.get("examples_per_s")
+        line += f"  {rate:>10.0f}" if rate else f"  {'-':>10}"
+        lines.append(line)
+    last = result["epochs"][-1] if result["epochs"] else {}
+    lines.append(
+        f"transfers {last.get('transfers_total', 0)}, pulses {last.get('pulses_total', 0):,}, "
+        f"PCM program-and-verify iterations {last.get('pcm_program_iterations_total', 0):,}, pairs refreshed/reset {last.get('refreshed_pairs_total', 0):,}"
+    )
+    lines.append(f"wrote {result['output']}")
+    return "\n".join(lines)
+
+
+class TrainProgress:
+    """A rich progress bar on stderr: loss, running accuracy and examples/s per epoch."""
+
+    def __init__(self, args, epochs: int):
+        self.enabled = not (args.json or args.quiet) and sys.stderr.isatty()
+        self.epochs = epochs
+        self.task = None
+
+    def __enter__(self):
+        if not self.enabled:
+            return None
+        from rich.console import Console
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+        self.progress = Progress(
+            TextColumn("epoch {task.fields[epoch]}/{task.fields[epochs]}"), BarColumn(), MofNCompleteColumn(),
+            TextColumn("loss {task.fields[loss]:.3f}  acc {task.fields[acc]:.3f}  {task.fields[rate]:.0f} ex/s"),
+            TimeRemainingColumn(), console=Console(stderr=True), transient=True,
+        )
+        self.progress.start()
+        return self.update
+
+    def update(self, epoch, done, total, loss, acc, rate):
+        fields = {"epoch": epoch + 1, "epochs": self.epochs, "loss": loss, "acc": acc, "rate": rate}
+        if self.task is None or self.current_epoch != epoch:
+            if self.task is not None:
+                self.progress.remove_task(self.task)
+            self.task = self.progress.add_task("train", total=total, **fields)
+            self.current_epoch = epoch
+        self.progress.update(self.task, completed=done, **fields)
+
+    def __exit__(self, *exc):
+        if self.enabled:
+            self.progress.stop()
+        return False
+
+
+def cmd_export(args) -> int:
+    from analogc.runtime.export import export_bytes
+    from analogc.runtime.program import load_program
+
+    output = Path(args.output)
+    if output.suffix != ".onnx":
+        raise AnalogcError(f"{output}: the exported model must end in .onnx")
+    check_writable_path(output)
+    program = load_program(args.program)
+    data = export_bytes(program)
+    write_bytes_atomic(output, data)
+    result = {"program": args.program, "output": str(output), "bytes": len(data), "trained": bool(program.meta.get("training"))}
+    if args.json:
+        from analogc.cli import print_json
+
+        print_json(result)
+    elif not args.quiet:
+        what = "trained weights" if result["trained"] else "compiled weights (the program was never trained)"
+        print(f"wrote {output} ({len(data):,} bytes): the original graph with the chip's {what}")
+    return 0

@@ -1,0 +1,220 @@
+"""One layer during in-situ training: tile reads both ways, pulsed updates, transfer.
+
+The layer keeps the weight its tiles present (`w`, float32, weight units, no read noise)
+in step with its devices, so a read is one matrix-vector product per block:
+- forward: x (array rows: inputs, then the constant 1 of an analog bias) through the
+  DAC (scaled per example by its largest magnitude, quantised), every block read, each
+  block's outputs through its own ADC (read noise, output noise, bound, quantisation;
+  `periphery.adc`), partial sums added digitally;
+- backward: δ on the columns through the DAC, the same blocks read in the transpose
+  direction, ADCs on the rows;
+- update: pulses on the capacitor pair (`update_kernel`), or, in a 2-PCM cell, partial
+  SET pulses on G⁺ (positive changes) or G⁻ (negative);
+- transfer (every transfer_interval examples): read W, program the PCM pair toward it
+  by closed loop starting from its present state (offset and RESET rules of
+  device-model.md), reset the capacitors to v_init, flip the polarity; a pair whose
+  device would pass refresh_threshold·g_max is RESET and reprogrammed (refresh).
+Read noise is output-referred (variance Σ x_i²σ_i², one extra product per read); the
+devices do not drift during training (an example takes microseconds of chip time,
+t0 is 20 s).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from analogc.runtime import devices, kernels, periphery, read_kernel, update_kernel
+from analogc.runtime.layer_devices import FAULT_NONE, LayerDevices, has_capacitor, redraw_drift
+
+
+class TrainableLayer:
+    def __init__(self, entry: dict, blocks: list, state: LayerDevices, spec, w_max: float, digital_bias: np.ndarray | None, compiled: bool | None = None):
+        self.name, self.entry, self.spec, self.state = entry["name"], entry, spec, state
+        self.w_max = float(w_max)
+        self.us = spec.cell.gain_f * spec.pcm.g_prog_max / self.w_max  # µS per weight unit
+        self.blocks = sorted((b["rows"][0], b["rows"][1], b["cols"][0], b["cols"][1]) for b in blocks)
+        self.block_array = np.array(self.blocks, dtype=np.int64).reshape(-1, 4)
+        self.compiled = read_kernel.HAVE_NUMBA if compiled is None else compiled
+        self.digital_bias = digital_bias
+        self.analog_bias = entry["bias"] == "analog"
+        self.capacitor = has_capacitor(spec)
+        cap = spec.capacitor
+        self.dv_nominal = 0.5 * (cap.dv_up + cap.dv_down)
+        self.pulses = 0
+        self.pcm_iterations = 0
+        self.refreshed = 0
+        self.sync()
+
+    # ----------------------------------------------------------------- device -> weights
+    def sync(self) -> None:
+        """Recompute the presented weights, the read-noise variance and the update gain
+        from the devices (after programming: construction, transfer, refresh)."""
+        spec, state = self.spec, self.state
+        self.w = np.ascontiguousarray(state.weights_us(spec) / self.us, dtype=np.float32)
+        self.var = None
+        if spec.pcm.read_noise:
+            t = spec.pcm.drift_t0
+            sd_p = state.g_plus * devices.read_noise_q(state.g_plus, t, spec.pcm)
+            sd_m = state.g_minus * devices.read_noise_q(state.g_minus, t, spec.pcm)
+            self.var = np.ascontiguousarray(spec.cell.gain_f**2 * (sd_p**2 + sd_m**2) / self.us**2, dtype=np.float32)
+        if self.capacitor:
+            self.wgain = np.ascontiguousarray(state.sign * state.read_gain * np.float32(spec.capacitor.g_per_volt / self.us), dtype=np.float32)
+
+    def weights(self) -> np.ndarray:
+        """The weights (array rows x N, weight units) the chip holds, exactly."""
+        return (self.state.weights_us(self.spec) / self.us).astype(np.float32)
+
+    # ------------------------------------------------------------------------- reads
+    def forward(self, x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """x·W through DAC, blocks and ADCs; x has the array's rows (bias input included)."""
+        if self.compiled:
+            return read_kernel.read_layer(x, self.w, self.var, self.block_array, False, self.spec, self.w_max, kernels.new_key(rng))
+        x_n, scale = self.dac(x)
+        out = np.zeros(self.w.shape[1], dtype=np.float32)
+        x2 = np.square(x_n) if self.var is not None else None
+        for r0, r1, c0, c1 in self.blocks:
+            y = x_n[r0:r1] @ self.w[r0:r1, c0:c1]
+            var = x2[r0:r1] @ self.var[r0:r1, c0:c1] if x2 is not None else None
+            out[c0:c1] += self.adc(y, var, rng)
+        return out * scale
+
+    def backward(self, delta: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """δ·Wᵀ: δ drives the columns, the rows are read (the transpose direction)."""
+        if self.compiled:
+            return read_kernel.read_layer(delta, self.w, self.var, self.block_array, True, self.spec, self.w_max, kernels.new_key(rng))
+        d_n, scale = self.dac(delta)
+        out = np.zeros(self.w.shape[0], dtype=np.float32)
+        d2 = np.square(d_n) if self.var is not None else None
+        for r0, r1, c0, c1 in self.blocks:
+            y = self.w[r0:r1, c0:c1] @ d_n[c0:c1]
+            var = self.var[r0:r1, c0:c1] @ d2[c0:c1] if d2 is not None else None
+            out[r0:r1] += self.adc(y, var, rng)
+        return out * scale
+
+    def dac(self, x: np.ndarray) -> tuple[np.ndarray, np.float32]:
+        p = self.spec.periphery
+        if self.spec.ideal:
+            return x.astype(np.float32, copy=False), np.float32(1.0)
+        peak = np.float32(np.max(np.abs(x))) if x.size else np.float32(0)
+        peak = peak if peak > 0 else np.float32(1.0)
+        x_n = x * np.float32(p.dac_range / peak)
+        if p.quantization:
+            x_n = periphery.quantize(x_n.astype(np.float32), p.dac_range, p.dac_bits)
+        return x_n.astype(np.float32, copy=False), np.float32(peak / p.dac_range)
+
+    def adc(self, y: np.ndarray, var, rng: np.random.Generator) -> np.ndarray:
+        """One block's outputs through its ADC, in units of w_max, back to weight units."""
+        if self.spec.ideal:
+            return y
+        inv = np.float32(1.0 / self.w_max)
+        var_n = var * (inv * inv) if var is not None else None
+        return periphery.adc(y * inv, self.spec.periphery, rng, var_n) * np.float32(self.w_max)
+
+    # ------------------------------------------------------------------------ update
+    def update(self, x: np.ndarray, delta: np.ndarray, lr: float, rng: np.random.Generator) -> None:
+        """ΔW = −η·xᵀδ as pulses; the digital bias (if any) is updated in float."""
+        if self.digital_bias is not None:
+            self.digital_bias -= np.float32(lr) * delta
+        if self.capacitor:
+            cap = self.spec.capacitor
+            coef = -lr * self.us * self.state.sign / (cap.g_per_volt * self.dv_nominal)
+            key = int(rng.integers(2**32))
+            self.pulses += update_kernel.update(
+                self.w, self.state.v, self.wgain, self.state.dv_up, self.state.dv_down,
+                x, delta, coef, cap.max_pulses, cap.v_min, cap.v_max, key, compiled=self.compiled,
+            )
+        else:
+            self.update_pcm(x, delta, lr, rng)
+        self.state.examples_since_transfer += 1
+
+    def update_pcm(self, x: np.ndarray, delta: np.ndarray, lr: float, rng: np.random.Generator) -> None:
+        """2-PCM cell (Burr et al. 2015): partial SETs only, G⁺ for increases, G⁻ for
+        decreases; each pulse adds pcm_update_step·(1 − G/g_max) with cycle noise."""
+        spec, state = self.spec, self.state
+        step = spec.training.pcm_update_step
+        if step <= 0:
+            return
+        rows = np.nonzero(x)[0]
+        wanted = (-lr * self.us / (spec.cell.gain_f * step)) * np.outer(x[rows], delta)
+        counts = np.floor(wanted + rng.random(wanted.shape)).astype(np.int64)
+        counts = np.clip(counts, -spec.capacitor.max_pulses, spec.capacitor.max_pulses)
+        r_idx, c_idx = np.nonzero(counts)
+        if not len(r_idx):
+            return
+        n = counts[r_idx, c_idx]
+        i, j = rows[r_idx], c_idx
+        self.pulses += int(np.abs(n).sum())
+        for g, faults, sel in ((state.g_plus, state.faults_plus, n > 0), (state.g_minus, state.faults_minus, n < 0)):
+            ii, jj, k = i[sel], j[sel], np.abs(n[sel])
+            ok = faults[ii, jj] == FAULT_NONE
+            ii, jj, k = ii[ok], jj[ok], k[ok]
+            g0 = g[ii, jj]
+            response = np.clip(1.0 - g0 / spec.pcm.g_max, 0.0, 1.0)
+            noise = 1.0 + spec.pcm.set_step_noise * rng.standard_normal(len(ii)) if spec.pcm.programming_noise else 1.0
+            g[ii, jj] = np.clip(g0 + k * step * response * np.clip(noise, 0.0, None), 0.0, spec.pcm.g_max)
+        self.w[i, j] = (spec.cell.gain_f * (state.g_plus[i, j] - state.g_minus[i, j]) / self.us).astype(np.float32)
+
+    def leak(self, examples: int) -> None:
+        """Capacitors relax toward v_leak_target over `examples` examples."""
+        cap = self.spec.capacitor
+        if not self.capacitor or cap.leak_tau <= 0 or examples <= 0:
+            return
+        decay = np.float32(np.exp(-examples / cap.leak_tau))
+        v_new = np.float32(cap.v_leak_target) + (self.state.v - np.float32(cap.v_leak_target)) * decay
+        self.w += self.wgain * (v_new - self.state.v)
+        self.state.v[...] = v_new
+
+    # ---------------------------------------------------------------------- transfer
+    def transfer(self, rng: np.random.Generator) -> None:
+        """Move the capacitor's share into the PCM pair; reset capacitors; flip s."""
+        spec, state, pcm, gain = self.spec, self.state, self.spec.pcm, self.spec.cell.gain_f
+        g_plus = devices.read_with_noise(state.g_plus, pcm.drift_t0, pcm, rng)
+        g_minus = devices.read_with_noise(state.g_minus, pcm.drift_t0, pcm, rng)
+        w_read = gain * (g_plus - g_minus) + state.capacitor_us(spec)
+        new_sign = -state.sign if spec.training.polarity_inversion else state.sign
+        cap = spec.capacitor
+        after_reset = new_sign * (state.read_gain.astype(np.float64) * cap.g_per_volt * cap.v_init + state.cap_base)
+        wanted = w_read - after_reset  # what the PCM pair must hold
+        offset = spec.training.transfer_offset
+        target = wanted - offset
+        reset_both = (wanted > 0) & (wanted < offset)
+        target[reset_both] = 0.0
+        self.program_pair(target / gain, reset_both, rng)
+        state.v[...] = cap.v_init
+        state.sign = new_sign
+        state.examples_since_transfer = 0
+        self.sync()
+
+    def refresh(self, rng: np.random.Generator) -> None:
+        """Pairs with a device beyond refresh_threshold·g_max: RESET both, reprogram the
+        difference (2-PCM cells, whose devices only ever go up)."""
+        state = self.state
+        diff = state.g_plus - state.g_minus
+        self.program_pair(diff, np.zeros(diff.shape, dtype=bool), rng, only_refresh=True)
+        self.sync()
+
+    def program_pair(self, diff: np.ndarray, reset_both: np.ndarray, rng: np.random.Generator, only_refresh: bool = False) -> None:
+        """Make G⁺ − G⁻ = diff (µS) with SETs on top of the present state: raise G⁺ where
+        the difference must grow, G⁻ where it must shrink; pairs that would pass the
+        refresh threshold, and `reset_both` pairs, start again from RESET."""
+        spec, state, pcm = self.spec, self.state, self.spec.pcm
+        limit = spec.training.refresh_threshold * pcm.g_max
+        need = diff - (state.g_plus - state.g_minus)
+        plus_target = np.where(need > 0, state.g_plus + need, state.g_plus)
+        minus_target = np.where(need < 0, state.g_minus - need, state.g_minus)
+        refresh = reset_both | (np.maximum(plus_target, minus_target) > min(limit, pcm.g_prog_max))
+        if only_refresh:
+            refresh = np.maximum(state.g_plus, state.g_minus) > limit
+            plus_target, minus_target = state.g_plus.copy(), state.g_minus.copy()
+        self.refreshed += int(refresh.sum())
+        start_plus = np.where(refresh, pcm.reset_g, state.g_plus)
+        start_minus = np.where(refresh, pcm.reset_g, state.g_minus)
+        plus_target = np.where(refresh, np.maximum(diff, 0.0), plus_target)
+        minus_target = np.where(refresh, np.maximum(-diff, 0.0), minus_target)
+        g_plus, it_plus = devices.program_from(start_plus, plus_target, pcm, rng)
+        g_minus, it_minus = devices.program_from(start_minus, minus_target, pcm, rng)
+        self.pcm_iterations += int(it_plus.sum() + it_minus.sum())
+        moved_plus, moved_minus = g_plus != state.g_plus, g_minus != state.g_minus
+        state.g_plus[...], state.g_minus[...] = g_plus, g_minus
+        state.apply_faults(spec)
+        redraw_drift(state, moved_plus, moved_minus, spec, rng)

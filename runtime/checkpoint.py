@@ -1,0 +1,56 @@
+"""Training checkpoints: one .npz file, written atomically, never unpickled.
+
+`DIR/checkpoint.npz` holds the arrays (device state, digital biases, the baseline's
+weights) and, as a uint8 member `__meta__`, the JSON of everything else (position in the
+data, generator state, history, counters, and what the run was started with). A crash or
+a signal during a write leaves the previous checkpoint in place.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import zipfile
+from pathlib import Path
+
+import numpy as np
+
+from analogc.atomic import atomic_path
+from analogc.errors import AnalogcError
+
+FILE = "checkpoint.npz"
+META = "__meta__"
+VERSION = 1
+
+
+def checkpoint_path(folder: Path) -> Path:
+    return Path(folder) / FILE
+
+
+def save_checkpoint(folder: Path, arrays: dict, meta: dict) -> None:
+    folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise AnalogcError(f"{folder}: --checkpoint must be a folder")
+    folder.mkdir(parents=True, exist_ok=True)
+    payload = dict(arrays)
+    payload[META] = np.frombuffer(json.dumps({"version": VERSION, **meta}).encode(), dtype=np.uint8)
+    buffer = io.BytesIO()
+    np.savez(buffer, **payload)
+    with atomic_path(checkpoint_path(folder)) as tmp:
+        tmp.write_bytes(buffer.getvalue())
+
+
+def load_checkpoint(folder: Path) -> tuple[dict, dict] | None:
+    """(arrays, meta) of the checkpoint in `folder`, or None when there is none."""
+    path = checkpoint_path(Path(folder))
+    if not path.is_file():
+        return None
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            arrays = {name: data[name] for name in data.files}
+        meta = json.loads(arrays.pop(META).tobytes().decode())
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile, EOFError, UnicodeDecodeError) as exc:
+        raise AnalogcError(f"{path}: not a readable training checkpoint ({exc})") from None
+    if not isinstance(meta, dict) or meta.get("version") != VERSION:
+        raise AnalogcError(f"{path}: checkpoint format {meta.get('version') if isinstance(meta, dict) else '?'} is not {VERSION}")
+    return arrays, meta

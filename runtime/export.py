@@ -1,0 +1,128 @@
+"""`analogc export`: the weights a chip holds, read back into an ONNX model.
+
+The exported graph is the program's own dataflow written out in ONNX: host segments as
+they were cut from the original model (their nodes and constants), each analog layer as
+MatMul with the weights the chip holds, Add of its bias, and its activation, under the
+original tensor names; graph inputs and outputs, opset imports and producer fields come
+from the original model. onnxruntime on it computes exactly what `run --ideal` computes
+on the program, which is what tests check. For a program that was never trained, the
+held weights are the compiled ones.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+from onnx import helper, numpy_helper
+
+from analogc.errors import AnalogcError
+
+ACTIVATION_OPS = {
+    "identity": "Identity",
+    "relu": "Relu",
+    "sigmoid": "Sigmoid",
+    "tanh": "Tanh",
+    "leaky_relu": "LeakyRelu",
+    "softmax": "Softmax",
+    "log_softmax": "LogSoftmax",
+}
+
+
+def export_model(program) -> onnx.ModelProto:
+    try:
+        original = onnx.load_from_string(program.members["original.onnx"])
+    except Exception as exc:  # a damaged member passed the checksum only if written so
+        raise AnalogcError(f"the program's original model cannot be parsed ({type(exc).__name__})") from None
+    opset = next((i.version for i in original.opset_import if i.domain in ("", "ai.onnx")), None)
+    names = Names(original)
+    nodes, initializers = [], {}
+    layers = {layer["name"]: layer for layer in program.layers}
+    segments = {s["name"]: onnx.load_from_string(program.members[s["member"]]) for s in program.meta.get("host_segments", [])}
+    for segment in segments.values():
+        names.add_graph(segment.graph)
+    for name in program.meta["model"].get("constant_outputs", []):
+        value = np.asarray(program.arrays[f"constant/{name}"])
+        nodes.append(helper.make_node("Constant", [], [name], value=numpy_helper.from_array(value, name=names.fresh(f"{name}_value"))))
+    for instruction in program.meta["instructions"]["inference"]:
+        if instruction["op"] == "host":
+            segment = segments[instruction["segment"]]
+            for tensor in segment.graph.initializer:
+                initializers.setdefault(tensor.name, tensor)
+            nodes.extend(segment.graph.node)
+        elif instruction["op"] == "load":
+            layer_nodes, layer_inits = dense_nodes(program, layers[instruction["layer"]], opset, names)
+            nodes.extend(layer_nodes)
+            initializers.update({t.name: t for t in layer_inits})
+    graph = helper.make_graph(
+        nodes,
+        original.graph.name or program.meta["model"]["name"],
+        [v for v in original.graph.input if v.name in model_inputs(program) and v.name not in initializers],
+        list(original.graph.output),
+        initializer=list(initializers.values()),
+    )
+    model = helper.make_model(graph, opset_imports=list(original.opset_import), producer_name="analogc export")
+    model.ir_version = original.ir_version
+    model.doc_string = f"weights read back from the chip of tile program {program.meta['model']['name']}"
+    for prop in original.metadata_props:
+        model.metadata_props.add(key=prop.key, value=prop.value)
+    return model
+
+
+def model_inputs(program) -> set:
+    return {i["name"] for i in program.meta["model"]["inputs"]}
+
+
+def dense_nodes(program, layer: dict, opset: int | None, names: "Names") -> tuple[list, list]:
+    """MatMul (+ Add) (+ activation) from the layer's input to its output tensor."""
+    name = layer["name"]
+    dtype = np.dtype(layer.get("dtype", "float32"))
+    weight = np.asarray(program.arrays[f"weight/{name}"]).astype(dtype)
+    w_name = names.fresh(f"{name}.chip_weight")
+    inits = [numpy_helper.from_array(weight, name=w_name)]
+    op = layer["activation"]["op"]
+    steps = [("MatMul", [w_name])]
+    if layer["bias"] != "none":
+        b_name = names.fresh(f"{name}.chip_bias")
+        inits.append(numpy_helper.from_array(np.asarray(program.arrays[f"bias/{name}"]).astype(dtype), name=b_name))
+        steps.append(("Add", [b_name]))
+    nodes, current = [], layer["input"]
+    for i, (kind, extra) in enumerate(steps):
+        last = i == len(steps) - 1 and op == "identity"
+        out = layer["output"] if last else names.fresh(f"{name}.{kind.lower()}")
+        nodes.append(helper.make_node(kind, [current, *extra], [out], name=names.fresh(f"{name}.{kind}")))
+        current = out
+    if op != "identity":
+        attrs = {}
+        if op == "leaky_relu":
+            attrs["alpha"] = float(layer["activation"].get("alpha", 0.01))
+        if op in ("softmax", "log_softmax"):
+            attrs["axis"] = -1 if (opset or 13) >= 11 else 1
+        nodes.append(helper.make_node(ACTIVATION_OPS[op], [current], [layer["output"]], name=names.fresh(f"{name}.{op}"), **attrs))
+    return nodes, inits
+
+
+class Names:
+    """Fresh tensor and node names that clash with nothing in the original model."""
+
+    def __init__(self, model: onnx.ModelProto):
+        self.used = set()
+        self.add_graph(model.graph)
+
+    def add_graph(self, graph) -> None:
+        self.used |= {t.name for t in graph.initializer} | {v.name for v in graph.input} | {v.name for v in graph.output}
+        for node in graph.node:
+            self.used.update(node.input)
+            self.used.update(node.output)
+            self.used.add(node.name)
+
+    def fresh(self, base: str) -> str:
+        name, k = base, 1
+        while name in self.used:
+            k += 1
+            name = f"{base}_{k}"
+        self.used.add(name)
+        return name
+
+
+def export_bytes(program) -> bytes:
+    return export_model(program).SerializeToString()

@@ -1,0 +1,92 @@
+"""Plain float training of the same chain: the software baseline of `train --baseline`.
+
+The same network, initial weights, per-example SGD, example order and learning rate as
+the chip, in float32 numpy with no device in the way: what the paper compares against.
+It is also the "plain numpy float loop" the training bench times the chip against.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from analogc.runtime.activations import apply_activation
+
+F32 = np.float32
+
+
+def activation_grad(op: dict, z: np.ndarray, h: np.ndarray) -> np.ndarray:
+    """d activation / d z at z (h is the activation's output)."""
+    name = op["op"]
+    if name == "sigmoid":
+        return h * (F32(1) - h)
+    if name == "tanh":
+        return F32(1) - h * h
+    if name == "relu":
+        return (z > 0).astype(F32)
+    if name == "leaky_relu":
+        return np.where(z > 0, F32(1), F32(op.get("alpha", 0.01))).astype(F32)
+    return np.ones_like(z)
+
+
+def softmax_cross_entropy(logits: np.ndarray, label: int) -> tuple[float, bool, np.ndarray]:
+    """(loss, correct?, dloss/dlogits) for one example."""
+    shifted = logits - logits.max()
+    e = np.exp(shifted)
+    total = e.sum()
+    p = (e / total).astype(F32)
+    loss = float(np.log(total) - shifted[label])
+    delta = p.copy()
+    delta[label] -= F32(1)
+    return loss, int(np.argmax(logits)) == label, delta
+
+
+class FloatChain:
+    """The chain in float: `matrices[l]` is K(+1) x N (bias row last when the layer's
+    bias is analog on the chip, which is the same maths), `biases[l]` a separate bias."""
+
+    def __init__(self, entries: list, matrices: list, biases: list):
+        self.entries = entries
+        self.matrices = [np.array(m, dtype=F32) for m in matrices]
+        self.biases = [None if b is None else np.array(b, dtype=F32) for b in biases]
+        self.with_one = [e["bias"] == "analog" for e in entries]
+
+    def forward(self, x: np.ndarray) -> tuple[list, list, np.ndarray]:
+        inputs, zs, h = [], [], x
+        for l, entry in enumerate(self.entries):
+            xa = np.append(h, F32(1)) if self.with_one[l] else h
+            z = xa @ self.matrices[l]
+            if self.biases[l] is not None:
+                z = z + self.biases[l]
+            inputs.append(xa)
+            zs.append(z)
+            h = apply_activation(z, entry["activation"]) if l < len(self.entries) - 1 else z
+        return inputs, zs, zs[-1]
+
+    def step(self, x: np.ndarray, label: int, lr: float) -> tuple[float, bool]:
+        inputs, zs, logits = self.forward(x)
+        loss, correct, delta = softmax_cross_entropy(logits, label)
+        lr32 = F32(lr)
+        for l in range(len(self.entries) - 1, -1, -1):
+            if l > 0:
+                k = self.entries[l]["shape"][0]
+                back = self.matrices[l][:k] @ delta
+                h_prev = inputs[l][:k]
+                delta_prev = back * activation_grad(self.entries[l - 1]["activation"], zs[l - 1], h_prev)
+            self.matrices[l] -= lr32 * np.outer(inputs[l], delta)
+            if self.biases[l] is not None:
+                self.biases[l] -= lr32 * delta
+            if l > 0:
+                delta = delta_prev.astype(F32)
+        return loss, correct
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        """Class indices for a batch of chain inputs."""
+        h = x.astype(F32)
+        for l, entry in enumerate(self.entries):
+            if self.with_one[l]:
+                h = np.hstack([h, np.ones((len(h), 1), dtype=F32)])
+            z = h @ self.matrices[l]
+            if self.biases[l] is not None:
+                z = z + self.biases[l]
+            h = apply_activation(z, entry["activation"]) if l < len(self.entries) - 1 else z
+        return np.argmax(h, axis=1)

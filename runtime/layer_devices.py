@@ -1,0 +1,138 @@
+"""The devices of one layer's array, as training sees them, and their place in a program.
+
+Training works on a layer's whole array (K weight rows, plus the bias row when the bias
+is analog, by N columns); the tiles of the plan are windows onto it (each block's
+region). One `LayerDevices` holds, per cell: the PCM pair (G⁺, G⁻ in µS, drift exponents,
+fault codes), the 3T1C cell (capacitor voltage V_C, its own up/down step, its read
+transistor's gain, and `cap_base` = its read offset minus the shared reference cell's
+conductance), and per layer the polarity s. The cell's weight in µS is
+
+    W = F·(G⁺ − G⁻) + s·(gain·dg/dV·V_C + cap_base).
+
+A trained program stores these arrays as `device/<layer>/<field>` in arrays.npz and the
+polarity in the layer's `device` entry, so `run` measures the chip as trained and
+`train` continues from it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from analogc.runtime import capacitor, devices
+
+FAULT_NONE, FAULT_STUCK_HIGH, FAULT_DEAD = 0, 1, 2
+FIELDS = {
+    "g_plus": np.float64,
+    "g_minus": np.float64,
+    "nu_plus": np.float32,
+    "nu_minus": np.float32,
+    "faults_plus": np.int8,
+    "faults_minus": np.int8,
+    "v": np.float32,
+    "dv_up": np.float32,
+    "dv_down": np.float32,
+    "read_gain": np.float32,
+    "cap_base": np.float32,
+}
+
+
+@dataclass
+class LayerDevices:
+    g_plus: np.ndarray
+    g_minus: np.ndarray
+    nu_plus: np.ndarray
+    nu_minus: np.ndarray
+    faults_plus: np.ndarray
+    faults_minus: np.ndarray
+    v: np.ndarray
+    dv_up: np.ndarray
+    dv_down: np.ndarray
+    read_gain: np.ndarray
+    cap_base: np.ndarray
+    sign: float = 1.0
+    examples_since_transfer: int = 0
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return self.g_plus.shape
+
+    def capacitor_us(self, spec) -> np.ndarray:
+        """s·(g(V_C) − g_shared) per cell, µS (0 for a 2-PCM cell)."""
+        if not has_capacitor(spec):
+            return np.zeros(self.shape)
+        g = self.read_gain.astype(np.float64) * spec.capacitor.g_per_volt * self.v + self.cap_base
+        return self.sign * g
+
+    def weights_us(self, spec) -> np.ndarray:
+        """W per cell in µS right after programming (no drift, no read noise)."""
+        return spec.cell.gain_f * (self.g_plus - self.g_minus) + self.capacitor_us(spec)
+
+    def apply_faults(self, spec) -> None:
+        """Stuck devices sit at g_max, dead ones at 0, whatever was programmed."""
+        for g, faults in ((self.g_plus, self.faults_plus), (self.g_minus, self.faults_minus)):
+            g[faults == FAULT_STUCK_HIGH] = spec.pcm.g_max
+            g[faults == FAULT_DEAD] = 0.0
+
+    def to_arrays(self, layer: str) -> dict:
+        return {f"device/{layer}/{name}": getattr(self, name) for name in FIELDS}
+
+    @classmethod
+    def from_arrays(cls, arrays: dict, layer: str, entry: dict) -> "LayerDevices":
+        values = {name: np.array(arrays[f"device/{layer}/{name}"], dtype=dtype) for name, dtype in FIELDS.items()}
+        device = entry.get("device", {})
+        return cls(**values, sign=float(device.get("sign", 1.0)), examples_since_transfer=int(device.get("examples_since_transfer", 0)))
+
+
+def has_capacitor(spec) -> bool:
+    return spec.capacitor.enabled and spec.chip.cell != "pcm2"
+
+
+def has_device_state(program, layer: str) -> bool:
+    return all(f"device/{layer}/{name}" in program.arrays for name in FIELDS)
+
+
+def program_layer(weights_us: np.ndarray, regions: list, spec, rng: np.random.Generator) -> LayerDevices:
+    """A fresh layer: PCM pairs closed-loop programmed to F·(G⁺ − G⁻) = weights (µS),
+    faults and drift exponents drawn, capacitors at v_init with their mismatch; the
+    shared reference cell is one per tile column (one per block column in `regions`,
+    a list of (row slice, col slice))."""
+    pcm, gain, shape = spec.pcm, spec.cell.gain_f, weights_us.shape
+    g_plus, _ = devices.program_closed_loop(np.maximum(weights_us, 0) / gain, pcm, rng)
+    g_minus, _ = devices.program_closed_loop(np.maximum(-weights_us, 0) / gain, pcm, rng)
+    faults = [draw_faults(shape, pcm, rng) for _ in range(2)]
+    zeros32 = lambda: np.zeros(shape, dtype=np.float32)  # noqa: E731
+    state = LayerDevices(
+        g_plus, g_minus, zeros32(), zeros32(), faults[0], faults[1],
+        np.full(shape, spec.capacitor.v_init, dtype=np.float32), zeros32(), zeros32(), np.ones(shape, dtype=np.float32), zeros32(),
+    )
+    state.apply_faults(spec)
+    redraw_drift(state, np.ones(shape, dtype=bool), np.ones(shape, dtype=bool), spec, rng)
+    if has_capacitor(spec):
+        cap = spec.capacitor
+        up, down = capacitor.draw_step_sizes(shape, cap, rng)
+        state.dv_up[...], state.dv_down[...] = up, down
+        read_gain, read_offset = capacitor.draw_read_mismatch(shape, cap, rng)
+        state.read_gain[...] = read_gain
+        for rows, cols in regions:
+            width = cols.stop - cols.start
+            shared_gain, shared_offset = capacitor.draw_read_mismatch((1, width), cap, rng)
+            shared = capacitor.conductance(np.full((1, width), cap.v_init), shared_gain, shared_offset, cap)
+            state.cap_base[rows, cols] = read_offset[rows, cols] - shared
+    return state
+
+
+def draw_faults(shape, pcm, rng: np.random.Generator) -> np.ndarray:
+    stuck, dead = devices.fault_masks(shape, pcm, rng)
+    return np.where(stuck, FAULT_STUCK_HIGH, np.where(dead, FAULT_DEAD, FAULT_NONE)).astype(np.int8)
+
+
+def redraw_drift(state: LayerDevices, plus: np.ndarray, minus: np.ndarray, spec, rng: np.random.Generator) -> None:
+    """Fresh drift exponents for the devices just programmed (masks `plus`, `minus`)."""
+    if not spec.pcm.drift:
+        return
+    for g, nu, mask in ((state.g_plus, state.nu_plus, plus), (state.g_minus, state.nu_minus, minus)):
+        idx = np.nonzero(mask)
+        if len(idx[0]):
+            nu[idx] = devices.drift_exponents(g[idx], spec.pcm, rng)

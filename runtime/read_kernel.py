@@ -1,0 +1,138 @@
+"""One compiled call per layer read during training: DAC, block reads, ADCs, partial sums.
+
+Training reads one example at a time, so a layer read is small (a few hundred outputs)
+and numpy's per-call cost, not arithmetic, dominated it. `read_layer` does the whole
+read of `analog_layer.TrainableLayer.forward`/`backward` in one numba call:
+- DAC: x scaled by dac_range / max|x|, quantised to 2^(bits−1) − 1 levels per side;
+- per block: y = x·W (forward; rows with x_i = 0 skipped) or W·δ (transpose read, row
+  dot products in 16 independent lanes so LLVM can vectorise without reordering sums),
+  and the read-noise variance Σ x_i²σ_i² the same way;
+- ADC per block output: y/w_max + sqrt(var/w_max² + σ_out²)·z, bound, quantisation,
+  back to weight units, added into the layer output; finally the DAC scale.
+z is a standard normal from the counter-based generator of `kernels` (splitmix64 +
+Box-Muller), keyed by one draw per read from the training generator, so a run is fixed
+by its seed and restartable from a checkpoint. Without numba the numpy path of
+`TrainableLayer` runs instead (same model, different random numbers).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from analogc.runtime import kernels
+
+HAVE_NUMBA = kernels.HAVE_NUMBA
+LANES = 16
+
+if HAVE_NUMBA:
+    import numba
+
+    _jit = numba.njit(fastmath=False, error_model="numpy", cache=True)
+
+    @_jit
+    def _quantize(v, step, bound):
+        q = np.rint(v / step) * step
+        return min(max(q, -bound), bound)
+
+    @_jit
+    def _dot_lanes(row, vec, c0, c1):
+        """Σ_j row[j]·vec[j] for j in [c0, c1), in LANES independent partial sums."""
+        acc = np.zeros(LANES, dtype=np.float32)
+        j = c0
+        while j + LANES <= c1:
+            for lane in range(LANES):
+                acc[lane] += row[j + lane] * vec[j + lane]
+            j += LANES
+        total = np.float32(0.0)
+        for lane in range(LANES):
+            total += acc[lane]
+        while j < c1:
+            total += row[j] * vec[j]
+            j += 1
+        return total
+
+    @_jit
+    def _read_layer_nb(x, w, var, blocks, transpose, has_var, ideal, dac_quant, dac_step, dac_range,
+                       adc_quant, adc_step, adc_bound, sigma2, noisy, w_max, key, out):
+        n_in = x.size
+        peak = np.float32(0.0)
+        for i in range(n_in):
+            peak = max(peak, abs(x[i]))
+        if not peak > 0:
+            peak = np.float32(1.0)
+        x_n = np.empty(n_in, dtype=np.float32)
+        x_sq = np.empty(n_in, dtype=np.float32)
+        if ideal:
+            for i in range(n_in):
+                x_n[i] = x[i]
+            scale = np.float32(1.0)
+        else:
+            gain = dac_range / peak
+            for i in range(n_in):
+                v = x[i] * gain
+                x_n[i] = _quantize(v, dac_step, dac_range) if dac_quant else v
+            scale = peak / dac_range
+        for i in range(n_in):
+            x_sq[i] = x_n[i] * x_n[i]
+        inv_w = np.float32(1.0) / w_max
+        inv_ww = inv_w * inv_w
+        counter = np.uint64(0)
+        for b in range(blocks.shape[0]):
+            r0, r1, c0, c1 = blocks[b, 0], blocks[b, 1], blocks[b, 2], blocks[b, 3]
+            if transpose:
+                n_out, o0 = r1 - r0, r0
+            else:
+                n_out, o0 = c1 - c0, c0
+            y = np.zeros(n_out, dtype=np.float32)
+            s = np.zeros(n_out, dtype=np.float32)
+            if transpose:
+                for i in range(r0, r1):
+                    y[i - r0] = _dot_lanes(w[i], x_n, c0, c1)
+                    if has_var:
+                        s[i - r0] = _dot_lanes(var[i], x_sq, c0, c1)
+            else:
+                for i in range(r0, r1):
+                    xi = x_n[i]
+                    if xi == 0:
+                        continue
+                    wi = w[i]
+                    for j in range(c0, c1):
+                        y[j - c0] += xi * wi[j]
+                    if has_var:
+                        xi2 = x_sq[i]
+                        vi = var[i]
+                        for j in range(c0, c1):
+                            s[j - c0] += xi2 * vi[j]
+            for k in range(n_out):
+                if ideal:
+                    out[o0 + k] += y[k]
+                    continue
+                v = y[k] * inv_w
+                if noisy:
+                    counter += np.uint64(1)
+                    z, _ = kernels._normal_pair_nb(kernels._splitmix64_nb(key + counter * kernels.GOLDEN))
+                    sd = np.sqrt(s[k] * inv_ww + sigma2) if has_var else np.sqrt(sigma2)
+                    v = v + sd * z
+                if adc_quant:
+                    v = _quantize(v, adc_step, adc_bound)
+                out[o0 + k] += v * w_max
+        for k in range(out.size):
+            out[k] *= scale
+
+
+def read_layer(x: np.ndarray, w: np.ndarray, var, blocks: np.ndarray, transpose: bool, spec, w_max: float, key: int) -> np.ndarray:
+    """The layer read (see the module docstring); x is the input (forward: one value per
+    array row; transpose: one per column), w and var are rows x cols float32."""
+    p = spec.periphery
+    f32 = np.float32
+    n_out = w.shape[0] if transpose else w.shape[1]
+    out = np.zeros(n_out, dtype=np.float32)
+    sigma = p.output_noise if p.output_noise_enabled else 0.0
+    has_var = var is not None
+    _read_layer_nb(
+        np.ascontiguousarray(x, dtype=f32), w, var if has_var else w, blocks, transpose, has_var, bool(spec.ideal),
+        bool(p.quantization), f32(p.dac_range / max(2 ** (p.dac_bits - 1) - 1, 1)), f32(p.dac_range),
+        bool(p.quantization), f32(p.adc_bound / max(2 ** (p.adc_bits - 1) - 1, 1)), f32(p.adc_bound),
+        f32(sigma**2), bool(has_var or sigma > 0), f32(w_max), np.uint64(key), out,
+    )
+    return out

@@ -1,0 +1,93 @@
+"""Which layers of a tile program train on the chip, and where their weights start.
+
+Training trains the *trainable chain*: the longest run of analog layers at the end of
+the instruction stream in which each layer reads the previous one's output (trailing
+host segments, such as a label ArgMax or a ZipMap, run after it as in inference). The
+loss is softmax cross-entropy on the last layer's pre-activation, so that layer's
+activation must be softmax, log-softmax or identity (logits). Everything before the
+chain (host segments, such as convolutions, and analog layers feeding them) is frozen:
+the chip computes its outputs once per example, as the paper did for CIFAR features.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from analogc.errors import AnalogcError
+
+LOGIT_ACTIVATIONS = ("softmax", "log_softmax", "identity")
+HIDDEN_ACTIVATIONS = ("identity", "relu", "leaky_relu", "sigmoid", "tanh")
+
+
+@dataclass(frozen=True)
+class Chain:
+    layers: list  # layer entries of the trainable chain, in order
+    frozen_layers: list  # names of analog layers that do not train
+    frozen_segments: list  # names of host segments (never trained)
+
+
+def find_chain(program) -> Chain:
+    steps = []  # ("layer", name) / ("host", name) in instruction order
+    for instruction in program.meta["instructions"]["inference"]:
+        if instruction["op"] == "load":
+            steps.append(("layer", instruction["layer"]))
+        elif instruction["op"] == "host":
+            steps.append(("host", instruction["segment"]))
+    while steps and steps[-1][0] == "host":
+        steps.pop()
+    chain: list[dict] = []
+    for kind, name in reversed(steps):
+        if kind != "layer":
+            break
+        entry = program.layer(name)
+        if chain and chain[0]["input"] != entry["output"]:
+            break
+        chain.insert(0, entry)
+    if not chain:
+        raise AnalogcError("this program has no analog layer at its end to train (every analog layer feeds host operations)")
+    last = chain[-1]
+    if last["activation"]["op"] not in LOGIT_ACTIVATIONS:
+        raise AnalogcError(
+            f"layer {last['name']!r} ends the network with {last['activation']['op']}; training uses softmax "
+            f"cross-entropy and needs logits, softmax or log-softmax there"
+        )
+    for entry in chain[:-1]:
+        if entry["activation"]["op"] not in HIDDEN_ACTIVATIONS:
+            raise AnalogcError(f"layer {entry['name']!r}: activation {entry['activation']['op']} inside the network cannot be trained")
+    names = {e["name"] for e in chain}
+    frozen_layers = [l["name"] for l in program.layers if l["name"] not in names]
+    frozen_segments = [s["name"] for s in program.meta.get("host_segments", [])]
+    return Chain(chain, frozen_layers, frozen_segments)
+
+
+def glorot_limit(rows: int, cols: int) -> float:
+    return float(np.sqrt(6.0 / (rows + cols)))
+
+
+def initial_weights(program, entry: dict, init: str, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray | None]:
+    """(array matrix K(+1) x N, digital bias or None) to start from, float32.
+
+    `compiled`: the program's weights; `random`: Glorot-uniform weights, zero biases.
+    """
+    k, n = entry["shape"]
+    analog_bias = entry["bias"] == "analog"
+    if init == "random":
+        a = glorot_limit(k, n)
+        weight = rng.uniform(-a, a, size=(k, n)).astype(np.float32)
+        bias = np.zeros(n, dtype=np.float32) if entry["bias"] != "none" else None
+    else:
+        weight = np.array(program.arrays[f"weight/{entry['name']}"], dtype=np.float32)
+        bias = np.array(program.arrays[f"bias/{entry['name']}"], dtype=np.float32) if entry["bias"] != "none" else None
+    if analog_bias:
+        return np.vstack([weight, bias[None, :]]), None
+    return weight, bias
+
+
+def training_w_max(entry: dict, matrix: np.ndarray, spec) -> float:
+    """The weight range mapped to the full conductance range while training: room to
+    grow (weight_range × Glorot's limit), and never less than the starting weights."""
+    k, n = entry["shape"]
+    start = float(np.max(np.abs(matrix))) if matrix.size else 0.0
+    return max(spec.training.weight_range * glorot_limit(k, n), start, 1e-12)

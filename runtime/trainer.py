@@ -1,0 +1,384 @@
+"""In-situ training on the simulated chip (Ambrogio et al. 2018), with checkpoints.
+
+Per-example SGD over the trainable chain (`train_chain`): forward through DAC, tiles
+and ADCs, digital activations; softmax cross-entropy; backward by transpose reads of
+the same tiles; ΔW = −η·xᵀδ as pulses on the capacitor pairs; every transfer_interval
+examples the capacitors' share moves to the PCM pairs and the polarity flips
+(`analog_layer`). After each epoch the chip as it stands is measured on the test set
+through the whole program (frozen parts included), like `run` would.
+
+Reproducibility: every random number comes from generators seeded by --seed (device
+programming, noise and pulses, example order per epoch); a checkpoint holds the device
+state, the generator's state and the position, so an interrupted run that resumes ends
+bit-identical to one that was not interrupted.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from analogc.errors import AnalogcError
+from analogc.runtime.analog_layer import TrainableLayer
+from analogc.runtime.checkpoint import load_checkpoint, save_checkpoint
+from analogc.runtime.float_sgd import FloatChain, activation_grad, softmax_cross_entropy
+from analogc.runtime.infer import accuracy, batch_size_of, run_batched
+from analogc.runtime.layer_devices import FIELDS, LayerDevices, has_capacitor, has_device_state, program_layer
+from analogc.runtime.program import Program
+from analogc.runtime.spec import spec_from_dict
+from analogc.runtime.train_chain import find_chain, initial_weights, training_w_max
+
+F32 = np.float32
+LEAK_EVERY = 64  # examples between applications of capacitor leakage (when leak_tau > 0)
+PROGRESS_EVERY = 256
+
+
+@dataclass
+class TrainOptions:
+    epochs: int
+    init: str = "compiled"  # or "random"
+    seed: int = 0
+    learning_rate: float | None = None  # None: the spec's
+    baseline: bool = False
+    limit: int | None = None  # training examples per epoch (None: all)
+    checkpoint_dir: Path | None = None
+    checkpoint_every: int = 5000
+    resume: bool = False
+    data_name: str = ""
+
+
+@dataclass
+class Position:
+    epoch: int = 0
+    index: int = 0  # examples done in this epoch
+    total: int = 0  # examples done overall
+    loss_sum: float = 0.0
+    correct: int = 0
+    transfers: int = 0
+    seconds: float = 0.0  # chip training time in this epoch
+    history: list = field(default_factory=list)
+
+
+class Trainer:
+    def __init__(self, program: Program, x_train, y_train, x_test, y_test, options: TrainOptions):
+        self.program, self.options = program, options
+        self.spec = spec_from_dict(program.meta["target"], origin="program target")
+        if not self.spec.chip.trainable:
+            raise AnalogcError(f"target {self.spec.name!r} does not support in-situ training ([chip] trainable = false)")
+        if options.init not in ("compiled", "random"):
+            raise AnalogcError(f"--init must be compiled or random, got {options.init!r}")
+        self.chain = find_chain(program)
+        self.lr = self.spec.training.learning_rate if options.learning_rate is None else options.learning_rate
+        seeds = np.random.SeedSequence(options.seed).spawn(3)
+        init_rng, program_rng = np.random.default_rng(seeds[0]), np.random.default_rng(seeds[1])
+        self.rng = np.random.Generator(np.random.PCG64(seeds[2]))
+        self.layers, matrices, biases = [], [], []
+        for entry in self.chain.layers:
+            layer, matrix, bias = self.make_layer(entry, init_rng, program_rng)
+            self.layers.append(layer)
+            matrices.append(matrix)
+            biases.append(bias)
+        self.baseline = FloatChain(self.chain.layers, matrices, biases) if options.baseline else None
+        n_out = self.chain.layers[-1]["shape"][1]
+        for name, y in (("training", y_train), ("test", y_test)):
+            if y is None:
+                raise AnalogcError(f"{options.data_name}: the {name} split has no labels; training needs them")
+            if len(y) and (y.min() < 0 or y.max() >= n_out):
+                raise AnalogcError(f"{options.data_name}: labels run from {y.min()} to {y.max()}, the network has {n_out} outputs")
+        self.y_train, self.y_test = y_train, y_test
+        self.test_feeds = x_test
+        self.features = self.chain_inputs(x_train)
+        self.test_features = self.chain_inputs(x_test) if options.baseline else None
+        self.position = Position()
+        self.fingerprint = self.make_fingerprint()
+        if options.resume:
+            self.restore()
+
+    # --------------------------------------------------------------------------- setup
+    def make_layer(self, entry: dict, init_rng, program_rng):
+        name = entry["name"]
+        blocks = [b for b in self.program.blocks if b["layer"] == name]
+        if self.options.init == "compiled" and has_device_state(self.program, name):
+            state = LayerDevices.from_arrays(self.program.arrays, name, entry)
+            w_max = float(entry["w_max"])
+            bias = self.program.arrays.get(f"bias/{name}") if entry["bias"] == "digital" else None
+            layer = TrainableLayer(entry, blocks, state, self.spec, w_max, None if bias is None else np.array(bias, dtype=F32))
+            return layer, layer.weights(), None if bias is None else np.array(bias, dtype=F32)
+        matrix, bias = initial_weights(self.program, entry, self.options.init, init_rng)
+        w_max = training_w_max(entry, matrix, self.spec)
+        us = self.spec.cell.gain_f * self.spec.pcm.g_prog_max / w_max
+        regions = [(slice(*b["rows"]), slice(*b["cols"])) for b in blocks]
+        state = program_layer(matrix.astype(np.float64) * us, regions, self.spec, program_rng)
+        layer = TrainableLayer(entry, blocks, state, self.spec, w_max, None if bias is None else bias.copy())
+        return layer, matrix, bias
+
+    def chain_inputs(self, x: dict) -> np.ndarray:
+        """The first chain layer's inputs for every example: the frozen part of the
+        network run once on the chip (with its nonidealities), or the data itself."""
+        from analogc.runtime.chip import Chip
+
+        first = self.chain.layers[0]
+        name = next(iter(x))
+        if first["input"] in x:
+            values = x[first["input"]]
+        else:
+            chip = Chip(self.program, seed=self.options.seed)
+            batch, pad = batch_size_of(self.program)
+            (values,) = run_batched(lambda f: [chip.run(f, stop_before=first["name"])[first["input"]]], x, batch, pad)
+        k = first["shape"][0]
+        n = len(x[name])
+        if values.size != n * k:
+            raise AnalogcError(f"layer {first['name']!r} reads {values.shape[1:]} per example; training needs one vector of {k} per example")
+        return np.ascontiguousarray(values.reshape(n, k), dtype=F32)
+
+    def make_fingerprint(self) -> str:
+        """What a checkpoint must agree with to be resumed."""
+        o = self.options
+        what = {
+            "program": self.program.meta.get("program_sha256"),
+            "init": o.init, "seed": o.seed, "lr": self.lr, "baseline": o.baseline, "limit": o.limit,
+            "data": o.data_name, "examples": len(self.features),
+            "data_sha": hashlib.sha256(self.features.tobytes()).hexdigest(),
+        }
+        return hashlib.sha256(json.dumps(what, sort_keys=True).encode()).hexdigest()
+
+    # ------------------------------------------------------------------------ the loop
+    def order(self, epoch: int) -> np.ndarray:
+        rng = np.random.default_rng(np.random.SeedSequence([self.options.seed, 7, epoch]))
+        order = rng.permutation(len(self.features))
+        return order if self.options.limit is None else order[: self.options.limit]
+
+    def train(self, progress=None) -> dict:
+        """Run (or finish) every epoch; returns the result (`epochs`, baseline, ...)."""
+        pos = self.position
+        interval = self.spec.training.transfer_interval
+        leak = self.spec.capacitor.leak_tau > 0 and has_capacitor(self.spec)
+        while pos.epoch < self.options.epochs:
+            order = self.order(pos.epoch)
+            start = time.perf_counter()
+            while pos.index < len(order):
+                i = order[pos.index]
+                loss, correct = self.step(self.features[i], int(self.y_train[i]))
+                pos.loss_sum += loss
+                pos.correct += correct
+                pos.index += 1
+                pos.total += 1
+                if leak and pos.total % LEAK_EVERY == 0:
+                    for layer in self.layers:
+                        layer.leak(LEAK_EVERY)
+                if interval and pos.total % interval == 0:
+                    self.transfer()
+                if progress is not None and (pos.index % PROGRESS_EVERY == 0 or pos.index == len(order)):
+                    elapsed = pos.seconds + time.perf_counter() - start
+                    progress(pos.epoch, pos.index, len(order), pos.loss_sum / pos.index, pos.correct / pos.index, pos.index / elapsed)
+                if self.options.checkpoint_dir and pos.total % self.options.checkpoint_every == 0 and pos.index < len(order):
+                    pos.seconds += time.perf_counter() - start
+                    start = time.perf_counter()
+                    self.save()
+            pos.seconds += time.perf_counter() - start
+            self.finish_epoch(len(order))
+            if self.options.checkpoint_dir:
+                self.save()
+        return self.result()
+
+    def step(self, x: np.ndarray, label: int) -> tuple[float, bool]:
+        """One example: forward, loss, backward, update (each layer after its backward read)."""
+        rng, layers = self.rng, self.layers
+        inputs, zs, h = [], [], x
+        for l, layer in enumerate(layers):
+            xa = np.append(h, F32(1)) if layer.analog_bias else h
+            z = layer.forward(xa, rng)
+            if layer.digital_bias is not None:
+                z = z + layer.digital_bias
+            inputs.append(xa)
+            zs.append(z)
+            if l < len(layers) - 1:
+                h = apply(layer.entry["activation"], z)
+        loss, correct, delta = softmax_cross_entropy(zs[-1], label)
+        for l in range(len(layers) - 1, -1, -1):
+            layer = layers[l]
+            if l > 0:
+                k = layer.entry["shape"][0]
+                back = layer.backward(delta, rng)[:k]
+                prev = layers[l - 1].entry
+                delta_prev = (back * activation_grad(prev["activation"], zs[l - 1], inputs[l][:k])).astype(F32)
+            layer.update(inputs[l], delta, self.lr, rng)
+            if l > 0:
+                delta = delta_prev
+        return loss, correct
+
+    def transfer(self) -> None:
+        """Every transfer_interval examples: capacitor → PCM with polarity inversion
+        (3T1C cells), or a refresh of saturating pairs (2-PCM cells)."""
+        for layer in self.layers:
+            if layer.capacitor:
+                layer.transfer(self.rng)
+            else:
+                layer.refresh(self.rng)
+        self.position.transfers += 1
+
+    def finish_epoch(self, examples: int) -> None:
+        pos = self.position
+        row = {
+            "epoch": pos.epoch + 1,
+            "examples": examples,
+            "train_loss": pos.loss_sum / max(examples, 1),
+            "train_accuracy": pos.correct / max(examples, 1),
+            "test_accuracy": self.test_accuracy(),
+            "examples_per_s": examples / pos.seconds if pos.seconds > 0 else None,
+            "seconds": pos.seconds,
+            "transfers_total": pos.transfers,
+            "pulses_total": sum(layer.pulses for layer in self.layers),
+            "pcm_program_iterations_total": sum(layer.pcm_iterations for layer in self.layers),
+            "refreshed_pairs_total": sum(layer.refreshed for layer in self.layers),
+        }
+        if self.baseline is not None:
+            order = self.order(pos.epoch)
+            start = time.perf_counter()
+            for i in order:
+                self.baseline.step(self.features[i], int(self.y_train[i]), self.lr)
+            seconds = time.perf_counter() - start
+            predicted = self.baseline.predict(self.test_features)
+            row["software_baseline_accuracy"] = float(np.mean(predicted == self.y_test))
+            row["software_baseline_examples_per_s"] = len(order) / seconds if seconds > 0 else None
+        pos.history.append(row)
+        pos.epoch += 1
+        pos.index, pos.loss_sum, pos.correct, pos.seconds = 0, 0.0, 0, 0.0
+
+    # --------------------------------------------------------------------- measuring
+    def current_program(self) -> Program:
+        """The program with the chain's devices, held weights and training scale in it."""
+        meta = copy.deepcopy(self.program.meta)
+        arrays = dict(self.program.arrays)
+        entries = {entry["name"]: entry for entry in meta["layers"]}
+        for layer in self.layers:
+            entry = entries[layer.name]
+            k = entry["shape"][0]
+            held = layer.weights()
+            arrays[f"weight/{layer.name}"] = held[:k]
+            if entry["bias"] == "analog":
+                arrays[f"bias/{layer.name}"] = held[k]
+            elif entry["bias"] == "digital":
+                arrays[f"bias/{layer.name}"] = layer.digital_bias.copy()
+            arrays.update(layer.state.to_arrays(layer.name))
+            entry["w_max"] = layer.w_max
+            entry["us_per_weight"] = layer.us
+            entry["device"] = {"sign": layer.state.sign, "examples_since_transfer": layer.state.examples_since_transfer}
+            entry["trained"] = True
+        meta["training"] = {
+            "data": self.options.data_name,
+            "seed": self.options.seed,
+            "init": self.options.init,
+            "learning_rate": self.lr,
+            "examples": self.position.total,
+            "trained_layers": [l.name for l in self.layers],
+            "frozen_layers": self.chain.frozen_layers,
+            "frozen_host_segments": self.chain.frozen_segments,
+            "epochs": self.position.history,
+        }
+        return Program(meta, arrays, dict(self.program.members))
+
+    def test_accuracy(self) -> float | None:
+        from analogc.runtime.chip import Chip
+
+        program = self.current_program()
+        chip = Chip(program, seed=self.options.seed, devices={l.name: l.state for l in self.layers})
+        batch, pad = batch_size_of(program)
+        names = [o["name"] for o in program.meta["model"]["outputs"]]
+        outputs = run_batched(lambda f: [chip.run(f)[n] for n in names], self.test_feeds, batch, pad)
+        return accuracy(outputs, self.y_test)
+
+    def result(self) -> dict:
+        history = self.position.history
+        out = {
+            "data": self.options.data_name,
+            "target": self.spec.name,
+            "seed": self.options.seed,
+            "init": self.options.init,
+            "learning_rate": self.lr,
+            "transfer_interval": self.spec.training.transfer_interval,
+            "trained_layers": [l.name for l in self.layers],
+            "frozen_layers": self.chain.frozen_layers,
+            "frozen_host_segments": self.chain.frozen_segments,
+            "examples": self.position.total,
+            "epochs": history,
+            "test_accuracy": history[-1]["test_accuracy"] if history else None,
+        }
+        if self.options.baseline:
+            out["software_baseline_accuracy"] = [row.get("software_baseline_accuracy") for row in history]
+        return out
+
+    # ------------------------------------------------------------------- checkpoints
+    def save(self) -> None:
+        arrays = {}
+        for layer in self.layers:
+            arrays.update(layer.state.to_arrays(layer.name))
+            arrays[f"presented/{layer.name}"] = layer.w
+            if layer.digital_bias is not None:
+                arrays[f"digital_bias/{layer.name}"] = layer.digital_bias
+        if self.baseline is not None:
+            for l, m in enumerate(self.baseline.matrices):
+                arrays[f"baseline/matrix/{l}"] = m
+                if self.baseline.biases[l] is not None:
+                    arrays[f"baseline/bias/{l}"] = self.baseline.biases[l]
+        pos = self.position
+        meta = {
+            "fingerprint": self.fingerprint,
+            "position": {k: getattr(pos, k) for k in ("epoch", "index", "total", "loss_sum", "correct", "transfers", "seconds", "history")},
+            "rng": self.rng.bit_generator.state,
+            "layers": {
+                l.name: {"sign": l.state.sign, "examples_since_transfer": l.state.examples_since_transfer,
+                         "pulses": l.pulses, "pcm_iterations": l.pcm_iterations, "refreshed": l.refreshed}
+                for l in self.layers
+            },
+        }
+        save_checkpoint(self.options.checkpoint_dir, arrays, meta)
+
+    def restore(self) -> None:
+        if not self.options.checkpoint_dir:
+            raise AnalogcError("--resume needs --checkpoint DIR")
+        loaded = load_checkpoint(self.options.checkpoint_dir)
+        if loaded is None:
+            return  # nothing saved yet: start from the beginning
+        arrays, meta = loaded
+        where = f"{self.options.checkpoint_dir}/checkpoint.npz"
+        if meta.get("fingerprint") != self.fingerprint:
+            raise AnalogcError(f"{where}: this checkpoint belongs to another run (program, data, seed, init, learning rate or limit differ)")
+        try:
+            for layer in self.layers:
+                info = meta["layers"][layer.name]
+                for name, dtype in FIELDS.items():
+                    value = arrays[f"device/{layer.name}/{name}"]
+                    if value.shape != layer.state.shape:
+                        raise ValueError(f"{name} has shape {value.shape}")
+                    setattr(layer.state, name, np.array(value, dtype=dtype))
+                layer.state.sign = float(info["sign"])
+                layer.state.examples_since_transfer = int(info["examples_since_transfer"])
+                layer.pulses, layer.pcm_iterations, layer.refreshed = int(info["pulses"]), int(info["pcm_iterations"]), int(info["refreshed"])
+                layer.sync()
+                layer.w = np.ascontiguousarray(arrays[f"presented/{layer.name}"], dtype=F32)
+                if layer.digital_bias is not None:
+                    layer.digital_bias = np.array(arrays[f"digital_bias/{layer.name}"], dtype=F32)
+            if self.baseline is not None:
+                for l in range(len(self.baseline.matrices)):
+                    self.baseline.matrices[l] = np.array(arrays[f"baseline/matrix/{l}"], dtype=F32)
+                    if self.baseline.biases[l] is not None:
+                        self.baseline.biases[l] = np.array(arrays[f"baseline/bias/{l}"], dtype=F32)
+            self.rng.bit_generator.state = meta["rng"]
+            p = meta["position"]
+            self.position = Position(int(p["epoch"]), int(p["index"]), int(p["total"]), float(p["loss_sum"]), int(p["correct"]),
+                                     int(p["transfers"]), float(p["seconds"]), list(p["history"]))
+        except (KeyError, ValueError, TypeError) as exc:
+            raise AnalogcError(f"{where}: checkpoint is incomplete or damaged ({exc})") from None
+
+
+def apply(activation: dict, z: np.ndarray) -> np.ndarray:
+    from analogc.runtime.activations import apply_activation
+
+    return apply_activation(z, activation).astype(F32, copy=False)

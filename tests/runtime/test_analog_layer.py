@@ -1,0 +1,150 @@
+"""One layer's training physics: polarity inversion against a fixed step asymmetry,
+transfer fidelity, and reads against plain matrix products."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+from analogc.runtime import devices
+from analogc.runtime.analog_layer import TrainableLayer
+from analogc.runtime.layer_devices import program_layer
+from analogc.runtime.spec import load_target
+
+F32 = np.float32
+
+
+def quiet_spec(**training):
+    """The default chip with every noise source off, so one effect can be isolated."""
+    spec = load_target("pcm3t1c-2018")
+    spec = dataclasses.replace(
+        spec,
+        pcm=dataclasses.replace(spec.pcm, programming_noise=False, read_noise=False, drift=False),
+        periphery=dataclasses.replace(spec.periphery, quantization=False, output_noise_enabled=False),
+        capacitor=dataclasses.replace(spec.capacitor, step_mismatch=0.0),
+        training=dataclasses.replace(spec.training, transfer_offset=0.0, **training),
+    )
+    return spec
+
+
+def toy_layer(spec, weights: np.ndarray, w_max: float = 1.0, seed: int = 0, blocks=None) -> TrainableLayer:
+    k, n = weights.shape
+    entry = {"name": "toy", "shape": [k, n], "bias": "none", "activation": {"op": "identity"}}
+    blocks = blocks or [{"rows": [0, k], "cols": [0, n]}]
+    us = spec.cell.gain_f * spec.pcm.g_prog_max / w_max
+    regions = [(slice(*b["rows"]), slice(*b["cols"])) for b in blocks]
+    state = program_layer(weights.astype(np.float64) * us, regions, spec, np.random.default_rng(seed))
+    return TrainableLayer(entry, blocks, state, spec, w_max, None)
+
+
+def regression_error(polarity_inversion: bool, asymmetry: float = 0.3, seed: int = 0) -> float:
+    """Per-example SGD on noisy targets y = x·W* + N(0, 0.5²) from W = 0, every cell's
+    up step (1 + a) and down step (1 − a) times nominal, inputs active 10% of the time
+    (so SGD's pull back is slow next to the transfer interval); returns the mean
+    |W − W*| over the last 2,000 of 8,000 examples."""
+    spec = quiet_spec(polarity_inversion=polarity_inversion)
+    rng = np.random.default_rng(seed)
+    k, n = 12, 6
+    target = rng.uniform(-0.5, 0.5, (k, n)).astype(F32)
+    layer = toy_layer(spec, np.zeros((k, n), F32))
+    nominal = spec.capacitor.dv_up
+    layer.state.dv_up[...] = nominal * (1 + asymmetry)
+    layer.state.dv_down[...] = nominal * (1 - asymmetry)
+    errors = []
+    for step in range(1, 8001):
+        x = (rng.uniform(0, 1, k) * (rng.random(k) < 0.1)).astype(F32)
+        y = x @ target + F32(0.5) * rng.standard_normal(n).astype(F32)
+        layer.update(x, layer.forward(x, rng) - y, 0.02, rng)
+        if step % 50 == 0:
+            layer.transfer(rng)
+        if step > 6000:
+            errors.append(np.mean(np.abs(layer.weights() - target)))
+    return float(np.mean(errors))
+
+
+def test_polarity_inversion_cancels_a_fixed_step_asymmetry():
+    with_inversion = regression_error(True)
+    without = regression_error(False)
+    # Up steps 1.86x the down steps push every weight the same way between transfers;
+    # flipping s at each transfer turns that push around, so it averages out.
+    assert with_inversion < 0.5 * without, (with_inversion, without)
+
+
+def test_symmetric_cells_learn_the_regression_either_way():
+    symmetric = regression_error(True, asymmetry=0.0)
+    assert abs(regression_error(False, asymmetry=0.0) - symmetric) < 0.3 * symmetric
+    assert regression_error(True) < 1.5 * symmetric
+
+
+def moved_layer(spec, seed=0):
+    """A layer whose capacitors hold part of the weight (random pulses applied)."""
+    rng = np.random.default_rng(seed)
+    weights = rng.uniform(-0.8, 0.8, (40, 30)).astype(F32)
+    layer = toy_layer(spec, weights, seed=seed)
+    for _ in range(20):
+        layer.update(rng.uniform(0, 1, 40).astype(F32), rng.standard_normal(30).astype(F32), 0.02, rng)
+    return layer
+
+
+def test_transfer_is_exact_without_noise_and_flips_polarity():
+    spec = quiet_spec()
+    layer = moved_layer(spec)
+    before, sign = layer.weights(), layer.state.sign
+    assert np.abs(layer.state.v - spec.capacitor.v_init).max() > 0.01  # the capacitors moved
+    layer.transfer(np.random.default_rng(1))
+    assert layer.state.sign == -sign
+    assert np.all(layer.state.v == np.float32(spec.capacitor.v_init))
+    # Devices already within the closed loop's tolerance of their target are left alone.
+    tolerance = spec.cell.gain_f * spec.pcm.prog_tolerance / layer.us
+    np.testing.assert_allclose(layer.weights(), before, atol=tolerance * 1.001)
+    np.testing.assert_array_equal(layer.w, layer.weights())
+
+
+def test_transfer_keeps_weights_within_programming_error():
+    spec = load_target("pcm3t1c-2018")
+    spec = dataclasses.replace(spec, training=dataclasses.replace(spec.training, transfer_offset=0.0))
+    layer = moved_layer(spec)
+    before_us = layer.state.weights_us(spec)
+    plus_before, minus_before = layer.state.g_plus.copy(), layer.state.g_minus.copy()
+    layer.transfer(np.random.default_rng(2))
+    error = layer.state.weights_us(spec) - before_us
+    # Each reprogrammed device lands within N(0, σ(g)) of its target; reading W first
+    # adds the read noise. Bound: F·sqrt(2)·σ at the largest conductance, 5 sd per cell,
+    # and the mean well inside one sd.
+    sigma_max = float(devices.programming_sigma(np.array([spec.pcm.g_prog_max]), spec.pcm)[0])
+    bound = spec.cell.gain_f * np.sqrt(2) * (sigma_max + 0.5)
+    assert np.abs(error).max() < 5 * bound
+    assert np.abs(error).mean() < bound
+    # Incremental: devices only went up by partial SETs, or were RESET and reprogrammed.
+    grew = (layer.state.g_plus >= plus_before - 3 * sigma_max) | (layer.state.g_plus < plus_before)
+    assert grew.all() and (layer.state.g_minus >= 0).all()
+
+
+@pytest.mark.parametrize("compiled", [False, True])
+def test_ideal_reads_are_matrix_products_over_split_blocks(compiled):
+    spec = dataclasses.replace(load_target("pcm3t1c-2018").without_nonidealities())
+    rng = np.random.default_rng(3)
+    weights = rng.uniform(-1, 1, (37, 23)).astype(F32)
+    blocks = [{"rows": [0, 20], "cols": [0, 10]}, {"rows": [20, 37], "cols": [0, 10]},
+              {"rows": [0, 20], "cols": [10, 23]}, {"rows": [20, 37], "cols": [10, 23]}]
+    layer = toy_layer(spec, weights, blocks=blocks)
+    layer.compiled = compiled and layer.compiled
+    x, d = rng.standard_normal(37).astype(F32), rng.standard_normal(23).astype(F32)
+    np.testing.assert_allclose(layer.forward(x, rng), x @ weights, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(layer.backward(d, rng), weights @ d, rtol=1e-5, atol=1e-5)
+
+
+def test_noisy_reads_are_unbiased_and_bounded():
+    spec = load_target("pcm3t1c-2018")
+    rng = np.random.default_rng(4)
+    weights = rng.uniform(-0.5, 0.5, (50, 20)).astype(F32)
+    layer = toy_layer(spec, weights)
+    x = rng.uniform(0, 1, 50).astype(F32)
+    reads = np.array([layer.forward(x, rng) for _ in range(400)])
+    exact = x @ layer.w
+    # Quantisation and noise are zero-mean at this scale: the average read is the product.
+    np.testing.assert_allclose(reads.mean(axis=0), exact, atol=4 * reads.std(axis=0).max() / np.sqrt(400) + 0.02)
+    bound = spec.periphery.adc_bound * layer.w_max * np.abs(x).max() / spec.periphery.dac_range
+    assert np.abs(reads).max() <= bound + 1e-4

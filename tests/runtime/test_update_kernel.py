@@ -1,0 +1,85 @@
+"""The capacitor update kernel: hand-computed pulse sequences, unbiased stochastic
+rounding, and the numba twin against the numpy reference bit for bit."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from analogc.runtime import update_kernel as uk
+
+F32 = np.float32
+
+
+def one_cell(up=0.01, down=0.02, gain=0.5):
+    """w, v, wgain, dv_up, dv_down of a single cell at V_C = 0.5."""
+    arr = lambda value: np.full((1, 1), value, dtype=F32)  # noqa: E731
+    return arr(0.0), arr(0.5), arr(gain), arr(up), arr(down)
+
+
+@pytest.mark.parametrize("compiled", [False, pytest.param(True, marks=pytest.mark.skipif(not uk.HAVE_NUMBA, reason="numba missing"))])
+def test_one_cell_follows_a_hand_computed_pulse_sequence(compiled):
+    # Wanted changes that are whole numbers of pulses round to themselves whatever u is:
+    # ⌊n + u⌋ = n for u in [0, 1). coef·x·δ = 2, −3, 40 (capped at 16), then +16 ×4.
+    w, v, g, up, down = cell = one_cell()
+    expected_v = [0.5 + 2 * 0.01, 0.52 - 3 * 0.02, 0.46 + 16 * 0.01]
+    for k, (scaled, v_after) in enumerate(zip([2.0, -3.0, 40.0], expected_v)):
+        v_before = float(v[0, 0])
+        pulses = uk.update(*cell, np.array([1.0], F32), np.array([scaled], F32), 1.0, 16, 0.0, 1.0, key=k, compiled=compiled)
+        assert pulses == min(abs(scaled), 16)
+        assert v[0, 0] == pytest.approx(v_after, abs=1e-6)
+        # The presented weight moves by wgain·ΔV_C, nothing else.
+        assert w[0, 0] == pytest.approx(-0.5 * 0.5 + 0.5 * v_after if k == 0 else w_prev + 0.5 * (v_after - v_before), abs=1e-6)
+        w_prev = float(w[0, 0])
+    for k in range(4):  # 0.62 + 4·0.16 would be 1.26: clipped at the upper rail
+        uk.update(*cell, np.array([1.0], F32), np.array([16.0], F32), 1.0, 16, 0.0, 1.0, key=10 + k, compiled=compiled)
+    assert v[0, 0] == pytest.approx(1.0)
+    assert w[0, 0] == pytest.approx(0.5 * (1.0 - 0.5), abs=1e-6)
+
+
+def test_stochastic_rounding_is_unbiased():
+    # 20,000 cells each wanting 0.3 pulse down: E[pulses] = 6,000, sd = sqrt(n p (1-p)) = 65.
+    rows, cols = 100, 200
+    w = np.zeros((rows, cols), F32)
+    v = np.full((rows, cols), 0.5, F32)
+    ones = np.ones((rows, cols), F32)
+    pulses = uk.update(w, v, ones, ones * F32(0.001), ones * F32(0.001), np.ones(rows, F32), np.full(cols, 0.3, F32), -1.0, 16, 0.0, 1.0, key=99)
+    assert abs(pulses - 6000) < 4 * 65
+    assert set(np.unique(np.round((v - 0.5) / 0.001))) <= {-1.0, 0.0}
+
+
+def test_uniforms_are_uniform_and_keyed():
+    u = uk.uniforms(5, 300, 300)
+    assert u.min() >= 0 and u.max() < 1
+    assert abs(u.mean() - 0.5) < 4 * np.sqrt(1 / 12 / u.size)
+    hist, _ = np.histogram(u, bins=10, range=(0, 1))
+    assert np.all(np.abs(hist - u.size / 10) < 5 * np.sqrt(u.size / 10))
+    assert not np.array_equal(u, uk.uniforms(6, 300, 300))
+
+
+@pytest.mark.skipif(not uk.HAVE_NUMBA, reason="numba missing")
+@pytest.mark.parametrize("seed", range(4))
+def test_compiled_twin_matches_numpy_bit_for_bit(seed):
+    rng = np.random.default_rng(seed)
+    rows, cols = rng.integers(1, 90), rng.integers(1, 70)
+
+    def arrays():
+        r = np.random.default_rng(seed + 100)
+        return [
+            r.standard_normal((rows, cols)).astype(F32),
+            r.uniform(0, 1, (rows, cols)).astype(F32),
+            r.standard_normal((rows, cols)).astype(F32),
+            r.uniform(0.001, 0.05, (rows, cols)).astype(F32),
+            r.uniform(0.001, 0.05, (rows, cols)).astype(F32),
+        ]
+
+    x = rng.standard_normal(rows).astype(F32)
+    x[rng.random(rows) < 0.3] = 0  # skipped rows must agree too
+    delta = (rng.standard_normal(cols) * 5).astype(F32)
+    a, b = arrays(), arrays()
+    key = int(rng.integers(2**32))
+    p_numpy = uk.update(*a, x, delta, -7.5, 16, 0.0, 1.0, key, compiled=False)
+    p_numba = uk.update(*b, x, delta, -7.5, 16, 0.0, 1.0, key, compiled=True)
+    assert p_numpy == p_numba
+    for left, right in zip(a, b):
+        assert np.array_equal(left, right)

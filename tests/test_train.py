@@ -1,0 +1,160 @@
+"""`analogc train` and `analogc export` end to end: learning, the trained program's device
+state, export against run --ideal, checkpoints and resume, refusals."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+
+from analogc.data import load_dataset
+from analogc.runtime.program import load_program
+from analogc.runtime.trainer import Trainer, TrainOptions
+
+from .conftest import MODELS, assert_user_error
+
+
+@pytest.fixture(scope="module")
+def digits_program(tmp_path_factory):
+    from analogc.cli import main
+
+    path = tmp_path_factory.mktemp("train") / "digits.atp"
+    assert main(["compile", str(MODELS / "digits_mlp.onnx"), "-o", str(path), "-q"]) == 0
+    return path
+
+
+@pytest.fixture(scope="module")
+def trained(digits_program, tmp_path_factory):
+    """digits MLP trained from random init on 400 examples, with the float baseline."""
+    from analogc.cli import main
+    import contextlib
+    import io
+
+    out = tmp_path_factory.mktemp("trained") / "trained.atp"
+    buffer = io.StringIO()
+    with contextlib.redirect_stdout(buffer):
+        code = main(["train", str(digits_program), "--data", "digits", "--init", "random", "--limit", "400",
+                     "--epochs", "2", "--baseline", "--seed", "3", "-o", str(out), "--json"])
+    assert code == 0
+    return out, json.loads(buffer.getvalue())
+
+
+def test_training_from_random_init_beats_chance_widely(trained):
+    _, result = trained
+    assert [row["epoch"] for row in result["epochs"]] == [1, 2]
+    for row in result["epochs"]:
+        for key in ("train_loss", "test_accuracy", "examples_per_s", "software_baseline_accuracy"):
+            assert isinstance(row[key], float), key
+    # 10 classes: chance is 10%. A few hundred examples on the chip reach far beyond it.
+    assert result["epochs"][0]["test_accuracy"] > 0.5
+    assert result["epochs"][-1]["test_accuracy"] > 0.6
+    assert result["epochs"][-1]["train_loss"] < result["epochs"][0]["train_loss"]
+    assert len(result["software_baseline_accuracy"]) == 2
+    assert result["trained_layers"] == ["fc1", "fc2"] and result["frozen_host_segments"] == []
+
+
+def test_run_on_the_trained_program_measures_the_chip_as_trained(trained, cli):
+    path, result = trained
+    run = cli("run", path, "--data", "digits", "--json", "--seed", "3")
+    assert run.code == 0, run.err
+    # Same devices, same seed, same batches: exactly the accuracy training reported.
+    assert json.loads(run.out)["accuracy"] == result["epochs"][-1]["test_accuracy"]
+
+
+def test_export_holds_the_trained_weights(trained, cli, tmp_path):
+    path, _ = trained
+    x = load_dataset("digits").x_test.reshape(-1, 64).astype(np.float32)
+    np.save(tmp_path / "x.npy", x)
+    assert cli("run", path, "--input", tmp_path / "x.npy", "--output", tmp_path / "y.npy", "--ideal").code == 0
+    result = cli("export", path, "-o", tmp_path / "trained.onnx")
+    assert result.code == 0, result.err
+    session = ort.InferenceSession(str(tmp_path / "trained.onnx"), providers=["CPUExecutionProvider"])
+    (exported,) = session.run(None, {session.get_inputs()[0].name: x})
+    np.testing.assert_allclose(exported, np.load(tmp_path / "y.npy"), rtol=1e-5, atol=1e-5)
+    # And the weights really moved away from the compiled model.
+    original = ort.InferenceSession(str(MODELS / "digits_mlp.onnx"), providers=["CPUExecutionProvider"])
+    (before,) = original.run(None, {original.get_inputs()[0].name: x})
+    assert np.abs(before - exported).max() > 0.1
+
+
+@pytest.mark.parametrize("model", ["digits_mlp.onnx", "digits_conv.onnx", "fashion_mlp.onnx"])
+def test_export_of_a_compiled_program_reproduces_the_original(model, cli, tmp_path):
+    assert cli("compile", MODELS / model, "--target", "tiny", "-o", tmp_path / "m.atp", "-q").code == 0
+    assert cli("export", tmp_path / "m.atp", "-o", tmp_path / "m.onnx", "-q").code == 0
+    exported = ort.InferenceSession(str(tmp_path / "m.onnx"), providers=["CPUExecutionProvider"])
+    original = ort.InferenceSession(str(MODELS / model), providers=["CPUExecutionProvider"])
+    shape = [d if isinstance(d, int) else 5 for d in original.get_inputs()[0].shape]
+    x = np.random.default_rng(0).uniform(0, 1, shape).astype(np.float32)
+    name = original.get_inputs()[0].name
+    for a, b in zip(exported.run(None, {name: x}), original.run(None, {name: x})):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
+
+
+def test_the_same_seed_trains_bit_identically(digits_program, cli, tmp_path):
+    for name in ("a", "b"):
+        assert cli("train", digits_program, "--data", "digits", "--limit", "150", "--seed", "5", "-o", tmp_path / f"{name}.atp", "-q").code == 0
+    a, b = load_program(tmp_path / "a.atp"), load_program(tmp_path / "b.atp")
+    assert a.arrays.keys() == b.arrays.keys()
+    for key in a.arrays:
+        assert np.array_equal(a.arrays[key], b.arrays[key]), key
+
+
+def make_trainer(program_path, checkpoint, resume=False, every=170):
+    data = load_dataset("digits")
+    program = load_program(program_path)
+    options = TrainOptions(epochs=2, init="random", seed=11, limit=500, baseline=True, checkpoint_dir=checkpoint,
+                           checkpoint_every=every, resume=resume, data_name="digits")
+    x_train = {"input": data.x_train.reshape(-1, 64)}
+    x_test = {"input": data.x_test.reshape(-1, 64)}
+    name = program.meta["model"]["inputs"][0]["name"]
+    return Trainer(program, {name: x_train["input"]}, data.y_train, {name: x_test["input"]}, data.y_test, options)
+
+
+def test_an_interrupted_run_resumes_bit_identically(digits_program, tmp_path):
+    straight = make_trainer(digits_program, None)
+    expected = straight.train()
+
+    interrupted = make_trainer(digits_program, tmp_path / "ckpt")
+
+    def stop(epoch, done, total, *_):
+        if epoch == 1 and done >= 256:  # mid-way through the second epoch
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        interrupted.train(progress=stop)
+    resumed = make_trainer(digits_program, tmp_path / "ckpt", resume=True)
+    assert resumed.position.epoch == 1 and 0 < resumed.position.index < 256
+    result = resumed.train()
+    strip = lambda rows: [{k: v for k, v in r.items() if "per_s" not in k and k != "seconds"} for r in rows]  # noqa: E731
+    assert strip(result["epochs"]) == strip(expected["epochs"])
+    a, b = straight.current_program(), resumed.current_program()
+    for key in a.arrays:
+        assert np.array_equal(a.arrays[key], b.arrays[key]), key
+
+
+def test_resume_refuses_a_checkpoint_of_another_run(digits_program, cli, tmp_path):
+    args = ["train", digits_program, "--data", "digits", "--limit", "100", "--checkpoint", tmp_path / "c", "-o", tmp_path / "t.atp", "-q"]
+    assert cli(*args, "--seed", "1").code == 0
+    assert_user_error(cli(*args, "--seed", "2", "--resume"), "belongs to another run")
+
+
+def test_train_refusals(digits_program, cli, tmp_path):
+    assert_user_error(cli("train", digits_program, "--data", "digits", "--resume"), "--resume needs --checkpoint")
+    assert_user_error(cli("train", digits_program, "--data", "digits", "--epochs", "0"), "--epochs must be positive")
+    assert_user_error(cli("train", digits_program, "--data", "digits", "-o", tmp_path / "x.onnx"), "must end in .atp")
+    (tmp_path / "file").write_text("x")
+    assert_user_error(cli("train", digits_program, "--data", "digits", "--checkpoint", tmp_path / "file"), "must be a folder")
+    assert cli("compile", MODELS / "digits_mlp.onnx", "--target", "hermes-64", "-o", tmp_path / "h.atp", "-q").code == 0
+    assert_user_error(cli("train", tmp_path / "h.atp", "--data", "digits", "-o", tmp_path / "o.atp"), "does not support in-situ training")
+    assert not (tmp_path / "o.atp").exists()
+
+
+def test_a_conv_model_trains_its_dense_layer_and_says_what_is_frozen(cli, tmp_path):
+    assert cli("compile", MODELS / "digits_conv.onnx", "-o", tmp_path / "c.atp", "-q").code == 0
+    result = cli("train", tmp_path / "c.atp", "--data", "digits", "--limit", "300", "-o", tmp_path / "t.atp")
+    assert result.code == 0, result.err
+    assert "frozen (not trained): host segments" in result.out
+    info = load_program(tmp_path / "t.atp").meta["training"]
+    assert info["frozen_host_segments"] and info["trained_layers"]
