@@ -294,10 +294,13 @@ def report_run(args, program, result: dict) -> None:
     on = [k for k, v in result["nonidealities"].items() if v]
     console.print(f"  nonidealities: {', '.join(on) or 'none'}; drift time {result['drift_time_s']:g} s, "
                   f"drift compensation {'on' if result['drift_compensation'] else 'off'}")
-    if any(row["mean_abs_error_rel"] for row in result["programming_error"]):
+    if any(row["mean_abs_error_rel"] or row.get("trained") for row in result["programming_error"]):
         console.print("  programming error per layer (mean |W - W_target| / layer range, closed-loop iterations per cell):")
         for row in result["programming_error"]:
-            console.print(f"    {row['layer']:<24} {row['mean_abs_error_rel']:.2%}   {row['programming_iterations_per_cell']:.1f}")
+            if row.get("trained"):
+                console.print(f"    {row['layer']:<24} device state from in-situ training")
+            else:
+                console.print(f"    {row['layer']:<24} {row['mean_abs_error_rel']:.2%}   {row['programming_iterations_per_cell']:.1f}")
     console.print(f"  {result['examples_per_s']:.0f} examples/s ({result['seconds']:.3f} s)")
     if "output" in result:
         console.print(f"  wrote {result['output']}")

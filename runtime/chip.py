@@ -56,6 +56,7 @@ class Chip:
         # µS per weight unit: the layer's range maps to the largest PCM pair difference.
         self.us_per_weight = {name: self.spec.cell.gain_f * self.spec.pcm.g_prog_max / w for name, w in self.w_max.items()}
         self.states: dict[tuple, tiles.TileState] = {}
+        self.devices: dict = {}
         if not self.spec.ideal:
             self.devices = dict(devices or {})
             for name, layer in self.layers.items():
@@ -141,6 +142,9 @@ class Chip:
         for name, layer in self.layers.items():
             errors, cells = 0.0, 0
             iterations = 0
+            if name in self.devices:
+                rows.append({"layer": name, "w_max": self.w_max[name], "mean_abs_error_rel": None, "programming_iterations_per_cell": None, "trained": True})
+                continue
             for block in self.program.blocks:
                 if block["layer"] != name or self.spec.ideal:
                     continue

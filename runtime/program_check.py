@@ -180,3 +180,35 @@ def check_program(meta: dict, arrays: dict, members: dict, origin: str) -> None:
         if op == "mvm" and instruction.get("block") not in ids:
             fail(f"instruction reads unknown block {instruction.get('block')!r}")
     check_dataflow(meta, fail)
+    for layer in meta["layers"]:
+        check_device_state(layer, layers[layer["name"]], arrays, fail)
+
+
+def check_device_state(layer: dict, shape: tuple, arrays: dict, fail) -> None:
+    """A trained layer's device arrays: all there, the layer's array shape, sane values."""
+    from analogc.runtime.layer_devices import FIELDS
+
+    name = layer["name"]
+    present = [f for f in FIELDS if f"device/{name}/{f}" in arrays]
+    if not present and "device" not in layer:
+        return
+    if len(present) != len(FIELDS):
+        missing = next(f for f in FIELDS if f not in present)
+        fail(f"layer {name!r} has device state without its {missing!r} array")
+    device = layer.get("device")
+    if not isinstance(device, dict) or device.get("sign") not in (1, -1, 1.0, -1.0) or not is_int(device.get("examples_since_transfer", 0)):
+        fail(f"layer {name!r} has device arrays but no valid device entry (sign ±1, examples_since_transfer)")
+    if not is_number(layer.get("w_max")) or not layer["w_max"] > 0:
+        fail(f"layer {name!r} has device state but no positive w_max")
+    for field, dtype in FIELDS.items():
+        value = arrays[f"device/{name}/{field}"]
+        if value.shape != shape or value.dtype != np.dtype(dtype):
+            fail(f"device array {field!r} of layer {name!r} is {value.dtype} {value.shape}, expected {np.dtype(dtype)} {shape}")
+        if value.dtype.kind == "f" and not np.all(np.isfinite(value)):
+            fail(f"device array {field!r} of layer {name!r} holds NaN or Inf")
+    for field in ("g_plus", "g_minus", "dv_up", "dv_down"):
+        if np.any(arrays[f"device/{name}/{field}"] < 0):
+            fail(f"device array {field!r} of layer {name!r} has negative values")
+    for field in ("faults_plus", "faults_minus"):
+        if not np.all(np.isin(arrays[f"device/{name}/{field}"], (0, 1, 2))):
+            fail(f"device array {field!r} of layer {name!r} has unknown fault codes")

@@ -127,9 +127,9 @@ class TrainingSpec:
     """[training]: the paper's in-situ SGD with periodic transfer to PCM."""
 
     learning_rate: float = knob(0.05, "SGD learning rate η", "", 0.0, 100.0)
-    transfer_interval: int = knob(8000, "examples between transfers to the PCM pair (paper: 8,000); 0 never transfers", "examples", 0, 10**9)
+    transfer_interval: int = knob(1000, "examples between transfers to the PCM pair (paper: 8,000); 0 never transfers", "examples", 0, 10**9)
     polarity_inversion: bool = knob(True, "flip the capacitor pair's sign s at every transfer (US 11,074,499)")
-    transfer_offset: float = knob(2.0, "W_T = W − offset − s·(g − g_shared); the capacitor corrects negative errors better", "µS", 0.0, 100.0)
+    transfer_offset: float = knob(0.0, "W_T = W − offset − s·(g − g_shared); the capacitor corrects negative errors better", "µS", 0.0, 100.0)
     refresh_threshold: float = knob(0.9, "refresh a PCM pair when G⁺ or G⁻ exceeds this fraction of g_max", "", 0.0, 1.0)
     epochs: int = knob(1, "default number of epochs for `train`", "", 1, 100000)
     weight_range: float = knob(

@@ -158,3 +158,23 @@ def test_a_conv_model_trains_its_dense_layer_and_says_what_is_frozen(cli, tmp_pa
     assert "frozen (not trained): host segments" in result.out
     info = load_program(tmp_path / "t.atp").meta["training"]
     assert info["frozen_host_segments"] and info["trained_layers"]
+
+
+@pytest.mark.parametrize(
+    "edit, message",
+    [
+        (lambda p: p.arrays.pop("device/fc1/v"), "without its 'v' array"),
+        (lambda p: p.arrays.__setitem__("device/fc1/g_plus", -p.arrays["device/fc1/g_plus"] - 1), "negative values"),
+        (lambda p: p.arrays.__setitem__("device/fc2/dv_up", p.arrays["device/fc2/dv_up"][:-1]), "expected float32"),
+        (lambda p: p.arrays.__setitem__("device/fc2/faults_plus", p.arrays["device/fc2/faults_plus"] + 7), "unknown fault codes"),
+        (lambda p: p.layer("fc1")["device"].__setitem__("sign", 0.5), "no valid device entry"),
+        (lambda p: p.arrays.__setitem__("device/fc1/v", np.full_like(p.arrays["device/fc1/v"], np.nan)), "NaN or Inf"),
+    ],
+)
+def test_damaged_device_state_is_refused(trained, cli, tmp_path, edit, message):
+    from analogc.runtime.program import save_program
+
+    program = load_program(trained[0])
+    edit(program)
+    save_program(program, tmp_path / "bad.atp")  # fresh checksums: only the structure check can catch it
+    assert_user_error(cli("run", tmp_path / "bad.atp", "--data", "digits"), "bad.atp", message)

@@ -1,0 +1,191 @@
+"""In-situ training bench: chip vs float, ablations, speed (issue 6).
+
+For Fashion-MNIST (models/fashion_mlp.onnx, 784-250-125-10 sigmoid, trained from random
+init) and scikit-learn digits (models/digits_mlp.onnx, 64-32-10 ReLU), on the default
+target with every nonideality on: test accuracy after every epoch next to the float
+baseline (same network, initial weights, example order, learning rate), averaged over
+seeds; then ablations, each against the same baseline: no polarity inversion, capacitor
+pair only (no transfer), PCM pair only (2-PCM cell), transfer every 1k / 8k / 32k
+examples, 1% stuck devices (half stuck high, half dead), the paper's 2 µS transfer offset. Speed: training examples/s of the main run next to the
+float loop's, both timed in the same process.
+
+Writes bench/results/train.json and bench/results/train.png (learning curves).
+
+    .venv/bin/python bench/train_bench.py [--epochs 5] [--seeds 2] [--ablation-epochs 2] [--jobs 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+RESULTS = REPO / "bench" / "results"
+ABLATIONS = {
+    "no_polarity_inversion": {"training": {"polarity_inversion": False}},
+    "capacitor_only_no_transfer": {"training": {"transfer_interval": 0}},
+    "pcm_pair_only": {"chip": {"cell": "pcm2"}},
+    "transfer_1k": {"training": {"transfer_interval": 1000}},
+    "transfer_8k": {"training": {"transfer_interval": 8000}},
+    "transfer_32k": {"training": {"transfer_interval": 32000}},
+    "stuck_devices_1pct": {"pcm": {"stuck_high_fraction": 0.005, "dead_fraction": 0.005}},
+    "transfer_offset_2uS": {"training": {"transfer_offset": 2.0}},
+}
+DATASETS = {"fashion-mnist": "fashion_mlp.onnx", "digits": "digits_mlp.onnx"}
+
+
+def compile_model(model: str, folder: Path) -> Path:
+    from analogc.cli import main
+
+    out = folder / (Path(model).stem + ".atp")
+    if not out.exists():
+        assert main(["compile", str(REPO / "models" / model), "-o", str(out), "-q"]) == 0
+    return out
+
+
+def train_job(job: dict) -> dict:
+    """One training run (a process of its own in the pool)."""
+    from analogc.data import fit_to_input, load_dataset
+    from analogc.runtime.program import load_program
+    from analogc.runtime.trainer import Trainer, TrainOptions
+
+    program = load_program(job["program"])
+    for table, values in job["overrides"].items():
+        program.meta["target"][table].update(values)
+    data = load_dataset(job["data"])
+    info = program.meta["model"]["inputs"][0]
+    feeds = lambda x: {info["name"]: fit_to_input(x, info["shape"], data.name)}  # noqa: E731
+    options = TrainOptions(epochs=job["epochs"], init="random", seed=job["seed"], baseline=job["baseline"], data_name=data.name)
+    start = time.perf_counter()
+    trainer = Trainer(program, feeds(data.x_train), data.y_train, feeds(data.x_test), data.y_test, options)
+    result = trainer.train()
+    result["wall_seconds"] = time.perf_counter() - start
+    result["name"], result["overrides"] = job["name"], job["overrides"]
+    print(f"  {job['data']:<14} {job['name']:<28} seed {job['seed']}: "
+          + " ".join(f"{r['test_accuracy']:.4f}" for r in result["epochs"]), flush=True)
+    return result
+
+
+def mean_std(rows: list[list[float]]) -> tuple[list, list]:
+    values = np.array(rows, dtype=float)
+    return values.mean(axis=0).round(5).tolist(), values.std(axis=0).round(5).tolist()
+
+
+def summarise(main_runs: list, ablation_runs: dict, baseline: list) -> dict:
+    chip_mean, chip_std = mean_std([[r["test_accuracy"] for r in run["epochs"]] for run in main_runs])
+    float_mean, float_std = mean_std(baseline)
+    gap = (np.array(chip_mean) - np.array(float_mean)).round(5).tolist()
+    out = {
+        "seeds": [run["seed"] for run in main_runs],
+        "chip_test_accuracy_mean": chip_mean,
+        "chip_test_accuracy_std": chip_std,
+        "float_test_accuracy_mean": float_mean,
+        "float_test_accuracy_std": float_std,
+        "gap_pp_per_epoch": [round(100 * g, 2) for g in gap],
+        "within_0p5pp_every_epoch": bool(all(g >= -0.005 for g in gap)),
+        "runs": main_runs,
+        "ablations": {},
+    }
+    for name, runs in ablation_runs.items():
+        acc_mean, acc_std = mean_std([[r["test_accuracy"] for r in run["epochs"]] for run in runs])
+        epochs = len(acc_mean)
+        out["ablations"][name] = {
+            "overrides": runs[0]["overrides"],
+            "test_accuracy_mean": acc_mean,
+            "test_accuracy_std": acc_std,
+            "float_test_accuracy_mean": float_mean[:epochs],
+            "gap_pp_per_epoch": [round(100 * (a - f), 2) for a, f in zip(acc_mean, float_mean[:epochs])],
+            "pulses_total": runs[0]["epochs"][-1]["pulses_total"],
+            "refreshed_pairs_total": runs[0]["epochs"][-1]["refreshed_pairs_total"],
+        }
+    return out
+
+
+def speed(main_runs: list) -> dict:
+    chip = [row["examples_per_s"] for run in main_runs for row in run["epochs"]]
+    flt = [row["software_baseline_examples_per_s"] for run in main_runs for row in run["epochs"]]
+    return {
+        "chip_examples_per_s_median": float(np.median(chip)),
+        "float_loop_examples_per_s_median": float(np.median(flt)),
+        "ratio_median": float(np.median(np.array(chip) / np.array(flt))),
+        "note": "both timed in the same process, epoch by epoch; the float loop is runtime/float_sgd.py (numpy, per-example, float32)",
+    }
+
+
+def plot(report: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(report["datasets"]), figsize=(6.5 * len(report["datasets"]), 4.6))
+    axes = np.atleast_1d(axes)
+    for ax, (name, res) in zip(axes, report["datasets"].items()):
+        epochs = np.arange(1, len(res["chip_test_accuracy_mean"]) + 1)
+        ax.errorbar(epochs, 100 * np.array(res["float_test_accuracy_mean"]), 100 * np.array(res["float_test_accuracy_std"]), color="black", marker="s", label="float baseline", capsize=3)
+        ax.errorbar(epochs, 100 * np.array(res["chip_test_accuracy_mean"]), 100 * np.array(res["chip_test_accuracy_std"]), color="tab:red", marker="o", label="chip (default spec)", capsize=3)
+        for label, ab in res["ablations"].items():
+            e = np.arange(1, len(ab["test_accuracy_mean"]) + 1)
+            ax.plot(e, 100 * np.array(ab["test_accuracy_mean"]), marker=".", linestyle="--", alpha=0.8, label=label.replace("_", " "))
+        ax.set_title(f"{name}: test accuracy after each epoch (mean ± std over seeds)")
+        ax.set_xlabel("epoch")
+        ax.set_ylabel("test accuracy (%)")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7, loc="lower right")
+    fig.tight_layout()
+    from analogc.atomic import atomic_path
+
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=110)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--epochs", type=int, default=5)
+    parser.add_argument("--seeds", type=int, default=2)
+    parser.add_argument("--ablation-epochs", type=int, default=2)
+    parser.add_argument("--jobs", type=int, default=2, help="processes for the ablation runs (the main runs go first, one at a time, for the speed figures)")
+    parser.add_argument("--data", nargs="*", default=list(DATASETS))
+    parser.add_argument("--out", type=Path, default=RESULTS)
+    args = parser.parse_args()
+    args.out.mkdir(parents=True, exist_ok=True)
+    work = args.out / "train_programs"
+    work.mkdir(exist_ok=True)
+    report = {"machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0], "platform": platform.platform()}, "datasets": {}}
+    for data in args.data:
+        program = str(compile_model(DATASETS[data], work))
+        print(f"{data}: main runs ({args.epochs} epochs, {args.seeds} seeds, with the float baseline)", flush=True)
+        main_runs = [train_job({"program": program, "data": data, "overrides": {}, "name": "default", "seed": s, "epochs": args.epochs, "baseline": True}) for s in range(args.seeds)]
+        baseline = [run["software_baseline_accuracy"] for run in main_runs]
+        print(f"{data}: ablations ({args.ablation_epochs} epochs, {args.seeds} seeds)", flush=True)
+        jobs = [
+            {"program": program, "data": data, "overrides": ov, "name": name, "seed": s, "epochs": args.ablation_epochs, "baseline": False}
+            for name, ov in ABLATIONS.items() for s in range(args.seeds)
+        ]
+        with ProcessPoolExecutor(max_workers=args.jobs) as pool:
+            done = list(pool.map(train_job, jobs))
+        ablation_runs = {}
+        for job, res in zip(jobs, done):
+            ablation_runs.setdefault(job["name"], []).append(res)
+        res = summarise(main_runs, ablation_runs, baseline)
+        res["speed"] = speed(main_runs)
+        report["datasets"][data] = res
+        print(json.dumps({k: res[k] for k in ("chip_test_accuracy_mean", "float_test_accuracy_mean", "gap_pp_per_epoch", "speed")}, indent=1), flush=True)
+    from analogc.atomic import write_text_atomic
+
+    write_text_atomic(args.out / "train.json", json.dumps(report, indent=1))
+    plot(report, args.out / "train.png")
+    print(f"wrote {args.out / 'train.json'} and {args.out / 'train.png'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
