@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from analogc.runtime import devices, kernels, periphery, read_kernel, update_kernel
+from analogc.runtime import devices, periphery, read_kernel, update_kernel
 from analogc.runtime.layer_devices import FAULT_NONE, LayerDevices, has_capacitor, redraw_drift
 
 
@@ -65,10 +65,12 @@ class TrainableLayer:
         return (self.state.weights_us(self.spec) / self.us).astype(np.float32)
 
     # ------------------------------------------------------------------------- reads
-    def forward(self, x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        """x·W through DAC, blocks and ADCs; x has the array's rows (bias input included)."""
+    def forward(self, x: np.ndarray, key: int) -> np.ndarray:
+        """x·W through DAC, blocks and ADCs; x has the array's rows (bias input included).
+        `key` fixes this read's noise."""
         if self.compiled:
-            return read_kernel.read_layer(x, self.w, self.var, self.block_array, False, self.spec, self.w_max, kernels.new_key(rng))
+            return read_kernel.read_layer(x, self.w, self.var, self.block_array, False, self.spec, self.w_max, key)
+        rng = np.random.default_rng(key)
         x_n, scale = self.dac(x)
         out = np.zeros(self.w.shape[1], dtype=np.float32)
         x2 = np.square(x_n) if self.var is not None else None
@@ -78,10 +80,11 @@ class TrainableLayer:
             out[c0:c1] += self.adc(y, var, rng)
         return out * scale
 
-    def backward(self, delta: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    def backward(self, delta: np.ndarray, key: int) -> np.ndarray:
         """δ·Wᵀ: δ drives the columns, the rows are read (the transpose direction)."""
         if self.compiled:
-            return read_kernel.read_layer(delta, self.w, self.var, self.block_array, True, self.spec, self.w_max, kernels.new_key(rng))
+            return read_kernel.read_layer(delta, self.w, self.var, self.block_array, True, self.spec, self.w_max, key)
+        rng = np.random.default_rng(key)
         d_n, scale = self.dac(delta)
         out = np.zeros(self.w.shape[0], dtype=np.float32)
         d2 = np.square(d_n) if self.var is not None else None
@@ -111,20 +114,20 @@ class TrainableLayer:
         return periphery.adc(y * inv, self.spec.periphery, rng, var_n) * np.float32(self.w_max)
 
     # ------------------------------------------------------------------------ update
-    def update(self, x: np.ndarray, delta: np.ndarray, lr: float, rng: np.random.Generator) -> None:
-        """ΔW = −η·xᵀδ as pulses; the digital bias (if any) is updated in float."""
+    def update(self, x: np.ndarray, delta: np.ndarray, lr: float, key: int) -> None:
+        """ΔW = −η·xᵀδ as pulses (`key` fixes the stochastic rounding); the digital bias
+        (if any) is updated in float."""
         if self.digital_bias is not None:
             self.digital_bias -= np.float32(lr) * delta
         if self.capacitor:
             cap = self.spec.capacitor
             coef = -lr * self.us * self.state.sign / (cap.g_per_volt * self.dv_nominal)
-            key = int(rng.integers(2**32))
             self.pulses += update_kernel.update(
                 self.w, self.state.v, self.wgain, self.state.dv_up, self.state.dv_down,
                 x, delta, coef, cap.max_pulses, cap.v_min, cap.v_max, key, compiled=self.compiled,
             )
         else:
-            self.update_pcm(x, delta, lr, rng)
+            self.update_pcm(x, delta, lr, np.random.default_rng(key))
         self.state.examples_since_transfer += 1
 
     def update_pcm(self, x: np.ndarray, delta: np.ndarray, lr: float, rng: np.random.Generator) -> None:

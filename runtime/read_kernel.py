@@ -4,9 +4,8 @@ Training reads one example at a time, so a layer read is small (a few hundred ou
 and numpy's per-call cost, not arithmetic, dominated it. `read_layer` does the whole
 read of `analog_layer.TrainableLayer.forward`/`backward` in one numba call:
 - DAC: x scaled by dac_range / max|x|, quantised to 2^(bits−1) − 1 levels per side;
-- per block: y = x·W (forward; rows with x_i = 0 skipped) or W·δ (transpose read, row
-  dot products in 16 independent lanes so LLVM can vectorise without reordering sums),
-  and the read-noise variance Σ x_i²σ_i² the same way;
+- per block: y = x·W (forward) or W·δ (transpose read) and the read-noise variance
+  Σ x_i²σ_i², as BLAS matrix-vector products (numba's np.dot);
 - ADC per block output: y/w_max + sqrt(var/w_max² + σ_out²)·z, bound, quantisation,
   back to weight units, added into the layer output; finally the DAC scale.
 z is a standard normal from the counter-based generator of `kernels` (splitmix64 +
@@ -22,7 +21,6 @@ import numpy as np
 from analogc.runtime import kernels
 
 HAVE_NUMBA = kernels.HAVE_NUMBA
-LANES = 16
 
 if HAVE_NUMBA:
     import numba
@@ -33,23 +31,6 @@ if HAVE_NUMBA:
     def _quantize(v, step, bound):
         q = np.rint(v / step) * step
         return min(max(q, -bound), bound)
-
-    @_jit
-    def _dot_lanes(row, vec, c0, c1):
-        """Σ_j row[j]·vec[j] for j in [c0, c1), in LANES independent partial sums."""
-        acc = np.zeros(LANES, dtype=np.float32)
-        j = c0
-        while j + LANES <= c1:
-            for lane in range(LANES):
-                acc[lane] += row[j + lane] * vec[j + lane]
-            j += LANES
-        total = np.float32(0.0)
-        for lane in range(LANES):
-            total += acc[lane]
-        while j < c1:
-            total += row[j] * vec[j]
-            j += 1
-        return total
 
     @_jit
     def _read_layer_nb(x, w, var, blocks, transpose, has_var, ideal, dac_quant, dac_step, dac_range,
@@ -83,26 +64,12 @@ if HAVE_NUMBA:
                 n_out, o0 = r1 - r0, r0
             else:
                 n_out, o0 = c1 - c0, c0
-            y = np.zeros(n_out, dtype=np.float32)
-            s = np.zeros(n_out, dtype=np.float32)
             if transpose:
-                for i in range(r0, r1):
-                    y[i - r0] = _dot_lanes(w[i], x_n, c0, c1)
-                    if has_var:
-                        s[i - r0] = _dot_lanes(var[i], x_sq, c0, c1)
+                y = np.dot(np.ascontiguousarray(w[r0:r1, c0:c1]), x_n[c0:c1])
+                s = np.dot(np.ascontiguousarray(var[r0:r1, c0:c1]), x_sq[c0:c1]) if has_var else y
             else:
-                for i in range(r0, r1):
-                    xi = x_n[i]
-                    if xi == 0:
-                        continue
-                    wi = w[i]
-                    for j in range(c0, c1):
-                        y[j - c0] += xi * wi[j]
-                    if has_var:
-                        xi2 = x_sq[i]
-                        vi = var[i]
-                        for j in range(c0, c1):
-                            s[j - c0] += xi2 * vi[j]
+                y = np.dot(x_n[r0:r1], np.ascontiguousarray(w[r0:r1, c0:c1]))
+                s = np.dot(x_sq[r0:r1], np.ascontiguousarray(var[r0:r1, c0:c1])) if has_var else y
             for k in range(n_out):
                 if ideal:
                     out[o0 + k] += y[k]

@@ -33,6 +33,7 @@ from analogc.runtime.layer_devices import FIELDS, LayerDevices, has_capacitor, h
 from analogc.runtime.program import Program
 from analogc.runtime.spec import spec_from_dict
 from analogc.runtime.train_chain import find_chain, initial_weights, training_w_max
+from analogc.runtime.update_kernel import mix_key
 
 F32 = np.float32
 LEAK_EVERY = 64  # examples between applications of capacitor leakage (when leak_tau > 0)
@@ -77,7 +78,8 @@ class Trainer:
         self.lr = self.spec.training.learning_rate if options.learning_rate is None else options.learning_rate
         seeds = np.random.SeedSequence(options.seed).spawn(3)
         init_rng, program_rng = np.random.default_rng(seeds[0]), np.random.default_rng(seeds[1])
-        self.rng = np.random.Generator(np.random.PCG64(seeds[2]))
+        self.rng = np.random.Generator(np.random.PCG64(seeds[2]))  # transfers
+        self.run_key = mix_key(options.seed, 0x7261696E)
         self.layers, matrices, biases = [], [], []
         for entry in self.chain.layers:
             layer, matrix, bias = self.make_layer(entry, init_rng, program_rng)
@@ -188,12 +190,15 @@ class Trainer:
         return self.result()
 
     def step(self, x: np.ndarray, label: int) -> tuple[float, bool]:
-        """One example: forward, loss, backward, update (each layer after its backward read)."""
-        rng, layers = self.rng, self.layers
+        """One example: forward, loss, backward, update (each layer after its backward read).
+        Its noise and pulses are keyed by (run key, example number, slot): no generator state."""
+        layers = self.layers
+        base = mix_key(self.run_key, self.position.total)
+        keys = iter(range(1, 4 * len(layers) + 1))
         inputs, zs, h = [], [], x
         for l, layer in enumerate(layers):
             xa = np.append(h, F32(1)) if layer.analog_bias else h
-            z = layer.forward(xa, rng)
+            z = layer.forward(xa, mix_key(base, next(keys)))
             if layer.digital_bias is not None:
                 z = z + layer.digital_bias
             inputs.append(xa)
@@ -205,10 +210,10 @@ class Trainer:
             layer = layers[l]
             if l > 0:
                 k = layer.entry["shape"][0]
-                back = layer.backward(delta, rng)[:k]
+                back = layer.backward(delta, mix_key(base, next(keys)))[:k]
                 prev = layers[l - 1].entry
                 delta_prev = (back * activation_grad(prev["activation"], zs[l - 1], inputs[l][:k])).astype(F32)
-            layer.update(inputs[l], delta, self.lr, rng)
+            layer.update(inputs[l], delta, self.lr, mix_key(base, next(keys)))
             if l > 0:
                 delta = delta_prev
         return loss, correct

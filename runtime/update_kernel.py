@@ -9,46 +9,64 @@ negative counts "down" pulses of its own dv_down; V_C is clipped at the rails. T
 the tiles present (float32, weight units) moves by wgain_ij·ΔV_C, wgain = s·gain·dg/dV
 over µS per weight: nothing is ever read out to update (the paper's point).
 
-Random numbers: u_ij comes from a counter-based hash (Wellons' "lowbias32" integer
-mixer) of the cell index i·cols + j xor a 32-bit key drawn once per update, so the loop
-has no generator state and vectorises, and the numpy twin below gives the same bits
-(tests/runtime/test_update_kernel.py). Rows with x_i = 0 get no pulses (⌊u⌋ = 0) and are
-skipped; both twins agree on that because ⌊0 + u⌋ = 0 exactly.
+Random numbers: u_ij = frac(r_i + c_j) with one uniform r_i per row and one c_j per
+column, from the counter-based splitmix64 of `kernels` keyed per update (r_i from
+counter i + 1, c_j from counter rows + j + 1; the top 24 bits of each hash). Each u_ij is uniform on
+[0, 1) (so every cell's rounding is unbiased) and, for a given row or a given column,
+independent across the other index; the randomness lives in the periphery, one number
+per row and per column, as in the row/column stochastic pulse trains of resistive
+processing units (Gokmen & Vlasov 2016). The cell loop then needs one add and one
+compare for its random number, no generator state, and vectorises. The numpy twin gives
+the same bits (tests/runtime/test_update_kernel.py). Rows with x_i = 0 get no pulses
+(⌊0 + u⌋ = 0) and are skipped.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-try:
-    import numba
-except ImportError:  # pragma: no cover - exercised only where numba is missing
-    numba = None
+from analogc.runtime import kernels
 
-HAVE_NUMBA = numba is not None
-M1 = np.uint32(0x7FEB352D)
-M2 = np.uint32(0x846CA68B)
-S16, S15, S8 = np.uint32(16), np.uint32(15), np.uint32(8)
+HAVE_NUMBA = kernels.HAVE_NUMBA
+SHIFT_40 = np.uint64(40)
 TWO_M24 = np.float32(2.0**-24)
 
 
-def uniforms(key: int, rows: int, cols: int) -> np.ndarray:
-    """u_ij in [0, 1) (float32, multiples of 2⁻²⁴) for a rows x cols array and a 32-bit key."""
-    h = np.arange(rows * cols, dtype=np.uint32) ^ np.uint32(key)
-    h ^= h >> S16
-    h *= M1
-    h ^= h >> S15
-    h *= M2
-    h ^= h >> S16
-    return ((h >> S8).astype(np.float32) * TWO_M24).reshape(rows, cols)
+MASK64 = (1 << 64) - 1
+
+
+def mix_key(*parts: int) -> int:
+    """A 64-bit key from integers (splitmix64's finaliser over each part in turn): the
+    key of one read or update is mix_key(run key, example number, slot), so training's
+    noise and pulses need no generator state."""
+    z = 0
+    for part in parts:
+        z = (z + (int(part) & MASK64) + 0x9E3779B97F4A7C15) & MASK64
+        z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & MASK64
+        z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & MASK64
+        z ^= z >> 31
+    return z
+
+
+def offsets(key: int, rows: int, cols: int) -> tuple[np.ndarray, np.ndarray]:
+    """(r, c): the row and column offsets of one update, float32 multiples of 2⁻²⁴ in [0, 1)."""
+    h = kernels.splitmix64(key, np.arange(rows + cols, dtype=np.uint64))
+    u = (h >> SHIFT_40).astype(np.float32) * TWO_M24
+    return u[:rows], u[rows:]
+
+
+def uniforms(row_u: np.ndarray, col_u: np.ndarray) -> np.ndarray:
+    """u_ij = frac(r_i + c_j) (float32) for row offsets r and column offsets c in [0, 1)."""
+    u = row_u.astype(np.float32)[:, None] + col_u.astype(np.float32)[None, :]
+    return np.where(u >= np.float32(1), u - np.float32(1), u)
 
 
 def update_numpy(w, v, wgain, dv_up, dv_down, x, delta, coef, max_pulses, v_min, v_max, key) -> int:
     """Reference twin: updates w and v in place; returns the number of pulses fired."""
-    rows, cols = w.shape
+    row_u, col_u = offsets(key, *w.shape)
     a = (np.float32(coef) * x.astype(np.float32)).astype(np.float32)
     scaled = a[:, None] * delta.astype(np.float32)[None, :]
-    counts = np.floor(scaled + uniforms(key, rows, cols))
+    counts = np.floor(scaled + uniforms(row_u, col_u))
     cap = np.float32(max_pulses)
     counts = np.clip(counts, -cap, cap)
     step = counts * np.where(counts > 0, dv_up, dv_down)
@@ -59,26 +77,30 @@ def update_numpy(w, v, wgain, dv_up, dv_down, x, delta, coef, max_pulses, v_min,
 
 
 if HAVE_NUMBA:
+    import numba
+
+    @numba.njit(fastmath=False, error_model="numpy", cache=True)
+    def _offset_nb(key, counter):
+        h = kernels._splitmix64_nb(key + np.uint64(counter + 1) * kernels.GOLDEN)
+        return np.float32(h >> np.uint64(40)) * np.float32(2.0**-24)
 
     @numba.njit(fastmath=False, error_model="numpy", cache=True)
     def _update_nb(w, v, wgain, dv_up, dv_down, x, delta, coef, cap, v_min, v_max, key):
         rows, cols = w.shape
-        mask = np.uint64(0xFFFFFFFF)
+        one = np.float32(1.0)
+        col_u = np.empty(cols, dtype=np.float32)
+        for j in range(cols):
+            col_u[j] = _offset_nb(key, rows + j)
         pulses = 0
         for i in range(rows):
             a = coef * x[i]
             if a == 0:
                 continue
-            base = np.uint64(i * cols)
+            r = _offset_nb(key, i)
             for j in range(cols):
-                # numba widens uint32 arithmetic to 64 bits: wrap to 32 by hand.
-                h = ((base + np.uint64(j)) & mask) ^ key
-                h ^= h >> np.uint64(16)
-                h = (h * np.uint64(0x7FEB352D)) & mask
-                h ^= h >> np.uint64(15)
-                h = (h * np.uint64(0x846CA68B)) & mask
-                h ^= h >> np.uint64(16)
-                u = np.float32(h >> np.uint64(8)) * np.float32(2.0**-24)
+                u = r + col_u[j]
+                if u >= one:
+                    u = u - one
                 n = np.floor(a * delta[j] + u)
                 n = min(max(n, -cap), cap)
                 step = n * (dv_up[i, j] if n > 0 else dv_down[i, j])
@@ -90,18 +112,18 @@ if HAVE_NUMBA:
         return pulses
 
 
-def update(w, v, wgain, dv_up, dv_down, x, delta, coef, max_pulses, v_min, v_max, key, compiled: bool | None = None) -> int:
+def update(w, v, wgain, dv_up, dv_down, x, delta, coef, max_pulses, v_min, v_max, key: int, compiled: bool | None = None) -> int:
     """One update of a layer's capacitors (arguments as `update_numpy`; arrays float32,
-    C-contiguous, rows x cols; x of length rows, delta of length cols)."""
+    C-contiguous, rows x cols; x of length rows, delta of length cols; key a 64-bit int)."""
     if compiled is None:
         compiled = HAVE_NUMBA
     if not compiled:
         return update_numpy(w, v, wgain, dv_up, dv_down, x, delta, coef, max_pulses, v_min, v_max, key)
     f32 = np.float32
+    c = np.ascontiguousarray
     return int(
         _update_nb(
-            w, v, wgain, dv_up, dv_down,
-            np.ascontiguousarray(x, dtype=f32), np.ascontiguousarray(delta, dtype=f32),
-            f32(coef), f32(max_pulses), f32(v_min), f32(v_max), np.uint64(key & 0xFFFFFFFF),
+            w, v, wgain, dv_up, dv_down, c(x, dtype=f32), c(delta, dtype=f32),
+            f32(coef), f32(max_pulses), f32(v_min), f32(v_max), np.uint64(key),
         )
     )
