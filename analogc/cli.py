@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
+import threading
 import traceback
 
 from analogc.errors import AnalogcError
@@ -109,6 +111,18 @@ def build_parser() -> ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run one command; SIGTERM ends it like Ctrl-C does (files being written are
+    discarded with their temporary files, finished checkpoints stay, exit status 130)."""
+    if threading.current_thread() is not threading.main_thread():
+        return run_command(argv)
+    previous = signal.signal(signal.SIGTERM, signal.default_int_handler)
+    try:
+        return run_command(argv)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def run_command(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     debug = "--debug" in argv
     try:
