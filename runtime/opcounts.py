@@ -76,14 +76,17 @@ class OpCounts:
         if phase not in PHASES:
             raise AnalogcError(f"unknown cost phase {phase!r} (phases: {', '.join(PHASES)})")
         key = (phase, str(layer), None if tile is None else (int(tile[0]), int(tile[1])))
-        entry = self.table.setdefault(key, {})
+        values = {}
         for kind, value in kinds.items():
             if kind not in KINDS:
                 raise AnalogcError(f"unknown operation kind {kind!r} (kinds: {', '.join(KINDS)})")
-            value = int(value)
-            if value < 0:
+            values[kind] = int(value)
+            if values[kind] < 0:
                 raise AnalogcError(f"operation count {kind} must be ≥ 0, got {value}")
-            if value:
+        values = {k: v for k, v in values.items() if v}
+        if values:
+            entry = self.table.setdefault(key, {})
+            for kind, value in values.items():
                 entry[kind] = entry.get(kind, 0) + value
 
     def add_examples(self, phase: str, n: int) -> None:
