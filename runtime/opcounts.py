@@ -272,6 +272,31 @@ def host_call_flops(program, segment: dict, shapes: dict) -> int:
     return cache[key]
 
 
+def layer_program_counts(program, phase: str, layer: str, iterations) -> OpCounts:
+    """PCM programming of one layer from its per-cell iteration counts (an array of the
+    layer's array shape, rows incl. the bias row): iterations per tile, and the slowest
+    tile's sequential slots (Σ over its rows of the row's largest count). For the
+    trainer's transfers and refreshes."""
+    import numpy as np
+
+    counts = OpCounts()
+    iterations = np.asarray(iterations)
+    rows_max: dict = {}
+    for block in program.blocks:
+        if block["layer"] != layer:
+            continue
+        (r0, r1), (c0, c1), tile = block["rows"], block["cols"], tuple(block["tile"])
+        window = iterations[r0:r1, c0:c1]
+        counts.add(phase, layer, tile, pcm_program_iterations=int(window.sum()))
+        per_row = rows_max.setdefault(tile, {})
+        for offset, value in enumerate(window.max(axis=1).tolist() if window.size else []):
+            row = block["offset"][0] + offset
+            per_row[row] = max(per_row.get(row, 0), int(value))
+    steps = max((sum(per_row.values()) for per_row in rows_max.values()), default=0)
+    counts.add(phase, layer, None, program_steps=steps)
+    return counts
+
+
 def programming_counts(states: dict, blocks: list, region) -> OpCounts:
     """The one-time closed-loop programming of the chip's devices: iterations per block
     (each a verify read + a pulse), and the slowest tile's sequential iteration slots."""

@@ -15,7 +15,7 @@ from analogc.mapper import compile_model
 from analogc.runtime.chip import Chip
 from analogc.runtime.cost import OpCounts, price, static_block_counts
 from analogc.runtime.host_flops import segment_flops
-from analogc.runtime.opcounts import per_vector_table
+from analogc.runtime.opcounts import layer_program_counts, per_vector_table
 from analogc.runtime.spec import CostSpec, load_target
 from tests.test_cli import random_mlp
 
@@ -249,3 +249,20 @@ def test_host_flops_name_what_they_cannot_count():
     model.graph.node.append(helper.make_node("NonMaxSuppression", ["y"], ["z"], name="nms"))
     flops, uncounted = segment_flops(model, {"x": (1, 1, 8, 8)})
     assert flops == 3754 and uncounted == ["nms"]
+
+
+def test_layer_program_counts_map_a_layers_iterations_to_tiles(hand_program):
+    """fc1's 101x70 iteration matrix: b0 → tile (0,0), b1 + b3 → (0,1) side by side in
+    rows 0..63 and 0..36, b2 → (0,2). Slots: a tile row costs its largest count."""
+    iterations = np.zeros((101, 70), dtype=np.int64)
+    iterations[0, 0] = 5  # b0, tile (0,0), tile row 0
+    iterations[0, 64] = 3  # b1, tile (0,1), tile row 0
+    iterations[64, 65] = 4  # b3, tile (0,1), tile row 0 (its row 64 sits at tile row 0)
+    iterations[70, 1] = 2  # b2, tile (0,2), tile row 6
+    iterations[100, 3] = 1  # b2's bias row, tile (0,2), tile row 36
+    counts = layer_program_counts(hand_program, "transfer", "fc1", iterations)
+    assert counts.table[("transfer", "fc1", (0, 0))] == {"pcm_program_iterations": 5}
+    assert counts.table[("transfer", "fc1", (0, 1))] == {"pcm_program_iterations": 7}
+    assert counts.table[("transfer", "fc1", (0, 2))] == {"pcm_program_iterations": 3}
+    # slowest tile: (0,0) row 0 → 5; (0,1) row 0 → max(3, 4) = 4; (0,2) rows 6, 36 → 3
+    assert counts.table[("transfer", "fc1", None)] == {"program_steps": 5}
