@@ -37,7 +37,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from analogc.runtime.opcounts import PHASES, STEP_KINDS, WORK_KINDS, OpCounts, static_block_counts
+from analogc.runtime.opcounts import STEP_KINDS, WORK_KINDS, OpCounts, static_block_counts
 
 __all__ = ["OpCounts", "static_block_counts", "price", "CostReport", "summary_lines", "peak_figures", "inference_estimate"]
 
