@@ -1,4 +1,4 @@
-"""The `analogc` command line: compile, plan, run, targets.
+"""The `analogc` command line: compile, plan, run, cost, targets.
 
 Exit status: 0 success; 2 bad input or usage (one line `analogc: error: ...` on
 stderr); 1 an internal error (traceback only with --debug).
@@ -103,6 +103,13 @@ def build_parser() -> ArgumentParser:
     p.add_argument("-o", "--output", required=True, metavar="MODEL.onnx")
     add_common(p)
     p.set_defaults(handler="export")
+
+    p = sub.add_parser("cost", help="energy, latency and area estimate of one inference", description="Exact operation counts of one inference priced with the target's [cost] table: by layer and by operation kind.")
+    p.add_argument("program", metavar="PROGRAM.atp")
+    p.add_argument("--png", metavar="FILE", help="also draw the breakdown by layer and operation kind to a PNG file")
+    p.add_argument("--target", default=None, help="price with this spec's [cost] table (shipped name or .toml path; default: the program's own)")
+    add_common(p)
+    p.set_defaults(handler="cost")
 
     p = sub.add_parser("targets", help="list the shipped target specs", description="The shipped target specs, one line each.")
     add_common(p)

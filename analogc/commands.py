@@ -68,6 +68,31 @@ def cmd_plan(args) -> int:
     return 0
 
 
+def cmd_cost(args) -> int:
+    from analogc.cli import print_json
+    from analogc.cost_view import cost_json, draw_cost, estimate_for, print_cost
+    from analogc.runtime.program import load_program
+
+    if args.png and not args.png.endswith(".png"):
+        raise AnalogcError(f"{args.png}: --png needs a file name ending in .png")
+    if args.png:
+        check_writable_path(Path(args.png))
+    program = load_program(args.program)
+    counts, report = estimate_for(program, args.target)
+    title = f"{program.meta['model']['name']} on {program.meta['target']['name']}"
+    if args.png:
+        draw_cost(report, args.png, title)
+    if args.json:
+        print_json({"model": program.meta["model"]["name"], "target": program.meta["target"]["name"], "cost": cost_json(report, counts), **({"png": args.png} if args.png else {})})
+    elif not args.quiet:
+        console = console_for(args)
+        console.print(f"{title}: static estimate of one inference")
+        print_cost(report, console)
+        if args.png:
+            console.print(f"wrote {args.png}")
+    return 0
+
+
 def cmd_targets(args) -> int:
     from analogc.cli import print_json
     from analogc.runtime.spec import DEFAULT_TARGET, load_spec, shipped_targets, spec_summary
@@ -112,12 +137,19 @@ def cmd_run(args) -> int:
         raise AnalogcError(f"--drift-time must be a number of seconds ≥ 0, got {args.drift_time}")
     chip = Chip(program, ideal=args.ideal, seed=args.seed, drift_time=args.drift_time)
     result, outputs = evaluate(program, chip, feeds, labels, args)
-    result = {"data": data_name, **result, **chip_effects(chip)}
+    result = {"data": data_name, **result, **chip_effects(chip), "cost": run_cost(chip, result["examples"]).to_json()}
     if args.output:
         write_outputs(Path(args.output), program, outputs)
         result["output"] = args.output
     report_run(args, program, result)
     return 0
+
+
+def run_cost(chip, examples: int):
+    """The run's exact operation counts priced with the target's [cost] table."""
+    from analogc.runtime.cost import price
+
+    return price(chip.op_counts(), chip.spec, chip.program, examples=examples)
 
 
 def chip_effects(chip) -> dict:
@@ -302,6 +334,11 @@ def report_run(args, program, result: dict) -> None:
             else:
                 console.print(f"    {row['layer']:<24} {row['mean_abs_error_rel']:.2%}   {row['programming_iterations_per_cell']:.1f}")
     console.print(f"  {result['examples_per_s']:.0f} examples/s ({result['seconds']:.3f} s)")
+    console.print("  cost on the target (exact operation counts priced with the spec's \\[cost] table):")
+    from analogc.runtime.cost import summary_lines
+
+    for line in summary_lines(result["cost"]):
+        console.print(f"    {line}")
     if "output" in result:
         console.print(f"  wrote {result['output']}")
 

@@ -3,8 +3,6 @@ faulty tiles crossed out, arrows for the data flowing between tiles, and a legen
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import matplotlib
 
 matplotlib.use("Agg")
@@ -12,33 +10,12 @@ import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.patches import FancyArrowPatch, Patch, Rectangle  # noqa: E402
 
 from analogc.atomic import atomic_path  # noqa: E402
-from analogc.mapper.traffic import block_flows  # noqa: E402
-
-
-@dataclass(frozen=True)
-class BlockView:
-    id: int
-    layer: str
-    rows: tuple
-    cols: tuple
-
-    @property
-    def width(self) -> int:
-        return self.cols[1] - self.cols[0]
-
-
-@dataclass(frozen=True)
-class LayerView:
-    name: str
-    input: str
-    output: str
-    shape: tuple
+from analogc.runtime.dataflow import block_flows, program_views  # noqa: E402
 
 
 def tile_flows(program) -> dict:
     """Elements per example between pairs of tiles (tile-to-tile only)."""
-    blocks = [BlockView(b["id"], b["layer"], tuple(b["rows"]), tuple(b["cols"])) for b in program.blocks]
-    layers = [LayerView(l["name"], l["input"], l["output"], tuple(l["shape"])) for l in program.layers]
+    blocks, layers = program_views(program)
     tile_of = {b["id"]: tuple(b["tile"]) for b in program.blocks}
     flows: dict[tuple, int] = {}
     for a, b, elements in block_flows(blocks, layers):

@@ -47,15 +47,21 @@ def plan_json(program) -> dict:
         ],
         "tile_utilization": tile_utilization(program),
         "schedule": schedule_summary(program),
+        "cost_estimate": cost_estimate(program),
     }
+
+
+def cost_estimate(program) -> dict:
+    """The static cost of one inference (exact counts, the program's [cost] table)."""
+    from analogc.runtime.cost import inference_estimate
+
+    return inference_estimate(program).to_json()
 
 
 def schedule_summary(program) -> dict:
     """Blocks in one tile that share tile rows (drivers) or columns (ADCs) cannot run in
     the same step: per tile, a colouring of that conflict graph gives the steps needed."""
-    import networkx as nx
-
-    from analogc.mapper.cpsat_place import share_lines
+    from analogc.runtime.dataflow import share_lines, tile_steps
 
     by_tile: dict[tuple, list] = {}
     for block in program.blocks:
@@ -64,12 +70,8 @@ def schedule_summary(program) -> dict:
         by_tile.setdefault(tuple(block["tile"]), []).append(rect)
     steps, pairs = {}, 0
     for tile, rects in by_tile.items():
-        graph = nx.Graph()
-        graph.add_nodes_from(range(len(rects)))
-        graph.add_edges_from((i, j) for i in range(len(rects)) for j in range(i + 1, len(rects)) if share_lines(rects[i], rects[j]))
-        pairs += graph.number_of_edges()
-        colours = nx.coloring.greedy_color(graph, strategy="largest_first")
-        steps[tile] = 1 + max(colours.values()) if colours else 0
+        pairs += sum(share_lines(a, b) for i, a in enumerate(rects) for b in rects[i + 1 :])
+        steps[tile] = tile_steps(rects)
     return {
         "serialized_pairs": pairs,
         "max_steps_per_tile": max(steps.values(), default=0),
@@ -128,6 +130,11 @@ def print_plan(program, console: Console, verbose: bool = False) -> None:
         f"schedule: {schedule['serialized_pairs']} block pairs share tile rows or columns; "
         f"at most {schedule['max_steps_per_tile']} sequential steps in one tile"
     )
+    from analogc.runtime.cost import summary_lines
+
+    console.print("cost estimate of one inference (exact counts, the spec's \\[cost] table; details: analogc cost):")
+    for line in summary_lines(plan["cost_estimate"]):
+        console.print(f"  {line}")
     table = Table(title="layers", title_justify="left")
     for column in ("layer", "K x N", "array rows x cols", "bias", "activation", "blocks", "tiles", "split"):
         table.add_column(column, justify="right" if column in ("blocks", "tiles") else "left")

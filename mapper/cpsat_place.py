@@ -33,6 +33,7 @@ from analogc.mapper.local_search import improve_positions
 from analogc.mapper.partition import Block
 from analogc.mapper.place import Placement, check_fits, first_fit_pack, lower_bound_tiles, usable_or_error
 from analogc.mapper.traffic import block_flows, hops, traffic
+from analogc.runtime.dataflow import share_lines
 
 MAX_PACKING_FRAGMENTS = 160
 MAX_CONFLICT_PAIRS = 600
@@ -206,12 +207,6 @@ def first_fit_packing(fragments: list, tile_rows: int, tile_cols: int) -> dict:
     """First fit in block (data-flow) order, as a packing candidate."""
     slot_of, offset, bins = first_fit_pack(fragments, tile_rows, tile_cols)
     return packing_result(fragments, slot_of, offset, bins, False, 0, "HEURISTIC")
-
-
-def share_lines(a: tuple, b: tuple) -> bool:
-    """Rectangles (r0, c0, r1, c1) in one tile that share rows (drivers) or columns (ADCs)
-    and so cannot be read in the same step."""
-    return min(a[2], b[2]) > max(a[0], b[0]) or min(a[3], b[3]) > max(a[1], b[1])
 
 
 def conflicts_of(rects: list) -> int:

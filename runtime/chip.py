@@ -5,6 +5,9 @@ onto its tile through the PCM closed loop (or writes exact weights in ideal mode
 the devices drift to `drift_time`, then `chip.run(feeds)` executes the program's
 inference instructions block by block: DAC, tile read with 1/f read noise, ADC, drift
 compensation, partial sums, digital bias and activation, host segments (onnxruntime).
+With `count_ops` (the default) the chip tallies the vectors each layer reads and the
+host calls it makes (O(1) per instruction); `chip.op_counts()` turns them into exact
+operation counts (runtime/opcounts.py) for the cost model.
 """
 
 from __future__ import annotations
@@ -40,10 +43,22 @@ def place_trained(state: tiles.TileState, rows: slice, cols: slice, block: dict,
 class Chip:
     """Device state per tile, effective block weights at the current time, executor."""
 
-    def __init__(self, program, ideal: bool = False, seed: int = 0, drift_time: float | None = None, devices: dict | None = None):
+    def __init__(
+        self,
+        program,
+        ideal: bool = False,
+        seed: int = 0,
+        drift_time: float | None = None,
+        devices: dict | None = None,
+        count_ops: bool = True,
+    ):
         """`devices`: layer name -> LayerDevices, the state a training run left (read from
-        the program's device arrays when it holds them); other layers are programmed."""
+        the program's device arrays when it holds them); other layers are programmed.
+        `count_ops`: tally what runs for the cost model (op_counts)."""
         self.program = program
+        self.count_ops = count_ops
+        self.vectors: dict[str, int] = {}  # layer -> input rows read (cost model)
+        self.host_calls: dict[tuple, int] = {}  # (segment, input shapes) -> calls
         spec = spec_from_dict(program.meta["target"], origin="program target")
         self.spec = spec.without_nonidealities() if ideal else spec
         program_seed, self.read_seed = np.random.SeedSequence(seed).spawn(2)
@@ -215,6 +230,8 @@ class Chip:
             raise AnalogcError(f"layer {layer['name']}: input has {x.shape[-1]} features, the weights expect {k}")
         lead = x.shape[:-1]
         flat = x.reshape(-1, k)
+        if self.count_ops:
+            self.vectors[layer["name"]] = self.vectors.get(layer["name"], 0) + flat.shape[0]
         if layer["bias"] == "analog":
             # One copy: the inputs and the constant-1 bias row input side by side.
             x2 = np.empty((flat.shape[0], k + 1), dtype=np.float32)
@@ -240,5 +257,24 @@ class Chip:
     def run_host(self, name: str, env: dict) -> None:
         segment, session = self.sessions[name]
         feeds = {tensor: env[tensor] for tensor in segment["inputs"]}
+        if self.count_ops:
+            key = (name, tuple(np.shape(v) for v in feeds.values()))
+            self.host_calls[key] = self.host_calls.get(key, 0) + 1
         outputs = run_session(session, feeds, f"host segment {name}")
         env.update(zip(segment["outputs"], outputs))
+
+    def op_counts(self):
+        """Exact operation counts of everything this chip did: programming and drift
+        calibration (one-time), and the inference instructions run so far."""
+        from analogc.runtime import opcounts
+
+        counts = opcounts.layer_vector_counts(self.program, "inference", self.vectors)
+        for (name, shapes), calls in sorted(self.host_calls.items()):
+            segment = self.sessions[name][0]
+            flops = opcounts.host_call_flops(self.program, segment, dict(zip(segment["inputs"], shapes)))
+            counts.add("inference", name, None, host_flops=flops * calls)
+        if self.states:
+            counts.merge(opcounts.programming_counts(self.states, self.program.blocks, self.region))
+        if self.compensation:
+            counts.merge(opcounts.calibration_counts(sorted(self.compensation), (self.spec.chip.tile_rows, self.spec.chip.tile_cols)))
+        return counts

@@ -142,20 +142,28 @@ class TrainingSpec:
 
 @dataclass(frozen=True)
 class CostSpec:
-    """[cost]: energy and time per operation, for estimates (numbers are assumptions unless cited)."""
+    """[cost]: energy and time per operation, and tile area, for the cost model
+    (runtime/cost.py). The defaults are those of pcm3t1c-2018: a tile read is priced
+    so that a full 256x256 read costs what one core of IBM's 64-core 14 nm chip spends
+    (10.5 TOPS/W, 1.59 TOPS/mm² per core, Nature Electronics 2023); how that energy
+    splits between cells, DACs and ADCs, and every other number, is an assumption."""
 
-    mvm_energy_per_mac: float = knob(2.0e-15, "energy of one analog multiply-accumulate", "J", 0.0, 1.0)
-    dac_energy: float = knob(1.0e-13, "energy of one DAC conversion", "J", 0.0, 1.0)
-    adc_energy: float = knob(1.0e-12, "energy of one ADC conversion", "J", 0.0, 1.0)
+    mvm_energy_per_mac: float = knob(9.3e-14, "energy of one analog multiply-accumulate (one cell of a tile read)", "J", 0.0, 1.0)
+    dac_energy: float = knob(5.0e-12, "energy of one DAC conversion (one row driven for one read)", "J", 0.0, 1.0)
+    adc_energy: float = knob(2.0e-11, "energy of one ADC conversion (one column read out)", "J", 0.0, 1.0)
     pulse_energy: float = knob(1.0e-13, "energy of one capacitor update pulse", "J", 0.0, 1.0)
-    pcm_program_energy: float = knob(1.0e-11, "energy of one PCM program-and-verify iteration", "J", 0.0, 1.0)
-    digital_op_energy: float = knob(1.0e-13, "energy of one digital operation (activation, partial-sum add)", "J", 0.0, 1.0)
+    pcm_program_energy: float = knob(1.0e-11, "energy of one PCM program-and-verify iteration (a verify read + a pulse)", "J", 0.0, 1.0)
+    pcm_read_energy: float = knob(9.3e-14, "energy of reading one cell outside a matrix-vector read (transfer, calibration)", "J", 0.0, 1.0)
+    digital_op_energy: float = knob(1.0e-13, "energy of one digital operation (activation, partial-sum add, scaling)", "J", 0.0, 1.0)
+    word_move_energy: float = knob(1.0e-12, "energy to send and receive one word between two tiles", "J", 0.0, 1.0)
     word_hop_energy: float = knob(1.0e-13, "energy to move one word one hop on the mesh", "J", 0.0, 1.0)
-    mvm_time: float = knob(1.0e-7, "time of one tile read (all columns in parallel)", "s", 0.0, 1.0)
-    pulse_time: float = knob(1.0e-7, "time of one parallel update phase", "s", 0.0, 1.0)
-    pcm_program_time: float = knob(1.0e-6, "time of one PCM program-and-verify iteration (row-parallel)", "s", 0.0, 1.0)
+    host_flop_energy: float = knob(1.0e-11, "energy of one floating-point operation of a host segment", "J", 0.0, 1.0)
+    mvm_time: float = knob(1.33e-7, "time of one tile read: DAC pulses, integration and ADC, all columns in parallel", "s", 0.0, 1.0)
+    pulse_time: float = knob(1.0e-7, "time of one pulse slot of a parallel update", "s", 0.0, 1.0)
+    pcm_program_time: float = knob(1.0e-6, "time of one PCM program-and-verify iteration (all cells of a row in parallel)", "s", 0.0, 1.0)
     hop_time: float = knob(1.0e-9, "time for one word to cross one mesh hop", "s", 0.0, 1.0)
-    tile_area: float = knob(0.1, "area of one tile with its periphery", "mm²", 0.0, 1e6)
+    host_flop_time: float = knob(1.0e-11, "host time per floating-point operation (1 / host FLOP/s)", "s", 0.0, 1.0)
+    tile_area: float = knob(2.48, "area of one tile with its periphery", "mm²", 0.0, 1e6)
 
 
 TABLES = {

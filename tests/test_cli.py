@@ -123,6 +123,7 @@ def mlp_atp(tmp_path_factory):
         ("compile", ["MODEL.onnx", "--target", "-o", "--placer", "--time-limit", "--seed", "--json"]),
         ("plan", ["PROGRAM.atp", "--json", "--png", "-v"]),
         ("run", ["PROGRAM.atp", "--data", "--input", "--output", "--ideal", "--limit", "--seed", "--json", "--drift-time"]),
+        ("cost", ["PROGRAM.atp", "--png", "--target", "--json"]),
         ("targets", ["--json"]),
     ],
 )

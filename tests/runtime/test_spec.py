@@ -92,6 +92,11 @@ def write(tmp_path, text):
         ("chip = 3\n", ["spec.toml", "[chip]"]),
         ("this is not toml ][", ["spec.toml", "TOML"]),
         ("[periphery]\noutput_noise = nan\n", ["spec.toml", "output_noise"]),
+        ("[cost]\npcm_read_energy = -1e-12\n", ["spec.toml", "[cost]", "pcm_read_energy", "[0.0, 1.0]"]),
+        ("[cost]\nhost_flop_time = \"fast\"\n", ["spec.toml", "host_flop_time", "number"]),
+        ("[cost]\nword_move_energy = inf\n", ["spec.toml", "word_move_energy", "finite"]),
+        ("[cost]\ntile_area = 1e7\n", ["spec.toml", "tile_area", "mm²"]),
+        ("[cost]\nenergy_per_joule = 1.0\n", ["spec.toml", "[cost]", "energy_per_joule"]),
     ],
 )
 def test_bad_spec_names_file_and_key(tmp_path, text, fragments):
@@ -111,3 +116,20 @@ def test_partial_spec_takes_defaults(tmp_path):
 def test_unknown_target_name_lists_shipped():
     with pytest.raises(AnalogcError, match="pcm3t1c-2018"):
         load_target("no-such-chip")
+
+
+@pytest.mark.parametrize("name", ["pcm3t1c-2018", "tiny", "hermes-64"])
+def test_every_cost_number_names_its_source(name):
+    """Each [cost] line's comment cites a publication or says it is an assumption."""
+    lines = shipped_targets()[name].read_text().split("[cost]", 1)[1].splitlines()
+    entries = [line for line in lines if "=" in line and not line.startswith("#")]
+    assert {line.split("=")[0].strip() for line in entries} == {f.name for f in dataclasses.fields(TABLES["cost"])}
+    for line in entries:
+        comment = line.split("#", 1)[1] if "#" in line else ""
+        assert "assumption" in comment or "Nature" in comment, line
+
+
+def test_cost_fields_document_unit_and_range():
+    for f in dataclasses.fields(TABLES["cost"]):
+        assert f.metadata["doc"] and f.metadata["unit"] in ("J", "s", "mm²"), f.name
+        assert f.metadata["lo"] == 0.0 and f.metadata["hi"] is not None, f.name

@@ -1,0 +1,156 @@
+"""Data flow between blocks on the tile mesh, and which blocks of a tile must take turns.
+
+Shared by the mapper (placement objective, plan picture) and the runtime (cost model),
+so both count the same traffic. Blocks and layers are any objects with the attributes
+used here (`id`, `layer`, `rows`, `cols`; `name`, `input`, `output`, `shape`);
+`BlockView`/`LayerView` wrap a tile program's JSON entries.
+
+Two flows are counted on a 2-D mesh with Manhattan routing: (1) a producer block's
+output columns travel to every consumer block whose weight rows read them, when one
+Dense layer feeds another directly; (2) the partial sums of a row-split layer travel
+to the tile of the first-row block holding the same columns, which adds them. Data
+entering from or leaving to the host is not tile-to-tile traffic and is not counted.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class BlockView:
+    """A program block as the flow functions read it (rows are array rows)."""
+
+    id: int
+    layer: str
+    rows: tuple
+    cols: tuple
+    tile: tuple = (0, 0)
+    offset: tuple = (0, 0)
+
+    @property
+    def rect(self) -> tuple:
+        """(r0, c0, r1, c1) inside its tile."""
+        r, c = self.offset
+        return (r, c, r + self.rows[1] - self.rows[0], c + self.cols[1] - self.cols[0])
+
+
+@dataclass(frozen=True)
+class LayerView:
+    name: str
+    input: str
+    output: str
+    shape: tuple
+
+
+def program_views(program) -> tuple[list[BlockView], list[LayerView]]:
+    """The blocks and layers of a tile program as flow-function views."""
+    blocks = [
+        BlockView(b["id"], b["layer"], tuple(b["rows"]), tuple(b["cols"]), tuple(b["tile"]), tuple(b["offset"]))
+        for b in program.blocks
+    ]
+    layers = [LayerView(l["name"], l["input"], l["output"], tuple(l["shape"])) for l in program.layers]
+    return blocks, layers
+
+
+def hops(a, b) -> int:
+    return abs(a[0] - b[0]) + abs(a[1] - b[1])
+
+
+def overlap(a: tuple, b: tuple) -> int:
+    return max(0, min(a[1], b[1]) - max(a[0], b[0]))
+
+
+def dense_edges(layers: list) -> list[tuple[str, str]]:
+    """(producer, consumer) pairs of layers where one reads the other's output directly."""
+    by_output = {d.output: d.name for d in layers}
+    return [(by_output[d.input], d.name) for d in layers if d.input in by_output]
+
+
+def block_flows(blocks: list, layers: list) -> list[tuple[int, int, int]]:
+    """(source block id, destination block id, elements per example) of every flow."""
+    return [(a, b, e) for a, b, e, _ in labelled_flows(blocks, layers)]
+
+
+def labelled_flows(blocks: list, layers: list) -> list[tuple[int, int, int, str]]:
+    """block_flows with each flow's kind: "output" (producer -> consumer) or "partial"."""
+    by_layer: dict[str, list] = {}
+    for block in blocks:
+        by_layer.setdefault(block.layer, []).append(block)
+    k_of = {d.name: d.shape[0] for d in layers}
+    flows = []
+    for producer, consumer in dense_edges(layers):
+        for src in by_layer.get(producer, []):
+            if src.rows[0] != 0:
+                continue  # the reduced column lives on the first row block's tile
+            for dst in by_layer.get(consumer, []):
+                elements = overlap(src.cols, (dst.rows[0], min(dst.rows[1], k_of[consumer])))
+                if elements:
+                    flows.append((src.id, dst.id, elements, "output"))
+    for layer_blocks in by_layer.values():
+        heads = [b for b in layer_blocks if b.rows[0] == 0]
+        for block in layer_blocks:
+            if block.rows[0] == 0:
+                continue
+            for head in heads:
+                elements = overlap(block.cols, head.cols)
+                if elements:
+                    flows.append((block.id, head.id, elements, "partial"))
+    return flows
+
+
+def backward_flows(blocks: list, layers: list) -> list[tuple[int, int, int, str]]:
+    """The transpose read's flows: (1) the error of a consumer's input rows, reduced on
+    the tile of its first-column block, travels back to every producer block whose
+    columns made those inputs; (2) column-split blocks send partial row sums to that
+    first-column block. Bias rows carry no error and are not sent."""
+    by_layer: dict[str, list] = {}
+    for block in blocks:
+        by_layer.setdefault(block.layer, []).append(block)
+    k_of = {d.name: d.shape[0] for d in layers}
+    flows = []
+    for producer, consumer in dense_edges(layers):
+        k = k_of[consumer]
+        for src in by_layer.get(consumer, []):
+            if src.cols[0] != 0:
+                continue
+            for dst in by_layer.get(producer, []):
+                elements = overlap((src.rows[0], min(src.rows[1], k)), dst.cols)
+                if elements:
+                    flows.append((src.id, dst.id, elements, "output"))
+    for name, layer_blocks in by_layer.items():
+        k = k_of.get(name, 0)
+        heads = [b for b in layer_blocks if b.cols[0] == 0]
+        for block in layer_blocks:
+            if block.cols[0] == 0:
+                continue
+            for head in heads:
+                elements = overlap((block.rows[0], min(block.rows[1], k)), head.rows)
+                if elements:
+                    flows.append((block.id, head.id, elements, "partial"))
+    return flows
+
+
+def traffic(blocks: list, tiles: dict, layers: list) -> int:
+    """Total elements × hops per example for block → tile assignment `tiles[id]`."""
+    return sum(elements * hops(tiles[a], tiles[b]) for a, b, elements in block_flows(blocks, layers))
+
+
+def share_lines(a: tuple, b: tuple) -> bool:
+    """Rectangles (r0, c0, r1, c1) in one tile that share rows (drivers) or columns (ADCs)
+    and so cannot be read in the same step."""
+    return min(a[2], b[2]) > max(a[0], b[0]) or min(a[3], b[3]) > max(a[1], b[1])
+
+
+def tile_steps(rects: list) -> int:
+    """Sequential steps to read every rectangle of one tile once: a greedy colouring
+    (largest first, deterministic) of the graph of rectangles that share lines."""
+    import networkx as nx
+
+    graph = nx.Graph()
+    graph.add_nodes_from(range(len(rects)))
+    graph.add_edges_from((i, j) for i in range(len(rects)) for j in range(i + 1, len(rects)) if share_lines(rects[i], rects[j]))
+    if not rects:
+        return 0
+    colours = nx.coloring.greedy_color(graph, strategy="largest_first")
+    return 1 + max(colours.values())
