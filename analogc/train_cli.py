@@ -107,6 +107,9 @@ def describe_result(result: dict) -> str:
         f"transfers {last.get('transfers_total', 0)}, pulses {last.get('pulses_total', 0):,}, "
         f"PCM program-and-verify iterations {last.get('pcm_program_iterations_total', 0):,}, pairs refreshed/reset {last.get('refreshed_pairs_total', 0):,}"
     )
+    from analogc.runtime.cost import summary_lines
+
+    lines.extend(f"cost of training (per training example): {line}" if i == 0 else f"  {line}" for i, line in enumerate(summary_lines(result["cost"])))
     lines.append(f"wrote {result['output']}")
     return "\n".join(lines)
 

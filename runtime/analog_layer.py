@@ -42,6 +42,7 @@ class TrainableLayer:
         self.dv_nominal = 0.5 * (cap.dv_up + cap.dv_down)
         self.pulses = 0
         self.pcm_iterations = 0
+        self.on_program = None  # called with the per-cell iteration counts of each programming (cost model)
         self.refreshed = 0
         self.sync()
 
@@ -217,6 +218,8 @@ class TrainableLayer:
         g_plus, it_plus = devices.program_from(start_plus, plus_target, pcm, rng)
         g_minus, it_minus = devices.program_from(start_minus, minus_target, pcm, rng)
         self.pcm_iterations += int(it_plus.sum() + it_minus.sum())
+        if self.on_program is not None:
+            self.on_program(it_plus + it_minus)
         moved_plus, moved_minus = g_plus != state.g_plus, g_minus != state.g_minus
         state.g_plus[...], state.g_minus[...] = g_plus, g_minus
         state.apply_faults(spec)

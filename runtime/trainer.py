@@ -27,6 +27,8 @@ import numpy as np
 from analogc.errors import AnalogcError
 from analogc.runtime.analog_layer import TrainableLayer
 from analogc.runtime.checkpoint import load_checkpoint, save_checkpoint
+from analogc.runtime.cost import OpCounts, price, static_block_counts
+from analogc.runtime.opcounts import layer_program_counts
 from analogc.runtime.float_sgd import FloatChain, activation_grad, softmax_cross_entropy
 from analogc.runtime.infer import accuracy, batch_size_of, run_batched
 from analogc.runtime.layer_devices import FIELDS, LayerDevices, has_capacitor, has_device_state, program_layer
@@ -87,6 +89,11 @@ class Trainer:
             matrices.append(matrix)
             biases.append(bias)
         self.baseline = FloatChain(self.chain.layers, matrices, biases) if options.baseline else None
+        self.program_costs = OpCounts()  # PCM programming during transfers and refreshes
+        for layer in self.layers:
+            layer.on_program = lambda iterations, name=layer.name: self.program_costs.merge(
+                layer_program_counts(self.program, "transfer", name, iterations)
+            )
         n_out = self.chain.layers[-1]["shape"][1]
         for name, y in (("training", y_train), ("test", y_test)):
             if y is None:
@@ -317,7 +324,24 @@ class Trainer:
         }
         if self.options.baseline:
             out["software_baseline_accuracy"] = [row.get("software_baseline_accuracy") for row in history]
+        out["cost"] = self.cost().to_json()
         return out
+
+    def cost(self):
+        """Energy, time and area of the training run so far: every example's forward
+        pass through the whole network (frozen parts included), the transpose reads and
+        updates of the trained layers, the pulses fired, and the transfers' reads and
+        PCM programming (`runtime/cost.py`)."""
+        n, names = self.position.total, [l.name for l in self.layers]
+        counts = OpCounts()
+        counts.merge(static_block_counts(self.program, "forward", n))
+        counts.merge(static_block_counts(self.program, "backward", n, layers=names[1:]))
+        counts.merge(static_block_counts(self.program, "update", n, layers=names))
+        counts.merge(static_block_counts(self.program, "transfer", self.position.transfers, layers=names))
+        for layer in self.layers:
+            counts.add("update", layer.name, None, pulses=layer.pulses)
+        counts.merge(self.program_costs)
+        return price(counts, self.spec, self.program, examples=n)
 
     # ------------------------------------------------------------------- checkpoints
     def save(self) -> None:
@@ -337,6 +361,7 @@ class Trainer:
             "fingerprint": self.fingerprint,
             "position": {k: getattr(pos, k) for k in ("epoch", "index", "total", "loss_sum", "correct", "transfers", "seconds", "history")},
             "rng": self.rng.bit_generator.state,
+            "program_costs": self.program_costs.to_json(),
             "layers": {
                 l.name: {"sign": l.state.sign, "examples_since_transfer": l.state.examples_since_transfer,
                          "pulses": l.pulses, "pcm_iterations": l.pcm_iterations, "refreshed": l.refreshed}
@@ -376,6 +401,9 @@ class Trainer:
                     if self.baseline.biases[l] is not None:
                         self.baseline.biases[l] = np.array(arrays[f"baseline/bias/{l}"], dtype=F32)
             self.rng.bit_generator.state = meta["rng"]
+            self.program_costs = OpCounts()
+            for row in meta["program_costs"]:
+                self.program_costs.add(row["phase"], row["layer"], row["tile"], **row["counts"])
             p = meta["position"]
             self.position = Position(int(p["epoch"]), int(p["index"]), int(p["total"]), float(p["loss_sum"]), int(p["correct"]),
                                      int(p["transfers"]), float(p["seconds"]), list(p["history"]))
