@@ -168,6 +168,7 @@ def chip_effects(chip) -> dict:
         "nonidealities": effects,
         "drift_time_s": chip.time,
         "drift_compensation": bool(chip.compensation),
+        "drift_compensation_at": spec.pcm.drift_compensation_at if chip.compensation else None,
         "programming_error": chip.programming_error(),
     }
 
@@ -308,6 +309,13 @@ def write_outputs(path: Path, program, outputs: list) -> None:
                 np.save(handle, tensors[names[0]], allow_pickle=False)
 
 
+def compensation_text(result: dict) -> str:
+    """'off', or 'on' and where it acts ('ADC gain' or 'digital')."""
+    if not result["drift_compensation"]:
+        return "off"
+    return "on (" + {"adc_gain": "ADC gain", "digital": "digital"}.get(result.get("drift_compensation_at"), "?") + ")"
+
+
 def report_run(args, program, result: dict) -> None:
     from analogc.cli import print_json
 
@@ -325,7 +333,7 @@ def report_run(args, program, result: dict) -> None:
     console.print(f"  max |chip - onnxruntime| on the outputs: {result['max_abs_diff_vs_onnxruntime']:.3g}")
     on = [k for k, v in result["nonidealities"].items() if v]
     console.print(f"  nonidealities: {', '.join(on) or 'none'}; drift time {result['drift_time_s']:g} s, "
-                  f"drift compensation {'on' if result['drift_compensation'] else 'off'}")
+                  f"drift compensation {compensation_text(result)}")
     if any(row["mean_abs_error_rel"] or row.get("trained") for row in result["programming_error"]):
         console.print("  programming error per layer (mean |W - W_target| / layer range, closed-loop iterations per cell):")
         for row in result["programming_error"]:

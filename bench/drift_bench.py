@@ -1,7 +1,7 @@
-"""Accuracy after drift: 0 s, 1 hour, 1 day, 1 month, 1 year after programming, with and
-without global drift compensation, over 5 seeds (mean ± std), for the shipped
-Fashion-MNIST and digits models on the default target. Writes bench/results/drift.json
-and bench/results/drift.png.
+"""Accuracy after drift: 0 s, 1 hour, 1 day, 1 month, 1 year after programming, with global
+drift compensation as the ADC's gain (the default), as a digital factor after the ADC, and
+without, over 5 seeds (mean ± std), for the shipped Fashion-MNIST and digits models on the
+default target. Writes bench/results/drift.json and bench/results/drift.png.
 
     .venv/bin/python bench/drift_bench.py [--seeds 5]
 """
@@ -30,8 +30,13 @@ TIMES = {"0 s": 0.0, "1 hour": 3600.0, "1 day": 86400.0, "1 month": 30 * 86400.0
 MODELS = {"fashion_mlp.onnx": "fashion-mnist", "digits_mlp.onnx": "digits"}
 
 
-def with_compensation(program, on: bool):
+# (label, drift_compensation, drift_compensation_at)
+SETTINGS = [("compensated", True, "adc_gain"), ("compensated digitally", True, "digital"), ("uncompensated", False, "adc_gain")]
+
+
+def with_compensation(program, on: bool, where: str):
     program.meta["target"]["pcm"]["drift_compensation"] = on
+    program.meta["target"]["pcm"]["drift_compensation_at"] = where
     return program
 
 
@@ -48,20 +53,28 @@ def main():
         feeds = {info["name"]: fit_to_input(data.x_test, info["shape"], data.name)}
         float_acc = accuracy(run_batched(Reference(program), feeds, 512)[0], data.y_test)
         rows = {}
-        for compensated in (True, False):
-            with_compensation(program, compensated)
+        for setting, compensated, where in SETTINGS:
+            with_compensation(program, compensated, where)
             for label, t in TIMES.items():
                 accs = []
                 for seed in range(args.seeds):
                     chip = Chip(program, seed=seed, drift_time=t)
                     accs.append(accuracy(run_batched(lambda f: list(chip.run(f).values()), feeds, 512)[0], data.y_test))
-                key = f"{label}, {'compensated' if compensated else 'uncompensated'}"
-                rows[key] = {"time_s": t, "compensated": compensated, "mean": float(np.mean(accs)), "std": float(np.std(accs)), "runs": accs}
+                key = f"{label}, {setting}"
+                rows[key] = {
+                    "time_s": t, "compensated": compensated, "compensation_at": where if compensated else None,
+                    "mean": float(np.mean(accs)), "std": float(np.std(accs)), "runs": accs,
+                }
                 print(f"{model:<18} {key:<28} {np.mean(accs):.4f} ± {np.std(accs):.4f}", flush=True)
-        results[model] = {"data": data_name, "float_accuracy": float_acc, "accuracy": rows}
+        results[model] = {
+            "data": data_name, "float_accuracy": float_acc, "seeds": args.seeds,
+            "w_max": {layer["name"]: layer["w_max"] for layer in program.layers},
+            "w_max_quantile": program.meta["target"]["cell"]["w_max_quantile"],
+            "accuracy": rows,
+        }
         after = rows["0 s, compensated"]["mean"]
-        day = rows["1 day, compensated"]["mean"]
-        results[model]["drop_1_day_compensated_pp"] = 100 * (after - day)
+        for setting, _, _ in SETTINGS:
+            results[model][f"drop_1_day_{setting.replace(' ', '_')}_pp"] = 100 * (after - rows[f"1 day, {setting}"]["mean"])
     Path(args.out).write_text(json.dumps(results, indent=1))
     plot(results, Path(args.out).with_suffix(".png"))
 
@@ -70,11 +83,13 @@ def plot(results, path):
     fig, axes = plt.subplots(1, len(results), figsize=(6 * len(results), 4.2))
     for ax, (model, r) in zip(np.atleast_1d(axes), results.items()):
         labels = list(TIMES)
-        for compensated, style in ((True, "-o"), (False, "--s")):
-            key = lambda l: f"{l}, {'compensated' if compensated else 'uncompensated'}"  # noqa: E731
-            mean = [r["accuracy"][key(l)]["mean"] for l in labels]
-            std = [r["accuracy"][key(l)]["std"] for l in labels]
-            ax.errorbar(range(len(labels)), mean, yerr=std, fmt=style, capsize=3, label="drift compensation " + ("on" if compensated else "off"))
+        styles = {"compensated": ("-o", "compensation as ADC gain (default)"), "compensated digitally": ("-.^", "compensation after the ADC"),
+                  "uncompensated": ("--s", "no compensation")}
+        for setting, _, _ in SETTINGS:
+            style, text = styles[setting]
+            mean = [r["accuracy"][f"{l}, {setting}"]["mean"] for l in labels]
+            std = [r["accuracy"][f"{l}, {setting}"]["std"] for l in labels]
+            ax.errorbar(range(len(labels)), mean, yerr=std, fmt=style, capsize=3, label=text)
         ax.axhline(r["float_accuracy"], color="grey", lw=1, ls=":", label="float (onnxruntime)")
         ax.set_xticks(range(len(labels)), labels)
         ax.set_title(f"{model} ({r['data']})")

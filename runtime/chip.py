@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 
 from analogc.errors import AnalogcError
-from analogc.runtime import kernels, periphery, tiles
+from analogc.runtime import kernels, tile_reads, tiles
 from analogc.runtime.activations import apply_activation
 from analogc.runtime.host import make_session, run_session
 from analogc.runtime.layer_devices import LayerDevices, has_device_state
@@ -133,6 +133,16 @@ class Chip:
                 self.block_variance[bid] = variance.astype(np.float32)
         if not self.spec.ideal and pcm.drift and pcm.drift_compensation and t > pcm.drift_t0:
             self.compensation = self.calibrate(t)
+        self.readers = {name: self.layer_reads(name, layer) for name, layer in self.layers.items()}
+
+    def layer_reads(self, name: str, layer: dict) -> tile_reads.LayerReads:
+        """The layer's block products at the current time, one onnxruntime session."""
+        blocks = [
+            tile_reads.BlockMatrices(bid, tuple(b["rows"]), self.block_weights[bid], self.block_variance.get(bid))
+            for bid, b in self.blocks.items()
+            if b["layer"] == name
+        ]
+        return tile_reads.LayerReads(name, self.matrices[name].shape[0], blocks)
 
     def calibrate(self, t: float) -> dict:
         """Global drift compensation: drive every row of a tile with 1 and compare the
@@ -178,16 +188,13 @@ class Chip:
             )
         return rows
 
-    def read_block(self, block: dict, x: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+    def read_block(self, block: dict, state: dict) -> tuple[np.ndarray, np.ndarray | None]:
         """One tile read: x[:, rows] through the block's cells, and the variance of each
-        output from the devices' 1/f read noise (output-referred: Σ x_i² σ_i², one matmul)."""
-        r0, r1 = block["rows"]
-        xs = x[:, r0:r1]
-        y = xs @ self.block_weights[block["id"]]
-        variance = self.block_variance.get(block["id"])
-        if variance is None:
-            return y, None
-        return y, np.square(xs) @ variance
+        output from the devices' 1/f read noise (output-referred: Σ x_i² σ_i², one matmul
+        on the squared inputs that `load` made with the DAC). The products of all the
+        layer's blocks are made at once, in `load` (`tile_reads`)."""
+        return state["reads"][block["id"]]
+
     def run(self, feeds: dict, stop_before: str | None = None) -> dict:
         """Execute the inference instructions; returns every graph output by name (or,
         with `stop_before`, every tensor computed before that layer loads its input)."""
@@ -206,15 +213,17 @@ class Chip:
             elif op == "mvm":
                 block = self.blocks[instruction["block"]]
                 (c0, c1) = block["cols"]
-                partial, variance = self.read_block(block, state["x"])
+                partial, variance = self.read_block(block, state)
                 if self.spec.ideal:
                     state["acc"][:, c0:c1] += partial
                 else:
-                    # The ADC sees outputs in units of w_max·dac_range; noise, bound and
-                    # quantisation, back to weight units, drift compensation, accumulate.
+                    # The ADC sees outputs in units of w_max·dac_range; drift compensation
+                    # as its gain or after it, noise, bound and quantisation, back to
+                    # weight units, accumulate.
                     alpha = self.compensation.get(tuple(block["tile"]))
+                    gain, alpha = (alpha, None) if self.spec.pcm.drift_compensation_at == "adc_gain" else (None, alpha)
                     kernels.adc_accumulate(
-                        state["acc"], c0, partial, variance, self.w_max[block["layer"]], alpha, self.spec.periphery, self.rng
+                        state["acc"], c0, partial, variance, self.w_max[block["layer"]], alpha, self.spec.periphery, self.rng, gain=gain
                     )
             elif op == "store":
                 self.store(self.layers[instruction["layer"]], state, env)
@@ -232,18 +241,18 @@ class Chip:
         flat = x.reshape(-1, k)
         if self.count_ops:
             self.vectors[layer["name"]] = self.vectors.get(layer["name"], 0) + flat.shape[0]
-        if layer["bias"] == "analog":
-            # One copy: the inputs and the constant-1 bias row input side by side.
-            x2 = np.empty((flat.shape[0], k + 1), dtype=np.float32)
-            x2[:, :k] = flat
-            x2[:, k] = 1.0
+        bias = layer["bias"] == "analog"
+        if self.spec.ideal:
+            x_sq, scale = None, None
+            x2 = np.empty((flat.shape[0], k + 1), dtype=np.float32) if bias else flat.astype(np.float32, copy=False)
+            if bias:  # one copy: the inputs and the constant-1 bias row input side by side
+                x2[:, :k] = flat
+                x2[:, k] = 1.0
         else:
-            x2 = flat.astype(np.float32, copy=False)
-        scale = None
-        if not self.spec.ideal:
-            x2, scale = periphery.dac(x2, self.spec.periphery)
+            # Bias input, DAC and the squares for the read-noise variance in one pass.
+            x2, x_sq, scale = kernels.dac_layer(flat, bias, self.spec.periphery, squares=bool(self.block_variance))
         acc = np.zeros((x2.shape[0], n), dtype=np.float32)
-        return {"x": x2, "acc": acc, "lead": lead, "scale": scale}
+        return {"reads": self.readers[layer["name"]](x2, x_sq), "acc": acc, "lead": lead, "scale": scale}
 
     def store(self, layer: dict, state: dict, env: dict) -> None:
         y = state["acc"]

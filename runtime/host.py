@@ -8,11 +8,16 @@ import onnxruntime as ort
 from analogc.errors import AnalogcError
 
 
-def make_session(model_bytes: bytes, label: str) -> ort.InferenceSession:
-    """A single-threaded-deterministic CPU session for a host segment or reference model."""
+def make_session(model_bytes: bytes, label: str, spin: bool = True) -> ort.InferenceSession:
+    """A CPU session with a fixed thread count (2), so its results do not depend on the
+    machine, for a host segment, the reference model or a layer's tile reads. With
+    `spin` False its worker threads sleep as soon as a call ends instead of spinning
+    for the next one: for calls that alternate with other work (the chip's ADC kernel)."""
     options = ort.SessionOptions()
     options.log_severity_level = 3
     options.intra_op_num_threads = 2
+    if not spin:
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     try:
         return ort.InferenceSession(model_bytes, options, providers=["CPUExecutionProvider"])
     except Exception as exc:

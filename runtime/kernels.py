@@ -3,15 +3,19 @@
 ADC. A block read leaves, per output, the ideal sum y (weight units) and the devices'
 read-noise variance (weight units²). `adc_accumulate` adds into the layer accumulator
 
-    acc[:, c0:c1] += α · w_max · Q( y/w_max + sqrt(var/w_max² + σ_out²) · z )
+    acc[:, c0:c1] += α · w_max · Q( g·y/w_max + sqrt(g²·var/w_max² + σ_out²) · z )
 
 that is `periphery.adc` (noise, saturating bound, quantisation) in units of w_max, the
-rescale to weight units, the drift compensation α and the partial sum. Its numpy twin
+rescale to weight units, the partial sum, and the drift compensation: either as the ADC's
+gain g before its noise and quantisation (`[pcm] drift_compensation_at = "adc_gain"`) or
+as a digital factor α on its output ("digital"); the other is 1. Its numpy twin
 `adc_accumulate_numpy` calls `periphery.adc` itself, so the documented reference is the
-code that runs without numba; 1/w_max is applied as one multiply by its float32 reciprocal.
+code that runs without numba; g/w_max is applied as one multiply by the float32 g·(1/w_max).
 
 DAC. `dac_compiled` is the twin of `periphery.dac` (per-example abs-max scaling and
-quantisation), which dispatches to it.
+quantisation), which dispatches to it. `dac_layer` is a layer's whole input stage in one
+pass: the constant-1 bias input appended, the DAC, and the squared DAC outputs that the
+read-noise variance needs; its reference is `dac_layer_numpy` (the same three steps in numpy).
 
 Noise. z is a standard normal from a counter-based, stateless generator. For a read of n
 outputs in C order and H = ⌈n/2⌉, pair counter p (0 ≤ p < H) is hashed with the read's
@@ -151,18 +155,25 @@ class CounterNormal:
         return counter_normal(self.key, size).astype(dtype, copy=False)
 
 
-def adc_accumulate_numpy(acc, col0, y, variance, w_max, alpha, spec, key) -> None:
-    """acc[:, col0:col0+C] += α · w_max · adc(y/w_max, variance/w_max²) with the normals
+def adc_input_scale(w_max: float, gain: float | None) -> np.float32:
+    """g/w_max as both twins compute it: the float32 reciprocal of w_max, times g if given."""
+    inv_w = ONE / np.float32(w_max)
+    return inv_w if gain is None else np.float32(gain) * inv_w
+
+
+def adc_accumulate_numpy(acc, col0, y, variance, w_max, alpha, spec, key, gain=None) -> None:
+    """acc[:, col0:col0+C] += α · w_max · adc(g·y/w_max, g²·variance/w_max²) with the normals
     counter_normal(key, y.shape): the reference for `adc_accumulate_compiled`.
 
     acc: [batch, layer outputs] float32; y, variance: [batch, C] in weight units (variance
     in weight units², or None for no read noise); w_max: the layer's range (weight units);
-    alpha: drift compensation factor or None; spec: the PeripherySpec (adc_bound, adc_bits,
-    output_noise in units of w_max·dac_range); key: the generator key. The chip's code
-    before the compiled twin, except that 1/w_max is one float32 reciprocal, multiplied.
+    alpha: digital drift compensation factor or None; spec: the PeripherySpec (adc_bound,
+    adc_bits, output_noise in units of w_max·dac_range); key: the generator key; gain: the
+    ADC's gain g (drift compensation before the ADC) or None. The chip's code before the
+    compiled twin, except that g/w_max is one float32 factor (`adc_input_scale`), multiplied.
     """
     w_max = np.float32(w_max)
-    inv_w = ONE / w_max
+    inv_w = adc_input_scale(w_max, gain)
     if variance is not None:
         variance = variance * (inv_w * inv_w)
     partial = _periphery.adc(y * inv_w, spec, CounterNormal(key), variance) * w_max
@@ -352,25 +363,41 @@ if HAVE_NUMBA:
         for j in range(x.size):
             out[j] = x[j] / scale * dac_range
 
+    @_jit_loop
+    def _square_run(out, x):
+        for j in range(x.size):
+            out[j] = x[j] * x[j]
+
     @numba.njit(fastmath=False, error_model="numpy", cache=True)
-    def _dac_nb(x, dac_range, quantize, step):
+    def _dac_nb(x, bias, dac_range, quantize, step, squares):
         """Row by row: abs-max, normalise, quantise; float32, the operations of
-        periphery.dac (a NaN or zero maximum gives scale 1, as np.where(scale > 0) does)."""
-        rows, cols = x.shape
+        periphery.dac (a NaN or zero maximum gives scale 1, as np.where(scale > 0) does).
+        With `bias` the row gets one more input, the constant 1, before the DAC (it takes
+        part in the abs-max); with `squares` the squared outputs too (else a 0-row array)."""
+        rows, k = x.shape
+        cols = k + 1 if bias else k
         x_n = np.empty((rows, cols), dtype=np.float32)
+        x_sq = np.empty((rows if squares else 0, cols), dtype=np.float32)
         scale = np.empty((rows, 1), dtype=np.float32)
+        one_bits = _f32_bits(ONE)
         for i in range(rows):
             s = _abs_max_row(x[i])
+            if bias:
+                s = _bits_f32(max(_f32_bits(s), one_bits))
             if not s > ZERO:
                 s = ONE
-            _normalise_row(x_n[i], x[i], s, dac_range)
+            _normalise_row(x_n[i, :k], x[i], s, dac_range)
+            if bias:
+                x_n[i, k] = ONE / s * dac_range
             if quantize:
                 _quantize_run(x_n[i], step, dac_range)
+            if squares:
+                _square_run(x_sq[i], x_n[i])
             scale[i, 0] = s / dac_range
-        return x_n, scale
+        return x_n, x_sq, scale
 
 
-def adc_accumulate_compiled(acc, col0, y, variance, w_max, alpha, spec, key) -> None:
+def adc_accumulate_compiled(acc, col0, y, variance, w_max, alpha, spec, key, gain=None) -> None:
     """The numba twin of `adc_accumulate_numpy` (same arguments, same result); acc must be
     a C-contiguous float32 array, y and variance float32."""
     rows, cols = y.shape
@@ -384,7 +411,7 @@ def adc_accumulate_compiled(acc, col0, y, variance, w_max, alpha, spec, key) -> 
     has_var = variance is not None
     variance = np.ascontiguousarray(variance, dtype=np.float32) if has_var else y
     w = np.float32(w_max)
-    inv_w = ONE / w
+    inv_w = adc_input_scale(w, gain)
     sigma = float(spec.output_noise) if spec.output_noise_enabled else 0.0
     bits = spec.adc_bits
     _adc_accumulate_nb(
@@ -407,9 +434,9 @@ def adc_accumulate_compiled(acc, col0, y, variance, w_max, alpha, spec, key) -> 
     )
 
 
-def adc_accumulate(acc, col0, y, variance, w_max, alpha, spec, rng: np.random.Generator, compiled: bool | None = None) -> None:
-    """acc[:, col0:col0+C] += α · w_max · adc(y/w_max, variance/w_max²), in place (see the
-    module docstring; arguments as `adc_accumulate_numpy`).
+def adc_accumulate(acc, col0, y, variance, w_max, alpha, spec, rng: np.random.Generator, compiled: bool | None = None, gain=None) -> None:
+    """acc[:, col0:col0+C] += α · w_max · adc(g·y/w_max, g²·variance/w_max²), in place (see
+    the module docstring; arguments as `adc_accumulate_numpy`).
 
     Draws one key from `rng` when there is noise to draw. Runs the numba twin when numba
     is importable and the arrays are float32 (acc C-contiguous); `compiled` forces the choice.
@@ -420,17 +447,48 @@ def adc_accumulate(acc, col0, y, variance, w_max, alpha, spec, rng: np.random.Ge
         arrays = (acc, y) if variance is None else (acc, y, variance)
         compiled = HAVE_NUMBA and acc.flags.c_contiguous and all(a.dtype == np.float32 and a.ndim == 2 for a in arrays)
     if compiled:
-        adc_accumulate_compiled(acc, col0, y, variance, w_max, alpha, spec, key)
+        adc_accumulate_compiled(acc, col0, y, variance, w_max, alpha, spec, key, gain)
     else:
-        adc_accumulate_numpy(acc, col0, y, variance, w_max, alpha, spec, key)
+        adc_accumulate_numpy(acc, col0, y, variance, w_max, alpha, spec, key, gain)
 
 
 def dac_compiled(x: np.ndarray, spec) -> tuple[np.ndarray, np.ndarray]:
     """The numba twin of `periphery.dac` for a 2-D float32 x with at least one column
     (same result, bit for bit): (normalised, quantised input, per-example scale)."""
-    bits = spec.dac_bits
-    step = np.float32(spec.dac_range / max(2 ** (bits - 1) - 1, 1))
-    return _dac_nb(np.ascontiguousarray(x), np.float32(spec.dac_range), bool(spec.quantization), step)
+    x_n, _, scale = _dac_nb(np.ascontiguousarray(x), False, *_dac_args(spec), False)
+    return x_n, scale
+
+
+def _dac_args(spec) -> tuple:
+    """(dac_range, quantise?, step) as the compiled DAC takes them (float32)."""
+    step = np.float32(spec.dac_range / max(2 ** (spec.dac_bits - 1) - 1, 1))
+    return np.float32(spec.dac_range), bool(spec.quantization), step
+
+
+def dac_layer_numpy(flat: np.ndarray, bias: bool, spec, squares: bool) -> tuple:
+    """A layer's input stage, the reference for `dac_layer`: the rows of flat (float32)
+    with the constant-1 bias input appended when `bias`, through `periphery.dac`; returns
+    (x_n, x_n² or None, per-example scale)."""
+    k = flat.shape[1]
+    x = np.empty((flat.shape[0], k + 1), dtype=np.float32) if bias else flat.astype(np.float32, copy=False)
+    if bias:
+        x[:, :k] = flat
+        x[:, k] = 1.0
+    x_n, scale = _periphery.dac(x, spec, compiled=False)
+    return x_n, (np.square(x_n) if squares else None), scale
+
+
+def dac_layer(flat: np.ndarray, bias: bool, spec, squares: bool, compiled: bool | None = None) -> tuple:
+    """`dac_layer_numpy` in one compiled pass (same bits) when numba is importable, flat
+    (taken as float32, as the reference does) is 2-D and has a column or a bias;
+    `compiled` forces the choice."""
+    flat = np.asarray(flat).astype(np.float32, copy=False)
+    if compiled is None:
+        compiled = HAVE_NUMBA and flat.ndim == 2 and (flat.shape[1] > 0 or bias)
+    if not compiled:
+        return dac_layer_numpy(flat, bias, spec, squares)
+    x_n, x_sq, scale = _dac_nb(np.ascontiguousarray(flat), bool(bias), *_dac_args(spec), bool(squares))
+    return x_n, (x_sq if squares else None), scale
 
 
 def dac_compiles(x: np.ndarray) -> bool:

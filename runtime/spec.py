@@ -52,7 +52,7 @@ class CellSpec:
 
     gain_f: float = knob(3.0, "gain F of the PCM pair over the capacitor pair (paper's F; 3 is an assumption)", "", 0.0, 1000.0)
     shared_reference: str = knob("column", "which weights share one g_shared cell (assumption: a column)", choices=("column", "tile"))
-    w_max_quantile: float = knob(1.0, "weight-range quantile mapped to the largest conductance difference", "", 0.5, 1.0)
+    w_max_quantile: float = knob(0.999, "weight-range quantile mapped to the largest conductance difference (larger weights clip there)", "", 0.5, 1.0)
 
 
 @dataclass(frozen=True)
@@ -88,6 +88,11 @@ class PcmSpec:
     stuck_high_fraction: float = knob(0.0, "fraction of devices stuck at g_max", "", 0.0, 1.0)
     dead_fraction: float = knob(0.0, "fraction of devices stuck at 0 (dead)", "", 0.0, 1.0)
     drift_compensation: bool = knob(True, "global drift compensation: one calibration read per tile rescales outputs")
+    drift_compensation_at: str = knob(
+        "adc_gain",
+        "where the compensation acts: the ADC's gain (integration time), before output noise and quantisation, or digitally on its output",
+        choices=("adc_gain", "digital"),
+    )
 
 
 @dataclass(frozen=True)

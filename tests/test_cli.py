@@ -378,6 +378,16 @@ def test_run_default_mode_on_digits_keeps_most_of_the_accuracy(cli, digits):
     assert result["accuracy"] > result["onnxruntime_accuracy"] - 0.1
 
 
+def test_run_reports_where_drift_compensation_acts(cli, digits):
+    at_t0 = run_json(cli, "run", digits["program"], "--data", "digits", "--limit", "20")
+    assert at_t0["drift_compensation"] is False and at_t0["drift_compensation_at"] is None
+    day = run_json(cli, "run", digits["program"], "--data", "digits", "--limit", "20", "--drift-time", "86400")
+    assert day["drift_compensation"] is True and day["drift_compensation_at"] == "adc_gain"
+    text = cli("run", digits["program"], "--data", "digits", "--limit", "20", "--drift-time", "86400")
+    assert text.code == 0, text.err
+    assert "drift compensation on (ADC gain)" in " ".join(text.out.split())  # the console may wrap
+
+
 def test_run_limit(cli, digits):
     result = run_json(cli, "run", digits["program"], "--data", "digits", "--ideal", "--limit", "50")
     data = load_digits()

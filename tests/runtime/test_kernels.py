@@ -319,3 +319,103 @@ def test_import_without_numba_falls_back(tmp_path):
     )
     done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, cwd=REPO)
     assert done.returncode == 0, done.stderr
+
+
+# --- Drift compensation as the ADC's gain. ----------------------------------------------------
+
+
+def test_adc_gain_acts_before_quantisation_hand_values():
+    # w_max 0.5, y 0.25: y/w_max = 0.5. 8-bit ADC over ±12: step 12/127.
+    spec = dataclasses.replace(PERIPHERY, output_noise_enabled=False)
+    y = np.array([[0.25]], dtype=np.float32)
+    step = 12.0 / 127
+    gained = np.zeros_like(y)
+    kernels.adc_accumulate_numpy(gained, 0, y, None, 0.5, None, spec, key=1, gain=2.0)
+    # Gain first: 2·0.5 = 1.0 = 10.58 steps -> level 11 -> 11·step·w_max.
+    assert gained[0, 0] == pytest.approx(11 * step * 0.5, rel=1e-6)
+    digital = np.zeros_like(y)
+    kernels.adc_accumulate_numpy(digital, 0, y, None, 0.5, 2.0, spec, key=1)
+    # Digital factor after the ADC: 0.5 = 5.29 steps -> level 5 -> 5·step·w_max·2.
+    assert digital[0, 0] == pytest.approx(5 * step * 0.5 * 2, rel=1e-6)
+
+
+def test_adc_gain_leaves_output_noise_unscaled():
+    """acc = w·(g·y/w + sqrt(g²·var/w² + σ²)·z): the ADC's own noise σ is not amplified,
+    where the digital factor α multiplies it (float64 equation, the same normals)."""
+    spec = dataclasses.replace(PERIPHERY, quantization=False)
+    y, var = read(40, 30)
+    w, g, key, sigma = 0.37, 1.6, 11, PERIPHERY.output_noise
+    z = kernels.counter_normal(key, y.shape).astype(np.float64)
+    got = np.zeros_like(y)
+    kernels.adc_accumulate_numpy(got, 0, y, var, w, None, spec, key, gain=g)
+    expected = w * (g * y / w + np.sqrt(g**2 * var / w**2 + sigma**2) * z)
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
+    digital = np.zeros_like(y)
+    kernels.adc_accumulate_numpy(digital, 0, y, var, w, g, spec, key)
+    np.testing.assert_allclose(digital, g * w * (y / w + np.sqrt(var / w**2 + sigma**2) * z), rtol=1e-5, atol=1e-6)
+
+
+@needs_numba
+@pytest.mark.parametrize("flags", FLAGS)
+@pytest.mark.parametrize("variance", [True, False], ids=["read-noise", "no-read-noise"])
+def test_adc_gain_twins_agree(flags, variance):
+    spec = dataclasses.replace(PERIPHERY, **flags)
+    y, var = read(37, 29, variance=variance)
+    compiled, reference = np.zeros((37, 40), np.float32), np.zeros((37, 40), np.float32)
+    kernels.adc_accumulate_compiled(compiled, 5, y, var, 0.37, None, spec, key=99, gain=1.63)
+    kernels.adc_accumulate_numpy(reference, 5, y, var, 0.37, None, spec, key=99, gain=1.63)
+    np.testing.assert_array_equal(compiled, reference)
+
+
+# --- The layer's input stage: bias input, DAC and squares in one pass. ---------------------------
+
+
+def test_dac_layer_hand_values():
+    x = np.array([[0.5, -0.25], [0.0, 0.0], [4.0, -2.0]], dtype=np.float32)
+    for compiled in ([False, True] if kernels.HAVE_NUMBA else [False]):
+        x_n, x_sq, scale = kernels.dac_layer(x, True, PERIPHERY, squares=True, compiled=compiled)
+        # Row 0: the bias input 1 is the largest magnitude, scale 1; 8 bits: k/127, ties to even.
+        # Row 1: zeros and the bias: scale 1. Row 2: scale 4, the bias input becomes 1/4.
+        expected = np.array([[64 / 127, -32 / 127, 1.0], [0.0, 0.0, 1.0], [1.0, -64 / 127, 32 / 127]])
+        np.testing.assert_allclose(x_n, expected, rtol=1e-6)
+        np.testing.assert_array_equal(x_sq, x_n * x_n)
+        np.testing.assert_array_equal(scale, np.array([[1.0], [1.0], [4.0]], dtype=np.float32))
+        x_n, x_sq, scale = kernels.dac_layer(x, False, PERIPHERY, squares=False, compiled=compiled)
+        assert x_sq is None and x_n.shape == (3, 2)
+        np.testing.assert_allclose(x_n[0], [1.0, -64 / 127], rtol=1e-6)  # no bias: scale 0.5
+
+
+@needs_numba
+@pytest.mark.parametrize("bias", [True, False], ids=["bias-input", "no-bias"])
+@pytest.mark.parametrize("squares", [True, False], ids=["squares", "no-squares"])
+@pytest.mark.parametrize(
+    "flags", [dict(), dict(quantization=False), dict(dac_bits=3, dac_range=0.25)], ids=["default", "no-quantization", "3-bit-range-0.25"]
+)
+def test_dac_layer_twins_agree(bias, squares, flags):
+    spec = dataclasses.replace(PERIPHERY, **flags)
+    x = dac_input() * np.float32(0.7)  # most rows below 1, so the bias input sets their scale
+    with np.errstate(invalid="ignore"):
+        reference = kernels.dac_layer_numpy(x, bias, spec, squares)
+        got = kernels.dac_layer(x, bias, spec, squares)
+        # The reference is periphery.dac on the inputs with a column of ones appended.
+        appended = np.hstack([x, np.ones((len(x), 1), np.float32)]) if bias else x
+        by_definition = periphery.dac(appended, spec, compiled=False)
+    np.testing.assert_array_equal(reference[0], by_definition[0])
+    np.testing.assert_array_equal(reference[2], by_definition[1])
+    for a, b in zip(got, reference):
+        if b is None:
+            assert a is None
+        else:
+            assert a.dtype == b.dtype and a.shape == b.shape
+            np.testing.assert_array_equal(a, b)
+
+
+def test_dac_layer_takes_other_dtypes_as_float32():
+    x = dac_input()[:, :0]
+    x_n, _, scale = kernels.dac_layer(x, True, PERIPHERY, squares=False)  # only the bias input
+    np.testing.assert_array_equal(x_n, np.ones((len(x), 1), np.float32))
+    x64 = np.nan_to_num(dac_input()).astype(np.float64)
+    got = kernels.dac_layer(x64, True, PERIPHERY, squares=True)
+    ref = kernels.dac_layer_numpy(x64.astype(np.float32), True, PERIPHERY, True)
+    for a, b in zip(got, ref):
+        np.testing.assert_array_equal(a, b)

@@ -1,0 +1,156 @@
+"""Drift compensation (where it acts, what it measures), the weight-range quantile, and
+the layer's tile reads in onnxruntime, against hand-computed values and numpy."""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+
+import numpy as np
+import pytest
+
+from analogc.mapper import compile_model
+from analogc.mapper.emit import weight_scale
+from analogc.mapper.layer_graph import Dense
+from analogc.runtime import tiles
+from analogc.runtime.chip import Chip
+from analogc.runtime.spec import load_target
+from analogc.runtime.tile_reads import BlockMatrices, LayerReads
+from tests.mapper.onnx_builders import mlp_model, random_feeds, save
+
+DAY = 86400.0
+
+
+@pytest.fixture(scope="module")
+def program_and_feeds(tmp_path_factory):
+    """A 100-80-70 MLP on `tiny` (64×64 tiles): layers split by rows and by columns."""
+    model = mlp_model(13)
+    path = save(model, tmp_path_factory.mktemp("drift"))
+    program = compile_model(path, load_target("tiny"), placer="greedy", time_limit=2)
+    return program, random_feeds(model, batch=40, seed=4)
+
+
+def with_target(program, **changes):
+    """A copy of the program whose target has `table.key` = value for each change."""
+    program = copy.deepcopy(program)
+    for dotted, value in changes.items():
+        table, key = dotted.split(".")
+        program.meta["target"][table][key] = value
+    return program
+
+
+def outputs(program, feeds, **options):
+    return list(Chip(program, **options).run(dict(feeds)).values())
+
+
+def test_default_compensates_at_the_adc_gain():
+    assert load_target(None).pcm.drift_compensation_at == "adc_gain"
+
+
+def test_gain_and_digital_factor_agree_without_adc_noise_and_quantisation(program_and_feeds):
+    """Without output noise and quantisation the ADC is linear, so a gain before it and a
+    factor after it give the same outputs (read noise scales with the signal either way)."""
+    program, feeds = program_and_feeds
+    linear = {"periphery.quantization": False, "periphery.output_noise_enabled": False}
+    gain = outputs(with_target(program, **linear, **{"pcm.drift_compensation_at": "adc_gain"}), feeds, seed=3, drift_time=DAY)
+    digital = outputs(with_target(program, **linear, **{"pcm.drift_compensation_at": "digital"}), feeds, seed=3, drift_time=DAY)
+    for a, b in zip(gain, digital):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+
+
+def test_gain_keeps_output_noise_small_after_drift(program_and_feeds):
+    """With only output noise on, the ADC-gain chip's outputs after a day stay closer to the
+    noise-free ones than the digital-factor chip's (which multiplies the noise by α > 1)."""
+    program, feeds = program_and_feeds
+    only_output_noise = {"periphery.quantization": False, "pcm.read_noise": False}
+    clean = outputs(with_target(program, **only_output_noise, **{"periphery.output_noise_enabled": False}), feeds, seed=3, drift_time=DAY)
+    errors = {}
+    for where in ("adc_gain", "digital"):
+        got = outputs(with_target(program, **only_output_noise, **{"pcm.drift_compensation_at": where}), feeds, seed=3, drift_time=DAY)
+        errors[where] = float(np.sqrt(np.mean((got[0] - clean[0]) ** 2)))
+    chip = Chip(with_target(program, **only_output_noise), seed=3, drift_time=DAY)
+    alpha = np.mean(list(chip.compensation.values()))
+    assert alpha > 1.3  # a day of drift: conductances fell by about (4320)^-0.05 or more
+    assert errors["adc_gain"] < errors["digital"] / 1.2
+
+
+def test_calibration_without_read_noise_is_the_column_sum_ratio(program_and_feeds):
+    """α per tile = Σ_columns |Σ_rows W(t0)| / Σ_columns |Σ_rows W(t)| (all-ones input)."""
+    program, _ = program_and_feeds
+    chip = Chip(with_target(program, **{"pcm.read_noise": False}), seed=2, drift_time=DAY)
+    assert chip.compensation
+    everything = (slice(None), slice(None))
+    for key, state in chip.states.items():
+        before = np.abs(tiles.effective_us(state, *everything, 20.0, chip.spec).sum(axis=0)).sum()
+        after = np.abs(tiles.effective_us(state, *everything, DAY, chip.spec).sum(axis=0)).sum()
+        assert chip.compensation[key] == pytest.approx(before / after, rel=1e-12)
+
+
+def test_no_compensation_at_t0_or_when_switched_off(program_and_feeds):
+    program, _ = program_and_feeds
+    assert Chip(program, seed=1).compensation == {}
+    assert Chip(with_target(program, **{"pcm.drift_compensation": False}), seed=1, drift_time=DAY).compensation == {}
+
+
+# --- The weight range. ------------------------------------------------------------------------
+
+
+def dense(weight, bias=None):
+    return Dense("fc", "x", "y", np.asarray(weight, np.float32), None if bias is None else np.asarray(bias, np.float32))
+
+
+def spec_with_quantile(q):
+    spec = load_target(None)
+    return dataclasses.replace(spec, cell=dataclasses.replace(spec.cell, w_max_quantile=q))
+
+
+def test_weight_range_quantile_hand_values():
+    # |w| = 1, 2, ..., 1000 (signs alternate): numpy's linear quantile at 0.999 sits at
+    # position 0.999·999 = 998.001 between 999 and 1000 -> 999.001.
+    w = (np.arange(1, 1001) * np.where(np.arange(1000) % 2, -1, 1)).reshape(100, 10)
+    assert weight_scale(dense(w), spec_with_quantile(1.0))["w_max"] == 1000.0
+    assert weight_scale(dense(w), spec_with_quantile(0.999))["w_max"] == pytest.approx(999.001)
+    # An analog bias takes part: 1010 magnitudes, position 0.999·1009 = 1007.991 of the sorted.
+    with_bias = weight_scale(dense(w, bias=[5000.0] + [0.5] * 9), spec_with_quantile(0.999))
+    magnitudes = np.sort(np.concatenate([np.abs(w).ravel(), [5000.0] + [0.5] * 9]))
+    expected = magnitudes[1007] + 0.991 * (magnitudes[1008] - magnitudes[1007])
+    assert with_bias["w_max"] == pytest.approx(expected)
+    assert with_bias["us_per_weight"] == pytest.approx(3.0 * 20.0 / expected)
+
+
+def test_default_weight_range_is_the_0999_quantile():
+    assert load_target(None).cell.w_max_quantile == 0.999
+
+
+# --- Tile reads in onnxruntime. ---------------------------------------------------------------
+
+
+def test_layer_reads_match_numpy_products():
+    rng = np.random.default_rng(0)
+    weights = rng.standard_normal((70, 9)).astype(np.float32)
+    variance = np.abs(rng.standard_normal((70, 9))).astype(np.float32)
+    blocks = [
+        BlockMatrices(4, (0, 64), weights[:64], variance[:64]),  # a row split ...
+        BlockMatrices(7, (64, 70), weights[64:], None),  # ... whose second block has no read noise
+    ]
+    reads = LayerReads("fc", 70, blocks)
+    x = rng.standard_normal((33, 70)).astype(np.float32)
+    got = reads(x, x * x)
+    assert set(got) == {4, 7}
+    np.testing.assert_allclose(got[4][0], x[:, :64] @ weights[:64], rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(got[4][1], (x * x)[:, :64] @ variance[:64], rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(got[7][0], x[:, 64:] @ weights[64:], rtol=1e-5, atol=1e-5)
+    assert got[7][1] is None
+    # A non-contiguous input and an empty batch.
+    strided = np.asfortranarray(x)
+    np.testing.assert_array_equal(reads(strided, strided * strided)[4][0], got[4][0])
+    empty = reads(np.zeros((0, 70), np.float32), np.zeros((0, 70), np.float32))
+    assert empty[4][0].shape == (0, 9)
+
+
+def test_layer_reads_without_variance_take_one_input():
+    weights = np.arange(6, dtype=np.float32).reshape(3, 2)
+    reads = LayerReads("fc", 3, [BlockMatrices(0, (0, 3), weights, None)])
+    y, v = reads(np.array([[1.0, 2.0, 3.0]], np.float32), None)[0]
+    np.testing.assert_array_equal(y, [[16.0, 22.0]])  # hand: 0+2·2+3·4, 1+2·3+3·5
+    assert v is None
