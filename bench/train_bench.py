@@ -11,7 +11,7 @@ float loop's, both timed in the same process.
 
 Writes bench/results/train.json and bench/results/train.png (learning curves).
 
-    .venv/bin/python bench/train_bench.py [--epochs 5] [--seeds 2] [--ablation-epochs 2] [--jobs 2]
+    .venv/bin/python bench/train_bench.py [--epochs 5] [--seeds 3] [--ablation-epochs 2] [--ablation-seeds 2] [--jobs 2]
 """
 
 from __future__ import annotations
@@ -150,8 +150,9 @@ def plot(report: dict, path: Path) -> None:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--epochs", type=int, default=5)
-    parser.add_argument("--seeds", type=int, default=2)
+    parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--ablation-epochs", type=int, default=2)
+    parser.add_argument("--ablation-seeds", type=int, default=2)
     parser.add_argument("--jobs", type=int, default=2, help="processes for the ablation runs (the main runs go first, one at a time, for the speed figures)")
     parser.add_argument("--data", nargs="*", default=list(DATASETS))
     parser.add_argument("--out", type=Path, default=RESULTS)
@@ -165,10 +166,10 @@ def main() -> int:
         print(f"{data}: main runs ({args.epochs} epochs, {args.seeds} seeds, with the float baseline)", flush=True)
         main_runs = [train_job({"program": program, "data": data, "overrides": {}, "name": "default", "seed": s, "epochs": args.epochs, "baseline": True}) for s in range(args.seeds)]
         baseline = [run["software_baseline_accuracy"] for run in main_runs]
-        print(f"{data}: ablations ({args.ablation_epochs} epochs, {args.seeds} seeds)", flush=True)
+        print(f"{data}: ablations ({args.ablation_epochs} epochs, {args.ablation_seeds} seeds)", flush=True)
         jobs = [
             {"program": program, "data": data, "overrides": ov, "name": name, "seed": s, "epochs": args.ablation_epochs, "baseline": False}
-            for name, ov in ABLATIONS.items() for s in range(args.seeds)
+            for name, ov in ABLATIONS.items() for s in range(args.ablation_seeds)
         ]
         with ProcessPoolExecutor(max_workers=args.jobs) as pool:
             done = list(pool.map(train_job, jobs))

@@ -123,7 +123,7 @@ class PeripherySpec:
     dac_range: float = knob(1.0, "inputs are clipped to ±dac_range (after per-layer input scaling)", "", 1e-9, 1e9)
     adc_bits: int = knob(8, "ADC resolution", "bits", 1, 32)
     adc_bound: float = knob(12.0, "saturating output bound, in units of w_max·dac_range", "", 1e-9, 1e9)
-    output_noise: float = knob(0.06, "additive output noise σ as a fraction of the ADC bound (starting point)", "", 0.0, 10.0)
+    output_noise: float = knob(0.06, "additive output noise σ in the ADC's units (w_max·dac_range, where the bound is adc_bound): aihwkit's out_noise = 0.06 with out_bound = 12", "", 0.0, 10.0)
     output_noise_enabled: bool = knob(True, "additive output noise on every ADC read")
 
 
@@ -138,7 +138,7 @@ class TrainingSpec:
     refresh_threshold: float = knob(0.9, "refresh a PCM pair when G⁺ or G⁻ exceeds this fraction of g_max", "", 0.0, 1.0)
     epochs: int = knob(1, "default number of epochs for `train`", "", 1, 100000)
     weight_range: float = knob(
-        8.0, "trained layers map ±weight_range × Glorot's limit √(6/(fan_in+fan_out)) to the full conductance range (assumption)", "", 0.01, 1e4
+        5.0, "trained layers map ±weight_range × Glorot's limit √(6/(fan_in+fan_out)) to the full conductance range (assumption)", "", 0.01, 1e4
     )
     pcm_update_step: float = knob(
         1.0, "2-PCM cells (no capacitor): nominal increment of one update SET pulse at G = 0, shrinking as G saturates (assumption)", "µS", 0.0, 25.0

@@ -249,6 +249,7 @@ class Trainer:
             "pulses_total": sum(layer.pulses for layer in self.layers),
             "pcm_program_iterations_total": sum(layer.pcm_iterations for layer in self.layers),
             "refreshed_pairs_total": sum(layer.refreshed for layer in self.layers),
+            "weight_ranges": {layer.name: layer.w_max for layer in self.layers},
         }
         if self.baseline is not None:
             order = self.order(pos.epoch)
