@@ -1,4 +1,4 @@
-"""The `analogc` command line: compile, plan, run, cost, targets.
+"""The `analogc` command line: compile, plan, run, train, export, cost, sweep, sweep-plot, targets.
 
 Exit status: 0 success; 2 bad input or usage (one line `analogc: error: ...` on
 stderr); 1 an internal error (traceback only with --debug).
@@ -110,6 +110,25 @@ def build_parser() -> ArgumentParser:
     p.add_argument("--target", default=None, help="price with this spec's [cost] table (shipped name or .toml path; default: the program's own)")
     add_common(p)
     p.set_defaults(handler="cost")
+
+    p = sub.add_parser("sweep", help="run or train over a grid of target-spec variants and seeds, on Dask", description="Expand the sweep file's grid x seeds, validate every variant, run each job as one Dask task (a LocalCluster here, or an existing cluster) and stream the results into DIR/results.parquet and .csv. Rerunning into the same DIR skips finished jobs.")
+    p.add_argument("program", metavar="PROGRAM.atp")
+    p.add_argument("--data", required=True, metavar="SPEC", help="digits | fashion-mnist (loaded on each worker) | idx:DIR | FILE.npz (read here, shipped to the workers)")
+    p.add_argument("--sweep", required=True, metavar="SWEEP.toml", help="the grid, seeds and command (see README, Sweeps)")
+    p.add_argument("--scheduler", metavar="ADDRESS", help="an existing Dask scheduler, e.g. tcp://HOST:8786 (default: a local cluster)")
+    p.add_argument("--workers", type=int, default=None, metavar="N", help="local cluster size (default: one worker process per core)")
+    p.add_argument("-o", "--output", required=True, metavar="DIR", help="results folder: sweep.json, results.parquet, results.csv")
+    add_common(p)
+    p.set_defaults(handler="sweep")
+
+    p = sub.add_parser("sweep-plot", help="plot a sweep's results: mean ± std over seeds", description="One metric against one swept key, mean ± sample std over seeds (and over any swept key not on the plot), optionally one line per value of --hue.")
+    p.add_argument("folder", metavar="DIR", help="a folder written by analogc sweep")
+    p.add_argument("--x", required=True, metavar="KEY", help="column on the x axis, e.g. capacitor.step_mismatch")
+    p.add_argument("--y", default="accuracy", metavar="METRIC", help="column on the y axis (default accuracy)")
+    p.add_argument("--hue", metavar="KEY", help="one line per value of this column")
+    p.add_argument("-o", "--output", required=True, metavar="PLOT.png")
+    add_common(p)
+    p.set_defaults(handler="sweep_plot")
 
     p = sub.add_parser("targets", help="list the shipped target specs", description="The shipped target specs, one line each.")
     add_common(p)

@@ -361,3 +361,15 @@ def cmd_export(args) -> int:
     from analogc.train_cli import cmd_export as run
 
     return run(args)
+
+
+def cmd_sweep(args) -> int:
+    from analogc.sweep import cmd_sweep as run
+
+    return run(args)
+
+
+def cmd_sweep_plot(args) -> int:
+    from analogc.sweep_plot import cmd_sweep_plot as run
+
+    return run(args)

@@ -99,8 +99,19 @@ def load_program(path: str | Path) -> Program:
     path = Path(path)
     if not path.is_file():
         raise AnalogcError(f"{path}: no such file" if not path.exists() else f"{path}: not a file")
+    return read_program(path, path)
+
+
+def load_program_bytes(data: bytes, name: str = "program") -> Program:
+    """The same checks as `load_program`, on the bytes of an .atp file (a program shipped
+    to another machine, e.g. a sweep worker, needs no shared disk); errors name `name`."""
+    return read_program(io.BytesIO(data), Path(name))
+
+
+def read_program(source, path: Path) -> Program:
+    """Open the archive in `source` (a path or a binary file object) and verify it."""
     try:
-        archive = zipfile.ZipFile(path)
+        archive = zipfile.ZipFile(source)
     except (zipfile.BadZipFile, OSError, ValueError) as exc:
         raise AnalogcError(f"{path}: not a tile program (not a zip archive: {exc})") from None
     with archive:

@@ -1,0 +1,230 @@
+"""`analogc sweep`: every job of a sweep file as one Dask task, on a LocalCluster here or
+on an existing cluster (`--scheduler tcp://HOST:PORT`), results streamed into one table.
+
+The folder DIR holds sweep.json (the expanded grid, the sweep file, the program's sha256
+and a fingerprint of all three plus the data) and results.parquet / results.csv. Running
+the same sweep into the same DIR again resumes: jobs already `ok` are not submitted,
+failed ones are retried. A DIR made by another sweep, program or data set is refused.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import secrets
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+from analogc.atomic import write_text_atomic
+from analogc.errors import AnalogcError
+from analogc.sweep_file import Job, Sweep, expand, load_sweep
+from analogc.sweep_job import NAMED_DATA, run_job
+from analogc.sweep_table import job_row, read_table, schema, write_table
+
+SWEEP_JSON = "sweep.json"
+ALLOWED_FAILURES = 3  # a job may lose this many workers (killed, crashed) and still be rerun
+CONNECT_TIMEOUT = "10s"
+
+
+def cmd_sweep(args) -> int:
+    from analogc.commands import console_for
+    from analogc.runtime.program import load_program_bytes, sha256
+
+    if args.workers is not None and args.scheduler:
+        raise AnalogcError("--workers sets the size of the local cluster; with --scheduler the cluster's own workers run the jobs")
+    if args.workers is not None and not 1 <= args.workers <= 1024:
+        raise AnalogcError(f"--workers must be between 1 and 1024, got {args.workers}")
+    out = Path(args.output)
+    program_bytes = read_program_file(Path(args.program))
+    program = load_program_bytes(program_bytes, name=args.program)
+    sweep = load_sweep(args.sweep)
+    jobs = expand(sweep, program, args.sweep)
+    data, data_digest = load_data(args.data, program, sweep.command)
+    record = sweep_record(args, sweep, jobs, sha256(program_bytes), data_digest)
+    done = prepare_folder(out, record)
+    pending = [job for job in jobs if done.get(job.job_id, {}).get("status") != "ok"]
+    console = console_for(args)
+    say = (lambda text: console.print(text, markup=False, highlight=False, soft_wrap=True)) if not (args.json or args.quiet) else (lambda text: None)
+    say(f"{len(jobs)} jobs ({len(jobs) - len(pending)} already done in {out}), {sweep.command} on {args.data}")
+    started, start = datetime.now(timezone.utc), time.perf_counter()
+    summary = {"scheduler": args.scheduler or "local", "workers": 0, "submitted": len(pending), "skipped": len(jobs) - len(pending)}
+    rows = dict(done)
+    if pending:
+        with connect(args.scheduler, args.workers, len(pending)) as client:
+            summary["workers"] = len(client.scheduler_info(n_workers=-1)["workers"])
+            say(f"running {len(pending)} jobs on {summary['workers']} workers ({summary['scheduler']})")
+            run_jobs(client, pending, jobs, program_bytes, data, sweep, out, rows, say)
+    statuses = [rows[j.job_id]["status"] for j in jobs]
+    summary.update(ok=statuses.count("ok"), failed=statuses.count("failed"), seconds=time.perf_counter() - start)
+    record["runs"].append({"started_at": started.isoformat(timespec="seconds"), **summary})
+    write_text_atomic(out / SWEEP_JSON, json.dumps(record, indent=1))
+    if args.json:
+        from analogc.cli import print_json
+
+        print_json({"output": str(out), "jobs": len(jobs), **summary})
+    else:
+        say(f"{summary['ok']} ok, {summary['failed']} failed of {len(jobs)} jobs in {summary['seconds']:.1f} s; table {out / 'results.parquet'} (and .csv)")
+    return 0
+
+
+def read_program_file(path: Path) -> bytes:
+    if not path.is_file():
+        raise AnalogcError(f"{path}: no such file" if not path.exists() else f"{path}: not a file")
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise AnalogcError(f"{path}: cannot read ({exc.strerror or exc})") from None
+
+
+def load_data(spec: str, program, command: str):
+    """Load the data set here first (a bad spec fails before any job), and decide what the
+    jobs carry: the name of a data set every worker has, or the arrays themselves."""
+    import numpy as np
+
+    from analogc.data import fit_to_input, load_dataset
+    from analogc.runtime.infer import single_input
+
+    dataset = load_dataset(spec)
+    splits = ("train", "test") if command == "train" else ("test",)
+    for split in splits:
+        if getattr(dataset, f"y_{split}") is None:
+            raise AnalogcError(f"{dataset.name}: the {split} split has no labels; a sweep measures accuracy")
+    fit_to_input(dataset.x_test[:1], single_input(program)["shape"], dataset.name)
+    digest = hashlib.sha256()
+    for name in ("x_train", "y_train", "x_test", "y_test"):
+        digest.update(np.ascontiguousarray(getattr(dataset, name)).tobytes())
+    return (spec if spec in NAMED_DATA else dataset), digest.hexdigest()
+
+
+def sweep_record(args, sweep: Sweep, jobs: list[Job], program_sha: str, data_digest: str) -> dict:
+    """sweep.json: what was swept, on what, and a fingerprint that identifies it."""
+    import analogc
+
+    identity = {"program_sha256": program_sha, "data": args.data, "data_sha256": data_digest, "sweep": sweep.canonical()}
+    fingerprint = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()
+    return {
+        "format": 1,
+        "analogc_version": analogc.__version__,
+        "fingerprint": fingerprint,
+        "program": {"path": args.program, "sha256": program_sha},
+        "data": {"spec": args.data, "sha256": data_digest},
+        "sweep_file": {"path": args.sweep, "text": Path(args.sweep).read_text(encoding="utf-8")},
+        "sweep": sweep.canonical(),
+        "jobs": [{"job_id": j.job_id, "values": j.values, "seed": j.seed, "options": j.options} for j in jobs],
+        "runs": [],
+    }
+
+
+def prepare_folder(out: Path, record: dict) -> dict:
+    """Create DIR, or check that it holds this very sweep; the rows it already has."""
+    if out.exists() and not out.is_dir():
+        raise AnalogcError(f"{out}: exists and is not a folder")
+    if not out.exists():
+        if not out.parent.is_dir():
+            raise AnalogcError(f"{out}: folder {out.parent} does not exist")
+        try:
+            out.mkdir()
+        except OSError as exc:
+            raise AnalogcError(f"{out}: cannot create folder ({exc.strerror or exc})") from None
+    path = out / SWEEP_JSON
+    if not path.exists():
+        if any(out.iterdir()):
+            raise AnalogcError(f"{out}: not empty and not a sweep folder (no {SWEEP_JSON}); give a new or empty folder")
+        write_text_atomic(path, json.dumps(record, indent=1))
+        return {}
+    try:
+        previous = json.loads(path.read_text(encoding="utf-8"))
+        fingerprint = previous["fingerprint"]
+    except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError) as exc:
+        raise AnalogcError(f"{path}: not a readable sweep record ({exc})") from None
+    if fingerprint != record["fingerprint"]:
+        raise AnalogcError(f"{out}: holds results of a different sweep ({difference(previous, record)}); give a new folder to -o")
+    record["runs"] = previous.get("runs", []) if isinstance(previous.get("runs"), list) else []
+    table = read_table(out)
+    if table is None:
+        return {}
+    known = {j["job_id"] for j in record["jobs"]}
+    return {row["job_id"]: row for row in table.to_pylist() if row.get("job_id") in known}
+
+
+def difference(previous: dict, record: dict) -> str:
+    """What changed between the sweep that made a folder and this one, in words."""
+    if previous.get("program", {}).get("sha256") != record["program"]["sha256"]:
+        return "another program: sha256 " + str(previous.get("program", {}).get("sha256", "?"))[:12] + f"…, now {record['program']['sha256'][:12]}…"
+    if previous.get("data") != record["data"]:
+        return f"another data set: {previous.get('data', {}).get('spec', '?')}, now {record['data']['spec']}"
+    return "another sweep file: the command, options, grid or seeds differ"
+
+
+class connect:
+    """A Dask client: on an existing scheduler, or on a LocalCluster of one single-threaded
+    worker process per core (at most one per job), logs silenced, no dashboard."""
+
+    def __init__(self, address: str | None, workers: int | None, jobs: int):
+        self.address, self.workers, self.jobs = address, workers, jobs
+        self.cluster = self.client = None
+
+    def __enter__(self):
+        import dask
+        from distributed import Client, LocalCluster
+
+        try:
+            if self.address:
+                self.client = Client(self.address, timeout=CONNECT_TIMEOUT, set_as_default=False)
+                return self.client
+            n = min(self.workers or len(os.sched_getaffinity(0)), self.jobs)
+            with dask.config.set({"distributed.scheduler.allowed-failures": ALLOWED_FAILURES}):
+                self.cluster = LocalCluster(
+                    n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None, silence_logs=logging.ERROR
+                )
+            self.client = Client(self.cluster, set_as_default=False)
+            return self.client
+        except (OSError, TimeoutError, ValueError) as exc:
+            self.__exit__()
+            where = f"scheduler {self.address}" if self.address else "a local cluster"
+            raise AnalogcError(f"cannot reach {where} ({type(exc).__name__}: {' '.join(str(exc).split())})") from None
+
+    def __exit__(self, *exc):
+        if self.client is not None:
+            self.client.close()
+        if self.cluster is not None:
+            self.cluster.close()
+        return False
+
+
+def run_jobs(client, pending: list[Job], jobs: list[Job], program_bytes: bytes, data, sweep: Sweep, out: Path, rows: dict, say) -> None:
+    """Submit every pending job as one task; each result rewrites the table as it lands."""
+    import analogc
+    from distributed import as_completed
+
+    table_schema = schema(sweep.axes)
+    order = {j.job_id: j.index for j in jobs}
+    program_future = client.scatter(program_bytes)
+    data_arg = data if isinstance(data, str) else client.scatter(data)
+    run_token = secrets.token_hex(4)  # fresh keys: a retry never reuses a stale result
+    futures, job_of = [], {}
+    for job in pending:
+        task = {"job_id": job.job_id, "command": job.command, "seed": job.seed, "options": job.options, "target": job.target}
+        future = client.submit(run_job, task, program_future, data_arg, analogc.__version__, key=f"analogc-sweep-{job.job_id}-{run_token}", retries=0)
+        futures.append(future)
+        job_of[future.key] = job
+    for count, future in enumerate(as_completed(futures, loop=client.loop), 1):
+        job = job_of[future.key]
+        try:
+            result = future.result()
+        except Exception as exc:  # the task itself was lost (e.g. killed workers beyond allowed-failures)
+            result = {"job_id": job.job_id, "status": "failed", "error": f"{type(exc).__name__}: {' '.join(str(exc).split())}"}
+        rows[job.job_id] = job_row(job, result)
+        write_table(out, sorted(rows.values(), key=lambda r: order[r["job_id"]]), table_schema)
+        say(describe_row(count, len(pending), job, rows[job.job_id]))
+
+
+def describe_row(count: int, total: int, job: Job, row: dict) -> str:
+    head = f"[{count}/{total}] {job.describe()}:"
+    if row["status"] != "ok":
+        return f"{head} failed: {row['error']}"
+    accuracy = "-" if row.get("accuracy") is None else f"{row['accuracy']:.4f}"
+    return f"{head} accuracy {accuracy} ({row['seconds']:.1f} s on {row['host']})"

@@ -1,0 +1,51 @@
+"""The results table of a sweep: one row per job, Parquet (typed) with a CSV beside it,
+both rewritten atomically after every finished job so a crash loses nothing finished."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.csv as pa_csv
+import pyarrow.parquet as pq
+
+from analogc.atomic import atomic_path
+from analogc.errors import AnalogcError
+from analogc.sweep_job import METRICS
+
+PARQUET, CSV = "results.parquet", "results.csv"
+ARROW_TYPES = {bool: pa.bool_(), int: pa.int64(), float: pa.float64(), str: pa.string()}
+TAIL = [
+    ("status", pa.string()), *((m, pa.float64()) for m in METRICS), ("seconds", pa.float64()),
+    ("host", pa.string()), ("error", pa.string()), ("finished_at", pa.string()),
+]
+
+
+def schema(axes) -> pa.Schema:
+    """job_id, one column per swept key (its own type), seed, command, then the results."""
+    fields = [("job_id", pa.string()), *((a.key, ARROW_TYPES[a.kind]) for a in axes), ("seed", pa.int64()), ("command", pa.string()), *TAIL]
+    return pa.schema(fields)
+
+
+def job_row(job, result: dict) -> dict:
+    """A job's identity (swept values, seed, command) joined with what its worker reported."""
+    return {"job_id": job.job_id, **job.values, "seed": job.seed, "command": job.command, **result}
+
+
+def write_table(folder: Path, rows: list[dict], table_schema: pa.Schema) -> None:
+    table = pa.Table.from_pylist(rows, schema=table_schema)
+    with atomic_path(folder / PARQUET) as tmp:
+        pq.write_table(table, tmp)
+    with atomic_path(folder / CSV) as tmp:
+        pa_csv.write_csv(table, tmp)
+
+
+def read_table(folder: Path) -> pa.Table | None:
+    """The table a previous run left, or None when there is none yet."""
+    path = folder / PARQUET
+    if not path.exists():
+        return None
+    try:
+        return pq.read_table(path)
+    except (pa.ArrowException, OSError) as exc:
+        raise AnalogcError(f"{path}: cannot read the results table ({exc})") from None
