@@ -21,7 +21,7 @@ from pathlib import Path
 from analogc.atomic import write_text_atomic
 from analogc.errors import AnalogcError
 from analogc.sweep_file import Job, Sweep, expand, load_sweep
-from analogc.sweep_job import NAMED_DATA, run_job
+from analogc.sweep_job import NAMED_DATA, carry, run_job
 from analogc.sweep_table import job_row, read_table, schema, write_table
 
 SWEEP_JSON = "sweep.json"
@@ -202,9 +202,9 @@ def run_jobs(client, pending: list[Job], jobs: list[Job], program_bytes: bytes, 
 
     table_schema = schema(sweep.axes)
     order = {j.job_id: j.index for j in jobs}
-    program_future = client.scatter(program_bytes)
-    data_arg = data if isinstance(data, str) else client.scatter(data)
     run_token = secrets.token_hex(4)  # fresh keys: a retry never reuses a stale result
+    program_future = ship(client, program_bytes, f"analogc-program-{run_token}")
+    data_arg = data if isinstance(data, str) else ship(client, data, f"analogc-data-{run_token}")
     futures, job_of = [], {}
     for job in pending:
         task = {"job_id": job.job_id, "command": job.command, "seed": job.seed, "options": job.options, "target": job.target}
@@ -220,6 +220,17 @@ def run_jobs(client, pending: list[Job], jobs: list[Job], program_bytes: bytes, 
         rows[job.job_id] = job_row(job, result)
         write_table(out, sorted(rows.values(), key=lambda r: order[r["job_id"]]), table_schema)
         say(describe_row(count, len(pending), job, rows[job.job_id]))
+
+
+def ship(client, value, key: str):
+    """Send `value` to the cluster once, as a task that returns it, not with scatter: the
+    scheduler keeps the task and recomputes it if the worker holding the value dies
+    (scattered data on a killed worker is lost for good, and every job needing it fails)."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*Large object.*")
+        return client.submit(carry, value, key=key)
 
 
 def describe_row(count: int, total: int, job: Job, row: dict) -> str:

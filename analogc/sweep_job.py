@@ -30,12 +30,17 @@ def named_dataset(name: str):
     return load_dataset(name)
 
 
+def carry(value):
+    """The task that holds the program bytes (or data) on the cluster: returns its input."""
+    return value
+
+
 def run_job(job: dict, program_bytes: bytes, data, version: str) -> dict:
     """Run one job; never raises for a problem of the job itself (the row says `failed`)."""
     import analogc
 
     start = time.perf_counter()
-    row = {"job_id": job["job_id"], "status": "ok", "error": None, "host": socket.gethostname()}
+    row = {"job_id": job["job_id"], "status": "ok", "error": None, "host": socket.gethostname(), "worker": worker_address()}
     try:
         if version != analogc.__version__:
             raise AnalogcError(f"the worker runs analogc {analogc.__version__}, the client {version}")
@@ -48,6 +53,16 @@ def run_job(job: dict, program_bytes: bytes, data, version: str) -> dict:
     row["seconds"] = time.perf_counter() - start
     row["finished_at"] = datetime.now(timezone.utc).isoformat(timespec="milliseconds")
     return row
+
+
+def worker_address() -> str | None:
+    """The Dask worker running this job (None when called outside a worker)."""
+    from distributed import get_worker
+
+    try:
+        return get_worker().address
+    except ValueError:
+        return None
 
 
 def location(exc: BaseException) -> str:

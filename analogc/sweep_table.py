@@ -17,7 +17,7 @@ PARQUET, CSV = "results.parquet", "results.csv"
 ARROW_TYPES = {bool: pa.bool_(), int: pa.int64(), float: pa.float64(), str: pa.string()}
 TAIL = [
     ("status", pa.string()), *((m, pa.float64()) for m in METRICS), ("seconds", pa.float64()),
-    ("host", pa.string()), ("error", pa.string()), ("finished_at", pa.string()),
+    ("host", pa.string()), ("worker", pa.string()), ("error", pa.string()), ("finished_at", pa.string()),
 ]
 
 
