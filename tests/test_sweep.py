@@ -322,3 +322,40 @@ def test_load_program_bytes(program):
     corrupt[len(data) // 2] ^= 0xFF
     with pytest.raises(AnalogcError, match="shipped.atp"):
         load_program_bytes(bytes(corrupt), name="shipped.atp")
+
+
+def test_run_sweep_matches_analogc_run(program, cluster, cli, tmp_path):
+    """A `run` job is `analogc run` with that drift time and seed: same accuracy and cost."""
+    sweep = write(tmp_path, 'command = "run"\nseeds = [4]\n[run]\nlimit = 150\n[grid]\n"run.drift_time" = [20, 86400]\n"cost.adc_energy" = [2e-11, 4e-11]\n')
+    result = cli("sweep", program, "--data", "digits", "--sweep", sweep, "--scheduler", cluster.scheduler.address, "-o", tmp_path / "out", "-q")
+    assert result.code == 0, result.err
+    rows = pq.read_table(tmp_path / "out" / "results.parquet").to_pylist()
+    assert [(r["run.drift_time"], r["cost.adc_energy"]) for r in rows] == [(20.0, 2e-11), (20.0, 4e-11), (86400.0, 2e-11), (86400.0, 4e-11)]
+    for drift in (20, 86400):
+        single = json.loads(cli("run", program, "--data", "digits", "--limit", "150", "--seed", "4", "--drift-time", drift, "--json").out)
+        cheap, dear = (r for r in rows if r["run.drift_time"] == drift)
+        assert cheap["accuracy"] == single["accuracy"] == dear["accuracy"]  # the ADC's price does not change outputs
+        assert cheap["energy_per_example_j"] == pytest.approx(single["cost"]["energy_per_example_j"])
+        adc_conversions = single["cost"]["counts"]["adc_conversions"] / single["cost"]["examples"]
+        assert dear["energy_per_example_j"] - cheap["energy_per_example_j"] == pytest.approx(2e-11 * adc_conversions)
+
+
+def test_npz_data_is_shipped_to_the_workers(program, cluster, cli, tmp_path):
+    """A .npz data set is read by the client and shipped: workers never see the path."""
+    from analogc.data import load_dataset
+
+    digits = load_dataset("digits")
+    data = tmp_path / "mine.npz"
+    np.savez(data, x_train=digits.x_train, y_train=digits.y_train, x_test=digits.x_test, y_test=digits.y_test)
+    sweep = write(tmp_path, 'command = "run"\nseeds = [1]\n[grid]\n"pcm.read_noise" = [true]\n')
+    result = cli("sweep", program, "--data", data, "--sweep", sweep, "--scheduler", cluster.scheduler.address, "-o", tmp_path / "out", "--json")
+    assert result.code == 0, result.err
+    from analogc.runtime.program import load_program
+    from analogc.sweep import load_data
+
+    carried, _ = load_data(str(data), load_program(program), "run")
+    assert not isinstance(carried, str) and np.array_equal(carried.x_test, digits.x_test)  # arrays, not a path
+    assert load_data("digits", load_program(program), "run")[0] == "digits"  # a name every worker resolves
+    row = pq.read_table(tmp_path / "out" / "results.parquet").to_pylist()[0]
+    single = json.loads(cli("run", program, "--data", "digits", "--seed", "1", "--json").out)
+    assert row["status"] == "ok" and row["accuracy"] == single["accuracy"]
