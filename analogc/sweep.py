@@ -44,7 +44,7 @@ def cmd_sweep(args) -> int:
     jobs = expand(sweep, program, args.sweep)
     data, data_digest = load_data(args.data, program, sweep.command)
     record = sweep_record(args, sweep, jobs, sha256(program_bytes), data_digest)
-    done = prepare_folder(out, record)
+    done = read_folder(out, record)
     pending = [job for job in jobs if done.get(job.job_id, {}).get("status") != "ok"]
     console = console_for(args)
     say = (lambda text: console.print(text, markup=False, highlight=False, soft_wrap=True)) if not (args.json or args.quiet) else (lambda text: None)
@@ -56,6 +56,9 @@ def cmd_sweep(args) -> int:
         with connect(args.scheduler, args.workers, len(pending)) as client:
             summary["workers"] = len(client.scheduler_info(n_workers=-1)["workers"])
             say(f"running {len(pending)} jobs on {summary['workers']} workers ({summary['scheduler']})")
+            if not summary["workers"]:
+                say("the cluster has no workers yet: the jobs wait until some join")
+            start_folder(out, record)
             run_jobs(client, pending, jobs, program_bytes, data, sweep, out, rows, say)
     statuses = [rows[j.job_id]["status"] for j in jobs]
     summary.update(ok=statuses.count("ok"), failed=statuses.count("failed"), seconds=time.perf_counter() - start)
@@ -118,22 +121,19 @@ def sweep_record(args, sweep: Sweep, jobs: list[Job], program_sha: str, data_dig
     }
 
 
-def prepare_folder(out: Path, record: dict) -> dict:
-    """Create DIR, or check that it holds this very sweep; the rows it already has."""
+def read_folder(out: Path, record: dict) -> dict:
+    """Check that DIR is new, empty, or holds this very sweep (writes nothing); the rows
+    it already has."""
     if out.exists() and not out.is_dir():
         raise AnalogcError(f"{out}: exists and is not a folder")
     if not out.exists():
         if not out.parent.is_dir():
             raise AnalogcError(f"{out}: folder {out.parent} does not exist")
-        try:
-            out.mkdir()
-        except OSError as exc:
-            raise AnalogcError(f"{out}: cannot create folder ({exc.strerror or exc})") from None
+        return {}
     path = out / SWEEP_JSON
     if not path.exists():
         if any(out.iterdir()):
             raise AnalogcError(f"{out}: not empty and not a sweep folder (no {SWEEP_JSON}); give a new or empty folder")
-        write_text_atomic(path, json.dumps(record, indent=1))
         return {}
     try:
         previous = json.loads(path.read_text(encoding="utf-8"))
@@ -148,6 +148,16 @@ def prepare_folder(out: Path, record: dict) -> dict:
         return {}
     known = {j["job_id"] for j in record["jobs"]}
     return {row["job_id"]: row for row in table.to_pylist() if row.get("job_id") in known}
+
+
+def start_folder(out: Path, record: dict) -> None:
+    """Create DIR and its sweep.json when they do not exist yet (once the cluster is up)."""
+    try:
+        out.mkdir(exist_ok=True)
+    except OSError as exc:
+        raise AnalogcError(f"{out}: cannot create folder ({exc.strerror or exc})") from None
+    if not (out / SWEEP_JSON).exists():
+        write_text_atomic(out / SWEEP_JSON, json.dumps(record, indent=1))
 
 
 def difference(previous: dict, record: dict) -> str:

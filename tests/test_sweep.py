@@ -279,6 +279,7 @@ def test_cli_errors(program, cli, tmp_path, tiny_sweep, monkeypatch):
     (tmp_path / "full" / "x").write_text("x")
     assert_user_error(cli(*base, "-o", tmp_path / "full"), "not a sweep folder")
     assert_user_error(cli(*base, "-o", tmp_path / "nowhere", "--scheduler", "tcp://127.0.0.1:1"), "cannot reach scheduler")
+    assert not (tmp_path / "nowhere").exists()  # nothing written before the cluster answers
 
 
 def test_refuses_a_folder_of_another_sweep(program, cli, tmp_path, tiny_sweep):
