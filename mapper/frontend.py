@@ -157,8 +157,8 @@ def convert_gemm(node: onnx.NodeProto, index: int, ctx: Context) -> Converted | 
     require_constant_weight(node, index, b, ctx)
     dtype = ANALOG_DTYPES.get(ctx.elem_type(a))
     weight = ctx.constants[b]
-    if a in ctx.constants or dtype is None or weight.ndim != 2:
-        return None
+    if a in ctx.constants or dtype is None or weight.ndim != 2 or 0 in weight.shape:
+        return None  # (a zero-sized product occupies no cells: onnxruntime computes it)
     attrs = attributes(node)
     alpha, beta = float(attrs.get("alpha", 1.0)), float(attrs.get("beta", 1.0))
     weight = np.ascontiguousarray(weight.T if attrs.get("transB", 0) else weight, dtype=np.float32)
@@ -215,8 +215,8 @@ def convert_matmul(node: onnx.NodeProto, index: int, ctx: Context) -> Converted 
     require_constant_weight(node, index, b, ctx)
     dtype = ANALOG_DTYPES.get(ctx.elem_type(a))
     weight = ctx.constants[b]
-    if a in ctx.constants or dtype is None or weight.ndim != 2:
-        return None
+    if a in ctx.constants or dtype is None or weight.ndim != 2 or 0 in weight.shape:
+        return None  # (a zero-sized product occupies no cells: onnxruntime computes it)
     name = ctx.layer_name(node, index)
     dense = Dense(name, a, node.output[0], weight.astype(np.float32, copy=False), None, dtype=dtype, onnx_nodes=[node_label(node, index)])
     fused = [index]

@@ -5,13 +5,16 @@ Every failure becomes an `AnalogcError` naming the file, so the CLI prints one l
 
 from __future__ import annotations
 
-import os
+import math
+import re
+import stat
 from pathlib import Path
 
 import onnx
 from onnx import external_data_helper, shape_inference
 
 from analogc.errors import AnalogcError
+from analogc.memory import check_fits, human
 
 MAX_MODEL_BYTES = 2 << 30  # protobuf's own limit for one serialised model
 
@@ -38,7 +41,10 @@ def load_onnx(path: str | Path) -> tuple[onnx.ModelProto, bool]:
         raise AnalogcError(f"{path}: not an ONNX model ({type(exc).__name__})") from None
     if not model.graph.node and not model.graph.output:
         raise AnalogcError(f"{path}: not an ONNX model (no graph)")
-    external = load_external_data_safely(model, path.parent.resolve(), path)
+    check_operator_sets(model, path)
+    tensors = list(external_data_helper._get_all_tensors(model))
+    check_tensor_memory(tensors, path)
+    external = load_external_data_safely(tensors, path.parent.resolve(), path)
     try:
         onnx.checker.check_model(model)
     except (onnx.checker.ValidationError, Exception) as exc:
@@ -46,6 +52,8 @@ def load_onnx(path: str | Path) -> tuple[onnx.ModelProto, bool]:
         raise AnalogcError(f"{path}: invalid ONNX model: {first}") from None
     try:
         infer_shapes_without_weights(model)
+    except MemoryError:
+        raise
     except Exception as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise AnalogcError(f"{path}: ONNX shape inference failed: {first}") from None
@@ -83,7 +91,9 @@ def infer_shapes_without_weights(model: onnx.ModelProto) -> None:
             g.initializer.append(tensor)
         elif tensor.name not in declared:
             g.input.append(onnx.helper.make_tensor_value_info(tensor.name, tensor.data_type, list(tensor.dims)))
-    inferred = shape_inference.infer_shapes(light, strict_mode=False)
+    # Strict, with type checks: a float input times an int32 weight is an error here,
+    # not a failure of onnxruntime at run time.
+    inferred = shape_inference.infer_shapes(light, strict_mode=True, check_type=True)
     del graph.value_info[:]
     graph.value_info.extend(inferred.graph.value_info)
     known = {o.name: o for o in inferred.graph.output}
@@ -92,40 +102,127 @@ def infer_shapes_without_weights(model: onnx.ModelProto) -> None:
             output.type.CopyFrom(known[output.name].type)
 
 
-def load_external_data_safely(model: onnx.ModelProto, base: Path, path: Path) -> int:
-    """Load tensors stored outside the model, refusing any location outside `base`."""
-    tensors = [
-        t
-        for t in external_data_helper._get_all_tensors(model)
-        if external_data_helper.uses_external_data(t)
-    ]
-    for tensor in tensors:
-        info = external_data_helper.ExternalDataInfo(tensor)
-        location = info.location
-        if not location or os.path.isabs(location) or ".." in Path(location).parts:
+# Domains whose operators onnxruntime implements; anything else cannot run on the host.
+RUNNABLE_DOMAINS = ("", "ai.onnx", "ai.onnx.ml", "com.microsoft")
+
+
+def check_operator_sets(model: onnx.ModelProto, path: Path) -> None:
+    """Refuse opsets newer than onnx knows and operators no runtime here implements
+    (the checker accepts any custom domain; onnxruntime would fail only at `run`)."""
+    newest = onnx.defs.onnx_opset_version()
+    for imp in model.opset_import:
+        if imp.domain in ("", "ai.onnx") and imp.version > newest:
             raise AnalogcError(
-                f"{path}: external data {location!r} of tensor {tensor.name!r} must be a "
-                "relative path inside the model's folder"
+                f"{path}: model uses ONNX opset {imp.version}, newer than the newest this analogc knows ({newest})"
             )
-        target = (base / location).resolve()
-        if base not in target.parents:
+    local = {f.domain for f in model.functions}
+    for node in model.graph.node:
+        if node.domain not in RUNNABLE_DOMAINS and node.domain not in local:
+            raise AnalogcError(
+                f"{path}: node {node.name or node.op_type!r} uses operator {node.domain}.{node.op_type}, "
+                "which neither the analog tiles nor onnxruntime can run"
+            )
+
+
+SUB_BYTE_BITS = {
+    getattr(onnx.TensorProto, name): bits
+    for name, bits in (("INT4", 4), ("UINT4", 4), ("FLOAT4E2M1", 4), ("INT2", 2), ("UINT2", 2))
+    if hasattr(onnx.TensorProto, name)
+}
+
+
+def declared_bytes(tensor: onnx.TensorProto) -> int | None:
+    """Bytes the tensor's dims and type declare; None for types without a fixed size."""
+    try:
+        itemsize = onnx.helper.tensor_dtype_to_np_dtype(tensor.data_type).itemsize
+    except (KeyError, TypeError, ValueError):
+        return None
+    if tensor.data_type in (onnx.TensorProto.STRING, onnx.TensorProto.UNDEFINED):
+        return None
+    bits = SUB_BYTE_BITS.get(tensor.data_type)
+    elements = math.prod(tensor.dims)
+    return (elements * bits + 7) // 8 if bits else elements * itemsize
+
+
+def check_tensor_memory(tensors: list, path: Path) -> None:
+    """Before reading any weight: dims must be non-negative and all tensors together
+    must fit in memory (see analogc/memory.py), else say how much they need."""
+    total, largest, largest_bytes = 0, None, -1
+    for tensor in tensors:
+        if any(d < 0 for d in tensor.dims):
+            raise AnalogcError(f"{path}: tensor {tensor.name!r} declares a negative dimension {list(tensor.dims)}")
+        nbytes = declared_bytes(tensor) or 0
+        total += nbytes
+        if nbytes > largest_bytes:
+            largest, largest_bytes = tensor, nbytes
+    if largest is not None:
+        dims = "x".join(str(d) for d in largest.dims) or "scalar"
+        check_fits(total, f"the model's weights (largest {largest.name!r}, {dims}, {human(largest_bytes)})", str(path))
+
+
+def checked_location(location: str, name: str, path: Path) -> str:
+    """A relative path with no way out of the model's folder, in any spelling."""
+    bad = (
+        not location
+        or any(ord(ch) < 32 or ch == "\x7f" for ch in location)
+        or location.startswith(("/", "\\"))
+        or re.match(r"^[A-Za-z]:", location)
+        or ".." in re.split(r"[/\\]", location)
+    )
+    if bad:
+        raise AnalogcError(
+            f"{path}: external data location {location!r} of tensor {name!r} must be a relative "
+            "path inside the model's folder (no absolute path, drive, '..' or control characters)"
+        )
+    return location
+
+
+def load_external_data_safely(tensors: list, base: Path, path: Path) -> int:
+    """Load tensors stored outside the model, refusing any location outside `base`,
+    any file that is not a regular file, and any offset or length that does not fit."""
+    external = [t for t in tensors if external_data_helper.uses_external_data(t)]
+    for tensor in external:
+        try:
+            info = external_data_helper.ExternalDataInfo(tensor)
+        except (ValueError, TypeError) as exc:
+            raise AnalogcError(f"{path}: external data of tensor {tensor.name!r} is malformed ({exc})") from None
+        location = checked_location(info.location, tensor.name, path)
+        try:
+            target = (base / location).resolve()
+            inside = base in target.parents
+            mode = target.stat().st_mode if inside else 0
+        except FileNotFoundError:
+            raise AnalogcError(f"{path}: external data file {location!r} of tensor {tensor.name!r} is missing") from None
+        except (OSError, RuntimeError, ValueError) as exc:
+            raise AnalogcError(f"{path}: cannot open external data {location!r} of tensor {tensor.name!r} ({exc})") from None
+        if not inside:
             raise AnalogcError(
                 f"{path}: external data {location!r} of tensor {tensor.name!r} leads outside "
                 "the model's folder"
             )
-        if not target.is_file():
-            raise AnalogcError(f"{path}: external data file {location!r} of tensor {tensor.name!r} is missing")
-        offset = int(info.offset or 0)
-        length = info.length
+        if not stat.S_ISREG(mode):
+            raise AnalogcError(f"{path}: external data {location!r} of tensor {tensor.name!r} is not a regular file")
         file_size = target.stat().st_size
-        if length is not None and offset + int(length) > file_size or offset > file_size:
+        offset = int(info.offset or 0)
+        need = declared_bytes(tensor)
+        length = int(info.length) if info.length is not None else need
+        if need is not None and length != need:
             raise AnalogcError(
-                f"{path}: external data of tensor {tensor.name!r} lies beyond the end of {location!r}"
+                f"{path}: external data of tensor {tensor.name!r} has length {length}, "
+                f"its dims {list(tensor.dims)} need {need} bytes"
             )
-        with open(target, "rb") as handle:
-            handle.seek(offset)
-            data = handle.read(int(length)) if length is not None else handle.read()
+        if offset > file_size or (length is not None and offset + length > file_size):
+            raise AnalogcError(
+                f"{path}: external data of tensor {tensor.name!r} (offset {offset}, length {length}) "
+                f"lies beyond the end of {location!r} ({file_size} bytes)"
+            )
+        try:
+            with open(target, "rb") as handle:
+                handle.seek(offset)
+                data = handle.read(length) if length is not None else handle.read()
+        except OSError as exc:
+            raise AnalogcError(f"{path}: cannot read external data {location!r} ({exc.strerror or exc})") from None
         tensor.raw_data = data
         del tensor.external_data[:]
         tensor.data_location = onnx.TensorProto.DEFAULT
-    return len(tensors)
+    return len(external)
