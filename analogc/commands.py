@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import sys
 import time
-import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -135,7 +134,7 @@ def cmd_run(args) -> int:
         raise AnalogcError(f"{data_name}: no examples to run")
     if args.drift_time is not None and not (args.drift_time >= 0 and np.isfinite(args.drift_time)):
         raise AnalogcError(f"--drift-time must be a number of seconds ≥ 0, got {args.drift_time}")
-    chip = Chip(program, ideal=args.ideal, seed=args.seed, drift_time=args.drift_time)
+    chip = Chip(program, ideal=args.ideal, seed=args.seed, drift_time=args.drift_time, origin=str(args.program))
     result, outputs = evaluate(program, chip, feeds, labels, args)
     result = {"data": data_name, **result, **chip_effects(chip), "cost": run_cost(chip, result["examples"]).to_json()}
     if args.output:
@@ -249,20 +248,18 @@ def read_input_arrays(path: Path, program) -> dict:
     inputs = program.meta["model"]["inputs"]
     if not path.is_file():
         raise AnalogcError(f"{path}: no such file")
-    try:
-        loaded = np.load(path, allow_pickle=False)
-    except (ValueError, OSError, zipfile.BadZipFile, EOFError) as exc:
-        raise AnalogcError(f"{path}: not a readable .npy/.npz file ({exc})") from None
+    from analogc.npy_read import read_npy_or_npz
+
+    loaded = read_npy_or_npz(path)
     if isinstance(loaded, np.ndarray):
         if len(inputs) != 1:
             raise AnalogcError(f"{path}: the model has {len(inputs)} inputs; give a .npz with arrays named {', '.join(i['name'] for i in inputs)}")
         arrays = {inputs[0]["name"]: loaded}
     else:
-        with loaded:
-            missing = [i["name"] for i in inputs if i["name"] not in loaded.files]
-            if missing:
-                raise AnalogcError(f"{path}: no array for model input(s) {', '.join(missing)}")
-            arrays = {i["name"]: loaded[i["name"]] for i in inputs}
+        missing = [i["name"] for i in inputs if i["name"] not in loaded]
+        if missing:
+            raise AnalogcError(f"{path}: no array for model input(s) {', '.join(missing)}")
+        arrays = {i["name"]: loaded[i["name"]] for i in inputs}
     feeds, batch = {}, None
     for info in inputs:
         feeds[info["name"]] = check_input_array(arrays[info["name"]], info, path)

@@ -11,13 +11,14 @@ from __future__ import annotations
 import gzip
 import math
 import os
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from analogc.errors import AnalogcError
+from analogc.memory import check_fits
+from analogc.npy_read import read_npz
 
 FASHION_MNIST_DIRS = ("/usr/share/datasets/fashion-mnist",)
 DIGITS_TEST_FRACTION = 0.2
@@ -130,6 +131,7 @@ def read_idx(path: Path) -> np.ndarray:
             nbytes = math.prod(dims) * dtype.itemsize
             if nbytes > MAX_IDX_BYTES:
                 raise AnalogcError(f"{path}: IDX dimensions {dims} need {nbytes} bytes, too large")
+            check_fits(nbytes, f"its IDX dimensions {dims}", str(path))
             body = handle.read(nbytes)
     except (OSError, EOFError, gzip.BadGzipFile) as exc:
         raise AnalogcError(f"{path}: cannot read IDX file ({exc})") from None
@@ -142,16 +144,10 @@ def load_npz(path: Path) -> Dataset:
     """A .npz with x_train, y_train, x_test, y_test (never unpickled)."""
     if not path.is_file():
         raise AnalogcError(f"{path}: no such file")
-    try:
-        with np.load(path, allow_pickle=False) as archive:
-            missing = [k for k in ("x_train", "y_train", "x_test", "y_test") if k not in archive]
-            if missing:
-                raise AnalogcError(f"{path}: missing arrays {', '.join(missing)}")
-            arrays = {k: archive[k] for k in ("x_train", "y_train", "x_test", "y_test")}
-    except AnalogcError:
-        raise
-    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
-        raise AnalogcError(f"{path}: not a readable .npz file ({exc})") from None
+    arrays = read_npz(path, str(path))
+    missing = [k for k in ("x_train", "y_train", "x_test", "y_test") if k not in arrays]
+    if missing:
+        raise AnalogcError(f"{path}: missing arrays {', '.join(missing)}")
     for key in ("x_train", "x_test"):
         if arrays[key].dtype.kind not in "biuf" or arrays[key].ndim < 1:
             raise AnalogcError(f"{path}: {key} must be a numeric array, got {arrays[key].dtype}")

@@ -15,6 +15,7 @@ from __future__ import annotations
 import numpy as np
 
 from analogc.errors import AnalogcError
+from analogc.memory import check_fits, human
 from analogc.runtime import kernels, tile_reads, tiles
 from analogc.runtime.activations import apply_activation
 from analogc.runtime.host import make_session, run_session
@@ -51,10 +52,12 @@ class Chip:
         drift_time: float | None = None,
         devices: dict | None = None,
         count_ops: bool = True,
+        origin: str = "tile program",
     ):
         """`devices`: layer name -> LayerDevices, the state a training run left (read from
         the program's device arrays when it holds them); other layers are programmed.
-        `count_ops`: tally what runs for the cost model (op_counts)."""
+        `count_ops`: tally what runs for the cost model (op_counts). `origin` names the
+        program in errors (a refusal when the device state would not fit in memory)."""
         self.program = program
         self.count_ops = count_ops
         self.vectors: dict[str, int] = {}  # layer -> input rows read (cost model)
@@ -73,6 +76,7 @@ class Chip:
         self.states: dict[tuple, tiles.TileState] = {}
         self.devices: dict = {}
         if not self.spec.ideal:
+            self.check_device_memory(origin)
             self.devices = dict(devices or {})
             for name, layer in self.layers.items():
                 if name not in self.devices and has_device_state(program, name):
@@ -84,6 +88,13 @@ class Chip:
         }
         self.instructions = program.meta["instructions"]["inference"]
         self.set_time(self.spec.pcm.drift_t0 if drift_time is None else drift_time)
+
+    def check_device_memory(self, origin: str) -> None:
+        """Device state is kept for whole tiles: refuse before allocating what cannot fit."""
+        chip = self.spec.chip
+        used = {tuple(b["tile"]) for b in self.program.blocks}
+        per_tile = chip.tile_rows * chip.tile_cols * tiles.BYTES_PER_CELL
+        check_fits(len(used) * per_tile, f"the device state of its {len(used)} tiles of {chip.tile_rows}x{chip.tile_cols} cells ({human(per_tile)} each)", origin)
 
     def array_matrix(self, layer: dict) -> np.ndarray:
         """The layer's weights with the bias row appended when the bias is analog."""

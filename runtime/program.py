@@ -28,13 +28,14 @@ import numpy as np
 
 from analogc.atomic import atomic_path
 from analogc.errors import AnalogcError
+from analogc.memory import check_fits
+from analogc.npy_read import MAX_COMPRESSION_RATIO, MAX_MEMBER_BYTES  # noqa: F401 (the limits, for tests)
+from analogc.npy_read import check_unique_members, check_zip_member, read_npz
 from analogc.runtime.program_check import check_program
 
 FORMAT_VERSION = 1
 PROGRAM_JSON = "program.json"
 ARRAYS = "arrays.npz"
-MAX_MEMBER_BYTES = 8 << 30
-MAX_COMPRESSION_RATIO = 200
 
 
 @dataclass
@@ -115,6 +116,8 @@ def read_program(source, path: Path) -> Program:
     except (zipfile.BadZipFile, OSError, ValueError) as exc:
         raise AnalogcError(f"{path}: not a tile program (not a zip archive: {exc})") from None
     with archive:
+        check_unique_members(archive, str(path))
+        check_fits(sum(i.file_size for i in archive.infolist()), "its members", str(path))
         meta = read_meta(archive, path)
         if meta.get("program_sha256") != meta_digest(meta):
             raise AnalogcError(f"{path}: checksum mismatch for program.json (file corrupted or edited)")
@@ -138,19 +141,11 @@ def read_member(archive: zipfile.ZipFile, name: str, path: Path) -> bytes:
         info = archive.getinfo(name)
     except KeyError:
         raise AnalogcError(f"{path}: member {name} is missing") from None
-    check_declared_size(info, name, path)
+    check_zip_member(info, f"{path}: member {name}")
     try:
         return archive.read(name)
     except (zipfile.BadZipFile, zlib.error, OSError, EOFError, ValueError, NotImplementedError) as exc:
         raise AnalogcError(f"{path}: member {name} cannot be read ({exc})") from None
-
-
-def check_declared_size(info: zipfile.ZipInfo, name: str, path: Path) -> None:
-    """Refuse a zip entry whose declared size is absurd or whose ratio is a zip bomb's."""
-    if info.file_size > MAX_MEMBER_BYTES or (
-        info.compress_size and info.file_size / info.compress_size > MAX_COMPRESSION_RATIO and info.file_size > 1 << 24
-    ):
-        raise AnalogcError(f"{path}: member {name} declares {info.file_size} bytes, refusing to expand it")
 
 
 def read_meta(archive: zipfile.ZipFile, path: Path) -> dict:
@@ -179,15 +174,4 @@ def read_meta(archive: zipfile.ZipFile, path: Path) -> dict:
 
 def read_arrays(data: bytes, path: Path) -> dict:
     """arrays.npz: every entry a .npy array (never unpickled), sizes checked like members."""
-    try:
-        with zipfile.ZipFile(io.BytesIO(data)) as inner:
-            for info in inner.infolist():
-                check_declared_size(info, f"{ARRAYS}/{info.filename}", path)
-        with np.load(io.BytesIO(data), allow_pickle=False) as npz:
-            arrays = {name: npz[name] for name in npz.files}
-    except (ValueError, OSError, zipfile.BadZipFile, zlib.error, EOFError, MemoryError) as exc:
-        raise AnalogcError(f"{path}: arrays.npz cannot be read ({exc})") from None
-    for name, value in arrays.items():
-        if not isinstance(value, np.ndarray):
-            raise AnalogcError(f"{path}: arrays.npz entry {name} is not a .npy array")
-    return arrays
+    return read_npz(data, f"{path}: {ARRAYS}")

@@ -138,8 +138,12 @@ def check_program(meta: dict, arrays: dict, members: dict, origin: str) -> None:
             fail(f"weights of layer {name!r} are {weight.dtype} {weight.shape}, the layer says ({k}, {n})")
         if layer.get("bias") in ("analog", "digital") and arrays.get(f"bias/{name}", None) is None:
             fail(f"layer {name!r} has a bias but no bias array")
-        if layer.get("bias") in ("analog", "digital") and arrays[f"bias/{name}"].shape != (n,):
-            fail(f"bias of layer {name!r} has shape {arrays[f'bias/{name}'].shape}, expected ({n},)")
+        if layer.get("bias") in ("analog", "digital") and (arrays[f"bias/{name}"].shape != (n,) or arrays[f"bias/{name}"].dtype.kind != "f"):
+            fail(f"bias of layer {name!r} is {arrays[f'bias/{name}'].dtype} {arrays[f'bias/{name}'].shape}, expected float ({n},)")
+        for what in ("weight", "bias"):
+            values = arrays.get(f"{what}/{name}")
+            if values is not None and values.dtype.kind == "f" and not np.all(np.isfinite(values)):
+                fail(f"{what} of layer {name!r} holds NaN or Inf")
         layers[name] = (k + (1 if layer.get("bias") == "analog" else 0), n)
     grid, tile = (spec.chip.grid_rows, spec.chip.grid_cols), (spec.chip.tile_rows, spec.chip.tile_cols)
     if tuple(meta["placement"]["grid"]) != grid or tuple(meta["placement"]["tile"]) != tile:

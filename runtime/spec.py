@@ -36,8 +36,8 @@ def knob(default, doc: str, unit: str = "", lo=None, hi=None, choices=None):
 class ChipSpec:
     """[chip]: the fixed grid of tiles and what each tile holds."""
 
-    grid_rows: int = knob(8, "tile rows on the chip", "tiles", 1, 4096)
-    grid_cols: int = knob(8, "tile columns on the chip", "tiles", 1, 4096)
+    grid_rows: int = knob(8, "tile rows on the chip (at most 256: placement and plan drawing scale with the grid)", "tiles", 1, 256)
+    grid_cols: int = knob(8, "tile columns on the chip (at most 256)", "tiles", 1, 256)
     tile_rows: int = knob(512, "unit-cell rows per tile (inputs drive rows)", "cells", 1, 65536)
     tile_cols: int = knob(512, "unit-cell columns per tile (outputs read on columns)", "cells", 1, 65536)
     faulty_tiles: list = knob([], "tiles never used, as [row, col] pairs")

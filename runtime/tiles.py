@@ -29,6 +29,9 @@ class TileState:
     dv_down: np.ndarray  # per-cell capacitor step of one down pulse, V
 
 
+BYTES_PER_CELL = 7 * 8 + 4  # the TileState arrays: seven float64 and one int32 per cell
+
+
 def new_tile(shape) -> TileState:
     zeros = lambda: np.zeros(shape, dtype=np.float64)  # noqa: E731
     return TileState(zeros(), zeros(), zeros(), zeros(), zeros(), np.zeros(shape, dtype=np.int32), zeros(), zeros())

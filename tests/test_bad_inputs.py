@@ -266,7 +266,7 @@ def test_run_input_that_does_not_fit(cli, work, program, array, fragments):
 def test_run_input_problems(cli, work, program):
     fails(cli, work, "run", program, "--input", "absent.npy", fragments=("absent.npy", "no such file"))
     (work / "x.npy").write_bytes(b"not numpy")
-    fails(cli, work, "run", program, "--input", "x.npy", fragments=("x.npy", "not a readable"))
+    fails(cli, work, "run", program, "--input", "x.npy", fragments=("x.npy", "not a .npy or .npz file"))
     np.save(work / "obj.npy", np.array([{"a": 1}], dtype=object), allow_pickle=True)
     fails(cli, work, "run", program, "--input", "obj.npy", fragments=("obj.npy",))
     np.savez(work / "in.npz", z=np.zeros((2, 64), np.float32))

@@ -210,7 +210,7 @@ def test_npz_missing_keys(tmp_path, missing):
 
 def test_npz_object_arrays_are_refused(tmp_path):
     path = write_npz(tmp_path / "d.npz", **good_arrays(x_test=np.array([{"a": 1}], dtype=object)))
-    with pytest.raises(AnalogcError, match="not a readable .npz file"):
+    with pytest.raises(AnalogcError, match="x_test: holds Python objects"):
         load_npz(path)
 
 
@@ -236,7 +236,7 @@ def test_npz_not_a_file_or_not_npz(tmp_path):
         load_dataset(str(tmp_path / "absent.npz"))
     bad = tmp_path / "bad.npz"
     bad.write_bytes(b"garbage")
-    with pytest.raises(AnalogcError, match="not a readable .npz file"):
+    with pytest.raises(AnalogcError, match="not a readable .npz archive"):
         load_npz(bad)
 
 

@@ -80,7 +80,7 @@ def write(tmp_path, text):
         ("[chip]\nbogus = 1\n", ["spec.toml", "[chip]", "bogus"]),
         ("[nosuchtable]\n", ["spec.toml", "nosuchtable"]),
         ("[chip]\ngrid_rows = \"eight\"\n", ["spec.toml", "grid_rows", "integer"]),
-        ("[chip]\ngrid_rows = 0\n", ["spec.toml", "grid_rows", "[1, 4096]", "0"]),
+        ("[chip]\ngrid_rows = 0\n", ["spec.toml", "grid_rows", "[1, 256]", "0"]),
         ("[pcm]\ng_max = -1.0\n", ["spec.toml", "g_max"]),
         ("[pcm]\nprogramming_noise = 1\n", ["spec.toml", "programming_noise", "true or false"]),
         ("[chip]\nbias = \"sideways\"\n", ["spec.toml", "bias", "analog, digital"]),
