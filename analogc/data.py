@@ -11,6 +11,7 @@ from __future__ import annotations
 import gzip
 import math
 import os
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -98,6 +99,9 @@ def load_idx_dir(folder: Path, name: str) -> Dataset:
     y_train = read_idx(find("train-labels-idx1-ubyte"))
     x_test = read_idx(find("t10k-images-idx3-ubyte"))
     y_test = read_idx(find("t10k-labels-idx1-ubyte"))
+    for images, which in ((x_train, "train-images-idx3-ubyte"), (x_test, "t10k-images-idx3-ubyte")):
+        if images.dtype.kind == "f" and not np.all(np.isfinite(images)):
+            raise AnalogcError(f"{find(which)}: images hold NaN or Inf")
     for images, labels, which in ((x_train, y_train, "train"), (x_test, y_test, "t10k")):
         if labels.ndim != 1 or len(labels) != len(images):
             raise AnalogcError(
@@ -133,7 +137,7 @@ def read_idx(path: Path) -> np.ndarray:
                 raise AnalogcError(f"{path}: IDX dimensions {dims} need {nbytes} bytes, too large")
             check_fits(nbytes, f"its IDX dimensions {dims}", str(path))
             body = handle.read(nbytes)
-    except (OSError, EOFError, gzip.BadGzipFile) as exc:
+    except (OSError, EOFError, gzip.BadGzipFile, zlib.error) as exc:
         raise AnalogcError(f"{path}: cannot read IDX file ({exc})") from None
     if len(body) != nbytes:
         raise AnalogcError(f"{path}: truncated IDX data ({len(body)} of {nbytes} bytes)")

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from analogc.errors import AnalogcError
-from analogc.memory import check_fits, human
+from analogc.memory import check_fits
 
 NPY_MAGIC = b"\x93NUMPY"
 ZIP_MAGIC = b"PK\x03\x04"
@@ -67,13 +67,15 @@ def read_header(stream, available: int, where: str) -> tuple[tuple, np.dtype, bo
         raise
     except READ_ERRORS as exc:
         raise AnalogcError(f"{where}: not a readable .npy array ({one_line(exc)})") from None
+    if any(d < 0 for d in shape):
+        raise AnalogcError(f"{where}: header declares a negative dimension {shape}")
     if dtype.hasobject:
         raise AnalogcError(f"{where}: holds Python objects (dtype {dtype}); analogc never unpickles data")
     need = stream.tell() + math.prod(shape) * dtype.itemsize
     if need != available:
         raise AnalogcError(
-            f"{where}: header declares {dtype} {shape} ({human(need)} with the header), "
-            f"the file holds {human(available)}"
+            f"{where}: header declares {dtype} {shape}, {need} bytes with the header; "
+            f"the file holds {available}"
         )
     return shape, dtype, fortran
 

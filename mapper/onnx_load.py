@@ -48,16 +48,20 @@ def load_onnx(path: str | Path) -> tuple[onnx.ModelProto, bool]:
     try:
         onnx.checker.check_model(model)
     except (onnx.checker.ValidationError, Exception) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise AnalogcError(f"{path}: invalid ONNX model: {first}") from None
+        raise AnalogcError(f"{path}: invalid ONNX model: {short(exc)}") from None
     try:
         infer_shapes_without_weights(model)
     except MemoryError:
         raise
     except Exception as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise AnalogcError(f"{path}: ONNX shape inference failed: {first}") from None
+        raise AnalogcError(f"{path}: ONNX shape inference failed: {short(exc)}") from None
     return model, external == 0
+
+
+def short(exc: BaseException, limit: int = 300) -> str:
+    """The checker's message on one line (it spans several, naming the node on the next)."""
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 LIGHT_TENSOR_BYTES = 1 << 16
