@@ -12,6 +12,7 @@ import signal
 import sys
 import threading
 import traceback
+import warnings
 
 from analogc.errors import AnalogcError
 
@@ -151,6 +152,10 @@ def main(argv: list[str] | None = None) -> int:
 def run_command(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     debug = "--debug" in argv
+    if not debug:
+        # Library warnings (onnx, numpy, protobuf) would break the promise of one error
+        # line on stderr; --debug shows them.
+        warnings.simplefilter("ignore")
     try:
         try:
             args = build_parser().parse_args(argv)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import io
 import math
+import tokenize
 import zipfile
 import zlib
 from pathlib import Path
@@ -27,7 +28,8 @@ MAX_HEADER_BYTES = 10000  # numpy's own default limit
 MAX_MEMBER_BYTES = 8 << 30
 MAX_COMPRESSION_RATIO = 200
 RATIO_CHECK_ABOVE = 1 << 24  # small members may compress well (zeros): only big ones are bombs
-READ_ERRORS = (ValueError, OSError, EOFError, zipfile.BadZipFile, zlib.error, NotImplementedError, SyntaxError, TypeError)
+# numpy parses a header with the tokenizer and ast: hostile text raises any of these.
+READ_ERRORS = (ValueError, OSError, EOFError, zipfile.BadZipFile, zlib.error, NotImplementedError, SyntaxError, TypeError, tokenize.TokenError, RecursionError)
 
 
 def check_zip_member(info: zipfile.ZipInfo, where: str) -> None:

@@ -45,6 +45,8 @@ def load_onnx(path: str | Path) -> tuple[onnx.ModelProto, bool]:
     tensors = list(external_data_helper._get_all_tensors(model))
     check_tensor_memory(tensors, path)
     external = load_external_data_safely(tensors, path.parent.resolve(), path)
+    for tensor in tensors:
+        check_tensor_data(tensor, path)
     try:
         onnx.checker.check_model(model)
     except (onnx.checker.ValidationError, Exception) as exc:
@@ -146,6 +148,31 @@ def declared_bytes(tensor: onnx.TensorProto) -> int | None:
     bits = SUB_BYTE_BITS.get(tensor.data_type)
     elements = math.prod(tensor.dims)
     return (elements * bits + 7) // 8 if bits else elements * itemsize
+
+
+def check_tensor_data(tensor: onnx.TensorProto, path: Path) -> None:
+    """The data a tensor holds must match its dims exactly (the checker only refuses too
+    little raw data; too much, or a wrong count of typed values, failed later in numpy)."""
+    if tensor.HasField("raw_data"):
+        need = declared_bytes(tensor)
+        if need is not None and len(tensor.raw_data) != need:
+            raise AnalogcError(
+                f"{path}: tensor {tensor.name!r} holds {len(tensor.raw_data)} bytes, its dims {list(tensor.dims)} need {need}"
+            )
+        return
+    try:
+        field = onnx.helper.tensor_dtype_to_field(tensor.data_type)
+    except (KeyError, TypeError, ValueError):
+        return  # an unknown type: the checker names it
+    elements = math.prod(tensor.dims)
+    bits = SUB_BYTE_BITS.get(tensor.data_type)
+    need = -(-elements * bits // 8) if bits else elements * (2 if tensor.data_type in COMPLEX_TYPES else 1)
+    have = len(getattr(tensor, field))
+    if have != need and not (have == 0 and elements == 0):
+        raise AnalogcError(f"{path}: tensor {tensor.name!r} holds {have} values in {field}, its dims {list(tensor.dims)} need {need}")
+
+
+COMPLEX_TYPES = (onnx.TensorProto.COMPLEX64, onnx.TensorProto.COMPLEX128)
 
 
 def check_tensor_memory(tensors: list, path: Path) -> None:

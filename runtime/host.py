@@ -14,7 +14,7 @@ def make_session(model_bytes: bytes, label: str, spin: bool = True) -> ort.Infer
     `spin` False its worker threads sleep as soon as a call ends instead of spinning
     for the next one: for calls that alternate with other work (the chip's ADC kernel)."""
     options = ort.SessionOptions()
-    options.log_severity_level = 3
+    options.log_severity_level = 4  # fatal only: failures become one AnalogcError line, not a log too
     options.intra_op_num_threads = 2
     if not spin:
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")

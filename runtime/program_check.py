@@ -39,8 +39,8 @@ def known_dtype(name: str) -> bool:
 def check_types(meta: dict, fail) -> None:
     """Every field the runtime and the plan read has the type they expect."""
     model = meta["model"]
-    if not isinstance(model, dict):
-        fail("model must be an object")
+    if not isinstance(model, dict) or not isinstance(model.get("name"), str):
+        fail("model must be an object with a name")
     for key in ("inputs", "outputs"):
         entries = model.get(key)
         if not isinstance(entries, list) or (key == "outputs" and not entries):
@@ -70,6 +70,11 @@ def check_types(meta: dict, fail) -> None:
             fail(f"layer {layer['name']!r} has dtype {str(layer.get('dtype'))[:30]!r}")
         if "w_max" in layer and not (is_number(layer["w_max"]) and layer["w_max"] > 0):
             fail(f"layer {layer['name']!r} has a bad w_max")
+        # What `plan` shows about the layer's split:
+        if not is_pair(layer.get("array_shape")) or not all(is_int(layer.get(k)) for k in ("blocks", "tiles")):
+            fail(f"layer {layer['name']!r} lacks its array_shape, blocks or tiles")
+        if not all(isinstance(layer.get(k), bool) for k in ("row_split", "col_split")):
+            fail(f"layer {layer['name']!r} lacks row_split or col_split")
     for block in meta["blocks"]:
         if not isinstance(block, dict) or not is_int(block.get("id")) or not isinstance(block.get("layer"), str):
             fail(f"block entry {str(block)[:80]} is malformed")
@@ -78,12 +83,14 @@ def check_types(meta: dict, fail) -> None:
     for segment in meta.get("host_segments", []):
         if not isinstance(segment, dict) or not isinstance(segment.get("name"), str) or not isinstance(segment.get("member"), str):
             fail(f"host segment entry {str(segment)[:80]} is malformed")
-        for key in ("inputs", "outputs"):
+        for key in ("inputs", "outputs", "onnx_nodes"):
             if not isinstance(segment.get(key), list) or not all(isinstance(t, str) for t in segment[key]):
                 fail(f"host segment {segment['name']!r} has malformed {key}")
     placement = meta.get("placement", {})
     if not isinstance(placement, dict) or not all(is_pair(placement.get(k)) for k in ("grid", "tile")):
         fail("placement lacks its grid and tile sizes")
+    if not isinstance(placement.get("placer"), str) or not isinstance(placement.get("details", {}), dict):
+        fail("placement lacks the placer's name or details")
     if not all(is_int(placement.get(k)) for k in ("tiles_used", "lower_bound_tiles")) or not is_number(placement.get("utilization")):
         fail("placement lacks tiles_used, lower_bound_tiles or utilization")
     solver = placement.get("solver")

@@ -283,6 +283,8 @@ def spec_from_dict(raw: dict, origin: str = "target spec") -> TargetSpec:
     """Validate a parsed spec: unknown keys, types and ranges are errors naming the key."""
     if not isinstance(raw, dict):
         raise AnalogcError(f"{origin}: a target spec must be a table")
+    if "name" not in raw:
+        raise AnalogcError(f"{origin}: a target spec needs a name")
     top_level = {"name": str, "description": str, "source": str, "ideal": bool}
     unknown = sorted(set(raw) - set(top_level) - set(TABLES))
     if unknown:
