@@ -41,6 +41,7 @@ def load_onnx(path: str | Path) -> tuple[onnx.ModelProto, bool]:
         raise AnalogcError(f"{path}: not an ONNX model ({type(exc).__name__})") from None
     if not model.graph.node and not model.graph.output:
         raise AnalogcError(f"{path}: not an ONNX model (no graph)")
+    check_text_fields(model, path)
     check_operator_sets(model, path)
     tensors = list(external_data_helper._get_all_tensors(model))
     check_tensor_memory(tensors, path)
@@ -106,6 +107,27 @@ def infer_shapes_without_weights(model: onnx.ModelProto) -> None:
     for output in graph.output:
         if output.name in known:
             output.type.CopyFrom(known[output.name].type)
+
+
+def is_repeated(descriptor) -> bool:
+    """(protobuf 6 deprecates `label` for the `is_repeated` property; older ones lack it)"""
+    if hasattr(type(descriptor), "is_repeated") or hasattr(descriptor, "is_repeated"):
+        return bool(descriptor.is_repeated)
+    return descriptor.label == descriptor.LABEL_REPEATED
+
+
+def check_text_fields(message, path: Path) -> None:
+    """protobuf hands back a string field that is not valid UTF-8 as bytes (node names,
+    tensor names, ...); refuse it here rather than fail later when writing JSON."""
+    for descriptor, value in message.ListFields():
+        repeated = is_repeated(descriptor)
+        if descriptor.type == descriptor.TYPE_STRING:
+            values = value if repeated else [value]
+            if any(isinstance(v, bytes) for v in values):
+                raise AnalogcError(f"{path}: field {descriptor.full_name} holds text that is not valid UTF-8")
+        elif descriptor.type == descriptor.TYPE_MESSAGE:
+            for item in value if repeated else [value]:
+                check_text_fields(item, path)
 
 
 # Domains whose operators onnxruntime implements; anything else cannot run on the host.

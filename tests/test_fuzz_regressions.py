@@ -79,3 +79,12 @@ def test_float_input_times_int_weight_is_refused_at_compile(tmp_path, cli):
     """Typed shape inference: this model compiled, and onnxruntime refused it only at `run`."""
     (tmp_path / "m.onnx").write_bytes(corpus.model_bytes(w=np.ones((8, 4), np.int32)))
     assert_user_error(cli("compile", tmp_path / "m.onnx", "-o", tmp_path / "m.atp"), "B has inconsistent type tensor(int32)")
+
+
+def test_names_that_are_not_utf8(tmp_path, cli):
+    """protobuf returns such a string field as bytes; writing program.json then failed."""
+    data = corpus.model_bytes()
+    at = data.find(b"fc")
+    (tmp_path / "m.onnx").write_bytes(data[:at] + b"\xff\xfe" + data[at + 2 :])
+    assert_user_error(cli("compile", tmp_path / "m.onnx", "-o", tmp_path / "m.atp"), "m.onnx: field onnx.NodeProto.name holds text that is not valid UTF-8")
+    assert not (tmp_path / "m.atp").exists()
