@@ -174,10 +174,13 @@ def chip_effects(chip) -> dict:
 
 def evaluate(program, chip, feeds, labels, args):
     """Chip and onnxruntime reference on the same batches; accuracy and agreement."""
-    from analogc.runtime.infer import Reference, accuracy, batch_size_of, chip_runner, run_batched
+    from analogc.memory import check_fits
+    from analogc.runtime.infer import Reference, accuracy, batch_bytes, batch_size_of, chip_runner, run_batched
 
     batch, pad = batch_size_of(program, args.batch_size)
     n = len(next(iter(feeds.values())))
+    if pad:  # a fixed batch is padded to its full size, however few the examples
+        check_fits(batch_bytes(program, feeds, batch), f"its fixed batch of {batch} examples", str(args.program))
     with progress_bar(args, n, "chip") as advance:
         start = time.perf_counter()
         chip_out = run_batched(chip_runner(chip), feeds, batch, pad, advance)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import resource
 import sys
 import time
 from pathlib import Path
@@ -53,7 +54,12 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=None, help="hypothesis seed (default: random)")
     parser.add_argument("--only", nargs="*", choices=sorted(fp.PROPERTIES), help="run these properties only")
     parser.add_argument("--output", default=str(REPO / "bench" / "results" / "fuzz.json"))
+    parser.add_argument("--max-memory-gib", type=float, default=8.0,
+                        help="address-space limit of this process (default 8): an allocation analogc does not "
+                             "check becomes a MemoryError, reported as a failure, instead of swapping the machine")
     args = parser.parse_args()
+    limit = int(args.max_memory_gib * (1 << 30))
+    resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
     results = {}
     for name in args.only or fp.PROPERTIES:
         results[name] = run_property(name, args.examples, args.seed)
@@ -69,6 +75,7 @@ def main() -> int:
         "examples_per_s": round(total / seconds, 1) if seconds else None,
         "failures": sum(1 for r in results.values() if r["failure"]),
         "seed": args.seed,
+        "max_memory_gib": args.max_memory_gib,
         "machine": "2 shared cores, contended (other engineers' jobs run at the same time)",
         "properties": results,
     }

@@ -23,6 +23,15 @@ def batch_size_of(program, requested: int = DEFAULT_BATCH) -> tuple[int, bool]:
     return requested, False
 
 
+def batch_bytes(program, feeds: dict, batch: int) -> int:
+    """A rough upper bound of the memory one batch takes: its inputs, and for every layer
+    its input, partial sums and output in float32 a few times over (DAC, noise, ADC)."""
+    n = max(len(next(iter(feeds.values()))), 1)
+    inputs = sum(v.nbytes for v in feeds.values()) // n
+    layers = sum((k + 1 + 2 * m) * 4 * 3 for k, m in (layer["shape"] for layer in program.layers))
+    return batch * (inputs + layers)
+
+
 def single_input(program) -> dict:
     inputs = program.meta["model"]["inputs"]
     if len(inputs) != 1:
@@ -46,8 +55,8 @@ def run_batched(run_fn, feeds: dict, batch: int, pad: bool = False, progress=Non
         for name, value in feeds.items():
             piece = value[start:stop]
             if pad and stop - start < batch:
-                pad = np.zeros((batch - (stop - start), *piece.shape[1:]), dtype=piece.dtype)
-                piece = np.concatenate([piece, pad])
+                zeros = np.zeros((batch - (stop - start), *piece.shape[1:]), dtype=piece.dtype)
+                piece = np.concatenate([piece, zeros])
             part[name] = piece
         outputs = run_fn(part)
         chunks.append([trim(o, stop - start) for o in outputs])

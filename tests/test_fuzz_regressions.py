@@ -88,3 +88,50 @@ def test_names_that_are_not_utf8(tmp_path, cli):
     (tmp_path / "m.onnx").write_bytes(data[:at] + b"\xff\xfe" + data[at + 2 :])
     assert_user_error(cli("compile", tmp_path / "m.onnx", "-o", tmp_path / "m.atp"), "m.onnx: field onnx.NodeProto.name holds text that is not valid UTF-8")
     assert not (tmp_path / "m.atp").exists()
+
+
+def fixed_batch_model(path, batch, inputs=("x",)):
+    """inputs[batch, 8] summed -> Gemm 8->3 -> y[batch, 3]."""
+    rng = np.random.default_rng(5)
+    helper = onnx.helper
+    nodes, total = [], inputs[0]
+    for index, name in enumerate(inputs[1:]):
+        nodes.append(helper.make_node("Add", [total, name], [f"s{index}"]))
+        total = f"s{index}"
+    nodes.append(helper.make_node("Gemm", [total, "W", "b"], ["y"], name="fc"))
+    graph = helper.make_graph(
+        nodes, "g",
+        [helper.make_tensor_value_info(n, onnx.TensorProto.FLOAT, [batch, 8]) for n in inputs],
+        [helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [batch, 3])],
+        [onnx.numpy_helper.from_array(rng.normal(size=(8, 3)).astype(np.float32), "W"),
+         onnx.numpy_helper.from_array(rng.normal(size=3).astype(np.float32), "b")],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    onnx.save(model, path)
+    return path
+
+
+def test_fixed_batch_padding_with_two_inputs(tmp_path, cli):
+    """run_batched reused its `pad` flag for the zeros: the second input hit
+    'truth value of an array is ambiguous' (an internal error)."""
+    model = fixed_batch_model(tmp_path / "two.onnx", 4, inputs=("x", "z"))
+    assert cli("compile", model, "-o", tmp_path / "two.atp", "--placer", "greedy", "-q").code == 0
+    rng = np.random.default_rng(6)
+    feeds = {"x": rng.random((6, 8), dtype=np.float32), "z": rng.random((6, 8), dtype=np.float32)}  # 6 = 4 + 2 padded
+    np.savez(tmp_path / "in.npz", **feeds)
+    result = cli("run", tmp_path / "two.atp", "--input", tmp_path / "in.npz", "--output", tmp_path / "y.npy", "--ideal", "-q")
+    assert result.code == 0, result.err
+    session = ort.InferenceSession(str(model), providers=["CPUExecutionProvider"])
+    expected = np.concatenate([session.run(None, {k: np.concatenate([v[s:s + 4], np.zeros((max(0, s + 4 - 6), 8), np.float32)]) for k, v in feeds.items()})[0] for s in (0, 4)])[:6]
+    np.testing.assert_allclose(np.load(tmp_path / "y.npy"), expected, rtol=1e-5, atol=1e-5)
+
+
+def test_enormous_fixed_batch_is_refused_before_padding(tmp_path, cli):
+    """A model declaring a batch of 2^30 made `run` pad two examples to 2^30 rows."""
+    model = fixed_batch_model(tmp_path / "big.onnx", 1 << 30)
+    assert cli("compile", model, "-o", tmp_path / "big.atp", "--placer", "greedy", "-q").code == 0
+    np.save(tmp_path / "x.npy", np.ones((2, 8), np.float32))
+    result = cli("run", tmp_path / "big.atp", "--input", tmp_path / "x.npy", "--output", tmp_path / "y.npy")
+    assert_user_error(result, "big.atp: its fixed batch of 1073741824 examples need", "of memory")
+    assert not (tmp_path / "y.npy").exists()
