@@ -6,6 +6,21 @@ from rich.console import Console
 from rich.table import Table
 
 
+def layer_split(program, layer: dict) -> dict:
+    """How a layer is split: the fields emission stores, recomputed from the blocks when a
+    (hand-made or older) program lacks them."""
+    mine = [b for b in program.blocks if b["layer"] == layer["name"]]
+    k, n = layer["shape"]
+    derived = {
+        "array_shape": [k + (1 if layer["bias"] == "analog" else 0), n],
+        "blocks": len(mine),
+        "tiles": len({tuple(b["tile"]) for b in mine}),
+        "row_split": len({tuple(b["rows"]) for b in mine}) > 1,
+        "col_split": len({tuple(b["cols"]) for b in mine}) > 1,
+    }
+    return {key: layer.get(key, value) for key, value in derived.items()}
+
+
 def plan_json(program) -> dict:
     """The fields architecture.md promises for `compile --json` and `plan --json`."""
     placement = program.meta["placement"]
@@ -20,7 +35,7 @@ def plan_json(program) -> dict:
         "tiles_used": placement["tiles_used"],
         "lower_bound_tiles": placement["lower_bound_tiles"],
         "utilization": placement["utilization"],
-        "placer": placement["placer"],
+        "placer": placement.get("placer", "unknown"),
         "solver": solver,
         "traffic": placement["traffic"],
         "traffic_greedy": placement["traffic_greedy"],
@@ -30,15 +45,15 @@ def plan_json(program) -> dict:
             {
                 "name": layer["name"],
                 "shape": layer["shape"],
-                "array_shape": layer["array_shape"],
+                "array_shape": split["array_shape"],
                 "bias": layer["bias"],
                 "activation": layer["activation"]["op"],
-                "blocks": layer["blocks"],
-                "tiles": layer["tiles"],
-                "partial_sums_added_digitally": layer["row_split"],
-                "columns_concatenated": layer["col_split"],
+                "blocks": split["blocks"],
+                "tiles": split["tiles"],
+                "partial_sums_added_digitally": split["row_split"],
+                "columns_concatenated": split["col_split"],
             }
-            for layer in program.layers
+            for layer, split in ((layer, layer_split(program, layer)) for layer in program.layers)
         ],
         "blocks": [block_json(block, k_of[block["layer"]]) for block in program.blocks],
         "host_segments": [

@@ -70,11 +70,13 @@ def check_types(meta: dict, fail) -> None:
             fail(f"layer {layer['name']!r} has dtype {str(layer.get('dtype'))[:30]!r}")
         if "w_max" in layer and not (is_number(layer["w_max"]) and layer["w_max"] > 0):
             fail(f"layer {layer['name']!r} has a bad w_max")
-        # What `plan` shows about the layer's split:
-        if not is_pair(layer.get("array_shape")) or not all(is_int(layer.get(k)) for k in ("blocks", "tiles")):
-            fail(f"layer {layer['name']!r} lacks its array_shape, blocks or tiles")
-        if not all(isinstance(layer.get(k), bool) for k in ("row_split", "col_split")):
-            fail(f"layer {layer['name']!r} lacks row_split or col_split")
+        # What `plan` shows about the layer's split (recomputed from the blocks when absent):
+        if "array_shape" in layer and not is_pair(layer["array_shape"]):
+            fail(f"layer {layer['name']!r} has a bad array_shape")
+        if not all(is_int(layer[k]) for k in ("blocks", "tiles") if k in layer):
+            fail(f"layer {layer['name']!r} has a bad count of blocks or tiles")
+        if not all(isinstance(layer[k], bool) for k in ("row_split", "col_split") if k in layer):
+            fail(f"layer {layer['name']!r} has a bad row_split or col_split")
     for block in meta["blocks"]:
         if not isinstance(block, dict) or not is_int(block.get("id")) or not isinstance(block.get("layer"), str):
             fail(f"block entry {str(block)[:80]} is malformed")
@@ -89,8 +91,8 @@ def check_types(meta: dict, fail) -> None:
     placement = meta.get("placement", {})
     if not isinstance(placement, dict) or not all(is_pair(placement.get(k)) for k in ("grid", "tile")):
         fail("placement lacks its grid and tile sizes")
-    if not isinstance(placement.get("placer"), str) or not isinstance(placement.get("details", {}), dict):
-        fail("placement lacks the placer's name or details")
+    if not isinstance(placement.get("placer", ""), str) or not isinstance(placement.get("details", {}), dict):
+        fail("placement has a bad placer name or details")
     if not all(is_int(placement.get(k)) for k in ("tiles_used", "lower_bound_tiles")) or not is_number(placement.get("utilization")):
         fail("placement lacks tiles_used, lower_bound_tiles or utilization")
     solver = placement.get("solver")
@@ -180,7 +182,9 @@ def check_program(meta: dict, arrays: dict, members: dict, origin: str) -> None:
         if segment.get("member") not in members:
             fail(f"host segment {segment.get('name')!r} has no ONNX member")
         segments[segment["name"]] = segment
-    for instruction in meta["instructions"].get("inference", []) if isinstance(meta["instructions"], dict) else fail("no instructions"):
+    if not isinstance(meta["instructions"], dict) or not isinstance(meta["instructions"].get("inference"), list):
+        fail("no list of inference instructions")
+    for instruction in meta["instructions"]["inference"]:
         op = instruction.get("op") if isinstance(instruction, dict) else None
         if op not in OPS or not all(isinstance(v, (str, int)) and not isinstance(v, bool) for v in instruction.values()):
             fail(f"unknown instruction {str(instruction)[:60]}")

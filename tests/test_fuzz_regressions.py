@@ -39,9 +39,12 @@ def test_typed_data_count_that_does_not_match_the_dims(tmp_path, cli):
 
 
 def test_plan_of_a_program_without_row_split(tmp_path, cli):
-    """`plan` read layer fields that the program check did not require (KeyError)."""
+    """`plan` read layer fields that the program check did not require (KeyError): now
+    they are recomputed from the blocks when absent, and refused when of the wrong type."""
     (tmp_path / "p.atp").write_bytes(corpus.with_members(True, lambda m: m["layers"][0].pop("row_split")))
-    assert_user_error(cli("plan", tmp_path / "p.atp"), "inconsistent tile program: layer 'fc' lacks row_split or col_split")
+    assert cli("plan", tmp_path / "p.atp", "--json").code == 0
+    (tmp_path / "q.atp").write_bytes(corpus.with_members(True, lambda m: m["layers"][0].__setitem__("row_split", "yes")))
+    assert_user_error(cli("plan", tmp_path / "q.atp"), "inconsistent tile program: layer 'fc' has a bad row_split or col_split")
 
 
 def test_program_target_without_a_name(tmp_path, cli):
@@ -135,3 +138,9 @@ def test_enormous_fixed_batch_is_refused_before_padding(tmp_path, cli):
     result = cli("run", tmp_path / "big.atp", "--input", tmp_path / "x.npy", "--output", tmp_path / "y.npy")
     assert_user_error(result, "big.atp: its fixed batch of 1073741824 examples need", "of memory")
     assert not (tmp_path / "y.npy").exists()
+
+
+def test_program_without_inference_instructions(tmp_path, cli):
+    """The check let `instructions: {}` through and the dataflow check hit a KeyError."""
+    (tmp_path / "p.atp").write_bytes(corpus.with_members(True, lambda m: m["instructions"].pop("inference")))
+    assert_user_error(cli("plan", tmp_path / "p.atp"), "p.atp: inconsistent tile program: no list of inference instructions")
