@@ -366,8 +366,9 @@ def plausible(table: str, key: str, value):
     if isinstance(value, bool):
         return st.booleans()
     if isinstance(value, int):
-        top = min(hi if hi is not None else 2**31, 2 * value + 2)
-        return st.one_of(st.integers(lo if lo is not None else -1, max(top, lo or 0)), st.integers(-1, 2 * value + 2))
+        low = lo if lo is not None else -1
+        top = min(hi if hi is not None else 2**31, 2 * abs(value) + 2)
+        return st.one_of(st.integers(low, max(top, low)), st.integers(-1, 2 * abs(value) + 2))
     if isinstance(value, float):
         low, top = (lo if lo is not None else -1.0), min(hi if hi is not None else 1e9, 10 * abs(value) + 1.0)
         return st.one_of(st.floats(low, max(top, low)), st.sampled_from([0.0, value, -value]))
