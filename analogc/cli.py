@@ -152,10 +152,15 @@ def main(argv: list[str] | None = None) -> int:
 def run_command(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     debug = "--debug" in argv
-    if not debug:
-        # Library warnings (onnx, numpy, protobuf) would break the promise of one error
-        # line on stderr; --debug shows them.
-        warnings.simplefilter("ignore")
+    # Library warnings (onnx, numpy, protobuf) would break the promise of one error line
+    # on stderr; --debug shows them.
+    with warnings.catch_warnings():
+        if not debug:
+            warnings.simplefilter("ignore")
+        return dispatch(argv, debug)
+
+
+def dispatch(argv: list[str], debug: bool) -> int:
     try:
         try:
             args = build_parser().parse_args(argv)

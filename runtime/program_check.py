@@ -124,6 +124,18 @@ def check_dataflow(meta: dict, fail) -> None:
         fail(f"model output {missing[0]!r} is never produced")
 
 
+def check_host_member(segment: dict, data: bytes, fail) -> None:
+    """A host segment must be a valid ONNX model: `plan` and the cost model parse it,
+    and onnxruntime would refuse it only when `run` starts it."""
+    import onnx
+
+    try:
+        onnx.checker.check_model(onnx.load_from_string(data))
+    except Exception as exc:  # protobuf's DecodeError, the checker's ValidationError, ...
+        text = " ".join(str(exc).split())[:200] or type(exc).__name__
+        fail(f"host segment {segment['name']!r} is not a valid ONNX model ({text})")
+
+
 def check_program(meta: dict, arrays: dict, members: dict, origin: str) -> None:
     """Every reference resolves and every block fits its layer, its tile and the grid."""
 
@@ -181,6 +193,7 @@ def check_program(meta: dict, arrays: dict, members: dict, origin: str) -> None:
     for segment in meta.get("host_segments", []):
         if segment.get("member") not in members:
             fail(f"host segment {segment.get('name')!r} has no ONNX member")
+        check_host_member(segment, members[segment["member"]], fail)
         segments[segment["name"]] = segment
     if not isinstance(meta["instructions"], dict) or not isinstance(meta["instructions"].get("inference"), list):
         fail("no list of inference instructions")

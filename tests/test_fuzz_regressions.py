@@ -144,3 +144,12 @@ def test_program_without_inference_instructions(tmp_path, cli):
     """The check let `instructions: {}` through and the dataflow check hit a KeyError."""
     (tmp_path / "p.atp").write_bytes(corpus.with_members(True, lambda m: m["instructions"].pop("inference")))
     assert_user_error(cli("plan", tmp_path / "p.atp"), "p.atp: inconsistent tile program: no list of inference instructions")
+
+
+def test_host_segment_that_is_not_onnx(tmp_path, cli):
+    """With fresh checksums, a corrupt host member reached the cost model's parser
+    (DecodeError, an internal error) in `plan`."""
+    members = corpus.program_members()
+    host = next(n for n in members if n.startswith("host/"))
+    (tmp_path / "p.atp").write_bytes(corpus.with_members(True, replace={host: mutate(members[host], [("flip", 0.0, 0)])}))
+    assert_user_error(cli("plan", tmp_path / "p.atp"), "p.atp: inconsistent tile program: host segment", "is not a valid ONNX model")
