@@ -50,7 +50,9 @@ def check_types(meta: dict, fail) -> None:
                 fail(f"model {key} entry {str(entry)[:60]} has no name")
             if not isinstance(entry.get("dtype"), str) or not known_dtype(entry["dtype"]):
                 fail(f"model {key} entry {entry['name']!r} has no valid dtype")
-            shape = entry.get("shape")
+            if "shape" not in entry:  # (None means unknown; a missing key is a damaged file)
+                fail(f"model {key} entry {entry['name']!r} has no shape")
+            shape = entry["shape"]
             if shape is not None and (not isinstance(shape, list) or not all(d is None or (is_int(d) and d >= 0) for d in shape)):
                 fail(f"model {key} entry {entry['name']!r} has a bad shape {str(shape)[:60]}")
     constants = model.get("constant_outputs", [])

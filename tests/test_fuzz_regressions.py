@@ -153,3 +153,11 @@ def test_host_segment_that_is_not_onnx(tmp_path, cli):
     host = next(n for n in members if n.startswith("host/"))
     (tmp_path / "p.atp").write_bytes(corpus.with_members(True, replace={host: mutate(members[host], [("flip", 0.0, 0)])}))
     assert_user_error(cli("plan", tmp_path / "p.atp"), "p.atp: inconsistent tile program: host segment", "is not a valid ONNX model")
+
+
+def test_model_input_without_a_shape_key(tmp_path, cli):
+    """`run` read inputs[0]["shape"] that the check let be absent (KeyError)."""
+    (tmp_path / "p.atp").write_bytes(corpus.with_members(True, lambda m: m["model"]["inputs"][0].pop("shape")))
+    np.save(tmp_path / "x.npy", np.zeros((3, 64), np.float32))
+    result = cli("run", tmp_path / "p.atp", "--input", tmp_path / "x.npy", "--output", tmp_path / "y.npy")
+    assert_user_error(result, "p.atp: inconsistent tile program: model inputs entry 'x' has no shape")
