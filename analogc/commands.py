@@ -199,6 +199,12 @@ def evaluate(program, chip, feeds, labels, args):
         result["onnxruntime_accuracy"] = accuracy(ref_out, labels)
         if result["accuracy"] is None:
             result.pop("accuracy"), result.pop("onnxruntime_accuracy")
+    for a, b in zip(chip_out, ref_out):
+        if isinstance(a, np.ndarray) and isinstance(b, np.ndarray) and a.shape != b.shape:
+            raise AnalogcError(
+                f"{args.program}: the program's outputs ({a.shape}) disagree with its original model's ({b.shape}); "
+                "the program.json was edited"
+            )
     diffs = [
         float(np.max(np.abs(a.astype(np.float64) - b.astype(np.float64)))) if a.size else 0.0
         for a, b in zip(chip_out, ref_out)

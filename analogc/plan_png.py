@@ -100,7 +100,7 @@ def draw_plan(program, path) -> None:
     ax.set_title(
         f"{program.meta['model']['name']} on {program.meta['target']['name']}: {placement['tiles_used']} tiles "
         f"(lower bound {placement['lower_bound_tiles']}, {solver['status'].lower()}), utilization "
-        f"{placement['utilization']:.0%}, traffic {placement['traffic']} (first fit {placement['traffic_greedy']})",
+        f"{placement['utilization']:.0%}, traffic {placement['traffic']} (first fit {placement.get('traffic_greedy')})",
         fontsize=10,
     )
     try:

@@ -38,7 +38,7 @@ def plan_json(program) -> dict:
         "placer": placement.get("placer", "unknown"),
         "solver": solver,
         "traffic": placement["traffic"],
-        "traffic_greedy": placement["traffic_greedy"],
+        "traffic_greedy": placement.get("traffic_greedy"),
         "traffic_unit": "activation elements x mesh hops per example",
         "placer_details": placement.get("details", {}),
         "layers": [

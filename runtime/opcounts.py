@@ -196,7 +196,7 @@ def read_pass(program, phase: str, counts: OpCounts) -> None:
         if backward:
             digital = 2 * n + k + n * DERIVATIVE_OPS[act]
         else:
-            array_rows = layer["array_shape"][0]
+            array_rows = k + (1 if layer["bias"] == "analog" else 0)  # (= array_shape[0], which older programs lack)
             digital = 2 * array_rows + n + (n if layer["bias"] == "digital" else 0) + n * ACTIVATION_OPS[act]
         steps = max((tile_steps(r) for r in rects.get(layer["name"], {}).values()), default=0)
         counts.add(phase, layer["name"], None, digital_ops=digital, read_steps=steps)

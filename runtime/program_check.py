@@ -109,8 +109,15 @@ def check_dataflow(meta: dict, fail) -> None:
     available = {i["name"] for i in meta["model"]["inputs"]} | set(meta["model"].get("constant_outputs", []))
     layers = {layer["name"]: layer for layer in meta["layers"]}
     segments = {s["name"]: s for s in meta.get("host_segments", [])}
+    block_layer = {b["id"]: b["layer"] for b in meta["blocks"]}
+    loaded = None  # the executor keeps one layer's input and partial sums at a time
     for instruction in meta["instructions"]["inference"]:
         op = instruction["op"]
+        if op == "mvm" and block_layer[instruction["block"]] != loaded:
+            fail(f"block {instruction['block']} is read while layer {loaded!r} is loaded, not {block_layer[instruction['block']]!r}")
+        if op == "store" and instruction["layer"] != loaded:
+            fail(f"layer {instruction['layer']!r} is stored without being loaded")
+        loaded = instruction["layer"] if op == "load" else None if op == "store" else loaded
         if op == "host":
             segment = segments[instruction["segment"]]
             missing = [t for t in segment["inputs"] if t not in available]

@@ -309,10 +309,13 @@ def atp_json_property(data):
             try:
                 for key in path[:-1]:
                     node = node[key]
+                key = path[-1]
+                if not (isinstance(node, dict) and isinstance(key, str) or isinstance(node, list) and isinstance(key, int)):
+                    continue  # an earlier edit changed the container on the way
                 if value == "__delete__":
-                    del node[path[-1]]
+                    del node[key]
                 else:
-                    node[path[-1]] = value
+                    node[key] = value
             except (KeyError, IndexError, TypeError):
                 pass  # an earlier edit removed the way there
 

@@ -161,3 +161,29 @@ def test_model_input_without_a_shape_key(tmp_path, cli):
     np.save(tmp_path / "x.npy", np.zeros((3, 64), np.float32))
     result = cli("run", tmp_path / "p.atp", "--input", tmp_path / "x.npy", "--output", tmp_path / "y.npy")
     assert_user_error(result, "p.atp: inconsistent tile program: model inputs entry 'x' has no shape")
+
+
+def test_run_of_a_program_without_array_shape(tmp_path, cli):
+    """The cost model read layer["array_shape"], which the check lets be absent."""
+    (tmp_path / "p.atp").write_bytes(corpus.with_members(True, lambda m: m["layers"][0].pop("array_shape")))
+    np.save(tmp_path / "x.npy", np.zeros((3, 64), np.float32))
+    assert cli("run", tmp_path / "p.atp", "--input", tmp_path / "x.npy", "--output", tmp_path / "y.npy", "-q").code == 0
+
+
+def test_program_that_reads_a_block_before_loading_its_layer(tmp_path, cli):
+    (tmp_path / "p.atp").write_bytes(corpus.with_members(True, lambda m: m["instructions"]["inference"].pop(1)))  # the load of fc
+    assert_user_error(cli("plan", tmp_path / "p.atp"), "p.atp: inconsistent tile program: block 0 is read while layer None is loaded, not 'fc'")
+
+
+def test_program_whose_outputs_disagree_with_its_original_model(tmp_path, cli):
+    """Renaming the model output to the input made `run` compare (3, 64) with (3, 10)."""
+    (tmp_path / "p.atp").write_bytes(corpus.with_members(True, lambda m: m["model"]["outputs"][0].__setitem__("name", "x")))
+    np.save(tmp_path / "x.npy", np.zeros((3, 64), np.float32))
+    result = cli("run", tmp_path / "p.atp", "--input", tmp_path / "x.npy", "--output", tmp_path / "y.npy")
+    assert_user_error(result, "p.atp: the program's outputs ((3, 64)) disagree with its original model's ((3, 10))")
+    assert not (tmp_path / "y.npy").exists()
+
+
+def test_plan_of_a_program_without_first_fit_traffic(tmp_path, cli):
+    (tmp_path / "p.atp").write_bytes(corpus.with_members(True, lambda m: m["placement"].pop("traffic_greedy")))
+    assert cli("plan", tmp_path / "p.atp", "--json").code == 0
