@@ -34,6 +34,10 @@ class TrainableLayer:
         self.us = spec.cell.gain_f * spec.pcm.g_prog_max / self.w_max  # µS per weight unit
         self.blocks = sorted((b["rows"][0], b["rows"][1], b["cols"][0], b["cols"][1]) for b in blocks)
         self.block_array = np.array(self.blocks, dtype=np.int64).reshape(-1, 4)
+        # Column segments of the plan's blocks: pulses are tallied per row and segment,
+        # so the cost model gets each block's (and tile's) exact pulse count.
+        self.col_cuts = np.array(sorted({c for b in self.blocks for c in (b[2], b[3])}), dtype=np.int64)
+        self.pulse_tally = np.zeros((state.shape[0], len(self.col_cuts) - 1), dtype=np.int64)
         self.compiled = read_kernel.HAVE_NUMBA if compiled is None else compiled
         self.digital_bias = digital_bias
         self.analog_bias = entry["bias"] == "analog"
@@ -125,7 +129,7 @@ class TrainableLayer:
             coef = -lr * self.us * self.state.sign / (cap.g_per_volt * self.dv_nominal)
             self.pulses += update_kernel.update(
                 self.w, self.state.v, self.wgain, self.state.dv_up, self.state.dv_down,
-                x, delta, coef, cap.max_pulses, cap.v_min, cap.v_max, key, compiled=self.compiled,
+                x, delta, coef, cap.max_pulses, cap.v_min, cap.v_max, key, self.col_cuts, self.pulse_tally, compiled=self.compiled,
             )
         else:
             self.update_pcm(x, delta, lr, np.random.default_rng(key))
@@ -148,6 +152,8 @@ class TrainableLayer:
         n = counts[r_idx, c_idx]
         i, j = rows[r_idx], c_idx
         self.pulses += int(np.abs(n).sum())
+        segment = np.searchsorted(self.col_cuts, j, side="right") - 1
+        np.add.at(self.pulse_tally, (i, segment), np.abs(n))
         for g, faults, sel in ((state.g_plus, state.faults_plus, n > 0), (state.g_minus, state.faults_minus, n < 0)):
             ii, jj, k = i[sel], j[sel], np.abs(n[sel])
             ok = faults[ii, jj] == FAULT_NONE
@@ -157,6 +163,12 @@ class TrainableLayer:
             noise = 1.0 + spec.pcm.set_step_noise * rng.standard_normal(len(ii)) if spec.pcm.programming_noise else 1.0
             g[ii, jj] = np.clip(g0 + k * step * response * np.clip(noise, 0.0, None), 0.0, spec.pcm.g_max)
         self.w[i, j] = (spec.cell.gain_f * (state.g_plus[i, j] - state.g_minus[i, j]) / self.us).astype(np.float32)
+
+    def block_pulses(self, block: dict) -> int:
+        """Pulses fired so far in one block of the plan (rows and columns of the array)."""
+        (r0, r1), (c0, c1) = block["rows"], block["cols"]
+        s0, s1 = np.searchsorted(self.col_cuts, [c0, c1])
+        return int(self.pulse_tally[r0:r1, s0:s1].sum())
 
     def leak(self, examples: int) -> None:
         """Capacitors relax toward v_leak_target over `examples` examples."""

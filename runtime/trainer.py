@@ -340,7 +340,9 @@ class Trainer:
         counts.merge(static_block_counts(self.program, "update", n, layers=names))
         counts.merge(static_block_counts(self.program, "transfer", self.position.transfers, layers=names))
         for layer in self.layers:
-            counts.add("update", layer.name, None, pulses=layer.pulses)
+            for block in self.program.blocks:
+                if block["layer"] == layer.name:
+                    counts.add("update", layer.name, tuple(block["tile"]), pulses=layer.block_pulses(block))
         counts.merge(self.program_costs)
         return price(counts, self.spec, self.program, examples=n)
 
@@ -350,6 +352,7 @@ class Trainer:
         for layer in self.layers:
             arrays.update(layer.state.to_arrays(layer.name))
             arrays[f"presented/{layer.name}"] = layer.w
+            arrays[f"pulse_tally/{layer.name}"] = layer.pulse_tally
             if layer.digital_bias is not None:
                 arrays[f"digital_bias/{layer.name}"] = layer.digital_bias
         if self.baseline is not None:
@@ -394,6 +397,10 @@ class Trainer:
                 layer.pulses, layer.pcm_iterations, layer.refreshed = int(info["pulses"]), int(info["pcm_iterations"]), int(info["refreshed"])
                 layer.sync()
                 layer.w = np.ascontiguousarray(arrays[f"presented/{layer.name}"], dtype=F32)
+                tally = arrays[f"pulse_tally/{layer.name}"]
+                if tally.shape != layer.pulse_tally.shape:
+                    raise ValueError(f"pulse tally has shape {tally.shape}")
+                layer.pulse_tally = np.array(tally, dtype=np.int64)
                 if layer.digital_bias is not None:
                     layer.digital_bias = np.array(arrays[f"digital_bias/{layer.name}"], dtype=F32)
             if self.baseline is not None:

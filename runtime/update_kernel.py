@@ -61,8 +61,12 @@ def uniforms(row_u: np.ndarray, col_u: np.ndarray) -> np.ndarray:
     return np.where(u >= np.float32(1), u - np.float32(1), u)
 
 
-def update_numpy(w, v, wgain, dv_up, dv_down, x, delta, coef, max_pulses, v_min, v_max, key) -> int:
-    """Reference twin: updates w and v in place; returns the number of pulses fired."""
+def update_numpy(w, v, wgain, dv_up, dv_down, x, delta, coef, max_pulses, v_min, v_max, key, col_cuts=None, tally=None) -> int:
+    """Reference twin: updates w and v in place; returns the number of pulses fired.
+
+    With `col_cuts` (column boundaries 0 = c_0 < … < c_S = cols) and `tally` (int64,
+    rows x S), the pulses of row i in columns [c_s, c_s+1) are added to tally[i, s]: the
+    cost model's exact count per block and tile."""
     row_u, col_u = offsets(key, *w.shape)
     a = (np.float32(coef) * x.astype(np.float32)).astype(np.float32)
     scaled = a[:, None] * delta.astype(np.float32)[None, :]
@@ -73,7 +77,10 @@ def update_numpy(w, v, wgain, dv_up, dv_down, x, delta, coef, max_pulses, v_min,
     v_new = np.clip(v + step, np.float32(v_min), np.float32(v_max))
     w += wgain * (v_new - v)
     v[...] = v_new
-    return int(np.abs(counts).sum())
+    fired = np.abs(counts).astype(np.int64)
+    if tally is not None:
+        tally += np.add.reduceat(fired, np.asarray(col_cuts[:-1], dtype=np.intp), axis=1)
+    return int(fired.sum())
 
 
 if HAVE_NUMBA:
@@ -85,7 +92,7 @@ if HAVE_NUMBA:
         return np.float32(h >> np.uint64(40)) * np.float32(2.0**-24)
 
     @numba.njit(fastmath=False, error_model="numpy", cache=True)
-    def _update_nb(w, v, wgain, dv_up, dv_down, x, delta, coef, cap, v_min, v_max, key):
+    def _update_nb(w, v, wgain, dv_up, dv_down, x, delta, coef, cap, v_min, v_max, key, col_cuts, tally):
         rows, cols = w.shape
         one = np.float32(1.0)
         col_u = np.empty(cols, dtype=np.float32)
@@ -97,33 +104,42 @@ if HAVE_NUMBA:
             if a == 0:
                 continue
             r = _offset_nb(key, i)
-            for j in range(cols):
-                u = r + col_u[j]
-                if u >= one:
-                    u = u - one
-                n = np.floor(a * delta[j] + u)
-                n = min(max(n, -cap), cap)
-                step = n * (dv_up[i, j] if n > 0 else dv_down[i, j])
-                old = v[i, j]
-                new = min(max(old + step, v_min), v_max)
-                w[i, j] += wgain[i, j] * (new - old)
-                v[i, j] = new
-                pulses += abs(np.int64(n))
+            for seg in range(col_cuts.size - 1):
+                fired = 0
+                for j in range(col_cuts[seg], col_cuts[seg + 1]):
+                    u = r + col_u[j]
+                    if u >= one:
+                        u = u - one
+                    n = np.floor(a * delta[j] + u)
+                    n = min(max(n, -cap), cap)
+                    step = n * (dv_up[i, j] if n > 0 else dv_down[i, j])
+                    old = v[i, j]
+                    new = min(max(old + step, v_min), v_max)
+                    w[i, j] += wgain[i, j] * (new - old)
+                    v[i, j] = new
+                    fired += abs(np.int64(n))
+                tally[i, seg] += fired
+                pulses += fired
         return pulses
 
 
-def update(w, v, wgain, dv_up, dv_down, x, delta, coef, max_pulses, v_min, v_max, key: int, compiled: bool | None = None) -> int:
+def update(w, v, wgain, dv_up, dv_down, x, delta, coef, max_pulses, v_min, v_max, key: int, col_cuts=None, tally=None,
+           compiled: bool | None = None) -> int:
     """One update of a layer's capacitors (arguments as `update_numpy`; arrays float32,
     C-contiguous, rows x cols; x of length rows, delta of length cols; key a 64-bit int)."""
     if compiled is None:
         compiled = HAVE_NUMBA
+    if col_cuts is None:
+        col_cuts = np.array([0, w.shape[1]], dtype=np.int64)
+    if tally is None:
+        tally = np.zeros((w.shape[0], len(col_cuts) - 1), dtype=np.int64)
     if not compiled:
-        return update_numpy(w, v, wgain, dv_up, dv_down, x, delta, coef, max_pulses, v_min, v_max, key)
+        return update_numpy(w, v, wgain, dv_up, dv_down, x, delta, coef, max_pulses, v_min, v_max, key, col_cuts, tally)
     f32 = np.float32
     c = np.ascontiguousarray
     return int(
         _update_nb(
             w, v, wgain, dv_up, dv_down, c(x, dtype=f32), c(delta, dtype=f32),
-            f32(coef), f32(max_pulses), f32(v_min), f32(v_max), np.uint64(key),
+            f32(coef), f32(max_pulses), f32(v_min), f32(v_max), np.uint64(key), np.asarray(col_cuts, dtype=np.int64), tally,
         )
     )

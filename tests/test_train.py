@@ -178,3 +178,28 @@ def test_damaged_device_state_is_refused(trained, cli, tmp_path, edit, message):
     edit(program)
     save_program(program, tmp_path / "bad.atp")  # fresh checksums: only the structure check can catch it
     assert_user_error(cli("run", tmp_path / "bad.atp", "--data", "digits"), "bad.atp", message)
+
+
+def test_training_cost_counts_every_pulse_on_its_tile(trained):
+    _, result = trained
+    cost = result["cost"]
+    assert cost["counts"]["pulses"] == result["epochs"][-1]["pulses_total"] > 0
+    assert cost["energy_per_example_j"] > 0 and cost["latency_per_example_s"] > 0
+    assert set(cost["energy_by_phase_j"]) >= {"forward", "backward", "update"}
+
+
+@pytest.mark.parametrize("damage", ["garbage", "truncated", "wrong_shape"])
+def test_a_damaged_checkpoint_is_refused(digits_program, cli, tmp_path, damage):
+    args = ["train", digits_program, "--data", "digits", "--limit", "100", "--checkpoint", tmp_path / "c", "-o", tmp_path / "t.atp", "-q"]
+    assert cli(*args).code == 0
+    path = tmp_path / "c" / "checkpoint.npz"
+    if damage == "garbage":
+        path.write_bytes(b"not a checkpoint at all")
+    elif damage == "truncated":
+        path.write_bytes(path.read_bytes()[:500])
+    else:
+        with np.load(path) as data:
+            arrays = {k: data[k] for k in data.files}
+        arrays["device/fc1/v"] = arrays["device/fc1/v"][:3]
+        np.savez(path, **arrays)
+    assert_user_error(cli(*args, "--resume"), "checkpoint")

@@ -91,3 +91,19 @@ def test_keys_mix_every_part():
     keys = {uk.mix_key(a, b) for a in range(30) for b in range(30)}
     assert len(keys) == 900 and all(0 <= k < 2**64 for k in keys)
     assert uk.mix_key(1, 2) != uk.mix_key(2, 1)
+
+
+@pytest.mark.parametrize("compiled", [False, pytest.param(True, marks=pytest.mark.skipif(not uk.HAVE_NUMBA, reason="numba missing"))])
+def test_pulses_are_tallied_per_row_and_column_segment(compiled):
+    # Whole-number wanted changes fire exactly that many pulses: a hand count per segment.
+    rows, cols = 3, 7
+    w, v = np.zeros((rows, cols), F32), np.full((rows, cols), 0.5, F32)
+    ones = np.ones((rows, cols), F32)
+    x = np.array([1.0, 0.0, 2.0], F32)
+    delta = np.array([1, -2, 3, 0, 1, -1, 20], F32)  # 20 is capped at 16 (row 0), 40 (row 2)
+    cuts = np.array([0, 2, 5, 7])
+    tally = np.zeros((rows, 3), np.int64)
+    total = uk.update(w, v, ones, ones * F32(0.001), ones * F32(0.001), x, delta, 1.0, 16, 0.0, 1.0, 7, cuts, tally, compiled=compiled)
+    expected = np.array([[1 + 2, 3 + 0 + 1, 1 + 16], [0, 0, 0], [2 + 4, 6 + 0 + 2, 2 + 16]])
+    np.testing.assert_array_equal(tally, expected)
+    assert total == expected.sum()
