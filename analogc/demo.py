@@ -1,4 +1,5 @@
-"""`make demo`: compile the shipped digits model, show its plan, run it ideal and default.
+"""`make demo`: compile the shipped digits model, show its plan, run it ideal and default,
+train it on the chip from random weights (next to float), run the trained chip, export it.
 
 Everything it needs is in the repository (the model in models/, the data in
 scikit-learn); it runs the same `analogc` commands a user would type, and prints them.
@@ -36,6 +37,10 @@ def main() -> None:
     step("plan", rel(program))
     step("run", rel(program), "--data", "digits", "--ideal")
     step("run", rel(program), "--data", "digits", "--seed", "0")
+    trained = OUT / "digits_mlp.trained.atp"
+    step("train", rel(program), "--data", "digits", "--init", "random", "--epochs", "3", "--baseline", "-o", rel(trained))
+    step("run", rel(trained), "--data", "digits", "--seed", "0")
+    step("export", rel(trained), "-o", rel(OUT / "digits_mlp.trained.onnx"))
 
 
 if __name__ == "__main__":
