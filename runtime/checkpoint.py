@@ -17,6 +17,7 @@ import numpy as np
 
 from analogc.atomic import atomic_path
 from analogc.errors import AnalogcError
+from analogc.npy_read import read_npz
 
 FILE = "checkpoint.npz"
 META = "__meta__"
@@ -46,9 +47,10 @@ def load_checkpoint(folder: Path) -> tuple[dict, dict] | None:
     if not path.is_file():
         return None
     try:
-        with np.load(path, allow_pickle=False) as data:
-            arrays = {name: data[name] for name in data.files}
+        arrays = read_npz(path, str(path))  # headers, sizes and zip bombs checked before reading
         meta = json.loads(arrays.pop(META).tobytes().decode())
+    except AnalogcError as exc:
+        raise AnalogcError(f"not a readable training checkpoint: {exc}") from None
     except (OSError, ValueError, KeyError, zipfile.BadZipFile, EOFError, UnicodeDecodeError) as exc:
         raise AnalogcError(f"{path}: not a readable training checkpoint ({exc})") from None
     if not isinstance(meta, dict) or meta.get("version") != VERSION:

@@ -385,38 +385,78 @@ class Trainer:
         if meta.get("fingerprint") != self.fingerprint:
             raise AnalogcError(f"{where}: this checkpoint belongs to another run (program, data, seed, init, learning rate or limit differ)")
         try:
-            for layer in self.layers:
-                info = meta["layers"][layer.name]
-                for name, dtype in FIELDS.items():
-                    value = arrays[f"device/{layer.name}/{name}"]
-                    if value.shape != layer.state.shape:
-                        raise ValueError(f"{name} has shape {value.shape}")
-                    setattr(layer.state, name, np.array(value, dtype=dtype))
-                layer.state.sign = float(info["sign"])
-                layer.state.examples_since_transfer = int(info["examples_since_transfer"])
-                layer.pulses, layer.pcm_iterations, layer.refreshed = int(info["pulses"]), int(info["pcm_iterations"]), int(info["refreshed"])
-                layer.sync()
-                layer.w = np.ascontiguousarray(arrays[f"presented/{layer.name}"], dtype=F32)
-                tally = arrays[f"pulse_tally/{layer.name}"]
-                if tally.shape != layer.pulse_tally.shape:
-                    raise ValueError(f"pulse tally has shape {tally.shape}")
-                layer.pulse_tally = np.array(tally, dtype=np.int64)
-                if layer.digital_bias is not None:
-                    layer.digital_bias = np.array(arrays[f"digital_bias/{layer.name}"], dtype=F32)
-            if self.baseline is not None:
-                for l in range(len(self.baseline.matrices)):
-                    self.baseline.matrices[l] = np.array(arrays[f"baseline/matrix/{l}"], dtype=F32)
-                    if self.baseline.biases[l] is not None:
-                        self.baseline.biases[l] = np.array(arrays[f"baseline/bias/{l}"], dtype=F32)
-            self.rng.bit_generator.state = meta["rng"]
-            self.program_costs = OpCounts()
-            for row in meta["program_costs"]:
-                self.program_costs.add(row["phase"], row["layer"], row["tile"], **row["counts"])
-            p = meta["position"]
-            self.position = Position(int(p["epoch"]), int(p["index"]), int(p["total"]), float(p["loss_sum"]), int(p["correct"]),
-                                     int(p["transfers"]), float(p["seconds"]), list(p["history"]))
-        except (KeyError, ValueError, TypeError) as exc:
+            self.load_state(arrays, meta)
+        except (KeyError, ValueError, TypeError, AttributeError, IndexError, OverflowError, AnalogcError) as exc:
             raise AnalogcError(f"{where}: checkpoint is incomplete or damaged ({exc})") from None
+
+    def load_state(self, arrays: dict, meta: dict) -> None:
+        """Everything a checkpoint holds, each value checked before it is used."""
+
+        def array(name: str, shape: tuple, dtype) -> np.ndarray:
+            value = arrays[name]
+            if value.shape != shape or value.dtype.kind not in "fiub" or (value.dtype.kind == "f" and not np.all(np.isfinite(value))):
+                raise ValueError(f"{name} is {value.dtype} {value.shape}, expected finite {np.dtype(dtype)} {shape}")
+            return np.array(value, dtype=dtype)
+
+        def count(value) -> int:
+            if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value < 2**62:
+                raise ValueError(f"{value!r} is not a count")
+            return value
+
+        def number(value) -> float:
+            if not isinstance(value, (int, float)) or isinstance(value, bool) or not np.isfinite(value):
+                raise ValueError(f"{value!r} is not a finite number")
+            return float(value)
+
+        for layer in self.layers:
+            info = meta["layers"][layer.name]
+            for name, dtype in FIELDS.items():
+                setattr(layer.state, name, array(f"device/{layer.name}/{name}", layer.state.shape, dtype))
+            state = layer.state
+            if min(state.g_plus.min(), state.g_minus.min(), state.dv_up.min(), state.dv_down.min()) < 0:
+                raise ValueError(f"layer {layer.name}: negative conductances or steps")
+            if not (np.isin(state.faults_plus, (0, 1, 2)).all() and np.isin(state.faults_minus, (0, 1, 2)).all()):
+                raise ValueError(f"layer {layer.name}: unknown fault codes")
+            if info["sign"] not in (1, -1):
+                raise ValueError(f"layer {layer.name}: polarity {info['sign']!r} is not ±1")
+            state.sign = float(info["sign"])
+            state.examples_since_transfer = count(info["examples_since_transfer"])
+            layer.pulses, layer.pcm_iterations, layer.refreshed = count(info["pulses"]), count(info["pcm_iterations"]), count(info["refreshed"])
+            layer.sync()
+            layer.w = np.ascontiguousarray(array(f"presented/{layer.name}", layer.w.shape, F32))
+            tally = array(f"pulse_tally/{layer.name}", layer.pulse_tally.shape, np.int64)
+            if tally.min(initial=0) < 0:
+                raise ValueError(f"layer {layer.name}: negative pulse counts")
+            layer.pulse_tally = tally
+            if layer.digital_bias is not None:
+                layer.digital_bias = array(f"digital_bias/{layer.name}", layer.digital_bias.shape, F32)
+        if self.baseline is not None:
+            for l, matrix in enumerate(self.baseline.matrices):
+                self.baseline.matrices[l] = array(f"baseline/matrix/{l}", matrix.shape, F32)
+                if self.baseline.biases[l] is not None:
+                    self.baseline.biases[l] = array(f"baseline/bias/{l}", self.baseline.biases[l].shape, F32)
+        self.rng.bit_generator.state = meta["rng"]
+        self.program_costs = OpCounts()
+        for row in meta["program_costs"]:
+            tile = row["tile"]
+            self.program_costs.add(str(row["phase"]), str(row["layer"]), None if tile is None else (count(tile[0]), count(tile[1])),
+                                   **{str(k): count(v) for k, v in dict(row["counts"]).items()})
+        p = meta["position"]
+        position = Position(count(p["epoch"]), count(p["index"]), count(p["total"]), number(p["loss_sum"]), count(p["correct"]),
+                            count(p["transfers"]), number(p["seconds"]), list(p["history"]))
+        if position.epoch > self.options.epochs or len(position.history) != position.epoch:
+            raise ValueError(f"position: epoch {position.epoch} with {len(position.history)} epochs of history")
+        if position.epoch < self.options.epochs and position.index > len(self.order(position.epoch)):
+            raise ValueError(f"position: example {position.index} is past the epoch's end")
+        for row in position.history:
+            for key in ("epoch", "examples"):
+                count(row[key])
+            for key in ("train_loss", "train_accuracy"):
+                number(row[key])
+            for key in ("test_accuracy", "examples_per_s", "software_baseline_accuracy"):
+                if row.get(key) is not None:
+                    number(row[key])
+        self.position = position
 
 
 def apply(activation: dict, z: np.ndarray) -> np.ndarray:

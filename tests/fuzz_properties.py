@@ -479,6 +479,61 @@ def idx_property(stem, edits, gz):
         check_command(folder, "run", "p.atp", "--data", "idx:idx", "--limit", "4")
 
 
+# ---------------------------------------------------------------- training checkpoints
+
+CHECKPOINT_TRAIN = ["--data", "digits", "--init", "random", "--limit", "40", "--seed", "1", "--checkpoint-every", "20", "-q"]
+
+
+@functools.cache
+def checkpoint_seed() -> tuple[bytes, bytes]:
+    """(digits program, a valid checkpoint of a short training run on it)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        models = Path(__file__).resolve().parents[1] / "models"
+        assert run_cli(folder, "compile", models / "digits_mlp.onnx", "-o", "p.atp", *COMPILE)[0] == 0
+        assert run_cli(folder, "train", "p.atp", *CHECKPOINT_TRAIN, "--checkpoint", "ck", "-o", "t.atp")[0] == 0
+        return (folder / "p.atp").read_bytes(), (folder / "ck" / "checkpoint.npz").read_bytes()
+
+
+def json_leaf_edit(meta: dict, data) -> None:
+    paths = [path for path in leaf_paths(meta) if path]
+    if not paths:
+        return
+    path = data.draw(st.sampled_from(paths))
+    target = meta
+    for key in path[:-1]:
+        target = target[key]
+    target[path[-1]] = data.draw(st.one_of(st.none(), st.booleans(), st.integers(-(2**70), 2**70), st.floats(allow_nan=True), st.text(max_size=5), st.just([]), st.just({})))
+
+
+@given(data=st.data())
+def checkpoint_property(data):
+    """train --resume from a checkpoint with bytes, arrays or JSON values edited."""
+    program, checkpoint = checkpoint_seed()
+    kind = data.draw(st.sampled_from(["bytes", "array", "json"]))
+    if kind == "bytes":
+        checkpoint = mutate(checkpoint, data.draw(EDITS))
+    else:
+        with np.load(io.BytesIO(checkpoint)) as loaded:
+            arrays = {k: loaded[k] for k in loaded.files}
+        meta = json.loads(arrays["__meta__"].tobytes())
+        if kind == "array":
+            key = data.draw(st.sampled_from(sorted(k for k in arrays if k != "__meta__")))
+            arrays[key] = data.draw(st.one_of(ARRAYS, st.just(np.full_like(arrays[key], np.nan) if arrays[key].dtype.kind == "f" else arrays[key] + 9)))
+        else:
+            json_leaf_edit(meta, data)
+        arrays["__meta__"] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
+        buffer = io.BytesIO()
+        np.savez(buffer, **arrays)
+        checkpoint = buffer.getvalue()
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        (folder / "p.atp").write_bytes(program)
+        (folder / "ck").mkdir()
+        (folder / "ck" / "checkpoint.npz").write_bytes(checkpoint)
+        check_command(folder, "train", "p.atp", *CHECKPOINT_TRAIN, "--checkpoint", "ck", "--resume", "-o", "t.atp")
+
+
 PROPERTIES = {
     "onnx_bytes": onnx_bytes_property,
     "onnx_fields": onnx_fields_property,
@@ -489,4 +544,5 @@ PROPERTIES = {
     "input_npy_npz": input_property,
     "data_npz": npz_property,
     "data_idx": idx_property,
+    "checkpoint": checkpoint_property,
 }
