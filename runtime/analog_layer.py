@@ -191,6 +191,17 @@ class TrainableLayer:
         cap = spec.capacitor
         after_reset = new_sign * (state.read_gain.astype(np.float64) * cap.g_per_volt * cap.v_init + state.cap_base)
         wanted = w_read - after_reset  # what the PCM pair must hold
+        theta = spec.training.transfer_threshold
+        if theta > 0:
+            # Stochastic transfer: a pair whose change c is under θ is left alone, or, with
+            # probability |c|/θ, moved by θ·sign(c): unbiased, and most pairs keep their
+            # devices (no fresh programming error) at each transfer.
+            change = wanted - gain * (g_plus - g_minus)
+            small = np.abs(change) < theta
+            fire = rng.random(change.shape) < np.abs(change) / theta
+            keep = gain * (state.g_plus - state.g_minus)
+            stepped = gain * (g_plus - g_minus) + np.sign(change) * theta
+            wanted = np.where(small, np.where(fire, stepped, keep), wanted)
         offset = spec.training.transfer_offset
         target = wanted - offset
         reset_both = (wanted > 0) & (wanted < offset)

@@ -24,7 +24,7 @@ def quiet_spec(**training):
         pcm=dataclasses.replace(spec.pcm, programming_noise=False, read_noise=False, drift=False),
         periphery=dataclasses.replace(spec.periphery, quantization=False, output_noise_enabled=False),
         capacitor=dataclasses.replace(spec.capacitor, step_mismatch=0.0),
-        training=dataclasses.replace(spec.training, transfer_offset=0.0, **training),
+        training=dataclasses.replace(spec.training, **{"transfer_offset": 0.0, "transfer_threshold": 0.0, **training}),
     )
     return spec
 
@@ -104,7 +104,7 @@ def test_transfer_is_exact_without_noise_and_flips_polarity():
 
 def test_transfer_keeps_weights_within_programming_error():
     spec = load_target("pcm3t1c-2018")
-    spec = dataclasses.replace(spec, training=dataclasses.replace(spec.training, transfer_offset=0.0))
+    spec = dataclasses.replace(spec, training=dataclasses.replace(spec.training, transfer_offset=0.0, transfer_threshold=0.0))
     layer = moved_layer(spec)
     before_us = layer.state.weights_us(spec)
     plus_before, minus_before = layer.state.g_plus.copy(), layer.state.g_minus.copy()
@@ -148,3 +148,23 @@ def test_noisy_reads_are_unbiased_and_bounded():
     np.testing.assert_allclose(reads.mean(axis=0), exact, atol=4 * reads.std(axis=0).max() / np.sqrt(400) + 0.02)
     bound = spec.periphery.adc_bound * layer.w_max * np.abs(x).max() / spec.periphery.dac_range
     assert np.abs(reads).max() <= bound + 1e-4
+
+
+def test_stochastic_transfer_is_unbiased_and_leaves_most_pairs_alone():
+    spec = quiet_spec(transfer_threshold=3.0)  # µS
+    layer = toy_layer(spec, np.full((60, 50), 0.3, F32))
+    # Give every capacitor the same small share: +0.6 µS of weight, 1/5 of the threshold.
+    share = 0.6
+    cap = spec.capacitor
+    layer.state.v[...] = cap.v_init + share / (cap.g_per_volt * layer.state.sign)
+    layer.sync()
+    before = layer.state.weights_us(spec)
+    plus, minus = layer.state.g_plus.copy(), layer.state.g_minus.copy()
+    layer.transfer(np.random.default_rng(7))
+    after = layer.state.weights_us(spec)
+    moved = (layer.state.g_plus != plus) | (layer.state.g_minus != minus)
+    # About |c|/θ = 20% of the pairs are programmed (by θ), the rest keep their devices.
+    assert 0.15 < moved.mean() < 0.25
+    np.testing.assert_allclose(after[~moved], before[~moved] - share, atol=1e-4)
+    # Unbiased: the mean weight is kept (3,000 pairs, sd of the mean ≈ 0.05 µS).
+    assert abs(after.mean() - before.mean()) < 0.2
