@@ -141,7 +141,7 @@ class TrainingSpec:
         5.0, "trained layers map ±weight_range × Glorot's limit √(6/(fan_in+fan_out)) to the full conductance range (assumption)", "", 0.01, 1e4
     )
     transfer_threshold: float = knob(
-        5.0, "stochastic transfer: a pair whose needed change is below this moves by it with probability change/threshold, else stays untouched; 0 transfers every pair", "µS", 0.0, 100.0
+        0.0, "stochastic transfer: a pair whose needed change is below this moves by it with probability change/threshold, else stays untouched; 0 transfers every pair", "µS", 0.0, 100.0
     )
     pcm_update_step: float = knob(
         1.0, "2-PCM cells (no capacitor): nominal increment of one update SET pulse at G = 0, shrinking as G saturates (assumption)", "µS", 0.0, 25.0

@@ -360,3 +360,21 @@ def test_npz_data_is_shipped_to_the_workers(program, cluster, cli, tmp_path):
     row = pq.read_table(tmp_path / "out" / "results.parquet").to_pylist()[0]
     single = json.loads(cli("run", program, "--data", "digits", "--seed", "1", "--json").out)
     assert row["status"] == "ok" and row["accuracy"] == single["accuracy"]
+
+
+@pytest.mark.parametrize("damage", ["sweep_json", "results"])
+def test_a_damaged_sweep_folder_is_refused(program, cli, tmp_path, tiny_sweep, damage):
+    import shutil
+
+    sweep, out = tiny_sweep
+    copy = tmp_path / "copy"
+    shutil.copytree(out, copy)
+    if damage == "sweep_json":
+        (copy / "sweep.json").write_text("{not json")
+        fragment = "not a readable sweep record"
+    else:
+        (copy / "results.parquet").write_bytes(b"PAR1 garbage")
+        fragment = "cannot read the results table"
+    before = sorted(p.name for p in copy.iterdir())
+    assert_user_error(cli("sweep", program, "--data", "digits", "--sweep", sweep, "-o", copy), fragment)
+    assert sorted(p.name for p in copy.iterdir()) == before
