@@ -13,7 +13,8 @@ from analogc.errors import AnalogcError
 
 
 def cmd_train(args) -> int:
-    from analogc.data import fit_to_input, load_dataset
+    from analogc.commands import image_feeds
+    from analogc.data import load_dataset
     from analogc.runtime.infer import single_input
     from analogc.runtime.program import load_program, save_program
     from analogc.runtime.spec import spec_from_dict
@@ -40,9 +41,7 @@ def cmd_train(args) -> int:
     check_writable_path(output)
     model_input = single_input(program)
     data = load_dataset(args.data)
-    feeds = {}
-    for split, x in (("train", data.x_train), ("test", data.x_test)):
-        feeds[split] = {model_input["name"]: fit_to_input(x, model_input["shape"], data.name).astype(np.dtype(model_input["dtype"]) if model_input["dtype"] != "unknown" else np.float32)}
+    feeds = {split: image_feeds(x, model_input, data.name) for split, x in (("train", data.x_train), ("test", data.x_test))}
     options = TrainOptions(
         epochs=epochs, init=args.init, seed=args.seed, learning_rate=args.learning_rate, baseline=args.baseline,
         limit=args.limit, checkpoint_dir=Path(args.checkpoint) if args.checkpoint else None,

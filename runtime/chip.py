@@ -29,15 +29,16 @@ def layer_w_max(matrix: np.ndarray) -> float:
     return w_max if w_max > 0 else 1.0
 
 
-def place_trained(state: tiles.TileState, rows: slice, cols: slice, block: dict, devices: LayerDevices, spec) -> None:
-    """Copy a block's window of a trained layer's devices into its tile."""
+def place_trained(state: tiles.TileState, rows: slice, cols: slice, block: dict, devices: LayerDevices, cap_us: np.ndarray) -> None:
+    """Copy a block's window of a trained layer's devices (and of its capacitor
+    contribution `cap_us`, µS) into its tile."""
     (r0, r1), (c0, c1) = block["rows"], block["cols"]
     window = (slice(r0, r1), slice(c0, c1))
     state.g_plus[rows, cols] = devices.g_plus[window]
     state.g_minus[rows, cols] = devices.g_minus[window]
     state.nu_plus[rows, cols] = devices.nu_plus[window]
     state.nu_minus[rows, cols] = devices.nu_minus[window]
-    state.cap_diff[rows, cols] = devices.capacitor_us(spec)[window]
+    state.cap_diff[rows, cols] = cap_us[window]
     state.dv_up[rows, cols], state.dv_down[rows, cols] = devices.dv_up[window], devices.dv_down[window]
 
 
@@ -114,13 +115,16 @@ class Chip:
     def program_devices(self, rng: np.random.Generator) -> None:
         """Closed-loop programming of every block, in block order (deterministic)."""
         chip = self.spec.chip
+        cap_us: dict[str, np.ndarray] = {}
         for block in self.program.blocks:
             key = tuple(block["tile"])
             if key not in self.states:
                 self.states[key] = tiles.new_tile((chip.tile_rows, chip.tile_cols))
             rows, cols = self.region(block)
             if block["layer"] in self.devices:
-                place_trained(self.states[key], rows, cols, block, self.devices[block["layer"]], self.spec)
+                if block["layer"] not in cap_us:  # once per layer, not once per block
+                    cap_us[block["layer"]] = self.devices[block["layer"]].capacitor_us(self.spec)
+                place_trained(self.states[key], rows, cols, block, self.devices[block["layer"]], cap_us[block["layer"]])
                 continue
             target_us = self.target(block).astype(np.float64) * self.us_per_weight[block["layer"]]
             tiles.program_block(self.states[key], rows, cols, target_us, self.spec, rng)

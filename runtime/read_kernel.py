@@ -42,7 +42,7 @@ if HAVE_NUMBA:
         if not peak > 0:
             peak = np.float32(1.0)
         x_n = np.empty(n_in, dtype=np.float32)
-        x_sq = np.empty(n_in, dtype=np.float32)
+        x_sq = np.empty(n_in if has_var else 0, dtype=np.float32)
         if ideal:
             for i in range(n_in):
                 x_n[i] = x[i]
@@ -53,8 +53,9 @@ if HAVE_NUMBA:
                 v = x[i] * gain
                 x_n[i] = _quantize(v, dac_step, dac_range) if dac_quant else v
             scale = peak / dac_range
-        for i in range(n_in):
-            x_sq[i] = x_n[i] * x_n[i]
+        if has_var:
+            for i in range(n_in):
+                x_sq[i] = x_n[i] * x_n[i]
         inv_w = np.float32(1.0) / w_max
         inv_ww = inv_w * inv_w
         counter = np.uint64(0)

@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from analogc.errors import AnalogcError
+from analogc.runtime.activations import apply_activation
 from analogc.runtime.analog_layer import TrainableLayer
 from analogc.runtime.checkpoint import load_checkpoint, save_checkpoint
 from analogc.runtime.cost import OpCounts, price, static_block_counts
@@ -460,6 +461,4 @@ class Trainer:
 
 
 def apply(activation: dict, z: np.ndarray) -> np.ndarray:
-    from analogc.runtime.activations import apply_activation
-
     return apply_activation(z, activation).astype(F32, copy=False)
