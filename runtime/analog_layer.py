@@ -48,6 +48,7 @@ class TrainableLayer:
         self.pcm_iterations = 0
         self.on_program = None  # called with the per-cell iteration counts of each programming (cost model)
         self.refreshed = 0
+        self.transfers = 0
         self.sync()
 
     # ----------------------------------------------------------------- device -> weights
@@ -127,10 +128,12 @@ class TrainableLayer:
         if self.capacitor:
             cap = self.spec.capacitor
             coef = -lr * self.us * self.state.sign / (cap.g_per_volt * self.dv_nominal)
-            self.pulses += update_kernel.update(
+            fired = update_kernel.update(
                 self.w, self.state.v, self.wgain, self.state.dv_up, self.state.dv_down,
                 x, delta, coef, cap.max_pulses, cap.v_min, cap.v_max, key, self.col_cuts, self.pulse_tally, compiled=self.compiled,
             )
+            self.pulses += fired
+            self.state.pulses_since_transfer += fired
         else:
             self.update_pcm(x, delta, lr, np.random.default_rng(key))
         self.state.examples_since_transfer += 1
@@ -181,11 +184,22 @@ class TrainableLayer:
         self.state.v[...] = v_new
 
     # ---------------------------------------------------------------------- transfer
+    def transfer_due(self) -> bool:
+        """Adaptive transfer (training.transfer_pulses > 0): due once the layer's cells
+        have taken that many pulses each on average since its last transfer. Pulses,
+        not examples, are what fill a capacitor and, through each cell's up/down
+        mismatch, bias it; layers and data sets differ several-fold in pulses per example."""
+        per_cell = self.spec.training.transfer_pulses
+        return self.capacitor and per_cell > 0 and self.state.pulses_since_transfer >= per_cell * self.w.size
+
     def transfer(self, rng: np.random.Generator) -> None:
         """Move the capacitor's share into the PCM pair; reset capacitors; flip s."""
         spec, state, pcm, gain = self.spec, self.state, self.spec.pcm, self.spec.cell.gain_f
-        g_plus = devices.read_with_noise(state.g_plus, pcm.drift_t0, pcm, rng)
-        g_minus = devices.read_with_noise(state.g_minus, pcm.drift_t0, pcm, rng)
+        if spec.training.transfer_read == "weight":
+            g_plus = devices.read_with_noise(state.g_plus, pcm.drift_t0, pcm, rng)
+            g_minus = devices.read_with_noise(state.g_minus, pcm.drift_t0, pcm, rng)
+        else:  # the PCM pair's own verify reads are part of its closed loop (programming error)
+            g_plus, g_minus = state.g_plus, state.g_minus
         w_read = gain * (g_plus - g_minus) + state.capacitor_us(spec)
         new_sign = -state.sign if spec.training.polarity_inversion else state.sign
         cap = spec.capacitor
@@ -210,6 +224,8 @@ class TrainableLayer:
         state.v[...] = cap.v_init
         state.sign = new_sign
         state.examples_since_transfer = 0
+        state.pulses_since_transfer = 0
+        self.transfers += 1
         self.sync()
 
     def refresh(self, rng: np.random.Generator) -> None:

@@ -53,6 +53,7 @@ class LayerDevices:
     cap_base: np.ndarray
     sign: float = 1.0
     examples_since_transfer: int = 0
+    pulses_since_transfer: int = 0
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -82,7 +83,8 @@ class LayerDevices:
     def from_arrays(cls, arrays: dict, layer: str, entry: dict) -> "LayerDevices":
         values = {name: np.array(arrays[f"device/{layer}/{name}"], dtype=dtype) for name, dtype in FIELDS.items()}
         device = entry.get("device", {})
-        return cls(**values, sign=float(device.get("sign", 1.0)), examples_since_transfer=int(device.get("examples_since_transfer", 0)))
+        return cls(**values, sign=float(device.get("sign", 1.0)), examples_since_transfer=int(device.get("examples_since_transfer", 0)),
+                   pulses_since_transfer=int(device.get("pulses_since_transfer", 0)))
 
 
 def has_capacitor(spec) -> bool:

@@ -18,6 +18,10 @@ def is_int(value) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
+def is_count(value) -> bool:
+    return is_int(value) and 0 <= value < 2**62
+
+
 def is_pair(value) -> bool:
     return isinstance(value, list) and len(value) == 2 and all(is_int(v) for v in value)
 
@@ -233,8 +237,8 @@ def check_device_state(layer: dict, shape: tuple, arrays: dict, fail) -> None:
         missing = next(f for f in FIELDS if f not in present)
         fail(f"layer {name!r} has device state without its {missing!r} array")
     device = layer.get("device")
-    if not isinstance(device, dict) or device.get("sign") not in (1, -1, 1.0, -1.0) or not is_int(device.get("examples_since_transfer", 0)):
-        fail(f"layer {name!r} has device arrays but no valid device entry (sign ±1, examples_since_transfer)")
+    if not isinstance(device, dict) or device.get("sign") not in (1, -1, 1.0, -1.0) or not all(is_count(device.get(k, 0)) for k in ("examples_since_transfer", "pulses_since_transfer")):
+        fail(f"layer {name!r} has device arrays but no valid device entry (sign ±1, examples_since_transfer, pulses_since_transfer)")
     if not is_number(layer.get("w_max")) or not layer["w_max"] > 0:
         fail(f"layer {name!r} has device state but no positive w_max")
     for field, dtype in FIELDS.items():

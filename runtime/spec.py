@@ -143,6 +143,14 @@ class TrainingSpec:
     transfer_threshold: float = knob(
         0.0, "stochastic transfer: a pair whose needed change is below this moves by it with probability change/threshold, else stays untouched; 0 transfers every pair", "µS", 0.0, 100.0
     )
+    transfer_pulses: float = knob(
+        0.0, "adaptive transfer: a layer transfers when its cells have taken this many update pulses each, on average, since its last transfer (each layer on its own schedule); 0 transfers every transfer_interval examples",
+        "pulses per cell", 0.0, 1e9,
+    )
+    transfer_read: str = knob(
+        "weight", "what a transfer reads to set the PCM target: the whole weight (PCM 1/f read noise enters the target) or only the capacitor pair's share (the closed loop then moves the PCM pair by that share from its present state)",
+        choices=("weight", "capacitor"),
+    )
     pcm_update_step: float = knob(
         1.0, "2-PCM cells (no capacitor): nominal increment of one update SET pulse at G = 0, shrinking as G saturates (assumption)", "µS", 0.0, 25.0
     )

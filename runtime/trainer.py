@@ -168,6 +168,7 @@ class Trainer:
         """Run (or finish) every epoch; returns the result (`epochs`, baseline, ...)."""
         pos = self.position
         interval = self.spec.training.transfer_interval
+        adaptive = self.spec.training.transfer_pulses > 0
         leak = self.spec.capacitor.leak_tau > 0 and has_capacitor(self.spec)
         while pos.epoch < self.options.epochs:
             order = self.order(pos.epoch)
@@ -182,8 +183,10 @@ class Trainer:
                 if leak and pos.total % LEAK_EVERY == 0:
                     for layer in self.layers:
                         layer.leak(LEAK_EVERY)
+                if adaptive:
+                    self.transfer([layer for layer in self.layers if layer.transfer_due()])
                 if interval and pos.total % interval == 0:
-                    self.transfer()
+                    self.transfer([layer for layer in self.layers if not (adaptive and layer.capacitor)])
                 if progress is not None and (pos.index % PROGRESS_EVERY == 0 or pos.index == len(order)):
                     elapsed = pos.seconds + time.perf_counter() - start
                     progress(pos.epoch, pos.index, len(order), pos.loss_sum / pos.index, pos.correct / pos.index, pos.index / elapsed)
@@ -226,15 +229,18 @@ class Trainer:
                 delta = delta_prev
         return loss, correct
 
-    def transfer(self) -> None:
-        """Every transfer_interval examples: capacitor → PCM with polarity inversion
-        (3T1C cells), or a refresh of saturating pairs (2-PCM cells)."""
-        for layer in self.layers:
+    def transfer(self, layers: list) -> None:
+        """Capacitor → PCM with polarity inversion (3T1C cells), or a refresh of
+        saturating pairs (2-PCM cells), for the layers due: all of them every
+        transfer_interval examples, or each on its own pulse count (transfer_pulses)."""
+        for layer in layers:
             if layer.capacitor:
                 layer.transfer(self.rng)
             else:
                 layer.refresh(self.rng)
-        self.position.transfers += 1
+                layer.transfers += 1
+        if layers:
+            self.position.transfers += 1
 
     def finish_epoch(self, examples: int) -> None:
         pos = self.position
@@ -247,6 +253,7 @@ class Trainer:
             "examples_per_s": examples / pos.seconds if pos.seconds > 0 else None,
             "seconds": pos.seconds,
             "transfers_total": pos.transfers,
+            "transfers_by_layer": {layer.name: layer.transfers for layer in self.layers},
             "pulses_total": sum(layer.pulses for layer in self.layers),
             "pcm_program_iterations_total": sum(layer.pcm_iterations for layer in self.layers),
             "refreshed_pairs_total": sum(layer.refreshed for layer in self.layers),
@@ -283,7 +290,8 @@ class Trainer:
             arrays.update(layer.state.to_arrays(layer.name))
             entry["w_max"] = layer.w_max
             entry["us_per_weight"] = layer.us
-            entry["device"] = {"sign": layer.state.sign, "examples_since_transfer": layer.state.examples_since_transfer}
+            entry["device"] = {"sign": layer.state.sign, "examples_since_transfer": layer.state.examples_since_transfer,
+                               "pulses_since_transfer": layer.state.pulses_since_transfer}
             entry["trained"] = True
         meta["training"] = {
             "data": self.options.data_name,
@@ -339,7 +347,8 @@ class Trainer:
         counts.merge(static_block_counts(self.program, "forward", n))
         counts.merge(static_block_counts(self.program, "backward", n, layers=names[1:]))
         counts.merge(static_block_counts(self.program, "update", n, layers=names))
-        counts.merge(static_block_counts(self.program, "transfer", self.position.transfers, layers=names))
+        for layer in self.layers:
+            counts.merge(static_block_counts(self.program, "transfer", layer.transfers, layers=[layer.name]))
         for layer in self.layers:
             for block in self.program.blocks:
                 if block["layer"] == layer.name:
@@ -369,6 +378,7 @@ class Trainer:
             "program_costs": self.program_costs.to_json(),
             "layers": {
                 l.name: {"sign": l.state.sign, "examples_since_transfer": l.state.examples_since_transfer,
+                         "pulses_since_transfer": l.state.pulses_since_transfer, "transfers": l.transfers,
                          "pulses": l.pulses, "pcm_iterations": l.pcm_iterations, "refreshed": l.refreshed}
                 for l in self.layers
             },
@@ -422,6 +432,8 @@ class Trainer:
                 raise ValueError(f"layer {layer.name}: polarity {info['sign']!r} is not ±1")
             state.sign = float(info["sign"])
             state.examples_since_transfer = count(info["examples_since_transfer"])
+            state.pulses_since_transfer = count(info["pulses_since_transfer"])
+            layer.transfers = count(info["transfers"])
             layer.pulses, layer.pcm_iterations, layer.refreshed = count(info["pulses"]), count(info["pcm_iterations"]), count(info["refreshed"])
             layer.sync()
             layer.w = np.ascontiguousarray(array(f"presented/{layer.name}", layer.w.shape, F32))

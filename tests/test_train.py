@@ -101,10 +101,11 @@ def test_the_same_seed_trains_bit_identically(digits_program, cli, tmp_path):
         assert np.array_equal(a.arrays[key], b.arrays[key]), key
 
 
-def make_trainer(program_path, checkpoint, resume=False, every=170):
+def make_trainer(program_path, checkpoint, resume=False, every=170, training=None, epochs=2, baseline=True):
     data = load_dataset("digits")
     program = load_program(program_path)
-    options = TrainOptions(epochs=2, init="random", seed=11, limit=500, baseline=True, checkpoint_dir=checkpoint,
+    program.meta["target"]["training"].update(training or {})
+    options = TrainOptions(epochs=epochs, init="random", seed=11, limit=500, baseline=baseline, checkpoint_dir=checkpoint,
                            checkpoint_every=every, resume=resume, data_name="digits")
     x_train = {"input": data.x_train.reshape(-1, 64)}
     x_test = {"input": data.x_test.reshape(-1, 64)}
@@ -112,11 +113,19 @@ def make_trainer(program_path, checkpoint, resume=False, every=170):
     return Trainer(program, {name: x_train["input"]}, data.y_train, {name: x_test["input"]}, data.y_test, options)
 
 
-def test_an_interrupted_run_resumes_bit_identically(digits_program, tmp_path):
-    straight = make_trainer(digits_program, None)
+SCHEDULES = {
+    "every 1000 examples": {"transfer_pulses": 0.0, "transfer_interval": 1000},
+    "adaptive, 40 pulses per cell": {"transfer_pulses": 40.0},
+}
+
+
+@pytest.mark.parametrize("schedule", SCHEDULES)
+def test_an_interrupted_run_resumes_bit_identically(digits_program, tmp_path, schedule):
+    training = SCHEDULES[schedule]
+    straight = make_trainer(digits_program, None, training=training)
     expected = straight.train()
 
-    interrupted = make_trainer(digits_program, tmp_path / "ckpt")
+    interrupted = make_trainer(digits_program, tmp_path / "ckpt", training=training)
 
     def stop(epoch, done, total, *_):
         if epoch == 1 and done >= 256:  # mid-way through the second epoch
@@ -124,7 +133,7 @@ def test_an_interrupted_run_resumes_bit_identically(digits_program, tmp_path):
 
     with pytest.raises(KeyboardInterrupt):
         interrupted.train(progress=stop)
-    resumed = make_trainer(digits_program, tmp_path / "ckpt", resume=True)
+    resumed = make_trainer(digits_program, tmp_path / "ckpt", resume=True, training=training)
     assert resumed.position.epoch == 1 and 0 < resumed.position.index < 256
     result = resumed.train()
     strip = lambda rows: [{k: v for k, v in r.items() if "per_s" not in k and k != "seconds"} for r in rows]  # noqa: E731
@@ -132,6 +141,34 @@ def test_an_interrupted_run_resumes_bit_identically(digits_program, tmp_path):
     a, b = straight.current_program(), resumed.current_program()
     for key in a.arrays:
         assert np.array_equal(a.arrays[key], b.arrays[key]), key
+
+
+def test_adaptive_transfer_moves_each_layer_when_its_own_pulses_reach_the_threshold(digits_program):
+    per_cell = 40.0
+    trainer = make_trainer(digits_program, None, training={"transfer_pulses": per_cell}, epochs=1, baseline=False)
+    events = {layer.name: [] for layer in trainer.layers}
+    for layer in trainer.layers:
+        def update(*args, layer=layer, original=layer.update):
+            before = layer.state.pulses_since_transfer
+            original(*args)
+            layer.last_fired = layer.state.pulses_since_transfer - before
+
+        def transfer(rng, layer=layer, original=layer.transfer):
+            events[layer.name].append((layer.state.pulses_since_transfer, layer.last_fired))
+            original(rng)
+
+        layer.update, layer.transfer = update, transfer
+    result = trainer.train()
+    for layer in trainer.layers:
+        threshold = per_cell * layer.w.size  # cells of the layer's array (bias row included)
+        assert events[layer.name], layer.name
+        for since, last in events[layer.name]:
+            assert since >= threshold > since - last  # at the first example that reached it
+        assert layer.transfers == len(events[layer.name]) == result["epochs"][0]["transfers_by_layer"][layer.name]
+        assert layer.state.pulses_since_transfer < threshold
+    # The output layer takes more pulses per cell, so it moves more often.
+    counts = [len(events[layer.name]) for layer in trainer.layers]
+    assert counts[-1] > counts[0]
 
 
 def test_resume_refuses_a_checkpoint_of_another_run(digits_program, cli, tmp_path):

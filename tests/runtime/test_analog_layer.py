@@ -168,3 +168,20 @@ def test_stochastic_transfer_is_unbiased_and_leaves_most_pairs_alone():
     np.testing.assert_allclose(after[~moved], before[~moved] - share, atol=1e-4)
     # Unbiased: the mean weight is kept (3,000 pairs, sd of the mean ≈ 0.05 µS).
     assert abs(after.mean() - before.mean()) < 0.2
+
+
+def test_capacitor_read_transfer_keeps_pcm_read_noise_out_of_the_weights():
+    """Programming exact, PCM reads noisy: a transfer that reads the whole weight writes
+    that read's 1/f noise into the PCM pair; one that reads only the capacitor pair's
+    share moves the pair by exactly that share (to the closed loop's tolerance)."""
+    errors = {}
+    for mode in ("weight", "capacitor"):
+        spec = quiet_spec(transfer_read=mode)
+        spec = dataclasses.replace(spec, pcm=dataclasses.replace(spec.pcm, read_noise=True))
+        layer = moved_layer(spec)
+        before = layer.weights()
+        layer.transfer(np.random.default_rng(3))
+        errors[mode] = np.abs(layer.weights() - before)
+        tolerance = spec.cell.gain_f * spec.pcm.prog_tolerance / layer.us
+    assert errors["capacitor"].max() <= tolerance * 1.001
+    assert errors["weight"].max() > 5 * tolerance
