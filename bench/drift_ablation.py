@@ -28,14 +28,20 @@ from analogc.runtime.spec import load_target
 
 ROOT = Path(__file__).resolve().parents[1]
 DAY = 86400.0
-OLD = {"cell.w_max_quantile": 1.0, "pcm.drift_compensation_at": "digital"}
-NEW = {"cell.w_max_quantile": 0.999, "pcm.drift_compensation_at": "adc_gain"}
+QUANTILE = {"cell.w_max_rule": "quantile", "periphery.adc_range": "w_max"}
+OLD = {**QUANTILE, "cell.w_max_quantile": 1.0, "pcm.drift_compensation_at": "digital"}
+PREVIOUS = {**QUANTILE, "cell.w_max_quantile": 0.999, "pcm.drift_compensation_at": "adc_gain"}
+NEW = {"cell.w_max_rule": "min_error", "cell.w_max_quantile": 0.999, "periphery.adc_range": "quantile", "pcm.drift_compensation_at": "adc_gain"}
 NO_SPREAD = {"pcm.drift_nu_std_a": 0.0, "pcm.drift_nu_std_b": 0.0, "pcm.drift_nu_std_lo": 0.0, "pcm.drift_nu_std_hi": 0.0}
 VARIANTS = {  # name: (spec changes, measurement-only patches)
     "old defaults": (OLD, []),
     "old defaults, calibration without read noise": (OLD, ["expected_calibration"]),
     "old + compensation as ADC gain": ({**OLD, "pcm.drift_compensation_at": "adc_gain"}, []),
     "old + w_max_quantile 0.999": ({**OLD, "cell.w_max_quantile": 0.999}, []),
+    "previous defaults (w_max at the 0.999 quantile, ADC gain)": (PREVIOUS, []),
+    "previous + ADC range at the 0.999 quantile (= w_max)": ({**PREVIOUS, "periphery.adc_range": "quantile"}, []),
+    "min_error w_max, ADC range tied to it": ({**NEW, "periphery.adc_range": "w_max"}, []),
+    **{f"min_error, design time {label}": ({**NEW, "cell.w_max_design_time": t}, []) for label, t in (("1 hour", 3600.0), ("1 day", DAY))},
     "new defaults": (NEW, []),
     "new, no drift": ({**NEW, "pcm.drift": False}, []),
     "new, no read noise": ({**NEW, "pcm.read_noise": False}, []),
@@ -43,7 +49,7 @@ VARIANTS = {  # name: (spec changes, measurement-only patches)
     "new, sigma_nu = 0": ({**NEW, **NO_SPREAD}, []),
     "new, sigma_nu = 0, read noise frozen at t0": ({**NEW, **NO_SPREAD}, ["frozen_read_noise"]),
     "new, no output noise": ({**NEW, "periphery.output_noise_enabled": False}, []),
-    **{f"w_max_quantile {q}, ADC gain": ({**NEW, "cell.w_max_quantile": q}, []) for q in (1.0, 0.995, 0.99, 0.98)},
+    **{f"w_max_quantile {q}, ADC gain": ({**PREVIOUS, "cell.w_max_quantile": q}, []) for q in (1.0, 0.995, 0.99, 0.98)},
 }
 ORIGINAL_Q, ORIGINAL_CALIBRATE = devices.read_noise_q, Chip.calibrate
 
@@ -64,7 +70,9 @@ def expected_calibration(self, t):
 
 def program_for(model_path, changes):
     spec = load_target(None)
-    spec = dataclasses.replace(spec, cell=dataclasses.replace(spec.cell, w_max_quantile=changes["cell.w_max_quantile"]))
+    for dotted, value in changes.items():  # compile-time keys (the weight and ADC ranges) too
+        table, key = dotted.split(".")
+        spec = dataclasses.replace(spec, **{table: dataclasses.replace(getattr(spec, table), **{key: value})})
     program = compile_model(model_path, spec, time_limit=2)
     program = copy.deepcopy(program)
     for dotted, value in changes.items():

@@ -1,7 +1,8 @@
 """Accuracy after drift: 0 s, 1 hour, 1 day, 1 month, 1 year after programming, with global
 drift compensation as the ADC's gain (the default), as a digital factor after the ADC, and
-without, over 5 seeds (mean ± std), for the shipped Fashion-MNIST and digits models on the
-default target. Writes bench/results/drift.json and bench/results/drift.png.
+without, over --seeds seeds (default 5; mean ± std), for the shipped Fashion-MNIST and digits models on the
+default target. Writes bench/results/drift.json and bench/results/drift.png, and prints
+the paired 0 s -> 1 day drop (mean ± standard error; also over seeds 0-4 alone).
 
     .venv/bin/python bench/drift_bench.py [--seeds 5]
 """
@@ -69,12 +70,20 @@ def main():
         results[model] = {
             "data": data_name, "float_accuracy": float_acc, "seeds": args.seeds,
             "w_max": {layer["name"]: layer["w_max"] for layer in program.layers},
+            "w_max_rule": program.meta["target"]["cell"]["w_max_rule"],
+            "w_max_design_time_s": program.meta["target"]["cell"]["w_max_design_time"],
             "w_max_quantile": program.meta["target"]["cell"]["w_max_quantile"],
+            "adc_range": {layer["name"]: layer.get("adc_range", layer["w_max"]) for layer in program.layers},
             "accuracy": rows,
         }
         after = rows["0 s, compensated"]["mean"]
         for setting, _, _ in SETTINGS:
             results[model][f"drop_1_day_{setting.replace(' ', '_')}_pp"] = 100 * (after - rows[f"1 day, {setting}"]["mean"])
+        drops = 100 * (np.array(rows["0 s, compensated"]["runs"]) - np.array(rows["1 day, compensated"]["runs"]))
+        results[model]["drop_1_day_compensated_se_pp"] = float(drops.std(ddof=1) / np.sqrt(len(drops))) if len(drops) > 1 else 0.0
+        first5 = drops[:5].mean()
+        results[model]["drop_1_day_compensated_seeds_0_4_pp"] = float(first5)
+        print(f"{model}: 1-day drop (compensated) {drops.mean():.2f} ± {results[model]['drop_1_day_compensated_se_pp']:.2f} pp over {len(drops)} seeds; seeds 0-4: {first5:.2f} pp", flush=True)
     Path(args.out).write_text(json.dumps(results, indent=1))
     plot(results, Path(args.out).with_suffix(".png"))
 

@@ -8,6 +8,7 @@ import onnx
 import analogc
 from analogc.mapper.partition import array_shape, bias_on_array
 from analogc.mapper.place import lower_bound_tiles
+from analogc.mapper.weight_range import layer_w_max
 from analogc.runtime.program import Program
 
 
@@ -33,19 +34,18 @@ def layer_entry(dense, spec) -> dict:
 
 
 def weight_scale(dense, spec) -> dict:
-    """The layer's weight range w_max (a quantile of |w| over the array matrix, per the
-    spec) and the µS per weight unit that maps w_max to F·g_prog_max."""
+    """The layer's weight range w_max over the array matrix (weights and analog bias; the
+    spec's rule, mapper/weight_range.py) and the µS per weight unit that maps w_max to
+    F·g_prog_max."""
     with_bias = dense.bias is not None and bias_on_array(True, spec)
-    if spec.cell.w_max_quantile >= 1.0:  # the common case: no copy of the weights
-        w_max = float(np.max(np.abs(dense.weight), initial=0.0))
-        if with_bias:
-            w_max = max(w_max, float(np.max(np.abs(dense.bias), initial=0.0)))
-    else:
-        values = [np.abs(dense.weight).ravel()] + ([np.abs(dense.bias).ravel()] if with_bias else [])
-        magnitudes = np.concatenate(values)
-        w_max = float(np.quantile(magnitudes, spec.cell.w_max_quantile)) if magnitudes.size else 0.0
-    w_max = w_max if w_max > 0 and np.isfinite(w_max) else 1.0
-    return {"w_max": w_max, "us_per_weight": spec.cell.gain_f * spec.pcm.g_prog_max / w_max}
+    magnitudes = np.abs(dense.weight).ravel()
+    if with_bias:
+        magnitudes = np.concatenate([magnitudes, np.abs(dense.bias).ravel()])
+    w_max = layer_w_max(magnitudes, spec)
+    scale = {"w_max": w_max, "us_per_weight": spec.cell.gain_f * spec.pcm.g_prog_max / w_max}
+    if spec.periphery.adc_range == "quantile":
+        scale["adc_range"] = layer_w_max(magnitudes, spec, rule="quantile")
+    return scale
 
 
 def emit_program(layer_graph, blocks, placement, spec, source_model: onnx.ModelProto, model_name: str, original: bytes) -> Program:

@@ -74,6 +74,9 @@ class Chip:
         self.w_max = {name: float(layer.get("w_max") or layer_w_max(self.matrices[name])) for name, layer in self.layers.items()}
         # µS per weight unit: the layer's range maps to the largest PCM pair difference.
         self.us_per_weight = {name: self.spec.cell.gain_f * self.spec.pcm.g_prog_max / w for name, w in self.w_max.items()}
+        # The ADC's units (bound, noise, step) in weight units: the layer's ADC range when
+        # the compiler set one apart from w_max (periphery.adc_range), else w_max.
+        self.adc_range = {name: float(layer.get("adc_range") or self.w_max[name]) for name, layer in self.layers.items()}
         self.states: dict[tuple, tiles.TileState] = {}
         self.devices: dict = {}
         if not self.spec.ideal:
@@ -238,7 +241,7 @@ class Chip:
                     alpha = self.compensation.get(tuple(block["tile"]))
                     gain, alpha = (alpha, None) if self.spec.pcm.drift_compensation_at == "adc_gain" else (None, alpha)
                     kernels.adc_accumulate(
-                        state["acc"], c0, partial, variance, self.w_max[block["layer"]], alpha, self.spec.periphery, self.rng, gain=gain
+                        state["acc"], c0, partial, variance, self.adc_range[block["layer"]], alpha, self.spec.periphery, self.rng, gain=gain
                     )
             elif op == "store":
                 self.store(self.layers[instruction["layer"]], state, env)

@@ -90,13 +90,18 @@ def closed_loop(g: np.ndarray, target: np.ndarray, touched: np.ndarray, pcm, rng
     return g, iterations
 
 
-def drift_exponents(g_programmed: np.ndarray, pcm, rng: np.random.Generator) -> np.ndarray:
-    """Per-device drift exponent ν ~ N(μ_ν(ĝ), σ_ν(ĝ)), clipped at 0."""
-    g_hat = np.clip(g_programmed / pcm.g_max, G_HAT_FLOOR, None)
-    log_g = np.log(g_hat)
+def drift_nu_moments(g_programmed: np.ndarray, pcm) -> tuple[np.ndarray, np.ndarray]:
+    """(μ_ν, σ_ν) of the drift exponent of devices programmed to g_programmed (µS)."""
+    log_g = np.log(np.clip(g_programmed / pcm.g_max, G_HAT_FLOOR, None))
     mean = np.clip(pcm.drift_nu_mean_a * log_g + pcm.drift_nu_mean_b, pcm.drift_nu_mean_lo, pcm.drift_nu_mean_hi)
     std = np.clip(pcm.drift_nu_std_a * log_g + pcm.drift_nu_std_b, pcm.drift_nu_std_lo, pcm.drift_nu_std_hi)
-    return np.clip(mean + std * rng.standard_normal(g_hat.shape), 0.0, None)
+    return mean, std
+
+
+def drift_exponents(g_programmed: np.ndarray, pcm, rng: np.random.Generator) -> np.ndarray:
+    """Per-device drift exponent ν ~ N(μ_ν(ĝ), σ_ν(ĝ)), clipped at 0."""
+    mean, std = drift_nu_moments(np.asarray(g_programmed), pcm)
+    return np.clip(mean + std * rng.standard_normal(mean.shape), 0.0, None)
 
 
 def drift_factor(nu: np.ndarray, t: float, pcm) -> np.ndarray:

@@ -76,6 +76,8 @@ def check_types(meta: dict, fail) -> None:
             fail(f"layer {layer['name']!r} has dtype {str(layer.get('dtype'))[:30]!r}")
         if "w_max" in layer and not (is_number(layer["w_max"]) and layer["w_max"] > 0):
             fail(f"layer {layer['name']!r} has a bad w_max")
+        if "adc_range" in layer and not (is_number(layer["adc_range"]) and layer["adc_range"] > 0):
+            fail(f"layer {layer['name']!r} has a bad adc_range")
         # What `plan` shows about the layer's split (recomputed from the blocks when absent):
         if "array_shape" in layer and not is_pair(layer["array_shape"]):
             fail(f"layer {layer['name']!r} has a bad array_shape")

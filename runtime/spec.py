@@ -52,7 +52,13 @@ class CellSpec:
 
     gain_f: float = knob(3.0, "gain F of the PCM pair over the capacitor pair (paper's F; 3 is an assumption)", "", 0.0, 1000.0)
     shared_reference: str = knob("column", "which weights share one g_shared cell (assumption: a column)", choices=("column", "tile"))
-    w_max_quantile: float = knob(0.999, "weight-range quantile mapped to the largest conductance difference (larger weights clip there)", "", 0.5, 1.0)
+    w_max_rule: str = knob(
+        "min_error",
+        "how the compiler picks each layer's weight range w_max: the w_max_quantile of |w|, or the w_max that minimises the expected squared weight error (clipping + device noise at w_max_design_time)",
+        choices=("quantile", "min_error"),
+    )
+    w_max_quantile: float = knob(0.999, "weight-range quantile mapped to the largest conductance difference (larger weights clip there; w_max_rule = \"quantile\")", "", 0.5, 1.0)
+    w_max_design_time: float = knob(20.0, "time after programming at which w_max_rule = \"min_error\" evaluates the device noise (drift, read noise)", "s", 0.0, 1e10)
 
 
 @dataclass(frozen=True)
@@ -125,6 +131,11 @@ class PeripherySpec:
     adc_bound: float = knob(12.0, "saturating output bound, in units of w_max·dac_range", "", 1e-9, 1e9)
     output_noise: float = knob(0.06, "additive output noise σ in the ADC's units (w_max·dac_range, where the bound is adc_bound): aihwkit's out_noise = 0.06 with out_bound = 12", "", 0.0, 10.0)
     output_noise_enabled: bool = knob(True, "additive output noise on every ADC read")
+    adc_range: str = knob(
+        "quantile",
+        "the layer's range in weight units that the ADC's units (bound, noise, step) refer to: the conductance mapping's w_max, or the cell.w_max_quantile of |w| whatever w_max_rule chose (the ADC's gain set per layer at compile time)",
+        choices=("w_max", "quantile"),
+    )
 
 
 @dataclass(frozen=True)

@@ -289,6 +289,7 @@ class Trainer:
                 arrays[f"bias/{layer.name}"] = layer.digital_bias.copy()
             arrays.update(layer.state.to_arrays(layer.name))
             entry["w_max"] = layer.w_max
+            entry.pop("adc_range", None)  # training reads through the ADC in units of its w_max
             entry["us_per_weight"] = layer.us
             entry["device"] = {"sign": layer.state.sign, "examples_since_transfer": layer.state.examples_since_transfer,
                                "pulses_since_transfer": layer.state.pulses_since_transfer}

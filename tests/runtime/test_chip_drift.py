@@ -101,7 +101,7 @@ def dense(weight, bias=None):
 
 def spec_with_quantile(q):
     spec = load_target(None)
-    return dataclasses.replace(spec, cell=dataclasses.replace(spec.cell, w_max_quantile=q))
+    return dataclasses.replace(spec, cell=dataclasses.replace(spec.cell, w_max_rule="quantile", w_max_quantile=q))
 
 
 def test_weight_range_quantile_hand_values():
@@ -118,8 +118,10 @@ def test_weight_range_quantile_hand_values():
     assert with_bias["us_per_weight"] == pytest.approx(3.0 * 20.0 / expected)
 
 
-def test_default_weight_range_is_the_0999_quantile():
-    assert load_target(None).cell.w_max_quantile == 0.999
+def test_default_weight_range_minimises_error_and_adc_keeps_the_0999_quantile():
+    cell, periphery = load_target(None).cell, load_target(None).periphery
+    assert (cell.w_max_rule, cell.w_max_design_time, cell.w_max_quantile) == ("min_error", 20.0, 0.999)
+    assert periphery.adc_range == "quantile"
 
 
 # --- Tile reads in onnxruntime. ---------------------------------------------------------------

@@ -45,6 +45,8 @@ CASES = {
     "bad activation": (lambda m, a: m["layers"][0].update(activation={"op": "gelu"}), "unknown activation"),
     "bad dtype": (lambda m, a: m["layers"][0].update(dtype=1.5), "dtype"),
     "bad placement": (lambda m, a: m["placement"].update(tile=[64, {}]), "placement"),
+    "negative adc_range": (lambda m, a: m["layers"][0].update(adc_range=-1.0), "bad adc_range"),
+    "adc_range a string": (lambda m, a: m["layers"][0].update(adc_range="big"), "bad adc_range"),
 }
 
 

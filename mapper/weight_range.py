@@ -1,0 +1,136 @@
+"""The layer's weight range w_max: the |w| that maps to the largest conductance difference.
+
+A weight w is written as F·(G⁺ − G⁻) with µS per weight unit u = F·g_prog_max / w_max:
+one device of the pair is programmed to g = min(|w|, w_max)/w_max · g_prog_max, the other
+to 0. A small w_max clips the largest weights; a large one puts every weight at a small
+conductance, where the devices are relatively noisier (1/f read noise Q ∝ ĝ^−0.65, drift
+exponents that spread more, σ_ν up to 0.045, and drift more on average). Two rules
+(spec `cell.w_max_rule`):
+
+- "quantile": the `cell.w_max_quantile` quantile of |w|;
+- "min_error": the w_max that minimises the expected squared weight error
+  Σ_w (|w| − w_max)₊² + (w_max/g_prog_max)²·(v(g) + v(0)), where v(g) is the variance
+  (µS²) of one device programmed to g, seen at the design time t = `cell.w_max_design_time`
+  through global drift compensation (`weight_error`, `device_variance`).
+
+Only the published device formulas of runtime/devices.py enter; the periphery (output
+noise, ADC bound) does not, since its share depends on the inputs, unknown at compile time.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from analogc.runtime import devices
+
+MAX_SAMPLES = 1 << 14  # larger layers are judged on an even stride of this many weights
+GRID = 48  # w_max candidates scanned (geometric) before the golden-section refinement
+GOLDEN_STEPS = 30
+
+
+def layer_w_max(magnitudes: np.ndarray, spec, rule: str | None = None) -> float:
+    """w_max for one layer's |w| (weights and analog bias, any shape) under `rule` (the
+    spec's `cell.w_max_rule` when None); 1 for a layer with no nonzero finite weight."""
+    magnitudes = np.abs(np.asarray(magnitudes)).ravel()  # no float64 copy of a big layer
+    if not np.all(np.isfinite(magnitudes)):
+        magnitudes = magnitudes[np.isfinite(magnitudes)]
+    if not np.any(magnitudes > 0):
+        return 1.0
+    if (rule or spec.cell.w_max_rule) == "min_error":
+        w_max = min_error_w_max(sample(magnitudes).astype(np.float64), spec)
+    elif spec.cell.w_max_quantile >= 1.0:
+        w_max = float(magnitudes.max())
+    else:
+        w_max = float(np.quantile(magnitudes, spec.cell.w_max_quantile))
+    return w_max if w_max > 0 and np.isfinite(w_max) else float(magnitudes.max())
+
+
+def design_drift(spec) -> float:
+    """L = ln(t/t0) at the design time, 0 without drift or before t0."""
+    pcm, t = spec.pcm, spec.cell.w_max_design_time
+    return float(np.log(t / pcm.drift_t0)) if pcm.drift and t > pcm.drift_t0 else 0.0
+
+
+def device_variance(g: np.ndarray, alpha: float, spec) -> np.ndarray:
+    """Variance (µS²) of one device programmed to g (µS), at the design time, after the
+    global compensation multiplied every output by alpha.
+
+    With L = ln(t/t0) and ν ~ N(μ_ν(g), σ_ν(g)), the device reads α·G·e^{−νL}:
+    - programming error σ_prog(g), carried by the same factor: σ_prog²·α²·E[e^{−2νL}];
+    - drift left after compensation: g²·E[(α·e^{−νL} − 1)²]
+      = g²·(α²·e^{−2μL + 2σ²L²} − 2α·e^{−μL + σ²L²/2} + 1) (ν normal, lognormal moments);
+    - 1/f read noise at the mean drifted conductance g_t = g·e^{−μL}: (α·g_t·Q(g_t, t))².
+    """
+    pcm = spec.pcm
+    g = np.asarray(g, dtype=np.float64)
+    sigma_prog = devices.programming_sigma(g, pcm) if pcm.programming_noise else np.zeros_like(g)
+    drift_l = design_drift(spec)
+    mean, std = devices.drift_nu_moments(g, pcm)
+    first = np.exp(-mean * drift_l + 0.5 * (std * drift_l) ** 2)  # E[e^{−νL}]
+    second = np.exp(-2 * mean * drift_l + 2 * (std * drift_l) ** 2)  # E[e^{−2νL}]
+    g_t = g * np.exp(-mean * drift_l)
+    read = alpha * g_t * devices.read_noise_q(g_t, max(spec.cell.w_max_design_time, pcm.drift_t0), pcm)
+    residual = g**2 * (alpha**2 * second - 2 * alpha * first + 1)
+    return sigma_prog**2 * alpha**2 * second + np.clip(residual, 0.0, None) + read**2
+
+
+def compensation(g: np.ndarray, spec) -> float:
+    """The global compensation's factor at the design time: total conductance at t0 over
+    its expected value at t (Σ g / Σ g·E[e^{−νL}]), as the calibration read measures it."""
+    drift_l = design_drift(spec)
+    if drift_l == 0.0 or not spec.pcm.drift_compensation:
+        return 1.0
+    mean, std = devices.drift_nu_moments(g, spec.pcm)
+    now = float(np.sum(g * np.exp(-mean * drift_l + 0.5 * (std * drift_l) ** 2)))
+    return float(np.sum(g)) / now if now > 0 else 1.0
+
+
+def weight_error(magnitudes: np.ndarray, w_max: float, spec) -> float:
+    """Expected squared weight error (weight units²) summed over the weights |w| when the
+    layer's range is w_max: clipping above w_max plus both devices' variance."""
+    magnitudes = np.asarray(magnitudes, dtype=np.float64)
+    g_prog_max = spec.pcm.g_prog_max
+    g = np.minimum(magnitudes / w_max, 1.0) * g_prog_max
+    alpha = compensation(g, spec)
+    variance = device_variance(g, alpha, spec) + device_variance(np.zeros(1), alpha, spec)[0]
+    clipped = np.clip(magnitudes - w_max, 0.0, None)
+    return float(np.sum(clipped**2) + (w_max / g_prog_max) ** 2 * np.sum(variance))
+
+
+def sample(magnitudes: np.ndarray) -> np.ndarray:
+    """At most MAX_SAMPLES of the magnitudes, an even stride through the layer, with its
+    largest value kept (the tail decides the clipping)."""
+    if magnitudes.size <= MAX_SAMPLES:
+        return magnitudes
+    stride = -(-magnitudes.size // MAX_SAMPLES)
+    return np.append(magnitudes[::stride], magnitudes.max())
+
+
+def min_error_w_max(magnitudes: np.ndarray, spec) -> float:
+    """For |w| (float64, at least one nonzero), the w_max in [median |w|, max |w|] with the least `weight_error`: a geometric scan
+    of GRID candidates, then golden-section search between the best one's neighbours."""
+    values = magnitudes[magnitudes > 0]
+    top = float(values.max())
+    bottom = min(float(np.median(values)), top)
+    candidates = np.geomspace(bottom, top, GRID) if bottom < top else np.array([top])
+    errors = [weight_error(values, w, spec) for w in candidates]
+    best = int(np.argmin(errors))
+    lo, hi = candidates[max(best - 1, 0)], candidates[min(best + 1, len(candidates) - 1)]
+    best_w, best_e = float(candidates[best]), errors[best]
+    ratio = (np.sqrt(5.0) - 1) / 2
+    a, b = lo, hi
+    c, d = b - ratio * (b - a), a + ratio * (b - a)
+    fc, fd = weight_error(values, c, spec), weight_error(values, d, spec)
+    for _ in range(GOLDEN_STEPS):
+        if fc <= fd:
+            b, d, fd = d, c, fc
+            c = b - ratio * (b - a)
+            fc = weight_error(values, c, spec)
+        else:
+            a, c, fc = c, d, fd
+            d = a + ratio * (b - a)
+            fd = weight_error(values, d, spec)
+    for w, e in ((c, fc), (d, fd)):
+        if e < best_e:
+            best_w, best_e = float(w), e
+    return best_w
