@@ -143,7 +143,7 @@ class TrainingSpec:
     """[training]: the paper's in-situ SGD with periodic transfer to PCM."""
 
     learning_rate: float = knob(0.05, "SGD learning rate η", "", 0.0, 100.0)
-    transfer_interval: int = knob(1000, "examples between transfers to the PCM pair (paper: 8,000); 0 never transfers", "examples", 0, 10**9)
+    transfer_interval: int = knob(1000, "examples between transfers to the PCM pair when transfer_pulses = 0 (paper: 8,000), and between refreshes of 2-PCM cells; 0 never transfers", "examples", 0, 10**9)
     polarity_inversion: bool = knob(True, "flip the capacitor pair's sign s at every transfer (US 11,074,499)")
     transfer_offset: float = knob(0.0, "W_T = W − offset − s·(g − g_shared); the capacitor corrects negative errors better", "µS", 0.0, 100.0)
     refresh_threshold: float = knob(0.9, "refresh a PCM pair when G⁺ or G⁻ exceeds this fraction of g_max", "", 0.0, 1.0)
@@ -155,11 +155,11 @@ class TrainingSpec:
         0.0, "stochastic transfer: a pair whose needed change is below this moves by it with probability change/threshold, else stays untouched; 0 transfers every pair", "µS", 0.0, 100.0
     )
     transfer_pulses: float = knob(
-        0.0, "adaptive transfer: a layer transfers when its cells have taken this many update pulses each, on average, since its last transfer (each layer on its own schedule); 0 transfers every transfer_interval examples",
+        125.0, "adaptive transfer: a layer transfers when its cells have taken this many update pulses each, on average, since its last transfer (each layer on its own schedule); 0 transfers every transfer_interval examples",
         "pulses per cell", 0.0, 1e9,
     )
     transfer_read: str = knob(
-        "weight", "what a transfer reads to set the PCM target: the whole weight (PCM 1/f read noise enters the target) or only the capacitor pair's share (the closed loop then moves the PCM pair by that share from its present state)",
+        "capacitor", "what a transfer reads to set the PCM target: the whole weight (PCM 1/f read noise enters the target) or only the capacitor pair's share (the closed loop then moves the PCM pair by that share from its present state)",
         choices=("weight", "capacitor"),
     )
     pcm_update_step: float = knob(

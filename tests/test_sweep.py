@@ -28,6 +28,7 @@ init = "random"
 [grid]
 "capacitor.step_mismatch" = [0.0, 0.5]
 "training.polarity_inversion" = [true, false]
+"training.transfer_pulses" = [0.0]
 """
 
 
@@ -87,14 +88,15 @@ def test_local_cluster_fills_the_table(tiny_sweep, program):
         assert row["command"] == "train" and row["error"] is None
         assert row["examples_per_s"] > 0 and row["seconds"] > 0 and row["host"]
         assert row["energy_per_example_j"] > 0 and row["latency_per_example_s"] > 0 and row["gops_per_w"] > 0
-    # Training with 200 examples and no transfer (interval 1000) never uses polarity
-    # inversion: the same seed and mismatch give the same accuracy either way.
+    # Training with 200 examples on a fixed schedule (transfer_pulses 0, interval 1000)
+    # never transfers, so never uses polarity inversion: the same seed and mismatch give
+    # the same accuracy either way.
     by_key = {(r["capacitor.step_mismatch"], r["training.polarity_inversion"], r["seed"]): r["accuracy"] for r in table}
     for m in (0.0, 0.5):
         for s in (0, 1):
             assert by_key[(m, True, s)] == by_key[(m, False, s)]
     csv_lines = (out / "results.csv").read_text().splitlines()
-    assert len(csv_lines) == 9 and csv_lines[0].startswith('"job_id","capacitor.step_mismatch","training.polarity_inversion","seed"')
+    assert len(csv_lines) == 9 and csv_lines[0].startswith('"job_id","capacitor.step_mismatch","training.polarity_inversion","training.transfer_pulses","seed"')
     record = json.loads((out / "sweep.json").read_text())
     assert len(record["jobs"]) == 8 and record["sweep_file"]["text"] == TINY
     import hashlib
