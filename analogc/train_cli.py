@@ -76,7 +76,7 @@ def describe_start(trainer, epochs: int) -> str:
     lines = [
         f"training {', '.join(l.name for l in trainer.layers)} on {spec.name} ({trainer.options.init} init, seed {trainer.options.seed}): "
         f"{epochs} epoch(s) of {len(trainer.order(0))} examples of {trainer.options.data_name}, learning rate {trainer.lr:g}, "
-        f"transfer every {spec.training.transfer_interval or 'never'} examples"
+        f"{transfer_schedule(spec)}"
     ]
     if chain.frozen_layers or chain.frozen_segments:
         parts = []
@@ -88,6 +88,16 @@ def describe_start(trainer, epochs: int) -> str:
     if trainer.position.total:
         lines.append(f"resumed at epoch {trainer.position.epoch + 1}, example {trainer.position.index}")
     return "\n".join(lines)
+
+
+def transfer_schedule(spec) -> str:
+    t = spec.training
+    if spec.chip.cell == "pcm2":
+        return f"2-PCM cells: refresh every {t.transfer_interval or 'never'} examples"
+    read = "the capacitor's share" if t.transfer_read == "capacitor" else "the whole weight"
+    if t.transfer_pulses > 0:
+        return f"each layer transfers (reading {read}) after {t.transfer_pulses:g} pulses per cell"
+    return f"transfer (reading {read}) every {t.transfer_interval or 'never'} examples"
 
 
 def describe_result(result: dict) -> str:
@@ -102,8 +112,11 @@ def describe_result(result: dict) -> str:
         line += f"  {rate:>10.0f}" if rate else f"  {'-':>10}"
         lines.append(line)
     last = result["epochs"][-1] if result["epochs"] else {}
+    by_layer = last.get("transfers_by_layer") or {}
     lines.append(
-        f"transfers {last.get('transfers_total', 0)}, pulses {last.get('pulses_total', 0):,}, "
+        f"transfers {last.get('transfers_total', 0)}"
+        + (f" ({', '.join(f'{name} {n}' for name, n in by_layer.items())})" if by_layer else "")
+        + f", pulses {last.get('pulses_total', 0):,}, "
         f"PCM program-and-verify iterations {last.get('pcm_program_iterations_total', 0):,}, pairs refreshed/reset {last.get('refreshed_pairs_total', 0):,}"
     )
     from analogc.runtime.cost import summary_lines

@@ -20,12 +20,12 @@ noise, ADC bound) does not, since its share depends on the inputs, unknown at co
 from __future__ import annotations
 
 import numpy as np
+from scipy.optimize import minimize_scalar
 
 from analogc.runtime import devices
 
 MAX_SAMPLES = 1 << 14  # larger layers are judged on an even stride of this many weights
-GRID = 48  # w_max candidates scanned (geometric) before the golden-section refinement
-GOLDEN_STEPS = 30
+GRID = 48  # w_max candidates scanned (geometric) before the bounded Brent refinement
 
 
 def layer_w_max(magnitudes: np.ndarray, spec, rule: str | None = None) -> float:
@@ -107,8 +107,10 @@ def sample(magnitudes: np.ndarray) -> np.ndarray:
 
 
 def min_error_w_max(magnitudes: np.ndarray, spec) -> float:
-    """For |w| (float64, at least one nonzero), the w_max in [median |w|, max |w|] with the least `weight_error`: a geometric scan
-    of GRID candidates, then golden-section search between the best one's neighbours."""
+    """For |w| (float64, at least one nonzero), the w_max in [median |w|, max |w|] with
+    the least `weight_error`: a geometric scan of GRID candidates (the error need not be
+    unimodal over the whole range), then scipy's bounded Brent search between the best
+    candidate's neighbours."""
     values = magnitudes[magnitudes > 0]
     top = float(values.max())
     bottom = min(float(np.median(values)), top)
@@ -116,21 +118,8 @@ def min_error_w_max(magnitudes: np.ndarray, spec) -> float:
     errors = [weight_error(values, w, spec) for w in candidates]
     best = int(np.argmin(errors))
     lo, hi = candidates[max(best - 1, 0)], candidates[min(best + 1, len(candidates) - 1)]
-    best_w, best_e = float(candidates[best]), errors[best]
-    ratio = (np.sqrt(5.0) - 1) / 2
-    a, b = lo, hi
-    c, d = b - ratio * (b - a), a + ratio * (b - a)
-    fc, fd = weight_error(values, c, spec), weight_error(values, d, spec)
-    for _ in range(GOLDEN_STEPS):
-        if fc <= fd:
-            b, d, fd = d, c, fc
-            c = b - ratio * (b - a)
-            fc = weight_error(values, c, spec)
-        else:
-            a, c, fc = c, d, fd
-            d = a + ratio * (b - a)
-            fd = weight_error(values, d, spec)
-    for w, e in ((c, fc), (d, fd)):
-        if e < best_e:
-            best_w, best_e = float(w), e
-    return best_w
+    if hi <= lo:
+        return float(candidates[best])
+    found = minimize_scalar(lambda w: weight_error(values, w, spec), bounds=(lo, hi), method="bounded",
+                            options={"xatol": 1e-9 * hi})
+    return float(found.x) if found.fun < errors[best] else float(candidates[best])

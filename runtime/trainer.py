@@ -2,10 +2,11 @@
 
 Per-example SGD over the trainable chain (`train_chain`): forward through DAC, tiles
 and ADCs, digital activations; softmax cross-entropy; backward by transpose reads of
-the same tiles; ΔW = −η·xᵀδ as pulses on the capacitor pairs; every transfer_interval
-examples the capacitors' share moves to the PCM pairs and the polarity flips
-(`analog_layer`). After each epoch the chip as it stands is measured on the test set
-through the whole program (frozen parts included), like `run` would.
+the same tiles; ΔW = −η·xᵀδ as pulses on the capacitor pairs; the capacitors' share
+moves to the PCM pairs and the polarity flips (`analog_layer`) when a layer's cells have
+taken transfer_pulses pulses each on average, or every transfer_interval examples.
+After each epoch the chip as it stands is measured on the test set through the whole
+program (frozen parts included), like `run` would.
 
 Reproducibility: every random number comes from generators seeded by --seed (device
 programming, noise and pulses, example order per epoch); a checkpoint holds the device
@@ -326,6 +327,8 @@ class Trainer:
             "init": self.options.init,
             "learning_rate": self.lr,
             "transfer_interval": self.spec.training.transfer_interval,
+            "transfer_pulses": self.spec.training.transfer_pulses,
+            "transfer_read": self.spec.training.transfer_read,
             "trained_layers": [l.name for l in self.layers],
             "frozen_layers": self.chain.frozen_layers,
             "frozen_host_segments": self.chain.frozen_segments,

@@ -53,9 +53,14 @@ def test_defaults_follow_device_model_numbers():
     assert spec.pcm.prog_noise_c0 == 0.26348 and spec.pcm.prog_noise_c1 == 1.9650 and spec.pcm.prog_noise_c2 == -1.1731
     assert spec.pcm.drift_t0 == 20.0 and spec.pcm.t_read == 250e-9
     assert spec.capacitor.v_init == 0.5 and spec.capacitor.v_leak_target == 0.8
-    # Departures from the paper, chosen by measurement (README "In-situ training"): a
-    # 1,000-example transfer interval (paper: 8,000) and no transfer offset (paper: ≈2 µS).
-    assert spec.training.transfer_interval == 1000 and spec.training.transfer_offset == 0.0
+    # Departures from the paper, chosen by measurement (README "In-situ training"): each
+    # layer transfers after 125 pulses per cell (paper: every 8,000 examples), reading only
+    # the capacitor's share, with no transfer offset (paper: ≈2 µS).
+    assert spec.training.transfer_pulses == 125.0 and spec.training.transfer_read == "capacitor"
+    assert spec.training.transfer_offset == 0.0
+    # 125 pulses of the mean step take a capacitor from v_init to a rail.
+    cap = spec.capacitor
+    assert spec.training.transfer_pulses * (cap.dv_up + cap.dv_down) / 2 == pytest.approx(cap.v_max - cap.v_init)
     assert spec.periphery.dac_bits == 8 and spec.periphery.adc_bits == 8
 
 
