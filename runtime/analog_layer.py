@@ -220,13 +220,38 @@ class TrainableLayer:
         target = wanted - offset
         reset_both = (wanted > 0) & (wanted < offset)
         target[reset_both] = 0.0
+        before = state.g_plus.copy(), state.g_minus.copy()
         self.program_pair(target / gain, reset_both, rng)
         state.v[...] = cap.v_init
         state.sign = new_sign
+        if spec.training.transfer_residual == "keep":
+            unmoved = (state.g_plus == before[0]) & (state.g_minus == before[1])
+            self.write_back(np.where(unmoved, wanted - gain * (state.g_plus - state.g_minus), 0.0), rng)
         state.examples_since_transfer = 0
         state.pulses_since_transfer = 0
         self.transfers += 1
         self.sync()
+
+    def write_back(self, residual_us: np.ndarray, rng: np.random.Generator) -> None:
+        """Pulse the residual (weight µS) that the PCM pair did not take back into the freshly
+        reset capacitors: pairs whose change was within the closed loop's tolerance keep
+        their devices, and without this their share would be lost at every transfer (a
+        dead zone for slowly moving weights). The periphery knows only the nominal step,
+        so the count is the residual over it, stochastically rounded; each cell then steps
+        by its own up or down size, under the new polarity."""
+        cap, state = self.spec.capacitor, self.state
+        per_pulse = state.sign * cap.g_per_volt * self.dv_nominal  # weight µS of one nominal 'up' pulse
+        wanted = residual_us / per_pulse
+        n = np.floor(wanted + rng.random(wanted.shape)).astype(np.int64)
+        n[residual_us == 0.0] = 0
+        if not n.any():
+            return
+        step = np.where(n > 0, state.dv_up, state.dv_down).astype(np.float64)
+        state.v[...] = np.clip(state.v + n * step, cap.v_min, cap.v_max).astype(state.v.dtype)
+        fired = np.abs(n)
+        self.pulses += int(fired.sum())
+        for s, (c0, c1) in enumerate(zip(self.col_cuts[:-1], self.col_cuts[1:])):
+            self.pulse_tally[:, s] += fired[:, c0:c1].sum(axis=1)
 
     def refresh(self, rng: np.random.Generator) -> None:
         """Pairs with a device beyond refresh_threshold·g_max: RESET both, reprogram the

@@ -158,6 +158,10 @@ class TrainingSpec:
         125.0, "adaptive transfer: a layer transfers when its cells have taken this many update pulses each, on average, since its last transfer (each layer on its own schedule); 0 transfers every transfer_interval examples",
         "pulses per cell", 0.0, 1e9,
     )
+    transfer_residual: str = knob(
+        "drop", "what happens to the share of a pair that the PCM did not take (its change was within the closed loop's tolerance): pulsed back into the reset capacitor (\"keep\") or lost with the reset (\"drop\")",
+        choices=("keep", "drop"),
+    )
     transfer_read: str = knob(
         "capacitor", "what a transfer reads to set the PCM target: the whole weight (PCM 1/f read noise enters the target) or only the capacitor pair's share (the closed loop then moves the PCM pair by that share from its present state)",
         choices=("weight", "capacitor"),

@@ -185,3 +185,24 @@ def test_capacitor_read_transfer_keeps_pcm_read_noise_out_of_the_weights():
         tolerance = spec.cell.gain_f * spec.pcm.prog_tolerance / layer.us
     assert errors["capacitor"].max() <= tolerance * 1.001
     assert errors["weight"].max() > 5 * tolerance
+
+
+def test_residual_write_back_keeps_what_the_pcm_did_not_take():
+    """Noise-free chip: a pair whose change is within the closed loop's tolerance keeps
+    its devices; with "drop" its share is lost at the capacitor reset, with "keep" it is
+    pulsed back (to within one pulse of stochastic rounding)."""
+    errors = {}
+    for mode in ("drop", "keep"):
+        spec = quiet_spec(transfer_residual=mode)
+        layer = moved_layer(spec)
+        before = layer.weights().astype(np.float64)
+        plus, minus = layer.state.g_plus.copy(), layer.state.g_minus.copy()
+        layer.transfer(np.random.default_rng(4))
+        unmoved = (layer.state.g_plus == plus) & (layer.state.g_minus == minus)
+        assert unmoved.any() and not unmoved.all()
+        errors[mode] = np.abs(layer.weights() - before)[unmoved]
+        pulse = spec.capacitor.g_per_volt * spec.capacitor.dv_up / layer.us  # weight units of one pulse
+        tolerance = spec.cell.gain_f * spec.pcm.prog_tolerance / layer.us
+    assert errors["keep"].max() <= pulse * 1.001
+    assert errors["drop"].max() > 2 * pulse and errors["drop"].max() <= tolerance * 1.001
+    assert errors["keep"].mean() < 0.5 * errors["drop"].mean()
