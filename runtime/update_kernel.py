@@ -5,7 +5,8 @@ periphery fires, at every cell (i, j), n_ij = clip(⌊c·x_i·δ_j + u_ij⌋, ±
 pulses: stochastic rounding of the wanted change in units of one nominal pulse (c folds
 −η, the polarity s and the µS per weight unit), with u_ij uniform in [0, 1), so
 E[n_ij] = c·x_i·δ_j. Positive counts are "up" pulses of the cell's own step dv_up,
-negative counts "down" pulses of its own dv_down; V_C is clipped at the rails. The weight
+negative counts "down" pulses of its own dv_down; V_C is clipped at the rails. A cell
+that gets no pulse is not touched (the kernel skips it: most cells, most updates). The weight
 the tiles present (float32, weight units) moves by wgain_ij·ΔV_C, wgain = s·gain·dg/dV
 over µS per weight: nothing is ever read out to update (the paper's point).
 
@@ -30,6 +31,9 @@ from analogc.runtime import kernels
 HAVE_NUMBA = kernels.HAVE_NUMBA
 SHIFT_40 = np.uint64(40)
 TWO_M24 = np.float32(2.0**-24)
+# Layers of at least this many cells update on all cores (the float loop's BLAS uses them
+# too); starting the threads costs ~10 µs, more than a small layer's whole update.
+PARALLEL_CELLS = 32768
 
 
 MASK64 = (1 << 64) - 1
@@ -74,7 +78,7 @@ def update_numpy(w, v, wgain, dv_up, dv_down, x, delta, coef, max_pulses, v_min,
     cap = np.float32(max_pulses)
     counts = np.clip(counts, -cap, cap)
     step = counts * np.where(counts > 0, dv_up, dv_down)
-    v_new = np.clip(v + step, np.float32(v_min), np.float32(v_max))
+    v_new = np.where(counts != 0, np.clip(v + step, np.float32(v_min), np.float32(v_max)), v)  # no pulse, no change
     w += wgain * (v_new - v)
     v[...] = v_new
     fired = np.abs(counts).astype(np.int64)
@@ -91,15 +95,15 @@ if HAVE_NUMBA:
         h = kernels._splitmix64_nb(key + np.uint64(counter + 1) * kernels.GOLDEN)
         return np.float32(h >> np.uint64(40)) * np.float32(2.0**-24)
 
-    @numba.njit(fastmath=False, error_model="numpy", cache=True)
-    def _update_nb(w, v, wgain, dv_up, dv_down, x, delta, coef, cap, v_min, v_max, key, col_cuts, tally):
+    def _update_body(w, v, wgain, dv_up, dv_down, x, delta, coef, cap, v_min, v_max, key, col_cuts, tally):
         rows, cols = w.shape
         one = np.float32(1.0)
+        zero = np.float32(0.0)
         col_u = np.empty(cols, dtype=np.float32)
         for j in range(cols):
             col_u[j] = _offset_nb(key, rows + j)
         pulses = 0
-        for i in range(rows):
+        for i in numba.prange(rows):  # rows are independent: the same bits on 1 or 2 threads
             a = coef * x[i]
             if a == 0:
                 continue
@@ -110,7 +114,10 @@ if HAVE_NUMBA:
                     u = r + col_u[j]
                     if u >= one:
                         u = u - one
-                    n = np.floor(a * delta[j] + u)
+                    t = a * delta[j] + u
+                    if t >= zero and t < one:  # no pulse (most cells): nothing moves
+                        continue
+                    n = np.floor(t)
                     n = min(max(n, -cap), cap)
                     step = n * (dv_up[i, j] if n > 0 else dv_down[i, j])
                     old = v[i, j]
@@ -121,6 +128,9 @@ if HAVE_NUMBA:
                 tally[i, seg] += fired
                 pulses += fired
         return pulses
+
+    _update_nb = numba.njit(fastmath=False, error_model="numpy", cache=True)(_update_body)
+    _update_nb_parallel = numba.njit(fastmath=False, error_model="numpy", cache=True, parallel=True)(_update_body)
 
 
 def update(w, v, wgain, dv_up, dv_down, x, delta, coef, max_pulses, v_min, v_max, key: int, col_cuts=None, tally=None,
@@ -137,8 +147,9 @@ def update(w, v, wgain, dv_up, dv_down, x, delta, coef, max_pulses, v_min, v_max
         return update_numpy(w, v, wgain, dv_up, dv_down, x, delta, coef, max_pulses, v_min, v_max, key, col_cuts, tally)
     f32 = np.float32
     c = np.ascontiguousarray
+    kernel = _update_nb_parallel if w.size >= PARALLEL_CELLS else _update_nb
     return int(
-        _update_nb(
+        kernel(
             w, v, wgain, dv_up, dv_down, c(x, dtype=f32), c(delta, dtype=f32),
             f32(coef), f32(max_pulses), f32(v_min), f32(v_max), np.uint64(key), np.asarray(col_cuts, dtype=np.int64), tally,
         )

@@ -60,16 +60,18 @@ def test_row_column_offsets_give_uniform_independent_rows():
 
 
 @pytest.mark.skipif(not uk.HAVE_NUMBA, reason="numba missing")
-@pytest.mark.parametrize("seed", range(4))
-def test_compiled_twin_matches_numpy_bit_for_bit(seed):
+@pytest.mark.parametrize("seed, big", [(0, False), (1, False), (2, False), (3, False), (4, True), (5, True)])
+def test_compiled_twin_matches_numpy_bit_for_bit(seed, big):
+    """Small layers run the serial kernel, big ones (≥ PARALLEL_CELLS) the threaded one."""
     rng = np.random.default_rng(seed)
-    rows, cols = rng.integers(1, 90), rng.integers(1, 70)
+    rows, cols = (rng.integers(200, 300), rng.integers(170, 250)) if big else (rng.integers(1, 90), rng.integers(1, 70))
+    assert (rows * cols >= uk.PARALLEL_CELLS) == big
 
     def arrays():
         r = np.random.default_rng(seed + 100)
         return [
             r.standard_normal((rows, cols)).astype(F32),
-            r.uniform(0, 1, (rows, cols)).astype(F32),
+            r.uniform(-0.1, 1.1, (rows, cols)).astype(F32),  # a few beyond the rails: only a pulse clips
             r.standard_normal((rows, cols)).astype(F32),
             r.uniform(0.001, 0.05, (rows, cols)).astype(F32),
             r.uniform(0.001, 0.05, (rows, cols)).astype(F32),
@@ -80,9 +82,12 @@ def test_compiled_twin_matches_numpy_bit_for_bit(seed):
     delta = (rng.standard_normal(cols) * 5).astype(F32)
     a, b = arrays(), arrays()
     key = uk.mix_key(seed, 42)
-    p_numpy = uk.update(*a, x, delta, -7.5, 16, 0.0, 1.0, key, compiled=False)
-    p_numba = uk.update(*b, x, delta, -7.5, 16, 0.0, 1.0, key, compiled=True)
-    assert p_numpy == p_numba
+    cuts = np.unique(np.r_[0, rng.integers(0, cols, 3), cols])
+    tallies = [np.zeros((rows, len(cuts) - 1), np.int64) for _ in range(2)]
+    p_numpy = uk.update(*a, x, delta, -7.5, 16, 0.0, 1.0, key, cuts, tallies[0], compiled=False)
+    p_numba = uk.update(*b, x, delta, -7.5, 16, 0.0, 1.0, key, cuts, tallies[1], compiled=True)
+    assert p_numpy == p_numba == tallies[0].sum() > 0
+    np.testing.assert_array_equal(*tallies)
     for left, right in zip(a, b):
         assert np.array_equal(left, right)
 
