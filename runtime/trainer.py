@@ -35,7 +35,7 @@ from analogc.runtime.float_sgd import FloatChain, activation_grad, softmax_cross
 from analogc.runtime.infer import accuracy, batch_size_of, run_batched
 from analogc.runtime.layer_devices import FIELDS, LayerDevices, has_capacitor, has_device_state, program_layer
 from analogc.runtime.program import Program
-from analogc.runtime.spec import spec_from_dict
+from analogc.runtime.spec import check_trainable, spec_from_dict
 from analogc.runtime.train_chain import find_chain, initial_weights, training_w_max
 from analogc.runtime.update_kernel import mix_key
 
@@ -74,8 +74,7 @@ class Trainer:
     def __init__(self, program: Program, x_train, y_train, x_test, y_test, options: TrainOptions):
         self.program, self.options = program, options
         self.spec = spec_from_dict(program.meta["target"], origin="program target")
-        if not self.spec.chip.trainable:
-            raise AnalogcError(f"target {self.spec.name!r} does not support in-situ training ([chip] trainable = false)")
+        check_trainable(self.spec)
         if options.init not in ("compiled", "random"):
             raise AnalogcError(f"--init must be compiled or random, got {options.init!r}")
         self.chain = find_chain(program)

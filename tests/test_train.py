@@ -206,6 +206,8 @@ def test_a_conv_model_trains_its_dense_layer_and_says_what_is_frozen(cli, tmp_pa
         (lambda p: p.arrays.__setitem__("device/fc2/faults_plus", p.arrays["device/fc2/faults_plus"] + 7), "unknown fault codes"),
         (lambda p: p.layer("fc1")["device"].__setitem__("sign", 0.5), "no valid device entry"),
         (lambda p: p.arrays.__setitem__("device/fc1/v", np.full_like(p.arrays["device/fc1/v"], np.nan)), "NaN or Inf"),
+        # A conductance no device reaches: run read it as Inf and returned NaN.
+        (lambda p: p.arrays.__setitem__("device/fc1/g_minus", p.arrays["device/fc1/g_minus"] + 1e300), "above g_max"),
     ],
 )
 def test_damaged_device_state_is_refused(trained, cli, tmp_path, edit, message):
