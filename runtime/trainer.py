@@ -465,14 +465,41 @@ class Trainer:
         if position.epoch < self.options.epochs and position.index > len(self.order(position.epoch)):
             raise ValueError(f"position: example {position.index} is past the epoch's end")
         for row in position.history:
-            for key in ("epoch", "examples"):
-                count(row[key])
-            for key in ("train_loss", "train_accuracy"):
-                number(row[key])
-            for key in ("test_accuracy", "examples_per_s", "software_baseline_accuracy"):
-                if row.get(key) is not None:
-                    number(row[key])
+            check_history_row(row, count, number)
         self.position = position
+
+
+# What a history row (finish_epoch) holds; `train` prints the last one and the trained
+# program keeps them all, so a resumed row must be of the same kinds.
+ROW_COUNTS = ("epoch", "examples", "transfers_total", "pulses_total", "pcm_program_iterations_total", "refreshed_pairs_total")
+ROW_NUMBERS = ("train_loss", "train_accuracy", "seconds")
+ROW_OPTIONAL = ("test_accuracy", "examples_per_s", "software_baseline_accuracy", "software_baseline_examples_per_s")
+ROW_BY_LAYER = {"transfers_by_layer": "count", "weight_ranges": "number"}
+
+
+def check_history_row(row, count, number) -> None:
+    """One epoch of a checkpoint's history: known keys only, each of its kind."""
+    if not isinstance(row, dict):
+        raise ValueError(f"history row {str(row)[:40]} is not an object")
+    unknown = sorted(set(row) - {*ROW_COUNTS, *ROW_NUMBERS, *ROW_OPTIONAL, *ROW_BY_LAYER})
+    if unknown:
+        raise ValueError(f"history row has unknown key {unknown[0][:40]!r}")
+    for key in ("epoch", "examples", "train_loss", "train_accuracy"):
+        if key not in row:
+            raise ValueError(f"history row lacks {key!r}")
+    try:
+        for key, value in row.items():
+            if key in ROW_COUNTS:
+                count(value)
+            elif key in ROW_NUMBERS or (key in ROW_OPTIONAL and value is not None):
+                number(value)
+            elif key in ROW_BY_LAYER:
+                if not isinstance(value, dict):
+                    raise ValueError(f"{str(value)[:40]} is not an object")
+                for item in value.values():
+                    (count if ROW_BY_LAYER[key] == "count" else number)(item)
+    except ValueError as exc:
+        raise ValueError(f"history row {key}: {exc}") from None
 
 
 def apply(activation: dict, z: np.ndarray) -> np.ndarray:

@@ -183,6 +183,9 @@ def test_train_refusals(digits_program, cli, tmp_path):
     assert_user_error(cli("train", digits_program, "--data", "digits", "-o", tmp_path / "x.onnx"), "must end in .atp")
     (tmp_path / "file").write_text("x")
     assert_user_error(cli("train", digits_program, "--data", "digits", "--checkpoint", tmp_path / "file"), "must be a folder")
+    # A folder under a file: NotADirectoryError at the first checkpoint, after training (exit 1).
+    assert_user_error(cli("train", digits_program, "--data", "digits", "--limit", "10", "--checkpoint", tmp_path / "file" / "sub",
+                          "-o", tmp_path / "o.atp"), "file", "not a folder")
     assert cli("compile", MODELS / "digits_mlp.onnx", "--target", "hermes-64", "-o", tmp_path / "h.atp", "-q").code == 0
     assert_user_error(cli("train", tmp_path / "h.atp", "--data", "digits", "-o", tmp_path / "o.atp"), "does not support in-situ training")
     assert not (tmp_path / "o.atp").exists()
@@ -242,3 +245,24 @@ def test_a_damaged_checkpoint_is_refused(digits_program, cli, tmp_path, damage):
         arrays["device/fc1/v"] = arrays["device/fc1/v"][:3]
         np.savez(path, **arrays)
     assert_user_error(cli(*args, "--resume"), "checkpoint")
+
+
+@pytest.mark.parametrize(
+    "key, value", [("transfers_by_layer", [1]), ("pulses_total", "x"), ("seconds", float("nan")), ("weight_ranges", {"fc1": "wide"}), ("extra", 1)]
+)
+def test_a_checkpoint_with_a_damaged_history_row_is_refused(digits_program, cli, tmp_path, key, value):
+    """Resuming a finished run printed the checkpoint's last row as it was: a list of
+    transfers or a string count crashed the summary (exit 1) after writing the program,
+    and NaN went into program.json and the --json output."""
+    args = ["train", digits_program, "--data", "digits", "--limit", "50", "--checkpoint", tmp_path / "c", "-o", tmp_path / "t.atp"]
+    assert cli(*args, "-q").code == 0
+    path = tmp_path / "c" / "checkpoint.npz"
+    with np.load(path) as data:
+        arrays = {k: data[k] for k in data.files}
+    meta = json.loads(arrays["__meta__"].tobytes())
+    meta["position"]["history"][-1][key] = value
+    arrays["__meta__"] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
+    np.savez(path, **arrays)
+    (tmp_path / "t.atp").unlink()
+    assert_user_error(cli(*args, "--resume"), "checkpoint.npz", "damaged", key)
+    assert not (tmp_path / "t.atp").exists()
