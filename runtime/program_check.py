@@ -257,7 +257,7 @@ def check_device_state(layer: dict, shape: tuple, arrays: dict, g_max: float, fa
             fail(f"device array {field!r} of layer {name!r} is {value.dtype} {value.shape}, expected {np.dtype(dtype)} {shape}")
         if value.dtype.kind == "f" and not np.all(np.isfinite(value)):
             fail(f"device array {field!r} of layer {name!r} holds NaN or Inf")
-    for field in ("g_plus", "g_minus", "dv_up", "dv_down"):
+    for field in ("g_plus", "g_minus", "nu_plus", "nu_minus", "dv_up", "dv_down"):  # ν < 0 would grow G with time
         if np.any(arrays[f"device/{name}/{field}"] < 0):
             fail(f"device array {field!r} of layer {name!r} has negative values")
     for field in ("g_plus", "g_minus"):  # every write clips at g_max; beyond it, reads overflow

@@ -427,8 +427,8 @@ class Trainer:
             for name, dtype in FIELDS.items():
                 setattr(layer.state, name, array(f"device/{layer.name}/{name}", layer.state.shape, dtype))
             state = layer.state
-            if min(state.g_plus.min(), state.g_minus.min(), state.dv_up.min(), state.dv_down.min()) < 0:
-                raise ValueError(f"layer {layer.name}: negative conductances or steps")
+            if min(state.g_plus.min(), state.g_minus.min(), state.nu_plus.min(), state.nu_minus.min(), state.dv_up.min(), state.dv_down.min()) < 0:
+                raise ValueError(f"layer {layer.name}: negative conductances, drift exponents or steps")
             if not (np.isin(state.faults_plus, (0, 1, 2)).all() and np.isin(state.faults_minus, (0, 1, 2)).all()):
                 raise ValueError(f"layer {layer.name}: unknown fault codes")
             if info["sign"] not in (1, -1):

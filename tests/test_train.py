@@ -211,6 +211,8 @@ def test_a_conv_model_trains_its_dense_layer_and_says_what_is_frozen(cli, tmp_pa
         (lambda p: p.arrays.__setitem__("device/fc1/v", np.full_like(p.arrays["device/fc1/v"], np.nan)), "NaN or Inf"),
         # A conductance no device reaches: run read it as Inf and returned NaN.
         (lambda p: p.arrays.__setitem__("device/fc1/g_minus", p.arrays["device/fc1/g_minus"] + 1e300), "above g_max"),
+        # A negative drift exponent grows G with time: NaN outputs after --drift-time 1e6.
+        (lambda p: p.arrays.__setitem__("device/fc2/nu_minus", p.arrays["device/fc2/nu_minus"] - 50), "negative values"),
     ],
 )
 def test_damaged_device_state_is_refused(trained, cli, tmp_path, edit, message):
@@ -230,7 +232,7 @@ def test_training_cost_counts_every_pulse_on_its_tile(trained):
     assert set(cost["energy_by_phase_j"]) >= {"forward", "backward", "update"}
 
 
-@pytest.mark.parametrize("damage", ["garbage", "truncated", "wrong_shape"])
+@pytest.mark.parametrize("damage", ["garbage", "truncated", "wrong_shape", "negative_drift"])
 def test_a_damaged_checkpoint_is_refused(digits_program, cli, tmp_path, damage):
     args = ["train", digits_program, "--data", "digits", "--limit", "100", "--checkpoint", tmp_path / "c", "-o", tmp_path / "t.atp", "-q"]
     assert cli(*args).code == 0
@@ -242,7 +244,10 @@ def test_a_damaged_checkpoint_is_refused(digits_program, cli, tmp_path, damage):
     else:
         with np.load(path) as data:
             arrays = {k: data[k] for k in data.files}
-        arrays["device/fc1/v"] = arrays["device/fc1/v"][:3]
+        if damage == "wrong_shape":
+            arrays["device/fc1/v"] = arrays["device/fc1/v"][:3]
+        else:
+            arrays["device/fc1/nu_plus"] = arrays["device/fc1/nu_plus"] - 1
         np.savez(path, **arrays)
     assert_user_error(cli(*args, "--resume"), "checkpoint")
 
