@@ -17,15 +17,16 @@ def cmd_train(args) -> int:
     from analogc.data import load_dataset
     from analogc.runtime.infer import single_input
     from analogc.runtime.program import load_program, save_program
-    from analogc.runtime.spec import spec_from_dict
+    from analogc.runtime.spec import knob_range, spec_from_dict
     from analogc.runtime.checkpoint import check_folder
     from analogc.runtime.trainer import Trainer, TrainOptions
 
     program = load_program(args.program)
     spec = spec_from_dict(program.meta["target"], origin=f"{args.program}: target")
     epochs = spec.training.epochs if args.epochs is None else args.epochs
-    if epochs <= 0:
-        raise AnalogcError(f"--epochs must be positive, got {epochs}")
+    lo, hi = knob_range(type(spec.training), "epochs")
+    if not lo <= epochs <= hi:
+        raise AnalogcError(f"--epochs must be in {lo}..{hi} (the range of the spec's [training] epochs), got {epochs}")
     if args.limit is not None and args.limit <= 0:
         raise AnalogcError(f"--limit must be positive, got {args.limit}")
     if args.checkpoint_every <= 0:

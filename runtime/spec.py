@@ -32,6 +32,12 @@ def knob(default, doc: str, unit: str = "", lo=None, hi=None, choices=None):
     return field(default=default, metadata=meta)
 
 
+def knob_range(table: type, name: str) -> tuple:
+    """A knob's allowed (lo, hi), for command-line options that stand in for it."""
+    meta = next(f.metadata for f in dataclasses.fields(table) if f.name == name)
+    return meta["lo"], meta["hi"]
+
+
 @dataclass(frozen=True)
 class ChipSpec:
     """[chip]: the fixed grid of tiles and what each tile holds."""

@@ -179,7 +179,8 @@ def test_resume_refuses_a_checkpoint_of_another_run(digits_program, cli, tmp_pat
 
 def test_train_refusals(digits_program, cli, tmp_path):
     assert_user_error(cli("train", digits_program, "--data", "digits", "--resume"), "--resume needs --checkpoint")
-    assert_user_error(cli("train", digits_program, "--data", "digits", "--epochs", "0"), "--epochs must be positive")
+    assert_user_error(cli("train", digits_program, "--data", "digits", "--epochs", "0"), "--epochs must be in 1..100000")
+    assert_user_error(cli("train", digits_program, "--data", "digits", "--epochs", str(10**20)), "--epochs must be in 1..100000")
     assert_user_error(cli("train", digits_program, "--data", "digits", "-o", tmp_path / "x.onnx"), "must end in .atp")
     (tmp_path / "file").write_text("x")
     assert_user_error(cli("train", digits_program, "--data", "digits", "--checkpoint", tmp_path / "file"), "must be a folder")
