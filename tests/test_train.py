@@ -272,3 +272,31 @@ def test_a_checkpoint_with_a_damaged_history_row_is_refused(digits_program, cli,
     (tmp_path / "t.atp").unlink()
     assert_user_error(cli(*args, "--resume"), "checkpoint.npz", "damaged", key)
     assert not (tmp_path / "t.atp").exists()
+
+
+@pytest.mark.parametrize("tail, trains", [("Sin", False), ("ArgMax", True)])
+def test_only_label_ops_may_follow_the_trained_logits(cli, tmp_path, tail, trains):
+    """The loss is on the last layer's logits: a trailing Sin would change the decision
+    unseen (refused); a label ArgMax keeps it (trains)."""
+    from onnx import TensorProto, helper
+
+    from .mapper.onnx_builders import init, make_model, vi, weight
+
+    rng = np.random.default_rng(0)
+    nodes = [helper.make_node("Gemm", ["x", "W", "b"], ["logits"], name="fc")]
+    if tail == "Sin":
+        nodes.append(helper.make_node("Sin", ["logits"], ["y"]))
+        out = vi("y", ["N", 10])
+    else:
+        nodes.append(helper.make_node("ArgMax", ["logits"], ["y"], axis=1, keepdims=0))
+        out = vi("y", ["N"], TensorProto.INT64)
+    model = make_model(nodes, [vi("x", ["N", 64])], [out], [init("W", weight(rng, 64, 10)), init("b", np.zeros(10, np.float32))])
+    path = tmp_path / "m.onnx"
+    path.write_bytes(model.SerializeToString())
+    assert cli("compile", path, "-o", tmp_path / "m.atp", "-q").code == 0
+    result = cli("train", tmp_path / "m.atp", "--data", "digits", "--limit", "50", "-o", tmp_path / "t.atp", "-q")
+    if trains:
+        assert result.code == 0, result.err
+    else:
+        assert_user_error(result, "computes Sin")
+        assert not (tmp_path / "t.atp").exists()
