@@ -17,14 +17,16 @@ def cmd_train(args) -> int:
     from analogc.data import load_dataset
     from analogc.runtime.infer import single_input
     from analogc.runtime.program import load_program, save_program
-    from analogc.runtime.spec import spec_from_dict
+    from analogc.runtime.spec import knob_range, spec_from_dict
+    from analogc.runtime.checkpoint import check_folder
     from analogc.runtime.trainer import Trainer, TrainOptions
 
     program = load_program(args.program)
     spec = spec_from_dict(program.meta["target"], origin=f"{args.program}: target")
     epochs = spec.training.epochs if args.epochs is None else args.epochs
-    if epochs <= 0:
-        raise AnalogcError(f"--epochs must be positive, got {epochs}")
+    lo, hi = knob_range(type(spec.training), "epochs")
+    if not lo <= epochs <= hi:
+        raise AnalogcError(f"--epochs must be in {lo}..{hi} (the range of the spec's [training] epochs), got {epochs}")
     if args.limit is not None and args.limit <= 0:
         raise AnalogcError(f"--limit must be positive, got {args.limit}")
     if args.checkpoint_every <= 0:
@@ -33,8 +35,8 @@ def cmd_train(args) -> int:
         raise AnalogcError(f"--learning-rate must be in (0, 100), got {args.learning_rate}")
     if args.resume and not args.checkpoint:
         raise AnalogcError("--resume needs --checkpoint DIR")
-    if args.checkpoint and Path(args.checkpoint).exists() and not Path(args.checkpoint).is_dir():
-        raise AnalogcError(f"{args.checkpoint}: --checkpoint must be a folder")
+    if args.checkpoint:
+        check_folder(Path(args.checkpoint))
     output = Path(args.output) if args.output else Path(f"{Path(args.program).stem}.trained.atp")
     if output.suffix != ".atp":
         raise AnalogcError(f"{output}: the trained program must end in .atp")

@@ -8,7 +8,9 @@ from analogc.mapper.emit import emit_program
 from analogc.mapper.frontend import load_layer_graph
 from analogc.mapper.partition import partition
 from analogc.mapper.place import place
+from analogc.errors import AnalogcError
 from analogc.runtime.program import Program
+from analogc.runtime.program_check import RANGE_LIMITS, is_range
 
 
 def compile_model(model_path: str | Path, spec, placer: str = "cpsat", time_limit: float = 5.0, seed: int = 0) -> Program:
@@ -20,4 +22,19 @@ def compile_model(model_path: str | Path, spec, placer: str = "cpsat", time_limi
     if placement.blocks is not None:
         blocks = placement.blocks
     original = Path(model_path).read_bytes() if self_contained else model.SerializeToString()
-    return emit_program(layer_graph, blocks, placement, spec, model, Path(model_path).stem, original)
+    program = emit_program(layer_graph, blocks, placement, spec, model, Path(model_path).stem, original)
+    check_ranges(program, model_path)
+    return program
+
+
+def check_ranges(program: Program, origin) -> None:
+    """Weights far from 1 (finite in float32) would run as NaN on the simulated periphery:
+    refused here with the limits that the runtime's program check applies."""
+    lo, hi = RANGE_LIMITS
+    for layer in program.layers:
+        for key in ("w_max", "adc_range"):
+            if key in layer and not is_range(layer[key]):
+                raise AnalogcError(
+                    f"{origin}: layer {layer['name']!r} has weights of range {layer[key]:.3g} ({key}), outside the "
+                    f"{lo:g} to {hi:g} that the simulated chip computes with (float32); rescale the layer"
+                )

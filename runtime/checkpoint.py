@@ -28,11 +28,24 @@ def checkpoint_path(folder: Path) -> Path:
     return Path(folder) / FILE
 
 
+def check_folder(folder: Path) -> None:
+    """`folder` is a folder or can be made one; `train` checks before it starts, so a bad
+    path fails now, not at the first checkpoint."""
+    folder = Path(folder)
+    for path in (folder, *folder.parents):
+        if path.exists():
+            if path.is_dir():
+                return
+            raise AnalogcError(f"{folder}: --checkpoint must be a folder" if path == folder else f"{folder}: {path} is not a folder")
+
+
 def save_checkpoint(folder: Path, arrays: dict, meta: dict) -> None:
     folder = Path(folder)
-    if folder.exists() and not folder.is_dir():
-        raise AnalogcError(f"{folder}: --checkpoint must be a folder")
-    folder.mkdir(parents=True, exist_ok=True)
+    check_folder(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise AnalogcError(f"{folder}: cannot make the checkpoint folder ({exc.strerror or exc})") from None
     payload = dict(arrays)
     payload[META] = np.frombuffer(json.dumps({"version": VERSION, **meta}).encode(), dtype=np.uint8)
     buffer = io.BytesIO()

@@ -30,6 +30,15 @@ def is_number(value) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and value == value and abs(value) != float("inf")
 
 
+# A layer's range (w_max, adc_range) in weight units: the periphery computes in float32 in
+# these units, and the read-noise variance (~range²) leaves float32 outside this (NaN out).
+RANGE_LIMITS = (1e-15, 1e15)
+
+
+def is_range(value) -> bool:
+    return is_number(value) and RANGE_LIMITS[0] <= value <= RANGE_LIMITS[1]
+
+
 def known_dtype(name: str) -> bool:
     if name == "unknown":
         return True
@@ -74,10 +83,9 @@ def check_types(meta: dict, fail) -> None:
             fail(f"layer {layer['name']!r} has an unknown activation {str(act)[:60]}")
         if layer.get("dtype") not in DTYPES:
             fail(f"layer {layer['name']!r} has dtype {str(layer.get('dtype'))[:30]!r}")
-        if "w_max" in layer and not (is_number(layer["w_max"]) and layer["w_max"] > 0):
-            fail(f"layer {layer['name']!r} has a bad w_max")
-        if "adc_range" in layer and not (is_number(layer["adc_range"]) and layer["adc_range"] > 0):
-            fail(f"layer {layer['name']!r} has a bad adc_range")
+        for key in ("w_max", "adc_range"):
+            if key in layer and not is_range(layer[key]):
+                fail(f"layer {layer['name']!r} has a bad {key} (a number in [{RANGE_LIMITS[0]:g}, {RANGE_LIMITS[1]:g}])")
         # What `plan` shows about the layer's split (recomputed from the blocks when absent):
         if "array_shape" in layer and not is_pair(layer["array_shape"]):
             fail(f"layer {layer['name']!r} has a bad array_shape")
@@ -224,10 +232,10 @@ def check_program(meta: dict, arrays: dict, members: dict, origin: str) -> None:
             fail(f"instruction reads unknown block {instruction.get('block')!r}")
     check_dataflow(meta, fail)
     for layer in meta["layers"]:
-        check_device_state(layer, layers[layer["name"]], arrays, fail)
+        check_device_state(layer, layers[layer["name"]], arrays, spec.pcm.g_max, fail)
 
 
-def check_device_state(layer: dict, shape: tuple, arrays: dict, fail) -> None:
+def check_device_state(layer: dict, shape: tuple, arrays: dict, g_max: float, fail) -> None:
     """A trained layer's device arrays: all there, the layer's array shape, sane values."""
     from analogc.runtime.layer_devices import FIELDS
 
@@ -241,17 +249,20 @@ def check_device_state(layer: dict, shape: tuple, arrays: dict, fail) -> None:
     device = layer.get("device")
     if not isinstance(device, dict) or device.get("sign") not in (1, -1, 1.0, -1.0) or not all(is_count(device.get(k, 0)) for k in ("examples_since_transfer", "pulses_since_transfer")):
         fail(f"layer {name!r} has device arrays but no valid device entry (sign ±1, examples_since_transfer, pulses_since_transfer)")
-    if not is_number(layer.get("w_max")) or not layer["w_max"] > 0:
-        fail(f"layer {name!r} has device state but no positive w_max")
+    if not is_range(layer.get("w_max")):
+        fail(f"layer {name!r} has device state but no valid w_max")
     for field, dtype in FIELDS.items():
         value = arrays[f"device/{name}/{field}"]
         if value.shape != shape or value.dtype != np.dtype(dtype):
             fail(f"device array {field!r} of layer {name!r} is {value.dtype} {value.shape}, expected {np.dtype(dtype)} {shape}")
         if value.dtype.kind == "f" and not np.all(np.isfinite(value)):
             fail(f"device array {field!r} of layer {name!r} holds NaN or Inf")
-    for field in ("g_plus", "g_minus", "dv_up", "dv_down"):
+    for field in ("g_plus", "g_minus", "nu_plus", "nu_minus", "dv_up", "dv_down"):  # ν < 0 would grow G with time
         if np.any(arrays[f"device/{name}/{field}"] < 0):
             fail(f"device array {field!r} of layer {name!r} has negative values")
+    for field in ("g_plus", "g_minus"):  # every write clips at g_max; beyond it, reads overflow
+        if np.any(arrays[f"device/{name}/{field}"] > g_max):
+            fail(f"device array {field!r} of layer {name!r} has conductances above g_max ({g_max:g} µS)")
     for field in ("faults_plus", "faults_minus"):
         if not np.all(np.isin(arrays[f"device/{name}/{field}"], (0, 1, 2))):
             fail(f"device array {field!r} of layer {name!r} has unknown fault codes")

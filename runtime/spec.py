@@ -32,6 +32,12 @@ def knob(default, doc: str, unit: str = "", lo=None, hi=None, choices=None):
     return field(default=default, metadata=meta)
 
 
+def knob_range(table: type, name: str) -> tuple:
+    """A knob's allowed (lo, hi), for command-line options that stand in for it."""
+    meta = next(f.metadata for f in dataclasses.fields(table) if f.name == name)
+    return meta["lo"], meta["hi"]
+
+
 @dataclass(frozen=True)
 class ChipSpec:
     """[chip]: the fixed grid of tiles and what each tile holds."""
@@ -50,7 +56,7 @@ class ChipSpec:
 class CellSpec:
     """[cell]: the unit cell W = F·(G⁺ − G⁻) + s·(g − g_shared)."""
 
-    gain_f: float = knob(3.0, "gain F of the PCM pair over the capacitor pair (paper's F; 3 is an assumption)", "", 0.0, 1000.0)
+    gain_f: float = knob(3.0, "gain F of the PCM pair over the capacitor pair (paper's F; 3 is an assumption); weights are conductances over F, so F > 0", "", 0.01, 1000.0)
     shared_reference: str = knob("column", "which weights share one g_shared cell (assumption: a column)", choices=("column", "tile"))
     w_max_rule: str = knob(
         "min_error",
@@ -406,6 +412,19 @@ def check_consistency(spec: TargetSpec, origin: str) -> None:
         raise AnalogcError(f"{origin}: [capacitor] v_init must lie between v_min and v_max, got {cap.v_init}")
     if spec.pcm.stuck_high_fraction + spec.pcm.dead_fraction > 1.0:
         raise AnalogcError(f"{origin}: [pcm] stuck_high_fraction + dead_fraction exceeds 1")
+
+
+def check_trainable(spec: TargetSpec) -> None:
+    """Training moves a capacitor by pulses of g_per_volt·dv µS: zero would divide by zero
+    (inference does not mind, so only `train` refuses)."""
+    cap, where = spec.capacitor, f"target {spec.name!r}"
+    if not spec.chip.trainable:
+        raise AnalogcError(f"{where} does not support in-situ training ([chip] trainable = false)")
+    if cap.enabled and spec.chip.cell != "pcm2":
+        if cap.g_per_volt <= 0:
+            raise AnalogcError(f"{where}: [capacitor] g_per_volt must be positive to train, got {cap.g_per_volt}")
+        if cap.dv_up + cap.dv_down <= 0:
+            raise AnalogcError(f"{where}: [capacitor] dv_up and dv_down are both 0, so no update could move a capacitor")
 
 
 def spec_summary(spec: TargetSpec) -> str:

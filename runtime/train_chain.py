@@ -36,7 +36,7 @@ def find_chain(program) -> Chain:
         elif instruction["op"] == "host":
             steps.append(("host", instruction["segment"]))
     while steps and steps[-1][0] == "host":
-        steps.pop()
+        check_trailing_segment(program, steps.pop()[1])
     chain: list[dict] = []
     for kind, name in reversed(steps):
         if kind != "layer":
@@ -60,6 +60,30 @@ def find_chain(program) -> Chain:
     frozen_layers = [l["name"] for l in program.layers if l["name"] not in names]
     frozen_segments = [s["name"] for s in program.meta.get("host_segments", [])]
     return Chain(chain, frozen_layers, frozen_segments)
+
+
+# Ops that may follow the trained logits: they keep each example's predicted class (the
+# loss is on the logits, so anything that could change the decision would go untrained).
+LABEL_OPS = {
+    "ArgMax", "ZipMap", "Softmax", "LogSoftmax", "Identity", "Cast", "CastLike", "Reshape", "Flatten",
+    "Squeeze", "Unsqueeze", "Shape", "Gather", "Constant", "ReduceMax", "TopK", "Max", "Concat", "Slice",
+    "Equal", "Greater", "Less", "Not", "Where", "ArrayFeatureExtractor", "LabelEncoder", "Normalizer",
+}
+
+
+def check_trailing_segment(program, name: str) -> None:
+    """A host segment after the last analog layer must only turn logits into labels or
+    scores; a `Sin` or another layer there would change the decision the loss never sees."""
+    import onnx
+
+    segment = next(s for s in program.meta.get("host_segments", []) if s["name"] == name)
+    graph = onnx.load_from_string(program.members[segment["member"]]).graph
+    other = sorted({node.op_type for node in graph.node} - LABEL_OPS)
+    if other:
+        raise AnalogcError(
+            f"host segment {name!r} after the last analog layer computes {', '.join(other[:4])}; training puts the "
+            f"loss on that layer's logits, so only label ops ({', '.join(sorted(LABEL_OPS)[:6])}, ...) may follow it"
+        )
 
 
 def glorot_limit(rows: int, cols: int) -> float:

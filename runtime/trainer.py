@@ -35,7 +35,7 @@ from analogc.runtime.float_sgd import FloatChain, activation_grad, softmax_cross
 from analogc.runtime.infer import accuracy, batch_size_of, run_batched
 from analogc.runtime.layer_devices import FIELDS, LayerDevices, has_capacitor, has_device_state, program_layer
 from analogc.runtime.program import Program
-from analogc.runtime.spec import spec_from_dict
+from analogc.runtime.spec import check_trainable, spec_from_dict
 from analogc.runtime.train_chain import find_chain, initial_weights, training_w_max
 from analogc.runtime.update_kernel import mix_key
 
@@ -74,8 +74,7 @@ class Trainer:
     def __init__(self, program: Program, x_train, y_train, x_test, y_test, options: TrainOptions):
         self.program, self.options = program, options
         self.spec = spec_from_dict(program.meta["target"], origin="program target")
-        if not self.spec.chip.trainable:
-            raise AnalogcError(f"target {self.spec.name!r} does not support in-situ training ([chip] trainable = false)")
+        check_trainable(self.spec)
         if options.init not in ("compiled", "random"):
             raise AnalogcError(f"--init must be compiled or random, got {options.init!r}")
         self.chain = find_chain(program)
@@ -428,8 +427,8 @@ class Trainer:
             for name, dtype in FIELDS.items():
                 setattr(layer.state, name, array(f"device/{layer.name}/{name}", layer.state.shape, dtype))
             state = layer.state
-            if min(state.g_plus.min(), state.g_minus.min(), state.dv_up.min(), state.dv_down.min()) < 0:
-                raise ValueError(f"layer {layer.name}: negative conductances or steps")
+            if min(state.g_plus.min(), state.g_minus.min(), state.nu_plus.min(), state.nu_minus.min(), state.dv_up.min(), state.dv_down.min()) < 0:
+                raise ValueError(f"layer {layer.name}: negative conductances, drift exponents or steps")
             if not (np.isin(state.faults_plus, (0, 1, 2)).all() and np.isin(state.faults_minus, (0, 1, 2)).all()):
                 raise ValueError(f"layer {layer.name}: unknown fault codes")
             if info["sign"] not in (1, -1):
@@ -466,14 +465,41 @@ class Trainer:
         if position.epoch < self.options.epochs and position.index > len(self.order(position.epoch)):
             raise ValueError(f"position: example {position.index} is past the epoch's end")
         for row in position.history:
-            for key in ("epoch", "examples"):
-                count(row[key])
-            for key in ("train_loss", "train_accuracy"):
-                number(row[key])
-            for key in ("test_accuracy", "examples_per_s", "software_baseline_accuracy"):
-                if row.get(key) is not None:
-                    number(row[key])
+            check_history_row(row, count, number)
         self.position = position
+
+
+# What a history row (finish_epoch) holds; `train` prints the last one and the trained
+# program keeps them all, so a resumed row must be of the same kinds.
+ROW_COUNTS = ("epoch", "examples", "transfers_total", "pulses_total", "pcm_program_iterations_total", "refreshed_pairs_total")
+ROW_NUMBERS = ("train_loss", "train_accuracy", "seconds")
+ROW_OPTIONAL = ("test_accuracy", "examples_per_s", "software_baseline_accuracy", "software_baseline_examples_per_s")
+ROW_BY_LAYER = {"transfers_by_layer": "count", "weight_ranges": "number"}
+
+
+def check_history_row(row, count, number) -> None:
+    """One epoch of a checkpoint's history: known keys only, each of its kind."""
+    if not isinstance(row, dict):
+        raise ValueError(f"history row {str(row)[:40]} is not an object")
+    unknown = sorted(set(row) - {*ROW_COUNTS, *ROW_NUMBERS, *ROW_OPTIONAL, *ROW_BY_LAYER})
+    if unknown:
+        raise ValueError(f"history row has unknown key {unknown[0][:40]!r}")
+    for key in ("epoch", "examples", "train_loss", "train_accuracy"):
+        if key not in row:
+            raise ValueError(f"history row lacks {key!r}")
+    try:
+        for key, value in row.items():
+            if key in ROW_COUNTS:
+                count(value)
+            elif key in ROW_NUMBERS or (key in ROW_OPTIONAL and value is not None):
+                number(value)
+            elif key in ROW_BY_LAYER:
+                if not isinstance(value, dict):
+                    raise ValueError(f"{str(value)[:40]} is not an object")
+                for item in value.values():
+                    (count if ROW_BY_LAYER[key] == "count" else number)(item)
+    except ValueError as exc:
+        raise ValueError(f"history row {key}: {exc}") from None
 
 
 def apply(activation: dict, z: np.ndarray) -> np.ndarray:

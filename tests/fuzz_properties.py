@@ -369,8 +369,8 @@ def plausible(table: str, key: str, value):
     if isinstance(value, bool):
         return st.booleans()
     if isinstance(value, int):
-        low = lo if lo is not None else -1
-        top = min(hi if hi is not None else 2**31, 2 * abs(value) + 2)
+        low = math.ceil(lo) if lo is not None else -1  # an int drawn for a float key (lo 0.01)
+        top = min(math.floor(hi) if hi is not None else 2**31, 2 * abs(value) + 2)
         return st.one_of(st.integers(low, max(top, low)), st.integers(-1, 2 * abs(value) + 2))
     if isinstance(value, float):
         low, top = (lo if lo is not None else -1.0), min(hi if hi is not None else 1e9, 10 * abs(value) + 1.0)

@@ -5,6 +5,7 @@ left behind (neither the output nor a temporary file), an existing output unchan
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 import numpy as np
@@ -364,6 +365,34 @@ def test_non_finite_weights_are_refused(tmp_path, cli, bad, where):
     result = cli("compile", path, "-o", out)
     assert_user_error(result, "NaN or Inf", "nan.onnx")
     assert not out.exists()
+
+
+@pytest.mark.parametrize("scale", [1e-30, 1e30])
+def test_weights_beyond_the_simulated_range_are_refused(tmp_path, cli, scale):
+    """Finite weights this small or large compiled, and `run` returned NaN: the periphery
+    computes in float32 in weight units, where the read-noise variance (~w_max²) overflows."""
+    path = gemm_model(tmp_path / "m.onnx", 8, 4)
+    model = onnx.load(path)
+    for tensor in model.graph.initializer:
+        tensor.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(tensor) * np.float32(scale), tensor.name))
+    onnx.save(model, path)
+    assert_user_error(cli("compile", path, "-o", tmp_path / "m.atp"), "m.onnx", "layer 'fc'", "range")
+    assert not (tmp_path / "m.atp").exists()
+
+
+@pytest.mark.parametrize("edits", [{"g_per_volt": 0.0}, {"dv_up": 0.0, "dv_down": 0.0}])
+def test_train_refuses_a_capacitor_that_updates_cannot_move(cli, work, edits):
+    """A zero read slope, or zero pulse steps, divided by zero in the update (exit 1)."""
+    text = TINY.read_text()
+    for key, value in edits.items():
+        text = re.sub(rf"^{key} = .*$", f"{key} = {value}", text, count=1, flags=re.M)
+    (work / "spec.toml").write_text(text)
+    gemm_model(work / "m.onnx", 8, 4)
+    assert cli("compile", "m.onnx", "--target", "spec.toml", "--placer", "greedy", "-o", "m.atp", "-q").code == 0
+    rng = np.random.default_rng(0)
+    np.savez(work / "d.npz", x_train=rng.random((20, 8), np.float32), y_train=rng.integers(0, 4, 20),
+             x_test=rng.random((5, 8), np.float32), y_test=rng.integers(0, 4, 5))
+    fails(cli, work, "train", "m.atp", "--data", "d.npz", "-o", "t.atp", fragments=["[capacitor]", next(iter(edits))])
 
 
 @pytest.mark.parametrize("seed", ["-1", "99999999999999999999", "abc", "1.5"])

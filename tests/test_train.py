@@ -179,10 +179,14 @@ def test_resume_refuses_a_checkpoint_of_another_run(digits_program, cli, tmp_pat
 
 def test_train_refusals(digits_program, cli, tmp_path):
     assert_user_error(cli("train", digits_program, "--data", "digits", "--resume"), "--resume needs --checkpoint")
-    assert_user_error(cli("train", digits_program, "--data", "digits", "--epochs", "0"), "--epochs must be positive")
+    assert_user_error(cli("train", digits_program, "--data", "digits", "--epochs", "0"), "--epochs must be in 1..100000")
+    assert_user_error(cli("train", digits_program, "--data", "digits", "--epochs", str(10**20)), "--epochs must be in 1..100000")
     assert_user_error(cli("train", digits_program, "--data", "digits", "-o", tmp_path / "x.onnx"), "must end in .atp")
     (tmp_path / "file").write_text("x")
     assert_user_error(cli("train", digits_program, "--data", "digits", "--checkpoint", tmp_path / "file"), "must be a folder")
+    # A folder under a file: NotADirectoryError at the first checkpoint, after training (exit 1).
+    assert_user_error(cli("train", digits_program, "--data", "digits", "--limit", "10", "--checkpoint", tmp_path / "file" / "sub",
+                          "-o", tmp_path / "o.atp"), "file", "not a folder")
     assert cli("compile", MODELS / "digits_mlp.onnx", "--target", "hermes-64", "-o", tmp_path / "h.atp", "-q").code == 0
     assert_user_error(cli("train", tmp_path / "h.atp", "--data", "digits", "-o", tmp_path / "o.atp"), "does not support in-situ training")
     assert not (tmp_path / "o.atp").exists()
@@ -206,6 +210,10 @@ def test_a_conv_model_trains_its_dense_layer_and_says_what_is_frozen(cli, tmp_pa
         (lambda p: p.arrays.__setitem__("device/fc2/faults_plus", p.arrays["device/fc2/faults_plus"] + 7), "unknown fault codes"),
         (lambda p: p.layer("fc1")["device"].__setitem__("sign", 0.5), "no valid device entry"),
         (lambda p: p.arrays.__setitem__("device/fc1/v", np.full_like(p.arrays["device/fc1/v"], np.nan)), "NaN or Inf"),
+        # A conductance no device reaches: run read it as Inf and returned NaN.
+        (lambda p: p.arrays.__setitem__("device/fc1/g_minus", p.arrays["device/fc1/g_minus"] + 1e300), "above g_max"),
+        # A negative drift exponent grows G with time: NaN outputs after --drift-time 1e6.
+        (lambda p: p.arrays.__setitem__("device/fc2/nu_minus", p.arrays["device/fc2/nu_minus"] - 50), "negative values"),
     ],
 )
 def test_damaged_device_state_is_refused(trained, cli, tmp_path, edit, message):
@@ -225,7 +233,7 @@ def test_training_cost_counts_every_pulse_on_its_tile(trained):
     assert set(cost["energy_by_phase_j"]) >= {"forward", "backward", "update"}
 
 
-@pytest.mark.parametrize("damage", ["garbage", "truncated", "wrong_shape"])
+@pytest.mark.parametrize("damage", ["garbage", "truncated", "wrong_shape", "negative_drift"])
 def test_a_damaged_checkpoint_is_refused(digits_program, cli, tmp_path, damage):
     args = ["train", digits_program, "--data", "digits", "--limit", "100", "--checkpoint", tmp_path / "c", "-o", tmp_path / "t.atp", "-q"]
     assert cli(*args).code == 0
@@ -237,6 +245,58 @@ def test_a_damaged_checkpoint_is_refused(digits_program, cli, tmp_path, damage):
     else:
         with np.load(path) as data:
             arrays = {k: data[k] for k in data.files}
-        arrays["device/fc1/v"] = arrays["device/fc1/v"][:3]
+        if damage == "wrong_shape":
+            arrays["device/fc1/v"] = arrays["device/fc1/v"][:3]
+        else:
+            arrays["device/fc1/nu_plus"] = arrays["device/fc1/nu_plus"] - 1
         np.savez(path, **arrays)
     assert_user_error(cli(*args, "--resume"), "checkpoint")
+
+
+@pytest.mark.parametrize(
+    "key, value", [("transfers_by_layer", [1]), ("pulses_total", "x"), ("seconds", float("nan")), ("weight_ranges", {"fc1": "wide"}), ("extra", 1)]
+)
+def test_a_checkpoint_with_a_damaged_history_row_is_refused(digits_program, cli, tmp_path, key, value):
+    """Resuming a finished run printed the checkpoint's last row as it was: a list of
+    transfers or a string count crashed the summary (exit 1) after writing the program,
+    and NaN went into program.json and the --json output."""
+    args = ["train", digits_program, "--data", "digits", "--limit", "50", "--checkpoint", tmp_path / "c", "-o", tmp_path / "t.atp"]
+    assert cli(*args, "-q").code == 0
+    path = tmp_path / "c" / "checkpoint.npz"
+    with np.load(path) as data:
+        arrays = {k: data[k] for k in data.files}
+    meta = json.loads(arrays["__meta__"].tobytes())
+    meta["position"]["history"][-1][key] = value
+    arrays["__meta__"] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
+    np.savez(path, **arrays)
+    (tmp_path / "t.atp").unlink()
+    assert_user_error(cli(*args, "--resume"), "checkpoint.npz", "damaged", key)
+    assert not (tmp_path / "t.atp").exists()
+
+
+@pytest.mark.parametrize("tail, trains", [("Sin", False), ("ArgMax", True)])
+def test_only_label_ops_may_follow_the_trained_logits(cli, tmp_path, tail, trains):
+    """The loss is on the last layer's logits: a trailing Sin would change the decision
+    unseen (refused); a label ArgMax keeps it (trains)."""
+    from onnx import TensorProto, helper
+
+    from .mapper.onnx_builders import init, make_model, vi, weight
+
+    rng = np.random.default_rng(0)
+    nodes = [helper.make_node("Gemm", ["x", "W", "b"], ["logits"], name="fc")]
+    if tail == "Sin":
+        nodes.append(helper.make_node("Sin", ["logits"], ["y"]))
+        out = vi("y", ["N", 10])
+    else:
+        nodes.append(helper.make_node("ArgMax", ["logits"], ["y"], axis=1, keepdims=0))
+        out = vi("y", ["N"], TensorProto.INT64)
+    model = make_model(nodes, [vi("x", ["N", 64])], [out], [init("W", weight(rng, 64, 10)), init("b", np.zeros(10, np.float32))])
+    path = tmp_path / "m.onnx"
+    path.write_bytes(model.SerializeToString())
+    assert cli("compile", path, "-o", tmp_path / "m.atp", "-q").code == 0
+    result = cli("train", tmp_path / "m.atp", "--data", "digits", "--limit", "50", "-o", tmp_path / "t.atp", "-q")
+    if trains:
+        assert result.code == 0, result.err
+    else:
+        assert_user_error(result, "computes Sin")
+        assert not (tmp_path / "t.atp").exists()

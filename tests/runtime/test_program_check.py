@@ -47,6 +47,11 @@ CASES = {
     "bad placement": (lambda m, a: m["placement"].update(tile=[64, {}]), "placement"),
     "negative adc_range": (lambda m, a: m["layers"][0].update(adc_range=-1.0), "bad adc_range"),
     "adc_range a string": (lambda m, a: m["layers"][0].update(adc_range="big"), "bad adc_range"),
+    # Finite but beyond what the float32 periphery computes: run overflowed (exit 1) or gave NaN.
+    "w_max tiny": (lambda m, a: m["layers"][0].update(w_max=1e-300), "bad w_max"),
+    "w_max huge": (lambda m, a: m["layers"][0].update(w_max=1e300), "bad w_max"),
+    "adc_range huge": (lambda m, a: m["layers"][0].update(adc_range=1e300), "bad adc_range"),
+    "adc_range tiny": (lambda m, a: m["layers"][0].update(adc_range=1e-300), "bad adc_range"),
 }
 
 

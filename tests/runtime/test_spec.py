@@ -102,6 +102,8 @@ def write(tmp_path, text):
         ("[cost]\nword_move_energy = inf\n", ["spec.toml", "word_move_energy", "finite"]),
         ("[cost]\ntile_area = 1e7\n", ["spec.toml", "tile_area", "mm²"]),
         ("[cost]\nenergy_per_joule = 1.0\n", ["spec.toml", "[cost]", "energy_per_joule"]),
+        # F = 0 divided by zero: run returned NaN, train crashed (ZeroDivisionError).
+        ("[cell]\ngain_f = 0.0\n", ["spec.toml", "[cell]", "gain_f"]),
     ],
 )
 def test_bad_spec_names_file_and_key(tmp_path, text, fragments):
