@@ -205,6 +205,13 @@ class TrainableLayer:
         cap = spec.capacitor
         after_reset = new_sign * (state.read_gain.astype(np.float64) * cap.g_per_volt * cap.v_init + state.cap_base)
         wanted = w_read - after_reset  # what the PCM pair must hold
+        full, held = wanted, None
+        deadband = spec.training.transfer_deadband
+        if deadband > 0:
+            # A change smaller than the deadband is not worth a programming error of σ(g):
+            # the pair keeps its devices (and, with "keep", its whole share goes back below).
+            held = np.abs(wanted - gain * (g_plus - g_minus)) < deadband
+            wanted = np.where(held, gain * (state.g_plus - state.g_minus), wanted)
         theta = spec.training.transfer_threshold
         if theta > 0:
             # Stochastic transfer: a pair whose change c is under θ is left alone, or, with
@@ -219,6 +226,8 @@ class TrainableLayer:
         offset = spec.training.transfer_offset
         target = wanted - offset
         reset_both = (wanted > 0) & (wanted < offset)
+        if held is not None:  # held pairs are not programmed at all, offset rule included
+            target[held], reset_both[held] = wanted[held], False
         target[reset_both] = 0.0
         before = state.g_plus.copy(), state.g_minus.copy()
         self.program_pair(target / gain, reset_both, rng)
@@ -226,7 +235,8 @@ class TrainableLayer:
         state.sign = new_sign
         if spec.training.transfer_residual == "keep":
             unmoved = (state.g_plus == before[0]) & (state.g_minus == before[1])
-            self.write_back(np.where(unmoved, wanted - gain * (state.g_plus - state.g_minus), 0.0), rng)
+            kept = wanted if held is None else np.where(held, full, wanted)  # θ's draws stay as drawn (unbiased)
+            self.write_back(np.where(unmoved, kept - gain * (state.g_plus - state.g_minus), 0.0), rng)
         state.examples_since_transfer = 0
         state.pulses_since_transfer = 0
         self.transfers += 1

@@ -168,6 +168,9 @@ class TrainingSpec:
         "drop", "what happens to the share of a pair that the PCM did not take (its change was within the closed loop's tolerance): pulsed back into the reset capacitor (\"keep\") or lost with the reset (\"drop\")",
         choices=("keep", "drop"),
     )
+    transfer_deadband: float = knob(
+        0.0, "a pair whose needed change is below this is not programmed at a transfer (no fresh programming error for a change smaller than it); with transfer_residual = \"keep\" its share goes back into the capacitor, so it is deferred, not lost; 0 programs every pair beyond the closed loop's tolerance", "µS", 0.0, 100.0
+    )
     transfer_read: str = knob(
         "capacitor", "what a transfer reads to set the PCM target: the whole weight (PCM 1/f read noise enters the target) or only the capacitor pair's share (the closed loop then moves the PCM pair by that share from its present state)",
         choices=("weight", "capacitor"),

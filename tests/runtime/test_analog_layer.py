@@ -206,3 +206,29 @@ def test_residual_write_back_keeps_what_the_pcm_did_not_take():
     assert errors["keep"].max() <= pulse * 1.001
     assert errors["drop"].max() > 2 * pulse and errors["drop"].max() <= tolerance * 1.001
     assert errors["keep"].mean() < 0.5 * errors["drop"].mean()
+
+
+@pytest.mark.parametrize("offset", [0.0, 2.0])
+def test_deadband_holds_small_changes_and_keep_defers_them(offset):
+    """Noise-free chip: pairs whose change is below the deadband keep their devices (the
+    offset rule included) and, with "keep", their share is back in the capacitor to
+    within one pulse; larger changes are programmed as without a deadband."""
+    exact = moved_layer(quiet_spec())  # noise-free and no offset: ΔG is the share exactly
+    plus, minus = exact.state.g_plus.copy(), exact.state.g_minus.copy()
+    exact.transfer(np.random.default_rng(4))
+    change = np.abs(exact.spec.cell.gain_f * ((exact.state.g_plus - plus) - (exact.state.g_minus - minus)))
+    deadband = float(np.median(change[change > 0]))
+    free = moved_layer(quiet_spec(transfer_offset=offset))  # no deadband, same offset
+    free.transfer(np.random.default_rng(4))
+    spec = quiet_spec(transfer_offset=offset, transfer_deadband=deadband, transfer_residual="keep")
+    layer = moved_layer(spec)
+    before = layer.weights().astype(np.float64)
+    layer.transfer(np.random.default_rng(4))
+    untouched = (layer.state.g_plus == plus) & (layer.state.g_minus == minus)
+    small = change < deadband - 1e-9
+    assert small.sum() > 100 and (~small).sum() > 100
+    assert untouched[small].all()
+    assert not untouched[change > deadband + 1e-9].any()
+    np.testing.assert_array_equal(layer.state.g_plus[~small], free.state.g_plus[~small])
+    pulse = spec.capacitor.g_per_volt * spec.capacitor.dv_up / layer.us
+    assert np.abs(layer.weights() - before)[small].max() <= pulse * 1.001
