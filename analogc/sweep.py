@@ -44,7 +44,7 @@ def cmd_sweep(args) -> int:
     jobs = expand(sweep, program, args.sweep)
     data, data_digest = load_data(args.data, program, sweep.command)
     record = sweep_record(args, sweep, jobs, sha256(program_bytes), data_digest)
-    done = read_folder(out, record)
+    done = read_folder(out, record, schema(sweep.axes))
     pending = [job for job in jobs if done.get(job.job_id, {}).get("status") != "ok"]
     console = console_for(args)
     say = (lambda text: console.print(text, markup=False, highlight=False, soft_wrap=True)) if not (args.json or args.quiet) else (lambda text: None)
@@ -121,9 +121,9 @@ def sweep_record(args, sweep: Sweep, jobs: list[Job], program_sha: str, data_dig
     }
 
 
-def read_folder(out: Path, record: dict) -> dict:
+def read_folder(out: Path, record: dict, table_schema) -> dict:
     """Check that DIR is new, empty, or holds this very sweep (writes nothing); the rows
-    it already has."""
+    it already has (their table must have this sweep's columns: they are written back)."""
     if out.exists() and not out.is_dir():
         raise AnalogcError(f"{out}: exists and is not a folder")
     if not out.exists():
@@ -143,7 +143,7 @@ def read_folder(out: Path, record: dict) -> dict:
     if fingerprint != record["fingerprint"]:
         raise AnalogcError(f"{out}: holds results of a different sweep ({difference(previous, record)}); give a new folder to -o")
     record["runs"] = previous.get("runs", []) if isinstance(previous.get("runs"), list) else []
-    table = read_table(out)
+    table = read_table(out, table_schema)
     if table is None:
         return {}
     known = {j["job_id"] for j in record["jobs"]}
@@ -161,11 +161,13 @@ def start_folder(out: Path, record: dict) -> None:
 
 
 def difference(previous: dict, record: dict) -> str:
-    """What changed between the sweep that made a folder and this one, in words."""
-    if previous.get("program", {}).get("sha256") != record["program"]["sha256"]:
-        return "another program: sha256 " + str(previous.get("program", {}).get("sha256", "?"))[:12] + f"…, now {record['program']['sha256'][:12]}…"
+    """What changed between the sweep that made a folder and this one, in words. The old
+    record is whatever the folder's sweep.json holds: its fields may be of any type."""
+    old_program, old_data = (previous.get(k) if isinstance(previous.get(k), dict) else {} for k in ("program", "data"))
+    if old_program.get("sha256") != record["program"]["sha256"]:
+        return "another program: sha256 " + str(old_program.get("sha256", "?"))[:12] + f"…, now {record['program']['sha256'][:12]}…"
     if previous.get("data") != record["data"]:
-        return f"another data set: {previous.get('data', {}).get('spec', '?')}, now {record['data']['spec']}"
+        return f"another data set: {old_data.get('spec', '?')}, now {record['data']['spec']}"
     return "another sweep file: the command, options, grid or seeds differ"
 
 

@@ -534,6 +534,149 @@ def checkpoint_property(data):
         check_command(folder, "train", "p.atp", *CHECKPOINT_TRAIN, "--checkpoint", "ck", "--resume", "-o", "t.atp")
 
 
+
+
+# ---------------------------------------------------------------- sweep folders
+
+SWEEP_TOML = """command = "run"
+seeds = [1]
+[run]
+limit = 16
+[grid]
+"run.drift_time" = [20, 86400]
+"periphery.adc_bits" = [6, 8]
+"pcm.drift" = [true]
+"""
+SWEEP_RESUME = ["sweep", "p.atp", "--data", "digits", "--sweep", "s.toml", "-o", "out", "--json"]
+SWEEP_PLOT = ["sweep-plot", "out", "--x", "run.drift_time", "--y", "accuracy", "--hue", "periphery.adc_bits", "-o", "plot.png", "--json"]
+
+
+class InProcessFuture:
+    def __init__(self, key, value):
+        self.key, self.value = key, value
+
+    def result(self):
+        return self.value
+
+
+class InProcessClient:
+    """Just enough of a Dask client for analogc.sweep.run_jobs: each task runs at submit."""
+
+    loop = None
+
+    def scheduler_info(self, n_workers=-1):
+        return {"workers": {"inprocess": {}}}
+
+    def submit(self, fn, *args, key, **kwargs):
+        args = [a.result() if isinstance(a, InProcessFuture) else a for a in args]
+        return InProcessFuture(key, fn(*args))
+
+
+@contextlib.contextmanager
+def sweeps_in_process():
+    """analogc sweep without Dask: pending jobs run here, one by one, through the real
+    run_jobs and run_job (a cluster per hypothesis example would cost seconds)."""
+    import distributed
+
+    import analogc.sweep
+
+    saved = analogc.sweep.connect, distributed.as_completed
+    analogc.sweep.connect = lambda *a: contextlib.nullcontext(InProcessClient())
+    distributed.as_completed = lambda futures, loop=None: iter(list(futures))
+    try:
+        yield
+    finally:
+        analogc.sweep.connect, distributed.as_completed = saved
+
+
+@functools.cache
+def sweep_seed() -> dict:
+    """{relative path: bytes} of a finished 4-job `run` sweep on the corpus program."""
+    with tempfile.TemporaryDirectory() as tmp, sweeps_in_process():
+        folder = Path(tmp)
+        (folder / "p.atp").write_bytes(program_folder_bytes())
+        (folder / "s.toml").write_text(SWEEP_TOML)
+        code, err = run_cli(folder, *SWEEP_RESUME)
+        assert code == 0, err
+        return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+TABLE_VALUES = st.one_of(
+    st.none(), st.booleans(), st.integers(-(2**63), 2**63 - 1), st.floats(allow_nan=True), st.text(max_size=5),
+    st.sampled_from(["ok", "failed", "", "job"]),
+)
+
+
+def damaged_table(parquet: bytes, data) -> bytes:
+    """results.parquet rewritten with a column retyped or removed, a column added, or rows
+    dropped or repeated."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(io.BytesIO(parquet))
+    rows = table.to_pylist()
+    what = data.draw(st.sampled_from(["column", "drop_column", "add_column", "rows", "cell"]))
+    name = data.draw(st.sampled_from(table.column_names))
+    if what == "column":  # one type for the whole column (a parquet column has one type)
+        value = data.draw(TABLE_VALUES)
+        values = data.draw(st.lists(st.just(value) | st.none(), min_size=len(rows), max_size=len(rows)))
+        table = table.set_column(table.column_names.index(name), name, pa.array(values))
+    elif what == "drop_column":
+        table = table.drop_columns([name])
+    elif what == "add_column":
+        table = table.append_column(data.draw(st.sampled_from(["extra", "seed", "job_id", "nan"])) + "_" * data.draw(st.integers(0, 1)),
+                                    pa.array([data.draw(TABLE_VALUES)] * len(rows)))
+    elif what == "rows":
+        picks = data.draw(st.lists(st.integers(0, len(rows) - 1), max_size=6))
+        table = table.take(picks) if picks else table.slice(0, 0)
+    else:  # one cell of its own type: NaN, huge, negative, empty
+        field = table.schema.field(name)
+        kind = {pa.float64(): st.floats(allow_nan=True), pa.int64(): st.integers(-(2**63), 2**63 - 1), pa.bool_(): st.booleans()}.get(field.type, st.text(max_size=5))
+        i = data.draw(st.integers(0, len(rows) - 1))
+        rows[i][name] = data.draw(st.none() | kind)
+        table = pa.Table.from_pylist(rows, schema=table.schema)
+    buffer = io.BytesIO()
+    pq.write_table(table, buffer)
+    return buffer.getvalue()
+
+
+@given(data=st.data())
+def sweep_folder_property(data):
+    """sweep (resuming into the folder) and sweep-plot on a finished sweep folder whose
+    sweep.json or results table has bytes, values or files edited or removed."""
+    files = dict(sweep_seed())
+    kind = data.draw(st.sampled_from(["json_bytes", "json_values", "table_bytes", "table_values", "csv_bytes", "missing"]))
+    if kind == "json_bytes":
+        files["out/sweep.json"] = mutate(files["out/sweep.json"], data.draw(EDITS))
+    elif kind == "json_values":
+        record = json.loads(files["out/sweep.json"])
+        for _ in range(data.draw(st.integers(1, 3))):
+            if data.draw(st.booleans()):
+                json_leaf_edit(record, data)
+            else:
+                record[data.draw(st.sampled_from(sorted(record)))] = data.draw(JSON_VALUES)
+        files["out/sweep.json"] = json.dumps(record).encode()
+    elif kind == "table_bytes":
+        files["out/results.parquet"] = mutate(files["out/results.parquet"], data.draw(EDITS))
+    elif kind == "table_values":
+        files["out/results.parquet"] = damaged_table(files["out/results.parquet"], data)
+    elif kind == "csv_bytes":
+        files["out/results.csv"] = mutate(files["out/results.csv"], data.draw(EDITS))
+    else:
+        for name in data.draw(st.lists(st.sampled_from(["out/sweep.json", "out/results.parquet", "out/results.csv"]), min_size=1, unique=True)):
+            del files[name]
+    with tempfile.TemporaryDirectory() as tmp, sweeps_in_process():
+        folder = Path(tmp)
+        for rel, content in files.items():
+            (folder / rel).parent.mkdir(parents=True, exist_ok=True)
+            (folder / rel).write_bytes(content)
+        plot_code = check_command(folder, *SWEEP_PLOT)
+        assert (plot_code == 0) == (folder / "plot.png").is_file()
+        if check_command(folder, *SWEEP_RESUME) == 0:  # jobs the damage lost ran again; the record is whole
+            record = json.loads((folder / "out" / "sweep.json").read_text())
+            assert record["fingerprint"] == json.loads(sweep_seed()["out/sweep.json"])["fingerprint"]
+
+
 PROPERTIES = {
     "onnx_bytes": onnx_bytes_property,
     "onnx_fields": onnx_fields_property,
@@ -545,4 +688,5 @@ PROPERTIES = {
     "data_npz": npz_property,
     "data_idx": idx_property,
     "checkpoint": checkpoint_property,
+    "sweep_folder": sweep_folder_property,
 }

@@ -37,5 +37,5 @@ def test_corpus_case(name, corpus, cli, monkeypatch):
 
 def test_corpus_covers_every_loader_with_enough_cases():
     per_loader = Counter(case.loader for case in CASES.values())
-    assert set(per_loader) == {"onnx", "atp", "toml", "data"}
+    assert set(per_loader) == {"onnx", "atp", "toml", "data", "sweep"}
     assert min(per_loader.values()) >= 10 and sum(per_loader.values()) >= 40, per_loader

@@ -187,3 +187,83 @@ def test_program_whose_outputs_disagree_with_its_original_model(tmp_path, cli):
 def test_plan_of_a_program_without_first_fit_traffic(tmp_path, cli):
     (tmp_path / "p.atp").write_bytes(corpus.with_members(True, lambda m: m["placement"].pop("traffic_greedy")))
     assert cli("plan", tmp_path / "p.atp", "--json").code == 0
+
+
+# ---------------------------------------------------------------- sweep folders
+
+
+def sweep_folder(tmp_path, parquet_edit=None, record_edit=None):
+    """The fuzzer's finished sweep folder (tests/fuzz_properties.py) written to tmp_path,
+    its table or sweep.json edited; jobs a resume submits run in this process."""
+    import io
+    import json
+
+    import pyarrow.parquet as pq
+
+    from tests.fuzz_properties import sweep_seed
+
+    for rel, content in sweep_seed().items():
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_bytes(content)
+    if parquet_edit:
+        table = parquet_edit(pq.read_table(io.BytesIO(sweep_seed()["out/results.parquet"])))
+        pq.write_table(table, tmp_path / "out" / "results.parquet")
+    if record_edit:
+        record = json.loads(sweep_seed()["out/sweep.json"])
+        record_edit(record)
+        (tmp_path / "out" / "sweep.json").write_text(json.dumps(record))
+    return tmp_path
+
+
+def sweep_commands(cli, tmp_path, monkeypatch):
+    from tests.fuzz_properties import SWEEP_PLOT, SWEEP_RESUME, sweeps_in_process
+
+    monkeypatch.chdir(tmp_path)
+    with sweeps_in_process():
+        return cli(*SWEEP_PLOT), cli(*SWEEP_RESUME)
+
+
+def test_results_table_without_a_seed_column(tmp_path, cli, monkeypatch):
+    """sweep-plot met the missing column only when grouping (KeyError, exit 1)."""
+    sweep_folder(tmp_path, lambda t: t.drop_columns(["seed"]))
+    for result in sweep_commands(cli, tmp_path, monkeypatch):
+        assert_user_error(result, "results.parquet: not a results table of analogc sweep (no column 'seed')")
+    assert not (tmp_path / "plot.png").exists()
+
+
+def test_results_table_with_an_empty_seed(tmp_path, cli, monkeypatch):
+    """A null seed of an ok row reached sorted() in sweep-plot (TypeError, exit 1)."""
+    import pyarrow as pa
+
+    sweep_folder(tmp_path, lambda t: t.set_column(t.column_names.index("seed"), "seed", pa.array([None, 1, 1, 1], pa.int64())))
+    for result in sweep_commands(cli, tmp_path, monkeypatch):
+        assert_user_error(result, "not a results table of analogc sweep (column 'seed' has empty cells)")
+
+
+def test_results_table_with_a_swept_column_of_another_type(tmp_path, cli, monkeypatch):
+    """A resume kept the old rows and, once the lost job had run, could not write them back
+    under the sweep's schema (ArrowInvalid, exit 1): refused before any job now."""
+    import pyarrow as pa
+
+    def edit(table):
+        table = table.slice(0, 3)  # the fourth job is lost: the resume runs it
+        values = [str(v) for v in table["run.drift_time"].to_pylist()]
+        return table.set_column(table.column_names.index("run.drift_time"), "run.drift_time", pa.array(values))
+
+    sweep_folder(tmp_path, edit)
+    before = (tmp_path / "out" / "results.parquet").read_bytes()
+    _, resume = sweep_commands(cli, tmp_path, monkeypatch)
+    assert_user_error(resume, "not a results table of analogc sweep (column 'run.drift_time' is string, expected double)")
+    assert (tmp_path / "out" / "results.parquet").read_bytes() == before
+
+
+def test_sweep_record_of_another_sweep_with_a_bad_program_field(tmp_path, cli, monkeypatch):
+    """Describing how another sweep differs called .get on its `program` (AttributeError)."""
+
+    def edit(record):
+        record["fingerprint"] = "0" * 64
+        record["program"] = None
+
+    sweep_folder(tmp_path, record_edit=edit)
+    _, resume = sweep_commands(cli, tmp_path, monkeypatch)
+    assert_user_error(resume, "out: holds results of a different sweep (another program: sha256 ?…")

@@ -1,5 +1,5 @@
 """The bad-input corpus: files that every loader (ONNX, .atp, target TOML, data sets as
-npz / idx / npy) must refuse with one `analogc: error:` line naming the file and the
+npz / idx / npy, sweep folders) must refuse with one `analogc: error:` line naming the file and the
 defect, exit status 2 and no output left behind.
 
 Each case is a folder of files, a command line run from inside that folder, and the
@@ -545,9 +545,122 @@ def data_cases() -> list:
     return out
 
 
+SWEEP_TOML = """command = "run"
+seeds = [1]
+[run]
+limit = 16
+[grid]
+"run.drift_time" = [20, 86400]
+"periphery.adc_bits" = [6, 8]
+"pcm.drift" = [true]
+"""
+
+
+@functools.cache
+def sweep_folder() -> dict:
+    """A finished 4-job `run` sweep of the valid program on digits, made without running a
+    job: out/sweep.json as `analogc sweep` writes it (so its fingerprint matches), and a
+    results table of well-formed made-up rows; p.atp and s.toml beside it."""
+    import types
+
+    import pyarrow as pa
+    import pyarrow.csv as pa_csv
+    import pyarrow.parquet as pq
+
+    from analogc.runtime.program import load_program_bytes, sha256
+    from analogc.sweep import load_data, sweep_record
+    from analogc.sweep_file import expand, load_sweep
+    from analogc.sweep_table import job_row, schema
+
+    prog = program_bytes()
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "s.toml"
+        path.write_text(SWEEP_TOML)
+        sweep, program = load_sweep(path), load_program_bytes(prog)
+        jobs = expand(sweep, program, str(path))
+        args = types.SimpleNamespace(program="p.atp", data="digits", sweep=str(path))
+        record = sweep_record(args, sweep, jobs, sha256(prog), load_data("digits", program, "run")[1])
+    record["sweep_file"]["path"] = "s.toml"
+    record["runs"].append({"started_at": "2026-01-01T00:00:00+00:00", "scheduler": "local", "workers": 2, "submitted": 4, "skipped": 0, "ok": 4, "failed": 0, "seconds": 3.0})
+    rows = [job_row(job, {"status": "ok", "accuracy": 0.5 + 0.1 * i, "examples_per_s": 1000.0, "energy_per_example_j": 1e-9, "latency_per_example_s": 1e-6,
+                          "gops_per_w": 10.0, "seconds": 0.5, "host": "h", "worker": "tcp://127.0.0.1:1", "error": None, "finished_at": "2026-01-01T00:00:01+00:00"})
+            for i, job in enumerate(jobs)]
+    table = pa.Table.from_pylist(rows, schema=schema(sweep.axes))
+    parquet, csv = io.BytesIO(), io.BytesIO()
+    pq.write_table(table, parquet)
+    pa_csv.write_csv(table, csv)
+    return {"p.atp": prog, "s.toml": SWEEP_TOML.encode(), "out/sweep.json": json.dumps(record, indent=1).encode(),
+            "out/results.parquet": parquet.getvalue(), "out/results.csv": csv.getvalue()}
+
+
+def sweep_with(record_edit=None, table_edit=None, files=None) -> dict:
+    """The sweep folder with sweep.json edited (`record_edit(record)`), the table edited
+    (`table_edit(table) -> table`), or files replaced ({path: bytes}, None: removed)."""
+    import pyarrow.parquet as pq
+
+    folder = dict(sweep_folder())
+    if record_edit:
+        record = json.loads(folder["out/sweep.json"])
+        record_edit(record)
+        folder["out/sweep.json"] = json.dumps(record).encode()
+    if table_edit:
+        buffer = io.BytesIO()
+        pq.write_table(table_edit(pq.read_table(io.BytesIO(folder["out/results.parquet"]))), buffer)
+        folder["out/results.parquet"] = buffer.getvalue()
+    for name, data in (files or {}).items():
+        if data is None:
+            folder.pop(name)
+        else:
+            folder[name] = data
+    return folder
+
+
+def sweep_cases() -> list:
+    """Damaged sweep folders, read by a resumed `analogc sweep` (which refuses before any
+    job or cluster) and by `analogc sweep-plot`."""
+    import pyarrow as pa
+
+    resume = ["sweep", "p.atp", "--data", "digits", "--sweep", "s.toml", "-o", "out"]
+    plot = ["sweep-plot", "out", "--x", "run.drift_time", "--hue", "periphery.adc_bits", "-o", "plot.png"]
+
+    def column(name, values):
+        return lambda t: t.set_column(t.column_names.index(name), name, values if isinstance(values, pa.Array) else pa.array(values))
+
+    def other_program(record):
+        record["fingerprint"], record["program"] = "0" * 64, None
+
+    def other_data(record):
+        record["fingerprint"], record["data"] = "0" * 64, {"spec": "fashion-mnist", "sha256": "0" * 64}
+
+    cases = [
+        ("json-not-json", resume, sweep_with(files={"out/sweep.json": b"{not json"}), "out/sweep.json: not a readable sweep record (Expecting property name enclosed in double quotes"),
+        ("json-empty", resume, sweep_with(files={"out/sweep.json": b""}), "out/sweep.json: not a readable sweep record (Expecting value: line 1 column 1 (char 0))"),
+        ("json-not-utf8", resume, sweep_with(files={"out/sweep.json": b'{"fingerprint": "\xff\xfe"}'}), "out/sweep.json: not a readable sweep record ('utf-8' codec can't decode"),
+        ("json-a-list", resume, sweep_with(files={"out/sweep.json": b"[1, 2]"}), "out/sweep.json: not a readable sweep record (list indices must be integers or slices, not str)"),
+        ("json-no-fingerprint", resume, sweep_with(lambda r: r.pop("fingerprint")), "out/sweep.json: not a readable sweep record ('fingerprint')"),
+        ("json-other-sweep-program-null", resume, sweep_with(other_program), "out: holds results of a different sweep (another program: sha256 ?…"),
+        ("json-other-data", resume, sweep_with(other_data), "out: holds results of a different sweep (another data set: fashion-mnist, now digits)"),
+        ("no-sweep-json", resume, sweep_with(files={"out/sweep.json": None}), "out: not empty and not a sweep folder (no sweep.json); give a new or empty folder"),
+        ("table-garbage", resume, sweep_with(files={"out/results.parquet": b"PAR1 garbage PAR1"}), "out/results.parquet: cannot read the results table"),
+        ("table-truncated", plot, sweep_with(files={"out/results.parquet": sweep_folder()["out/results.parquet"][:300]}), "out/results.parquet: cannot read the results table"),
+        ("table-empty-file", plot, sweep_with(files={"out/results.parquet": b""}), "out/results.parquet: cannot read the results table"),
+        ("table-missing", plot, sweep_with(files={"out/results.parquet": None}), "out: no results.parquet (not a sweep folder, or no job finished yet)"),
+        ("table-no-seed", plot, sweep_with(table_edit=lambda t: t.drop_columns(["seed"])), "out/results.parquet: not a results table of analogc sweep (no column 'seed')"),
+        ("table-null-seed", plot, sweep_with(table_edit=column("seed", pa.array([None, 1, 1, 1], pa.int64()))), "out/results.parquet: not a results table of analogc sweep (column 'seed' has empty cells)"),
+        ("table-status-int", plot, sweep_with(table_edit=column("status", [1, 1, 1, 1])), "out/results.parquet: not a results table of analogc sweep (column 'status' is int64, expected string)"),
+        ("table-accuracy-text", plot, sweep_with(table_edit=column("accuracy", ["high"] * 4)), "out/results.parquet: not a results table of analogc sweep (column 'accuracy' is string, expected double)"),
+        ("table-swept-key-as-text", resume, sweep_with(table_edit=lambda t: column("run.drift_time", ["20", "20", "86400"])(t.slice(0, 3))),
+         "out/results.parquet: not a results table of analogc sweep (column 'run.drift_time' is string, expected double)"),
+        ("table-swept-key-missing", resume, sweep_with(table_edit=lambda t: t.drop_columns(["pcm.drift"])), "out/results.parquet: not a results table of analogc sweep (no column 'pcm.drift')"),
+        ("table-swept-key-a-list", plot, sweep_with(table_edit=column("pcm.drift", [[1], [2], [3], [4]])), "out/results.parquet: not a results table of analogc sweep (column 'pcm.drift' is list<"),
+        ("table-no-ok-job", plot, sweep_with(table_edit=column("status", ["failed"] * 4)), "out: no job finished with status ok, nothing to plot"),
+    ]
+    return [Case(f"sweep-{name}", "sweep", argv, expected, files) for name, argv, files, expected in cases]
+
+
 @functools.cache
 def all_cases() -> tuple:
-    cases = onnx_cases() + toml_cases() + atp_cases() + data_cases()
+    cases = onnx_cases() + toml_cases() + atp_cases() + data_cases() + sweep_cases()
     names = [c.name for c in cases]
     assert len(names) == len(set(names)), "case names must be unique"
     return tuple(cases)
