@@ -538,15 +538,7 @@ def checkpoint_property(data):
 
 # ---------------------------------------------------------------- sweep folders
 
-SWEEP_TOML = """command = "run"
-seeds = [1]
-[run]
-limit = 16
-[grid]
-"run.drift_time" = [20, 86400]
-"periphery.adc_bits" = [6, 8]
-"pcm.drift" = [true]
-"""
+SWEEP_TOML = corpus.SWEEP_TOML  # the corpus's sweep: a 4-job `run` grid on the corpus program
 SWEEP_RESUME = ["sweep", "p.atp", "--data", "digits", "--sweep", "s.toml", "-o", "out", "--json"]
 SWEEP_PLOT = ["sweep-plot", "out", "--x", "run.drift_time", "--y", "accuracy", "--hue", "periphery.adc_bits", "-o", "plot.png", "--json"]
 
