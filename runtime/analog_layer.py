@@ -24,7 +24,8 @@ from __future__ import annotations
 import numpy as np
 
 from analogc.runtime import devices, periphery, read_kernel, update_kernel
-from analogc.runtime.layer_devices import FAULT_NONE, LayerDevices, has_capacitor, redraw_drift
+from analogc.runtime.layer_devices import FAULT_NONE, LayerDevices, redraw_drift
+from analogc.runtime.spec import has_capacitor
 
 
 class TrainableLayer:

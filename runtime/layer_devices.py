@@ -21,6 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from analogc.runtime import capacitor, devices
+from analogc.runtime.spec import has_capacitor
 
 FAULT_NONE, FAULT_STUCK_HIGH, FAULT_DEAD = 0, 1, 2
 FIELDS = {
@@ -85,10 +86,6 @@ class LayerDevices:
         device = entry.get("device", {})
         return cls(**values, sign=float(device.get("sign", 1.0)), examples_since_transfer=int(device.get("examples_since_transfer", 0)),
                    pulses_since_transfer=int(device.get("pulses_since_transfer", 0)))
-
-
-def has_capacitor(spec) -> bool:
-    return spec.capacitor.enabled and spec.chip.cell != "pcm2"
 
 
 def has_device_state(program, layer: str) -> bool:

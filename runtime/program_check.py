@@ -257,12 +257,21 @@ def check_device_state(layer: dict, shape: tuple, arrays: dict, g_max: float, fa
             fail(f"device array {field!r} of layer {name!r} is {value.dtype} {value.shape}, expected {np.dtype(dtype)} {shape}")
         if value.dtype.kind == "f" and not np.all(np.isfinite(value)):
             fail(f"device array {field!r} of layer {name!r} holds NaN or Inf")
+    problem = device_value_problem(name, lambda field: arrays[f"device/{name}/{field}"], g_max)
+    if problem:
+        fail(problem)
+
+
+def device_value_problem(name: str, get, g_max: float) -> str | None:
+    """What is wrong with a layer's device values (`get(field)` gives an array), or None:
+    one rule for trained programs and training checkpoints alike."""
     for field in ("g_plus", "g_minus", "nu_plus", "nu_minus", "dv_up", "dv_down"):  # ν < 0 would grow G with time
-        if np.any(arrays[f"device/{name}/{field}"] < 0):
-            fail(f"device array {field!r} of layer {name!r} has negative values")
+        if np.any(get(field) < 0):
+            return f"device array {field!r} of layer {name!r} has negative values"
     for field in ("g_plus", "g_minus"):  # every write clips at g_max; beyond it, reads overflow
-        if np.any(arrays[f"device/{name}/{field}"] > g_max):
-            fail(f"device array {field!r} of layer {name!r} has conductances above g_max ({g_max:g} µS)")
+        if np.any(get(field) > g_max):
+            return f"device array {field!r} of layer {name!r} has conductances above g_max ({g_max:g} µS)"
     for field in ("faults_plus", "faults_minus"):
-        if not np.all(np.isin(arrays[f"device/{name}/{field}"], (0, 1, 2))):
-            fail(f"device array {field!r} of layer {name!r} has unknown fault codes")
+        if not np.all(np.isin(get(field), (0, 1, 2))):
+            return f"device array {field!r} of layer {name!r} has unknown fault codes"
+    return None

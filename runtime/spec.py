@@ -417,13 +417,18 @@ def check_consistency(spec: TargetSpec, origin: str) -> None:
         raise AnalogcError(f"{origin}: [pcm] stuck_high_fraction + dead_fraction exceeds 1")
 
 
+def has_capacitor(spec: TargetSpec) -> bool:
+    """Cells with a 3T1C capacitor pair (not the 2-PCM cell, and not switched off)."""
+    return spec.capacitor.enabled and spec.chip.cell != "pcm2"
+
+
 def check_trainable(spec: TargetSpec) -> None:
     """Training moves a capacitor by pulses of g_per_volt·dv µS: zero would divide by zero
     (inference does not mind, so only `train` refuses)."""
     cap, where = spec.capacitor, f"target {spec.name!r}"
     if not spec.chip.trainable:
         raise AnalogcError(f"{where} does not support in-situ training ([chip] trainable = false)")
-    if cap.enabled and spec.chip.cell != "pcm2":
+    if has_capacitor(spec):
         if cap.g_per_volt <= 0:
             raise AnalogcError(f"{where}: [capacitor] g_per_volt must be positive to train, got {cap.g_per_volt}")
         if cap.dv_up + cap.dv_down <= 0:

@@ -33,9 +33,10 @@ from analogc.runtime.cost import OpCounts, price, static_block_counts
 from analogc.runtime.opcounts import layer_program_counts
 from analogc.runtime.float_sgd import FloatChain, activation_grad, softmax_cross_entropy
 from analogc.runtime.infer import accuracy, batch_size_of, run_batched
-from analogc.runtime.layer_devices import FIELDS, LayerDevices, has_capacitor, has_device_state, program_layer
+from analogc.runtime.layer_devices import FIELDS, LayerDevices, has_device_state, program_layer
 from analogc.runtime.program import Program
-from analogc.runtime.spec import check_trainable, spec_from_dict
+from analogc.runtime.program_check import device_value_problem
+from analogc.runtime.spec import check_trainable, has_capacitor, spec_from_dict
 from analogc.runtime.train_chain import find_chain, initial_weights, training_w_max
 from analogc.runtime.update_kernel import mix_key
 
@@ -427,10 +428,9 @@ class Trainer:
             for name, dtype in FIELDS.items():
                 setattr(layer.state, name, array(f"device/{layer.name}/{name}", layer.state.shape, dtype))
             state = layer.state
-            if min(state.g_plus.min(), state.g_minus.min(), state.nu_plus.min(), state.nu_minus.min(), state.dv_up.min(), state.dv_down.min()) < 0:
-                raise ValueError(f"layer {layer.name}: negative conductances, drift exponents or steps")
-            if not (np.isin(state.faults_plus, (0, 1, 2)).all() and np.isin(state.faults_minus, (0, 1, 2)).all()):
-                raise ValueError(f"layer {layer.name}: unknown fault codes")
+            problem = device_value_problem(layer.name, lambda field: getattr(state, field), self.spec.pcm.g_max)
+            if problem:
+                raise ValueError(problem)
             if info["sign"] not in (1, -1):
                 raise ValueError(f"layer {layer.name}: polarity {info['sign']!r} is not ±1")
             state.sign = float(info["sign"])

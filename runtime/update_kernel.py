@@ -6,7 +6,7 @@ pulses: stochastic rounding of the wanted change in units of one nominal pulse (
 −η, the polarity s and the µS per weight unit), with u_ij uniform in [0, 1), so
 E[n_ij] = c·x_i·δ_j. Positive counts are "up" pulses of the cell's own step dv_up,
 negative counts "down" pulses of its own dv_down; V_C is clipped at the rails. A cell
-that gets no pulse is not touched (the kernel skips it: most cells, most updates). The weight
+that gets no pulse is not touched (the kernel skips it). The weight
 the tiles present (float32, weight units) moves by wgain_ij·ΔV_C, wgain = s·gain·dg/dV
 over µS per weight: nothing is ever read out to update (the paper's point).
 

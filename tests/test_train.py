@@ -233,7 +233,7 @@ def test_training_cost_counts_every_pulse_on_its_tile(trained):
     assert set(cost["energy_by_phase_j"]) >= {"forward", "backward", "update"}
 
 
-@pytest.mark.parametrize("damage", ["garbage", "truncated", "wrong_shape", "negative_drift"])
+@pytest.mark.parametrize("damage", ["garbage", "truncated", "wrong_shape", "negative_drift", "above_g_max"])
 def test_a_damaged_checkpoint_is_refused(digits_program, cli, tmp_path, damage):
     args = ["train", digits_program, "--data", "digits", "--limit", "100", "--checkpoint", tmp_path / "c", "-o", tmp_path / "t.atp", "-q"]
     assert cli(*args).code == 0
@@ -247,10 +247,15 @@ def test_a_damaged_checkpoint_is_refused(digits_program, cli, tmp_path, damage):
             arrays = {k: data[k] for k in data.files}
         if damage == "wrong_shape":
             arrays["device/fc1/v"] = arrays["device/fc1/v"][:3]
-        else:
+        elif damage == "negative_drift":
             arrays["device/fc1/nu_plus"] = arrays["device/fc1/nu_plus"] - 1
+        else:  # the rule trained programs follow (program_check), now checkpoints too
+            arrays["device/fc1/g_minus"] = arrays["device/fc1/g_minus"] + 1e30
         np.savez(path, **arrays)
-    assert_user_error(cli(*args, "--resume"), "checkpoint")
+    result = cli(*args, "--resume")
+    assert_user_error(result, "checkpoint")
+    if damage in ("negative_drift", "above_g_max"):
+        assert "nu_plus' of layer 'fc1' has negative values" in result.err or "above g_max" in result.err
 
 
 @pytest.mark.parametrize(
