@@ -149,6 +149,9 @@ class TrainingSpec:
     """[training]: the paper's in-situ SGD with periodic transfer to PCM."""
 
     learning_rate: float = knob(0.05, "SGD learning rate η", "", 0.0, 100.0)
+    learning_rate_decay: float = knob(
+        1.0, "η is multiplied by this after every epoch, on the chip and in the float baseline alike (per-example SGD at a fixed η ends each epoch about ±1.5 pp from its mean; a decaying η settles)", "", 0.0, 1.0
+    )
     transfer_interval: int = knob(1000, "examples between transfers to the PCM pair when transfer_pulses = 0 (paper: 8,000), and between refreshes of 2-PCM cells; 0 never transfers", "examples", 0, 10**9)
     polarity_inversion: bool = knob(True, "flip the capacitor pair's sign s at every transfer (US 11,074,499)")
     transfer_offset: float = knob(0.0, "W_T = W − offset − s·(g − g_shared); the capacitor corrects negative errors better", "µS", 0.0, 100.0)

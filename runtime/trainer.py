@@ -165,6 +165,10 @@ class Trainer:
         order = rng.permutation(len(self.features))
         return order if self.options.limit is None else order[: self.options.limit]
 
+    def epoch_lr(self, epoch: int) -> float:
+        """η in an epoch (0-based): the starting rate times learning_rate_decay per epoch done."""
+        return self.lr * self.spec.training.learning_rate_decay**epoch
+
     def train(self, progress=None) -> dict:
         """Run (or finish) every epoch; returns the result (`epochs`, baseline, ...)."""
         pos = self.position
@@ -225,7 +229,7 @@ class Trainer:
                 back = layer.backward(delta, mix_key(base, next(keys)))[:k]
                 prev = layers[l - 1].entry
                 delta_prev = (back * activation_grad(prev["activation"], zs[l - 1], inputs[l][:k])).astype(F32)
-            layer.update(inputs[l], delta, self.lr, mix_key(base, next(keys)))
+            layer.update(inputs[l], delta, self.epoch_lr(self.position.epoch), mix_key(base, next(keys)))
             if l > 0:
                 delta = delta_prev
         return loss, correct
@@ -251,6 +255,7 @@ class Trainer:
             "train_loss": pos.loss_sum / max(examples, 1),
             "train_accuracy": pos.correct / max(examples, 1),
             "test_accuracy": self.test_accuracy(),
+            "learning_rate": self.epoch_lr(pos.epoch),
             "examples_per_s": examples / pos.seconds if pos.seconds > 0 else None,
             "seconds": pos.seconds,
             "transfers_total": pos.transfers,
@@ -261,10 +266,10 @@ class Trainer:
             "weight_ranges": {layer.name: layer.w_max for layer in self.layers},
         }
         if self.baseline is not None:
-            order = self.order(pos.epoch)
+            order, lr = self.order(pos.epoch), self.epoch_lr(pos.epoch)
             start = time.perf_counter()
             for i in order:
-                self.baseline.step(self.features[i], int(self.y_train[i]), self.lr)
+                self.baseline.step(self.features[i], int(self.y_train[i]), lr)
             seconds = time.perf_counter() - start
             predicted = self.baseline.predict(self.test_features)
             row["software_baseline_accuracy"] = float(np.mean(predicted == self.y_test))
@@ -326,6 +331,7 @@ class Trainer:
             "seed": self.options.seed,
             "init": self.options.init,
             "learning_rate": self.lr,
+            "learning_rate_decay": self.spec.training.learning_rate_decay,
             "transfer_interval": self.spec.training.transfer_interval,
             "transfer_pulses": self.spec.training.transfer_pulses,
             "transfer_read": self.spec.training.transfer_read,
@@ -472,7 +478,7 @@ class Trainer:
 # What a history row (finish_epoch) holds; `train` prints the last one and the trained
 # program keeps them all, so a resumed row must be of the same kinds.
 ROW_COUNTS = ("epoch", "examples", "transfers_total", "pulses_total", "pcm_program_iterations_total", "refreshed_pairs_total")
-ROW_NUMBERS = ("train_loss", "train_accuracy", "seconds")
+ROW_NUMBERS = ("train_loss", "train_accuracy", "seconds", "learning_rate")
 ROW_OPTIONAL = ("test_accuracy", "examples_per_s", "software_baseline_accuracy", "software_baseline_examples_per_s")
 ROW_BY_LAYER = {"transfers_by_layer": "count", "weight_ranges": "number"}
 

@@ -114,7 +114,7 @@ def make_trainer(program_path, checkpoint, resume=False, every=170, training=Non
 
 
 SCHEDULES = {
-    "every 1000 examples": {"transfer_pulses": 0.0, "transfer_interval": 1000},
+    "every 1000 examples, decaying η": {"transfer_pulses": 0.0, "transfer_interval": 1000, "learning_rate_decay": 0.5},
     "adaptive, 40 pulses per cell": {"transfer_pulses": 40.0},
 }
 
@@ -141,6 +141,18 @@ def test_an_interrupted_run_resumes_bit_identically(digits_program, tmp_path, sc
     a, b = straight.current_program(), resumed.current_program()
     for key in a.arrays:
         assert np.array_equal(a.arrays[key], b.arrays[key]), key
+
+
+def test_the_learning_rate_decays_per_epoch_on_chip_and_baseline_alike(digits_program):
+    steady = make_trainer(digits_program, None, epochs=1).train()["epochs"]
+    rows = make_trainer(digits_program, None, training={"learning_rate_decay": 0.0}, epochs=2).train()["epochs"]
+    assert [row["learning_rate"] for row in rows] == [0.05, 0.0]
+    # The decay starts after the first epoch: that epoch is the undecayed run's, bit for bit.
+    for key in ("train_loss", "test_accuracy", "software_baseline_accuracy", "pulses_total"):
+        assert rows[0][key] == steady[0][key], key
+    # η = 0 in the second epoch: no pulse on the chip, no step in the float baseline.
+    assert rows[1]["pulses_total"] == rows[0]["pulses_total"] > 0
+    assert rows[1]["software_baseline_accuracy"] == rows[0]["software_baseline_accuracy"]
 
 
 def test_adaptive_transfer_moves_each_layer_when_its_own_pulses_reach_the_threshold(digits_program):
