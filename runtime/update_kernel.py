@@ -17,7 +17,7 @@ counter i + 1, c_j from counter rows + j + 1; the top 24 bits of each hash). Eac
 independent across the other index; the randomness lives in the periphery, one number
 per row and per column, as in the row/column stochastic pulse trains of resistive
 processing units (Gokmen & Vlasov 2016). The cell loop then needs one add and one
-compare for its random number, no generator state, and vectorises. The numpy twin gives
+compare for its random number, no generator state, and the row loop vectorises. The numpy twin gives
 the same bits (tests/runtime/test_update_kernel.py). Rows with x_i = 0 get no pulses
 (⌊0 + u⌋ = 0) and are skipped.
 """
@@ -34,6 +34,9 @@ TWO_M24 = np.float32(2.0**-24)
 # Layers of at least this many cells update on all cores (the float loop's BLAS uses them
 # too); starting the threads costs ~10 µs, more than a small layer's whole update.
 PARALLEL_CELLS = 32768
+# Columns per call of the row kernel, whose int32 pulse count holds 4096 x the largest
+# max_pulses (1e5) < 2^31.
+COUNT_CHUNK = 4096
 
 
 MASK64 = (1 << 64) - 1
@@ -95,10 +98,31 @@ if HAVE_NUMBA:
         h = kernels._splitmix64_nb(key + np.uint64(counter + 1) * kernels.GOLDEN)
         return np.float32(h >> np.uint64(40)) * np.float32(2.0**-24)
 
+    @numba.njit(fastmath=False, error_model="numpy", cache=True)
+    def _row_update(w, v, wgain, dv_up, dv_down, delta, col_u, a, r, cap, v_min, v_max):
+        """One row's cells over one column segment (1-D views): branch-free, so LLVM
+        vectorises it (a cell without a pulse is selected back to its old value, which is
+        the same bits as skipping it); a 2-D loop body defeats the vectoriser's alias checks."""
+        one = np.float32(1.0)
+        fired = np.int32(0)  # an integer sum vectorises (a float one would need reassociation)
+        for j in range(w.size):  # from 0: no negative-index wraparound, so no gathers
+            u = r + col_u[j]
+            u = u - one if u >= one else u
+            n = np.floor(a * delta[j] + u)
+            n = min(max(n, -cap), cap)
+            up = dv_up[j]
+            down = dv_down[j]
+            step = n * (up if n > 0 else down)
+            old = v[j]
+            new = min(max(old + step, v_min), v_max)
+            new = old if n == 0 else new  # no pulse, no change (even beyond the rails)
+            w[j] += wgain[j] * (new - old)
+            v[j] = new
+            fired += np.int32(abs(n))
+        return fired
+
     def _update_body(w, v, wgain, dv_up, dv_down, x, delta, coef, cap, v_min, v_max, key, col_cuts, tally):
         rows, cols = w.shape
-        one = np.float32(1.0)
-        zero = np.float32(0.0)
         col_u = np.empty(cols, dtype=np.float32)
         for j in range(cols):
             col_u[j] = _offset_nb(key, rows + j)
@@ -110,21 +134,10 @@ if HAVE_NUMBA:
             r = _offset_nb(key, i)
             for seg in range(col_cuts.size - 1):
                 fired = 0
-                for j in range(col_cuts[seg], col_cuts[seg + 1]):
-                    u = r + col_u[j]
-                    if u >= one:
-                        u = u - one
-                    t = a * delta[j] + u
-                    if t >= zero and t < one:  # no pulse (most cells): nothing moves
-                        continue
-                    n = np.floor(t)
-                    n = min(max(n, -cap), cap)
-                    step = n * (dv_up[i, j] if n > 0 else dv_down[i, j])
-                    old = v[i, j]
-                    new = min(max(old + step, v_min), v_max)
-                    w[i, j] += wgain[i, j] * (new - old)
-                    v[i, j] = new
-                    fired += abs(np.int64(n))
+                for c0 in range(col_cuts[seg], col_cuts[seg + 1], COUNT_CHUNK):
+                    c1 = min(c0 + COUNT_CHUNK, col_cuts[seg + 1])
+                    fired += _row_update(w[i, c0:c1], v[i, c0:c1], wgain[i, c0:c1], dv_up[i, c0:c1], dv_down[i, c0:c1],
+                                         delta[c0:c1], col_u[c0:c1], a, r, cap, v_min, v_max)
                 tally[i, seg] += fired
                 pulses += fired
         return pulses

@@ -112,3 +112,32 @@ def test_pulses_are_tallied_per_row_and_column_segment(compiled):
     expected = np.array([[1 + 2, 3 + 0 + 1, 1 + 16], [0, 0, 0], [2 + 4, 6 + 0 + 2, 2 + 16]])
     np.testing.assert_array_equal(tally, expected)
     assert total == expected.sum()
+
+
+@pytest.mark.skipif(not uk.HAVE_NUMBA, reason="numba missing")
+def test_a_segment_wider_than_one_kernel_call_counts_every_pulse():
+    # The compiled kernel takes a row segment COUNT_CHUNK columns at a time (its int32
+    # count); a wide segment, split unevenly by the cuts, must still match the twin, and a
+    # cap of 100,000 pulses (the knob's largest) on every cell must not overflow.
+    cols = 2 * uk.COUNT_CHUNK + 123
+    rng = np.random.default_rng(3)
+    x = np.array([1.0, 0.0], F32)
+    delta = rng.standard_normal(cols).astype(F32) * F32(40)
+    cuts = np.array([0, 5, cols])
+    results = []
+    for compiled in (False, True):
+        w, v = np.zeros((2, cols), F32), np.full((2, cols), 0.5, F32)
+        tally = np.zeros((2, 2), np.int64)
+        step = np.full((2, cols), 1e-7, F32)
+        total = uk.update(w, v, np.ones((2, cols), F32), step, step, x, delta, 1.0, 16, 0.0, 1.0, 11, cuts, tally, compiled=compiled)
+        results.append((total, tally, w, v))
+    (t0, tally0, w0, v0), (t1, tally1, w1, v1) = results
+    assert t0 == t1 == tally0.sum() > 0
+    np.testing.assert_array_equal(tally0, tally1)
+    assert np.array_equal(w0, w1) and np.array_equal(v0, v1)
+    cols = 6 * uk.COUNT_CHUNK  # one int32 would overflow on this row: 100,000 x cols > 2^31
+    big = np.full((1, cols), 1e5, F32)  # every cell fires the cap
+    flat = np.zeros((1, cols), F32)
+    fired = uk.update(flat.copy(), np.full((1, cols), 0.5, F32), flat.copy(), flat + F32(1e-9), flat + F32(1e-9),
+                      np.ones(1, F32), big[0], 1.0, 100000, 0.0, 1.0, 5, compiled=True)
+    assert fired == 100000 * cols
