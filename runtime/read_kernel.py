@@ -4,8 +4,9 @@ Training reads one example at a time, so a layer read is small (a few hundred ou
 and numpy's per-call cost, not arithmetic, dominated it. `read_layer` does the whole
 read of `analog_layer.TrainableLayer.forward`/`backward` in one numba call:
 - DAC: x scaled by dac_range / max|x|, quantised to 2^(bits−1) − 1 levels per side;
-- per block: y = x·W (forward) or W·δ (transpose read) and the read-noise variance
-  Σ x_i²σ_i², as BLAS matrix-vector products (numba's np.dot);
+- per block: y = x·W (forward, row by row, skipping rows whose input is 0) or W·δ
+  (transpose read, a dot product per row) and the read-noise variance Σ x_i²σ_i², in
+  vectorised loops over the tile's own memory (no copy of the block);
 - ADC per block output: y/w_max + sqrt(var/w_max² + σ_out²)·z, bound, quantisation,
   back to weight units, added into the layer output; finally the DAC scale.
 z is a standard normal from the counter-based generator of `kernels` (splitmix64 +
@@ -31,6 +32,21 @@ if HAVE_NUMBA:
     def _quantize(v, step, bound):
         q = np.rint(v / step) * step
         return min(max(q, -bound), bound)
+
+    @_jit
+    def _axpy(y, a, x):
+        """y += a·x over 1-D views (its own function so LLVM vectorises it)."""
+        for j in range(y.size):
+            y[j] += a * x[j]
+
+    @numba.njit(fastmath={"reassoc"}, error_model="numpy", cache=True)
+    def _dot(a, b):
+        """Σ a_j·b_j, summed in whatever order vectorises (as BLAS would): fixed for a
+        given build, so a run stays bit-identical under its seed."""
+        total = np.float32(0.0)
+        for j in range(a.size):
+            total += a[j] * b[j]
+        return total
 
     @_jit
     def _read_layer_nb(x, w, var, blocks, transpose, has_var, ideal, dac_quant, dac_step, dac_range,
@@ -65,12 +81,19 @@ if HAVE_NUMBA:
                 n_out, o0 = r1 - r0, r0
             else:
                 n_out, o0 = c1 - c0, c0
-            if transpose:
-                y = np.dot(np.ascontiguousarray(w[r0:r1, c0:c1]), x_n[c0:c1])
-                s = np.dot(np.ascontiguousarray(var[r0:r1, c0:c1]), x_sq[c0:c1]) if has_var else y
-            else:
-                y = np.dot(x_n[r0:r1], np.ascontiguousarray(w[r0:r1, c0:c1]))
-                s = np.dot(x_sq[r0:r1], np.ascontiguousarray(var[r0:r1, c0:c1])) if has_var else y
+            y = np.zeros(n_out, dtype=np.float32)
+            s = np.zeros(n_out if has_var else 0, dtype=np.float32)
+            if transpose:  # each row's output is a dot product over the block's columns
+                for r in range(r0, r1):
+                    y[r - r0] = _dot(w[r, c0:c1], x_n[c0:c1])
+                    if has_var:
+                        s[r - r0] = _dot(var[r, c0:c1], x_sq[c0:c1])
+            else:  # row by row into the block's outputs; a row with no input adds nothing
+                for r in range(r0, r1):
+                    if x_n[r] != 0:
+                        _axpy(y, x_n[r], w[r, c0:c1])
+                        if has_var:
+                            _axpy(s, x_sq[r], var[r, c0:c1])
             for k in range(n_out):
                 if ideal:
                     out[o0 + k] += y[k]
