@@ -70,18 +70,23 @@ def closed_loop(g: np.ndarray, target: np.ndarray, touched: np.ndarray, pcm, rng
     """The read-verify-pulse loop on the devices marked `touched` (g is updated in
     place), then the programming relaxation N(0, σ(g_T)) on those devices."""
     iterations = np.zeros(target.shape, dtype=np.int32)
-    active = touched & (np.abs(target - g) > pcm.prog_tolerance)
+    flat_g, flat_target, flat_iterations = np.ravel(g), np.ravel(target), iterations.reshape(-1)
+    # The active devices as a shrinking list of flat indices, in C order: the same devices
+    # and draws as masking the whole array at every iteration, without rescanning it.
+    idx = np.flatnonzero(touched & (np.abs(target - g) > pcm.prog_tolerance))
     for _ in range(pcm.prog_max_iterations):
-        if not active.any():
+        if not idx.size:
             break
-        idx = np.nonzero(active)
-        error = target[idx] - g[idx]
-        iterations[idx] += 1
+        g_i, target_i = flat_g[idx], flat_target[idx]
+        error = target_i - g_i
+        flat_iterations[idx] += 1
         too_high = error < -pcm.prog_tolerance
-        step = set_increment(g[idx], np.clip(error, 0.0, None), pcm, rng)
-        new_g = np.where(too_high, pcm.reset_g, g[idx] + step)
-        g[idx] = np.clip(new_g, 0.0, pcm.g_max)
-        active[idx] = np.abs(target[idx] - g[idx]) > pcm.prog_tolerance
+        step = set_increment(g_i, np.clip(error, 0.0, None), pcm, rng)
+        new_g = np.clip(np.where(too_high, pcm.reset_g, g_i + step), 0.0, pcm.g_max)
+        flat_g[idx] = new_g
+        idx = idx[np.abs(target_i - new_g) > pcm.prog_tolerance]
+    if not np.shares_memory(flat_g, g):  # g was not contiguous: ravel copied it
+        g[...] = flat_g.reshape(g.shape)
     if touched.all():
         relaxed = g + programming_sigma(target, pcm) * rng.standard_normal(g.shape)
         return np.clip(relaxed, 0.0, pcm.g_max), iterations

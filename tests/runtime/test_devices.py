@@ -109,3 +109,35 @@ def test_dac_normalises_per_example():
     np.testing.assert_allclose(scale[:, 0], [0.5, 1.0])
     # 8 bits: levels k/127; -0.5 -> -63.5/127 rounds to the even -64/127.
     np.testing.assert_allclose(x_n[0], [1.0, -64 / 127, 0.0], atol=1e-6)
+
+
+def masked_closed_loop(g, target, touched, pcm, rng):
+    """The loop as first written: mask the whole array at every iteration (the reference
+    for the compacted index list that `devices.closed_loop` keeps)."""
+    iterations = np.zeros(target.shape, dtype=np.int32)
+    active = touched & (np.abs(target - g) > pcm.prog_tolerance)
+    for _ in range(pcm.prog_max_iterations):
+        if not active.any():
+            break
+        idx = np.nonzero(active)
+        error = target[idx] - g[idx]
+        iterations[idx] += 1
+        step = devices.set_increment(g[idx], np.clip(error, 0.0, None), pcm, rng)
+        g[idx] = np.clip(np.where(error < -pcm.prog_tolerance, pcm.reset_g, g[idx] + step), 0.0, pcm.g_max)
+        active[idx] = np.abs(target[idx] - g[idx]) > pcm.prog_tolerance
+    idx = np.nonzero(touched)
+    g[idx] = np.clip(g[idx] + devices.programming_sigma(target[idx], pcm) * rng.standard_normal(len(idx[0])), 0.0, pcm.g_max)
+    return g, iterations
+
+
+@pytest.mark.parametrize("contiguous", [True, False])
+def test_closed_loop_matches_the_whole_array_loop_bit_for_bit(contiguous):
+    rng = np.random.default_rng(5)
+    start = rng.uniform(0, 25, (60, 40))
+    target = np.clip(start + rng.normal(0, 4, start.shape), 0, PCM.g_prog_max)
+    touched = rng.random(start.shape) < 0.7
+    expected_g, expected_it = masked_closed_loop(start.copy(), target, touched, PCM, np.random.default_rng(9))
+    g = start.copy() if contiguous else np.asfortranarray(start)  # in place either way
+    result, iterations = devices.closed_loop(g, target, touched, PCM, np.random.default_rng(9))
+    assert np.array_equal(result, expected_g) and np.array_equal(g, expected_g)
+    assert np.array_equal(iterations, expected_it) and iterations.max() > 1
