@@ -40,6 +40,7 @@ class TrainableLayer:
         self.col_cuts = np.array(sorted({c for b in self.blocks for c in (b[2], b[3])}), dtype=np.int64)
         self.pulse_tally = np.zeros((state.shape[0], len(self.col_cuts) - 1), dtype=np.int64)
         self.compiled = read_kernel.HAVE_NUMBA if compiled is None else compiled
+        self.read_settings = read_kernel.read_settings(spec, self.w_max)
         self.digital_bias = digital_bias
         self.analog_bias = entry["bias"] == "analog"
         self.capacitor = has_capacitor(spec)
@@ -76,7 +77,7 @@ class TrainableLayer:
         """x·W through DAC, blocks and ADCs; x has the array's rows (bias input included).
         `key` fixes this read's noise."""
         if self.compiled:
-            return read_kernel.read_layer(x, self.w, self.var, self.block_array, False, self.spec, self.w_max, key)
+            return read_kernel.read_layer(x, self.w, self.var, self.block_array, False, self.read_settings, key)
         rng = np.random.default_rng(key)
         x_n, scale = self.dac(x)
         out = np.zeros(self.w.shape[1], dtype=np.float32)
@@ -90,7 +91,7 @@ class TrainableLayer:
     def backward(self, delta: np.ndarray, key: int) -> np.ndarray:
         """δ·Wᵀ: δ drives the columns, the rows are read (the transpose direction)."""
         if self.compiled:
-            return read_kernel.read_layer(delta, self.w, self.var, self.block_array, True, self.spec, self.w_max, key)
+            return read_kernel.read_layer(delta, self.w, self.var, self.block_array, True, self.read_settings, key)
         rng = np.random.default_rng(key)
         d_n, scale = self.dac(delta)
         out = np.zeros(self.w.shape[0], dtype=np.float32)

@@ -111,19 +111,28 @@ if HAVE_NUMBA:
             out[k] *= scale
 
 
-def read_layer(x: np.ndarray, w: np.ndarray, var, blocks: np.ndarray, transpose: bool, spec, w_max: float, key: int) -> np.ndarray:
-    """The layer read (see the module docstring); x is the input (forward: one value per
-    array row; transpose: one per column), w and var are rows x cols float32."""
+def read_settings(spec, w_max: float) -> tuple:
+    """The periphery's constants of one layer's reads, as the kernel takes them: worked
+    out once per layer, not at every read (a read is a few microseconds of arithmetic)."""
     p = spec.periphery
     f32 = np.float32
-    n_out = w.shape[0] if transpose else w.shape[1]
-    out = np.zeros(n_out, dtype=np.float32)
     sigma = p.output_noise if p.output_noise_enabled else 0.0
-    has_var = var is not None
-    _read_layer_nb(
-        np.ascontiguousarray(x, dtype=f32), w, var if has_var else w, blocks, transpose, has_var, bool(spec.ideal),
-        bool(p.quantization), f32(p.dac_range / max(2 ** (p.dac_bits - 1) - 1, 1)), f32(p.dac_range),
-        bool(p.quantization), f32(p.adc_bound / max(2 ** (p.adc_bits - 1) - 1, 1)), f32(p.adc_bound),
-        f32(sigma**2), bool(has_var or sigma > 0), f32(w_max), np.uint64(key), out,
+    return (
+        bool(spec.ideal), bool(p.quantization), f32(p.dac_range / max(2 ** (p.dac_bits - 1) - 1, 1)), f32(p.dac_range),
+        bool(p.quantization), f32(p.adc_bound / max(2 ** (p.adc_bits - 1) - 1, 1)), f32(p.adc_bound), f32(sigma**2), sigma > 0,
+        f32(w_max),
     )
+
+
+def read_layer(x: np.ndarray, w: np.ndarray, var, blocks: np.ndarray, transpose: bool, settings: tuple, key: int) -> np.ndarray:
+    """The layer read (see the module docstring); x is the input (forward: one value per
+    array row; transpose: one per column), w and var are rows x cols float32 (var None
+    without read noise), settings from `read_settings`."""
+    ideal, dac_quant, dac_step, dac_range, adc_quant, adc_step, adc_bound, sigma2, output_noise, w_max = settings
+    out = np.zeros(w.shape[0] if transpose else w.shape[1], dtype=np.float32)
+    has_var = var is not None
+    if x.dtype != np.float32 or not x.flags.c_contiguous:
+        x = np.ascontiguousarray(x, dtype=np.float32)
+    _read_layer_nb(x, w, var if has_var else w, blocks, transpose, has_var, ideal, dac_quant, dac_step, dac_range,
+                   adc_quant, adc_step, adc_bound, sigma2, has_var or output_noise, w_max, np.uint64(key), out)
     return out

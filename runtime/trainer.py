@@ -38,7 +38,7 @@ from analogc.runtime.program import Program
 from analogc.runtime.program_check import device_value_problem
 from analogc.runtime.spec import check_trainable, has_capacitor, spec_from_dict
 from analogc.runtime.train_chain import find_chain, initial_weights, training_w_max
-from analogc.runtime.update_kernel import mix_key
+from analogc.runtime.update_kernel import mix_key, slot_keys
 
 F32 = np.float32
 LEAK_EVERY = 64  # examples between applications of capacitor leakage (when leak_tau > 0)
@@ -209,12 +209,11 @@ class Trainer:
         """One example: forward, loss, backward, update (each layer after its backward read).
         Its noise and pulses are keyed by (run key, example number, slot): no generator state."""
         layers = self.layers
-        base = mix_key(self.run_key, self.position.total)
-        keys = iter(range(1, 4 * len(layers) + 1))
+        keys = iter(slot_keys(mix_key(self.run_key, self.position.total), 4 * len(layers)))
         inputs, zs, h = [], [], x
         for l, layer in enumerate(layers):
             xa = np.append(h, F32(1)) if layer.analog_bias else h
-            z = layer.forward(xa, mix_key(base, next(keys)))
+            z = layer.forward(xa, next(keys))
             if layer.digital_bias is not None:
                 z = z + layer.digital_bias
             inputs.append(xa)
@@ -226,10 +225,10 @@ class Trainer:
             layer = layers[l]
             if l > 0:
                 k = layer.entry["shape"][0]
-                back = layer.backward(delta, mix_key(base, next(keys)))[:k]
+                back = layer.backward(delta, next(keys))[:k]
                 prev = layers[l - 1].entry
                 delta_prev = (back * activation_grad(prev["activation"], zs[l - 1], inputs[l][:k])).astype(F32)
-            layer.update(inputs[l], delta, self.epoch_lr(self.position.epoch), mix_key(base, next(keys)))
+            layer.update(inputs[l], delta, self.epoch_lr(self.position.epoch), next(keys))
             if l > 0:
                 delta = delta_prev
         return loss, correct

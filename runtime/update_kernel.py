@@ -55,6 +55,17 @@ def mix_key(*parts: int) -> int:
     return z
 
 
+def slot_keys(base: int, count: int) -> list[int]:
+    """[mix_key(base, 1), …, mix_key(base, count)]: one example's read and update keys,
+    mixed together in uint64 arithmetic (numpy wraps as the masks above do)."""
+    with np.errstate(over="ignore"):
+        z = np.full(count, mix_key(base), dtype=np.uint64) + np.arange(1, count + 1, dtype=np.uint64) + np.uint64(0x9E3779B97F4A7C15)
+        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        z ^= z >> np.uint64(31)
+    return z.tolist()
+
+
 def offsets(key: int, rows: int, cols: int) -> tuple[np.ndarray, np.ndarray]:
     """(r, c): the row and column offsets of one update, float32 multiples of 2⁻²⁴ in [0, 1)."""
     h = kernels.splitmix64(key, np.arange(rows + cols, dtype=np.uint64))

@@ -141,3 +141,8 @@ def test_a_segment_wider_than_one_kernel_call_counts_every_pulse():
     fired = uk.update(flat.copy(), np.full((1, cols), 0.5, F32), flat.copy(), flat + F32(1e-9), flat + F32(1e-9),
                       np.ones(1, F32), big[0], 1.0, 100000, 0.0, 1.0, 5, compiled=True)
     assert fired == 100000 * cols
+
+
+def test_slot_keys_are_the_mixed_keys_of_each_slot():
+    for base in (0, 1, 2**63 + 12345, 2**64 - 1, uk.mix_key(7, 99)):
+        assert uk.slot_keys(base, 12) == [uk.mix_key(base, slot) for slot in range(1, 13)]
