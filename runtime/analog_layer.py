@@ -235,10 +235,19 @@ class TrainableLayer:
         self.program_pair(target / gain, reset_both, rng)
         state.v[...] = cap.v_init
         state.sign = new_sign
-        if spec.training.transfer_residual == "keep":
+        residual = spec.training.transfer_residual
+        if residual != "drop":
             unmoved = (state.g_plus == before[0]) & (state.g_minus == before[1])
             kept = wanted if held is None else np.where(held, full, wanted)  # θ's draws stay as drawn (unbiased)
-            self.write_back(np.where(unmoved, kept - gain * (state.g_plus - state.g_minus), 0.0), rng)
+            missed = np.where(unmoved, kept - gain * (state.g_plus - state.g_minus), 0.0)
+            if residual == "verify":
+                # One read of the programmed pairs (1/f noise and all): what their
+                # programming missed goes into the capacitor too, so the weight keeps the
+                # read's error instead of the programming's.
+                read_plus = devices.read_with_noise(state.g_plus, pcm.drift_t0, pcm, rng)
+                read_minus = devices.read_with_noise(state.g_minus, pcm.drift_t0, pcm, rng)
+                missed = np.where(unmoved, missed, kept - gain * (read_plus - read_minus))
+            self.write_back(missed, rng)
         state.examples_since_transfer = 0
         state.pulses_since_transfer = 0
         self.transfers += 1

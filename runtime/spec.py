@@ -168,8 +168,8 @@ class TrainingSpec:
         "pulses per cell", 0.0, 1e9,
     )
     transfer_residual: str = knob(
-        "drop", "what happens to the share of a pair that the PCM did not take (its change was within the closed loop's tolerance): pulsed back into the reset capacitor (\"keep\") or lost with the reset (\"drop\")",
-        choices=("keep", "drop"),
+        "drop", "what happens to the share of a pair that the PCM did not take: lost with the capacitor reset (\"drop\"); for pairs left alone (change within the closed loop's tolerance or the deadband) pulsed back into the reset capacitor (\"keep\"); as keep, and for programmed pairs one read after programming puts what the programming missed into the capacitor too (\"verify\")",
+        choices=("keep", "drop", "verify"),
     )
     transfer_deadband: float = knob(
         0.0, "a pair whose needed change is below this is not programmed at a transfer (no fresh programming error for a change smaller than it); with transfer_residual = \"keep\" its share goes back into the capacitor, so it is deferred, not lost; 0 programs every pair beyond the closed loop's tolerance", "µS", 0.0, 100.0

@@ -233,3 +233,24 @@ def test_deadband_holds_small_changes_and_keep_defers_them(offset):
     np.testing.assert_array_equal(layer.state.g_plus[~small], free.state.g_plus[~small])
     pulse = spec.capacitor.g_per_volt * spec.capacitor.dv_up / layer.us
     assert np.abs(layer.weights() - before)[small].max() <= pulse * 1.001
+
+
+def test_verify_puts_what_programming_missed_into_the_capacitor():
+    """Programming noise on, everything else quiet: with "keep" a programmed pair keeps
+    its programming error; with "verify" one read after programming (noise-free here)
+    sends what it missed into the capacitor, to within one pulse where the capacitor's
+    range holds it."""
+    errors = {}
+    for mode in ("keep", "verify"):
+        spec = quiet_spec(transfer_residual=mode)
+        spec = dataclasses.replace(spec, pcm=dataclasses.replace(spec.pcm, programming_noise=True))
+        layer = moved_layer(spec)
+        before = layer.weights().astype(np.float64)
+        plus, minus = layer.state.g_plus.copy(), layer.state.g_minus.copy()
+        layer.transfer(np.random.default_rng(4))
+        moved = (layer.state.g_plus != plus) | (layer.state.g_minus != minus)
+        assert moved.sum() > 500
+        errors[mode] = np.abs(layer.weights() - before)[moved]
+        pulse = spec.capacitor.g_per_volt * spec.capacitor.dv_up / layer.us
+    assert np.mean(errors["verify"] <= pulse * 1.001) > 0.95
+    assert errors["keep"].mean() > 5 * errors["verify"].mean()
