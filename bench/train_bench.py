@@ -8,7 +8,9 @@ seeds; then ablations, each against the same baseline: no polarity inversion, ca
 pair only (no transfer), PCM pair only (2-PCM cell), a fixed transfer every 1k / 8k /
 32k examples instead of the adaptive schedule, a transfer that reads the whole weight
 (and the previous default: that, every 1k examples), 1% stuck devices (half stuck high,
-half dead), the paper's 2 µS transfer offset. Speed: training examples/s of the main run next to the
+half dead), the paper's 2 µS transfer offset, the residual kept but not verified, the
+residual dropped with no deadband (the earlier default), and η fixed over the epochs
+(against float runs with η fixed too). Speed: training examples/s of the main run next to the
 float loop's, both timed in the same process.
 
 Writes bench/results/train.json and bench/results/train.png (learning curves).
@@ -43,7 +45,16 @@ ABLATIONS = {
     "previous_default_1k_whole_weight": {"training": {**FIXED, "transfer_interval": 1000, "transfer_read": "weight"}},
     "stuck_devices_1pct": {"pcm": {"stuck_high_fraction": 0.005, "dead_fraction": 0.005}},
     "transfer_offset_2uS": {"training": {"transfer_offset": 2.0}},
+    "residual_kept_not_verified": {"training": {"transfer_residual": "keep"}},
+    "residual_dropped_no_deadband": {"training": {"transfer_residual": "drop", "transfer_deadband": 0.0}},
+    # η fixed over the epochs: the float baseline changes too, so this one brings its own.
+    "fixed_learning_rate": {"training": {"learning_rate_decay": 1.0}},
 }
+
+
+def changes_float(overrides: dict) -> bool:
+    """Whether an ablation changes the float baseline too (its SGD settings)."""
+    return any(key.startswith("learning_rate") for key in overrides.get("training", {}))
 DATASETS = {"fashion-mnist": "fashion_mlp.onnx", "digits": "digits_mlp.onnx"}
 
 
@@ -103,7 +114,10 @@ def summarise(main_runs: list, ablation_runs: dict, baseline: list) -> dict:
         acc_mean, acc_std = mean_std([[r["test_accuracy"] for r in run["epochs"]] for run in runs])
         epochs = len(acc_mean)
         # Against the float baseline of the same seeds (the ablations run on the first few).
-        same_seeds, _ = mean_std([baseline[run["seed"]][:epochs] for run in runs])
+        if changes_float(runs[0]["overrides"]):  # against its own float runs (same seeds, same SGD settings)
+            same_seeds, _ = mean_std([run["software_baseline_accuracy"][:epochs] for run in runs])
+        else:
+            same_seeds, _ = mean_std([baseline[run["seed"]][:epochs] for run in runs])
         out["ablations"][name] = {
             "overrides": runs[0]["overrides"],
             "test_accuracy_mean": acc_mean,
@@ -175,7 +189,7 @@ def main() -> int:
         baseline = [run["software_baseline_accuracy"] for run in main_runs]
         print(f"{data}: ablations ({args.ablation_epochs} epochs, {args.ablation_seeds} seeds)", flush=True)
         jobs = [
-            {"program": program, "data": data, "overrides": ov, "name": name, "seed": s, "epochs": args.ablation_epochs, "baseline": False}
+            {"program": program, "data": data, "overrides": ov, "name": name, "seed": s, "epochs": args.ablation_epochs, "baseline": changes_float(ov)}
             for name, ov in ABLATIONS.items() for s in range(args.ablation_seeds)
         ]
         with ProcessPoolExecutor(max_workers=args.jobs) as pool:

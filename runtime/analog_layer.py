@@ -247,6 +247,8 @@ class TrainableLayer:
                 read_plus = devices.read_with_noise(state.g_plus, pcm.drift_t0, pcm, rng)
                 read_minus = devices.read_with_noise(state.g_minus, pcm.drift_t0, pcm, rng)
                 missed = np.where(unmoved, missed, kept - gain * (read_plus - read_minus))
+                if self.on_program is not None:  # the cost model: one more verify read per device
+                    self.on_program(2 * (~unmoved).astype(np.int64))  # (counted as an iteration: its pulse slot is idle)
             self.write_back(missed, rng)
         state.examples_since_transfer = 0
         state.pulses_since_transfer = 0
