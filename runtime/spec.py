@@ -150,7 +150,7 @@ class TrainingSpec:
 
     learning_rate: float = knob(0.05, "SGD learning rate η", "", 0.0, 100.0)
     learning_rate_decay: float = knob(
-        1.0, "η is multiplied by this after every epoch, on the chip and in the float baseline alike (per-example SGD at a fixed η ends each epoch about ±1.5 pp from its mean; a decaying η settles)", "", 0.0, 1.0
+        0.5, "η is multiplied by this after every epoch, on the chip and in the float baseline alike (per-example SGD at a fixed η ends each epoch about ±1.5 pp from its mean; a decaying η settles)", "", 0.0, 1.0
     )
     transfer_interval: int = knob(1000, "examples between transfers to the PCM pair when transfer_pulses = 0 (paper: 8,000), and between refreshes of 2-PCM cells; 0 never transfers", "examples", 0, 10**9)
     polarity_inversion: bool = knob(True, "flip the capacitor pair's sign s at every transfer (US 11,074,499)")
@@ -168,11 +168,11 @@ class TrainingSpec:
         "pulses per cell", 0.0, 1e9,
     )
     transfer_residual: str = knob(
-        "drop", "what happens to the share of a pair that the PCM did not take: lost with the capacitor reset (\"drop\"); for pairs left alone (change within the closed loop's tolerance or the deadband) pulsed back into the reset capacitor (\"keep\"); as keep, and for programmed pairs one read after programming puts what the programming missed into the capacitor too (\"verify\")",
+        "verify", "what happens to the share of a pair that the PCM did not take: lost with the capacitor reset (\"drop\"); for pairs left alone (change within the closed loop's tolerance or the deadband) pulsed back into the reset capacitor (\"keep\"); as keep, and for programmed pairs one read after programming puts what the programming missed into the capacitor too (\"verify\")",
         choices=("keep", "drop", "verify"),
     )
     transfer_deadband: float = knob(
-        0.0, "a pair whose needed change is below this is not programmed at a transfer (no fresh programming error for a change smaller than it); with transfer_residual = \"keep\" its share goes back into the capacitor, so it is deferred, not lost; 0 programs every pair beyond the closed loop's tolerance", "µS", 0.0, 100.0
+        2.0, "a pair whose needed change is below this is not programmed at a transfer (no fresh programming error for a change smaller than it); with transfer_residual = \"keep\" or \"verify\" its share goes back into the capacitor, so it is deferred, not lost; 0 programs every pair beyond the closed loop's tolerance", "µS", 0.0, 100.0
     )
     transfer_read: str = knob(
         "capacitor", "what a transfer reads to set the PCM target: the whole weight (PCM 1/f read noise enters the target) or only the capacitor pair's share (the closed loop then moves the PCM pair by that share from its present state)",

@@ -17,14 +17,18 @@ F32 = np.float32
 
 
 def quiet_spec(**training):
-    """The default chip with every noise source off, so one effect can be isolated."""
+    """The default chip with every noise source off and the plain transfer (no offset,
+    threshold or deadband; the residual dropped), so one effect can be isolated."""
     spec = load_target("pcm3t1c-2018")
     spec = dataclasses.replace(
         spec,
         pcm=dataclasses.replace(spec.pcm, programming_noise=False, read_noise=False, drift=False),
         periphery=dataclasses.replace(spec.periphery, quantization=False, output_noise_enabled=False),
         capacitor=dataclasses.replace(spec.capacitor, step_mismatch=0.0),
-        training=dataclasses.replace(spec.training, **{"transfer_offset": 0.0, "transfer_threshold": 0.0, **training}),
+        training=dataclasses.replace(
+            spec.training,
+            **{"transfer_offset": 0.0, "transfer_threshold": 0.0, "transfer_deadband": 0.0, "transfer_residual": "drop", **training},
+        ),
     )
     return spec
 
