@@ -62,8 +62,9 @@ def compile_model(model: str, folder: Path) -> Path:
     from analogc.cli import main
 
     out = folder / (Path(model).stem + ".atp")
-    if not out.exists():
-        assert main(["compile", str(REPO / "models" / model), "-o", str(out), "-q"]) == 0
+    # Always afresh: the program carries the target spec, so one compiled before a
+    # default changed would silently train with the old defaults.
+    assert main(["compile", str(REPO / "models" / model), "-o", str(out), "-q"]) == 0
     return out
 
 
