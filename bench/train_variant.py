@@ -1,9 +1,8 @@
 """One training variant (spec keys changed) against the float baseline of the same seeds:
 the quick way to explore the in-situ training scheme before a full `train_bench.py`.
 
-The float baseline depends only on the seed (initial weights, example order) and the
-learning rate, so it is taken from bench/results/train.json when that holds the seed's
-run with enough epochs; otherwise it is trained here. Each run appends one JSON line to
+The float baseline is trained in the same run (same seed, initial weights, example order
+and learning-rate schedule; it is cheap next to the chip). Each run appends one JSON line to
 bench/results/train_variants.jsonl: name, seed, chip and float accuracy per epoch, gap.
 
     .venv/bin/python bench/train_variant.py NAME --data fashion-mnist --seeds 0 1 2 --epochs 2 \\
@@ -43,22 +42,12 @@ def main() -> int:
     work = tb.RESULTS / "train_programs"
     work.mkdir(parents=True, exist_ok=True)
     program = str(tb.compile_model(tb.DATASETS[args.data], work))
-    cached = {}
-    bench = tb.RESULTS / "train.json"
-    float_changed = any(key.startswith("learning_rate") for key in overrides.get("training", {}))
-    if bench.exists() and not float_changed:  # the bench's float runs are at the default η
-        runs = json.loads(bench.read_text())["datasets"].get(args.data, {}).get("runs", [])
-        cached = {r["seed"]: [e["software_baseline_accuracy"] for e in r["epochs"]] for r in runs}
     for seed in args.seeds:
-        floats = cached.get(seed, [])
-        need_baseline = len(floats) < args.epochs
         job = {"program": program, "data": args.data, "overrides": overrides, "name": args.name, "seed": seed,
-               "epochs": args.epochs, "baseline": need_baseline}
+               "epochs": args.epochs, "baseline": True}
         result = tb.train_job(job)
         chip = [e["test_accuracy"] for e in result["epochs"]]
-        if need_baseline:
-            floats = [e["software_baseline_accuracy"] for e in result["epochs"]]
-        floats = floats[: args.epochs]
+        floats = [e["software_baseline_accuracy"] for e in result["epochs"]]
         row = {"name": args.name, "data": args.data, "seed": seed, "overrides": overrides, "chip": chip, "float": floats,
                "gap_pp": [round(100 * (c - f), 2) for c, f in zip(chip, floats)],
                "transfers_by_layer": result["epochs"][-1].get("transfers_by_layer")}
