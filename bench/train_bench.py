@@ -154,9 +154,10 @@ def plot(report: dict, path: Path) -> None:
         epochs = np.arange(1, len(res["chip_test_accuracy_mean"]) + 1)
         ax.errorbar(epochs, 100 * np.array(res["float_test_accuracy_mean"]), 100 * np.array(res["float_test_accuracy_std"]), color="black", marker="s", label="float baseline", capsize=3)
         ax.errorbar(epochs, 100 * np.array(res["chip_test_accuracy_mean"]), 100 * np.array(res["chip_test_accuracy_std"]), color="tab:red", marker="o", label="chip (default spec)", capsize=3)
-        for label, ab in res["ablations"].items():
+        colours = plt.cm.tab20(np.arange(len(res["ablations"])) % 20)  # one colour per ablation (more than tab10 holds)
+        for colour, (label, ab) in zip(colours, res["ablations"].items()):
             e = np.arange(1, len(ab["test_accuracy_mean"]) + 1)
-            ax.plot(e, 100 * np.array(ab["test_accuracy_mean"]), marker=".", linestyle="--", alpha=0.8, label=label.replace("_", " "))
+            ax.plot(e, 100 * np.array(ab["test_accuracy_mean"]), marker=".", linestyle="--", alpha=0.8, color=colour, label=label.replace("_", " "))
         ax.set_title(f"{name}: test accuracy after each epoch (mean ± std over seeds)")
         ax.set_xlabel("epoch")
         ax.set_ylabel("test accuracy (%)")
