@@ -77,7 +77,8 @@ def describe_start(trainer, epochs: int) -> str:
     spec, chain = trainer.spec, trainer.chain
     lines = [
         f"training {', '.join(l.name for l in trainer.layers)} on {spec.name} ({trainer.options.init} init, seed {trainer.options.seed}): "
-        f"{epochs} epoch(s) of {len(trainer.order(0))} examples of {trainer.options.data_name}, learning rate {trainer.lr:g}, "
+        f"{epochs} epoch(s) of {len(trainer.order(0))} examples of {trainer.options.data_name}, learning rate {trainer.lr:g}"
+        f"{'' if spec.training.learning_rate_decay == 1 else f' (× {spec.training.learning_rate_decay:g} per epoch)'}, "
         f"{transfer_schedule(spec)}"
     ]
     if chain.frozen_layers or chain.frozen_segments:

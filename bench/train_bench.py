@@ -55,6 +55,8 @@ ABLATIONS = {
 def changes_float(overrides: dict) -> bool:
     """Whether an ablation changes the float baseline too (its SGD settings)."""
     return any(key.startswith("learning_rate") for key in overrides.get("training", {}))
+
+
 DATASETS = {"fashion-mnist": "fashion_mlp.onnx", "digits": "digits_mlp.onnx"}
 
 
