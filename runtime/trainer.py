@@ -208,7 +208,7 @@ class Trainer:
     def step(self, x: np.ndarray, label: int) -> tuple[float, bool]:
         """One example: forward, loss, backward, update (each layer after its backward read).
         Its noise and pulses are keyed by (run key, example number, slot): no generator state."""
-        layers = self.layers
+        layers, lr = self.layers, self.epoch_lr(self.position.epoch)
         keys = iter(slot_keys(mix_key(self.run_key, self.position.total), 4 * len(layers)))
         inputs, zs, h = [], [], x
         for l, layer in enumerate(layers):
@@ -228,7 +228,7 @@ class Trainer:
                 back = layer.backward(delta, next(keys))[:k]
                 prev = layers[l - 1].entry
                 delta_prev = (back * activation_grad(prev["activation"], zs[l - 1], inputs[l][:k])).astype(F32)
-            layer.update(inputs[l], delta, self.epoch_lr(self.position.epoch), next(keys))
+            layer.update(inputs[l], delta, lr, next(keys))
             if l > 0:
                 delta = delta_prev
         return loss, correct

@@ -57,13 +57,10 @@ def mix_key(*parts: int) -> int:
 
 def slot_keys(base: int, count: int) -> list[int]:
     """[mix_key(base, 1), …, mix_key(base, count)]: one example's read and update keys,
-    mixed together in uint64 arithmetic (numpy wraps as the masks above do)."""
-    with np.errstate(over="ignore"):
-        z = np.full(count, mix_key(base), dtype=np.uint64) + np.arange(1, count + 1, dtype=np.uint64) + np.uint64(0x9E3779B97F4A7C15)
-        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
-        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
-        z ^= z >> np.uint64(31)
-    return z.tolist()
+    mixed in one pass of splitmix64's output function (numpy's uint64 arrays wrap as the
+    masks above do)."""
+    slots = np.arange(1, count + 1, dtype=np.uint64)
+    return kernels.splitmix64_finalise(np.uint64(mix_key(base)) + slots + kernels.GOLDEN).tolist()
 
 
 def offsets(key: int, rows: int, cols: int) -> tuple[np.ndarray, np.ndarray]:
