@@ -87,7 +87,7 @@ class Chip:
                     self.devices[name] = LayerDevices.from_arrays(program.arrays, name, layer)
             self.program_devices(np.random.default_rng(program_seed))
         self.sessions = {
-            seg["name"]: (seg, make_session(program.members[seg["member"]], f"host segment {seg['name']}"))
+            seg["name"]: (seg, make_session(program.members[seg["member"]], f"host segment {seg['name']}", spin=tile_reads.SPIN))
             for seg in program.meta.get("host_segments", [])
         }
         self.instructions = program.meta["instructions"]["inference"]

@@ -9,6 +9,12 @@ session is made, and was about 20% faster than numpy's OpenBLAS on these shapes 
 layer's products into one call. The sessions are rebuilt whenever the weights change
 (`Chip.set_time`); the matrices stay float32 and the products are plain float32 GEMMs, so
 the ideal chip still matches the reference to float32 tolerance.
+
+The sessions' worker threads do not spin between calls (`SPIN`). Each session has its own
+pool, so with spinning every layer's worker kept a core busy after its call, against the
+next layer's session and the ADC kernel: on the 2-core bench machine the Fashion-MNIST
+model ran at about 40k examples/s with spinning and 110k without (bench/infer_bench.py's
+loop, 2026-12-03); the small digits models were unchanged within the machine's noise.
 """
 
 from __future__ import annotations
@@ -22,7 +28,7 @@ from onnx import TensorProto, helper, numpy_helper
 from analogc.runtime.host import make_session, run_session
 
 OPSET = 17
-SPIN = True  # whether the sessions' threads spin between calls (see make_session)
+SPIN = False  # whether the sessions' threads spin between calls (see the module docstring)
 
 
 @dataclass(frozen=True)
