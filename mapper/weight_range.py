@@ -59,7 +59,8 @@ def device_variance(g: np.ndarray, alpha: float, spec) -> np.ndarray:
     - programming error σ_prog(g), carried by the same factor: σ_prog²·α²·E[e^{−2νL}];
     - drift left after compensation: g²·E[(α·e^{−νL} − 1)²]
       = g²·(α²·e^{−2μL + 2σ²L²} − 2α·e^{−μL + σ²L²/2} + 1) (ν normal, lognormal moments);
-    - 1/f read noise at the mean drifted conductance g_t = g·e^{−μL}: (α·g_t·Q(g_t, t))².
+    - 1/f read noise of the mean drifted conductance g_t = g·e^{−μL}, Q of the programmed
+      g (`devices.read_noise_q`): (α·g_t·Q(g, t))².
     """
     pcm = spec.pcm
     g = np.asarray(g, dtype=np.float64)
@@ -69,7 +70,7 @@ def device_variance(g: np.ndarray, alpha: float, spec) -> np.ndarray:
     first = np.exp(-mean * drift_l + 0.5 * (std * drift_l) ** 2)  # E[e^{−νL}]
     second = np.exp(-2 * mean * drift_l + 2 * (std * drift_l) ** 2)  # E[e^{−2νL}]
     g_t = g * np.exp(-mean * drift_l)
-    read = alpha * g_t * devices.read_noise_q(g_t, max(spec.cell.w_max_design_time, pcm.drift_t0), pcm)
+    read = alpha * g_t * devices.read_noise_q(g, max(spec.cell.w_max_design_time, pcm.drift_t0), pcm)
     residual = g**2 * (alpha**2 * second - 2 * alpha * first + 1)
     return sigma_prog**2 * alpha**2 * second + np.clip(residual, 0.0, None) + read**2
 

@@ -116,23 +116,28 @@ def drift_factor(nu: np.ndarray, t: float, pcm) -> np.ndarray:
     return np.power(t / pcm.drift_t0, -nu)
 
 
-def read_noise_q(g: np.ndarray, t: float, pcm) -> np.ndarray:
-    """Relative 1/f read-noise amplitude Q (σ = G·Q) at time t after programming.
+def read_noise_q(g_programmed: np.ndarray, t: float, pcm) -> np.ndarray:
+    """Relative 1/f read-noise amplitude Q (σ = G(t)·Q) at time t after programming, of a
+    device programmed to g_programmed.
 
-    Reads happen at least t0 after programming (the drift reference), so t is taken
-    as max(t, t0); that also keeps the log positive.
+    ĝ is the programmed conductance, not the drifted one, as in the published fit
+    (Joshi et al., Nat. Commun. 2020; aihwkit's PCMLikeNoiseModel): drift scales the
+    noise with G(t) but does not raise Q as G falls. Reads happen at least t0 after
+    programming (the drift reference), so t is taken as max(t, t0); that also keeps
+    the log positive.
     """
     if not pcm.read_noise:
-        return np.zeros_like(g)
+        return np.zeros_like(g_programmed)
     t = max(t, pcm.drift_t0)
-    g_hat = np.clip(g / pcm.g_max, G_HAT_FLOOR, None)
+    g_hat = np.clip(g_programmed / pcm.g_max, G_HAT_FLOOR, None)
     q = np.minimum(pcm.read_noise_q0 / np.power(g_hat, pcm.read_noise_qexp), pcm.read_noise_qmax)
     return q * np.sqrt(np.log((t + pcm.t_read) / (2 * pcm.t_read)))
 
 
-def read_with_noise(g: np.ndarray, t: float, pcm, rng: np.random.Generator) -> np.ndarray:
-    """One read of every device: G + N(0, G·Q)."""
-    return g + g * read_noise_q(g, t, pcm) * rng.standard_normal(g.shape)
+def read_with_noise(g: np.ndarray, t: float, pcm, rng: np.random.Generator, g_programmed: np.ndarray | None = None) -> np.ndarray:
+    """One read of every device at conductance g (at time t): G + N(0, G·Q), Q from the
+    programmed conductance (g itself when not given: a read at t0, before any drift)."""
+    return g + g * read_noise_q(g if g_programmed is None else g_programmed, t, pcm) * rng.standard_normal(g.shape)
 
 
 def fault_masks(shape, pcm, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:

@@ -83,9 +83,10 @@ def effective_us(state: TileState, rows: slice, cols: slice, t: float, spec) -> 
 
 
 def read_variance_us(state: TileState, rows: slice, cols: slice, t: float, spec) -> np.ndarray:
-    """Per-cell variance (µS²) of one read of W: F²·((G⁺Q⁺)² + (G⁻Q⁻)²) at time t."""
+    """Per-cell variance (µS²) of one read of W: F²·((G⁺Q⁺)² + (G⁻Q⁻)²) at time t, G
+    drifted and Q of the programmed conductance (`devices.read_noise_q`)."""
     pcm = spec.pcm
     g_plus, g_minus = drifted(state, rows, cols, t, pcm)
-    sd_plus = g_plus * devices.read_noise_q(g_plus, t, pcm)
-    sd_minus = g_minus * devices.read_noise_q(g_minus, t, pcm)
+    sd_plus = g_plus * devices.read_noise_q(state.g_plus[rows, cols], t, pcm)
+    sd_minus = g_minus * devices.read_noise_q(state.g_minus[rows, cols], t, pcm)
     return spec.cell.gain_f**2 * (sd_plus**2 + sd_minus**2)

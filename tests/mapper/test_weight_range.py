@@ -67,7 +67,7 @@ def test_device_variance_matches_a_monte_carlo_of_the_simulator():
     nu = devices.drift_exponents(programmed, pcm, rng)
     alpha = compensation(np.array([g]), spec)
     now = programmed * devices.drift_factor(nu, DAY, pcm)
-    read = alpha * devices.read_with_noise(now, DAY, pcm, rng)
+    read = alpha * devices.read_with_noise(now, DAY, pcm, rng, g_programmed=programmed)
     simulated = float(np.mean((read - g) ** 2))
     assert device_variance(np.array([g]), alpha, spec)[0] == pytest.approx(simulated, rel=0.08)
 
