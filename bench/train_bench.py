@@ -16,6 +16,7 @@ float loop's, both timed in the same process.
 Writes bench/results/train.json and bench/results/train.png (learning curves).
 
     .venv/bin/python bench/train_bench.py [--epochs 5] [--seeds 3] [--ablation-epochs 2] [--ablation-seeds 2] [--jobs 2]
+    .venv/bin/python bench/train_bench.py --data digits --seeds 20 --ablation-seeds 8 --merge   # one dataset again
 """
 
 from __future__ import annotations
@@ -181,11 +182,15 @@ def main() -> int:
     parser.add_argument("--jobs", type=int, default=2, help="processes for the ablation runs (the main runs go first, one at a time, for the speed figures)")
     parser.add_argument("--data", nargs="*", default=list(DATASETS))
     parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument("--merge", action="store_true", help="keep the other datasets' results already in OUT/train.json (to re-run one dataset, e.g. with more seeds)")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     work = args.out / "train_programs"
     work.mkdir(exist_ok=True)
     report = {"machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0], "platform": platform.platform()}, "datasets": {}}
+    if args.merge and (args.out / "train.json").exists():
+        kept = json.loads((args.out / "train.json").read_text())["datasets"]
+        report["datasets"] = {name: res for name, res in kept.items() if name not in args.data}
     for data in args.data:
         program = str(compile_model(DATASETS[data], work))
         print(f"{data}: main runs ({args.epochs} epochs, {args.seeds} seeds, with the float baseline)", flush=True)
