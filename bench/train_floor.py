@@ -8,7 +8,7 @@ seed and epoch this trains the float baseline (the same runs as train_bench.py: 
 network, initial weights, example order and η schedule), compiles its weights onto the
 default target as a deployment would (the spec's weight-range rule), programs fresh
 devices with the seed and measures the test accuracy on the chip at t₀. Writes
-bench/results/train_floor.json.
+bench/results/train_floor_<data>.json.
 
     .venv/bin/python bench/train_floor.py [--data digits] [--seeds 20] [--epochs 5]
 """
