@@ -146,21 +146,21 @@ def test_closed_loop_matches_the_whole_array_loop_bit_for_bit(contiguous):
 def test_read_noise_amplitude_follows_the_programmed_conductance():
     # Programmed to 10 µS (ĝ = 0.4), drifted to 6 µS a day later: σ = 6·Q(0.4, day), the
     # published fit's form (Q of the target, amplitude of the drifted G), not 6·Q(0.24).
-    day = 86400.0
-    q = min(0.0088 / 0.4**0.65, 0.2) * math.sqrt(math.log((day + 250e-9) / (2 * 250e-9)))
-    reads = devices.read_with_noise(np.full(N, 6.0), day, PCM, np.random.default_rng(5), g_programmed=np.full(N, 10.0))
-    assert reads.std() == pytest.approx(6.0 * q, rel=0.03)
-    # The tile's output-referred variance uses the same rule: F²·((G⁺(t)·Q(G⁺ programmed))² + …).
     from analogc.runtime import tiles
 
+    day = 86400.0
+
+    def q(g_hat):
+        return min(0.0088 / g_hat**0.65, 0.2) * math.sqrt(math.log((day + 250e-9) / (2 * 250e-9)))
+
+    reads = devices.read_with_noise(np.full(N, 6.0), day, PCM, np.random.default_rng(5), g_programmed=np.full(N, 10.0))
+    assert reads.std() == pytest.approx(6.0 * q(0.4), rel=0.03)
+    # The tile's output-referred variance uses the same rule: F²·((G⁺(t)·Q(G⁺ programmed))² + …).
     spec = load_target(None)
     state = tiles.new_tile((2, 3))
-    state.g_plus[:] = 10.0
-    state.g_minus[:] = 2.0
+    state.g_plus[:], state.g_minus[:] = 10.0, 2.0
     state.nu_plus[:] = state.nu_minus[:] = 0.06
-    every = (slice(None), slice(None))
     factor = (day / 20.0) ** -0.06
-    q_plus = min(0.0088 / 0.4**0.65, 0.2) * math.sqrt(math.log((day + 250e-9) / (2 * 250e-9)))
-    q_minus = min(0.0088 / 0.08**0.65, 0.2) * math.sqrt(math.log((day + 250e-9) / (2 * 250e-9)))
-    expected = 3.0**2 * ((10.0 * factor * q_plus) ** 2 + (2.0 * factor * q_minus) ** 2)
+    expected = spec.cell.gain_f**2 * ((10.0 * factor * q(0.4)) ** 2 + (2.0 * factor * q(0.08)) ** 2)
+    every = (slice(None), slice(None))
     np.testing.assert_allclose(tiles.read_variance_us(state, *every, day, spec), expected, rtol=1e-12)
