@@ -28,6 +28,15 @@ def activation_grad(op: dict, z: np.ndarray, h: np.ndarray) -> np.ndarray:
     return np.ones_like(z)
 
 
+ONE = np.ones(1, dtype=F32)
+
+
+def append_one(h: np.ndarray) -> np.ndarray:
+    """h with the constant-1 bias input after it (np.append's result, without its ravel:
+    a sixth of its time on one example's activations)."""
+    return np.concatenate((h, ONE))
+
+
 def softmax_cross_entropy(logits: np.ndarray, label: int) -> tuple[float, bool, np.ndarray]:
     """(loss, correct?, dloss/dlogits) for one example."""
     shifted = logits - logits.max()
@@ -53,7 +62,7 @@ class FloatChain:
     def forward(self, x: np.ndarray) -> tuple[list, list, np.ndarray]:
         inputs, zs, h = [], [], x
         for l, entry in enumerate(self.entries):
-            xa = np.append(h, F32(1)) if self.with_one[l] else h
+            xa = append_one(h) if self.with_one[l] else h
             z = xa @ self.matrices[l]
             if self.biases[l] is not None:
                 z = z + self.biases[l]

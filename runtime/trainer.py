@@ -31,7 +31,7 @@ from analogc.runtime.analog_layer import TrainableLayer
 from analogc.runtime.checkpoint import load_checkpoint, save_checkpoint
 from analogc.runtime.cost import OpCounts, price, static_block_counts
 from analogc.runtime.opcounts import layer_program_counts
-from analogc.runtime.float_sgd import FloatChain, activation_grad, softmax_cross_entropy
+from analogc.runtime.float_sgd import FloatChain, activation_grad, append_one, softmax_cross_entropy
 from analogc.runtime.infer import accuracy, batch_size_of, run_batched
 from analogc.runtime.layer_devices import FIELDS, LayerDevices, has_device_state, program_layer
 from analogc.runtime.program import Program
@@ -212,7 +212,7 @@ class Trainer:
         keys = iter(slot_keys(mix_key(self.run_key, self.position.total), 4 * len(layers)))
         inputs, zs, h = [], [], x
         for l, layer in enumerate(layers):
-            xa = np.append(h, F32(1)) if layer.analog_bias else h
+            xa = append_one(h) if layer.analog_bias else h
             z = layer.forward(xa, next(keys))
             if layer.digital_bias is not None:
                 z = z + layer.digital_bias
