@@ -27,7 +27,7 @@ import train_bench as tb
 
 def deployed(program, trainer):
     """The program with the float baseline's weights in it, scaled by the spec's rule."""
-    from analogc.mapper.weight_range import layer_w_max
+    from analogc.mapper.emit import magnitude_scale
     from analogc.runtime.spec import spec_from_dict
 
     spec = spec_from_dict(program.meta["target"])
@@ -44,11 +44,7 @@ def deployed(program, trainer):
             out.arrays[f"bias/{layer.name}"] = matrix[k].copy()
         elif entry["bias"] == "digital":
             out.arrays[f"bias/{layer.name}"] = trainer.baseline.biases[l].copy()
-        magnitudes = np.abs(matrix).ravel()
-        entry["w_max"] = layer_w_max(magnitudes, spec)
-        entry["us_per_weight"] = spec.cell.gain_f * spec.pcm.g_prog_max / entry["w_max"]
-        if "adc_range" in entry:
-            entry["adc_range"] = layer_w_max(magnitudes, spec, rule="quantile")
+        entry.update(magnitude_scale(np.abs(matrix).ravel(), spec))  # as the compiler scales a layer
     return out
 
 

@@ -41,6 +41,12 @@ def weight_scale(dense, spec) -> dict:
     magnitudes = np.abs(dense.weight).ravel()
     if with_bias:
         magnitudes = np.concatenate([magnitudes, np.abs(dense.bias).ravel()])
+    return magnitude_scale(magnitudes, spec)
+
+
+def magnitude_scale(magnitudes: np.ndarray, spec) -> dict:
+    """w_max, µS per weight unit and (with `periphery.adc_range = "quantile"`) the ADC's
+    range, for a layer whose array holds weights of these magnitudes."""
     w_max = layer_w_max(magnitudes, spec)
     scale = {"w_max": w_max, "us_per_weight": spec.cell.gain_f * spec.pcm.g_prog_max / w_max}
     if spec.periphery.adc_range == "quantile":

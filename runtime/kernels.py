@@ -105,11 +105,7 @@ def _radius(e, ln_m):
 
 def splitmix64(key: int, counter: np.ndarray) -> np.ndarray:
     """The counter-th output of splitmix64 seeded with key (uint64 arithmetic, wrapping)."""
-    return splitmix64_finalise(np.uint64(key) + (counter.astype(np.uint64) + ONE_U) * GOLDEN)
-
-
-def splitmix64_finalise(z: np.ndarray) -> np.ndarray:
-    """splitmix64's output function on a uint64 array of states."""
+    z = np.uint64(key) + (counter.astype(np.uint64) + ONE_U) * GOLDEN
     z = (z ^ (z >> SHIFT_30)) * MIX1
     z = (z ^ (z >> SHIFT_27)) * MIX2
     return z ^ (z >> SHIFT_31)
