@@ -12,10 +12,16 @@ def make_session(model_bytes: bytes, label: str, spin: bool = True) -> ort.Infer
     """A CPU session with a fixed thread count (2), so its results do not depend on the
     machine, for a host segment, the reference model or a layer's tile reads. With
     `spin` False its worker threads sleep as soon as a call ends instead of spinning
-    for the next one: for calls that alternate with other work (the chip's ADC kernel)."""
+    for the next one: for calls that alternate with other work (the chip's ADC kernel).
+
+    A MatMul on DequantizeLinear'd int8 weights computes in float32, as the graph says:
+    onnxruntime's default (accuracy level 4) fuses it into MatMulNBits and quantises the
+    activations to int8, an approximation 0.6% off on a random layer, which the ideal
+    chip would then be measured against."""
     options = ort.SessionOptions()
     options.log_severity_level = 4  # fatal only: failures become one AnalogcError line, not a log too
     options.intra_op_num_threads = 2
+    options.add_session_config_entry("session.qdq_matmulnbits_accuracy_level", "0")
     if not spin:
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     try:

@@ -8,13 +8,18 @@ are fixed.
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import onnx
 import pytest
 from onnx import helper
 
 from analogc.errors import AnalogcError
+from analogc.mapper import compile_model
 from analogc.mapper.frontend import load_layer_graph
+from analogc.runtime.chip import Chip
+from analogc.runtime.spec import load_target
 from tests.conftest import assert_user_error
 from tests.mapper.onnx_builders import (
     DOUBLE,
@@ -382,3 +387,37 @@ def test_runtime_weight_cli(tmp_path, cli, op):
     result = cli("compile", path, "--target", "tiny", "-o", tmp_path / "out.atp")
     assert_user_error(result, f"my_{op.lower()}_node", op)
     assert not (tmp_path / "out.atp").exists()
+
+
+@pytest.mark.parametrize("per_axis", [False, True], ids=["per_tensor", "per_column"])
+def test_dequantized_int8_weights(tmp_path, cli, per_axis):
+    """Weight-only quantised models (int8 weights through DequantizeLinear): the weights
+    go on the tiles, and the ideal chip computes the graph's float32 product, checked
+    against numpy; `run --ideal` reports agreement with onnxruntime, whose default would
+    quantise the activations too (MatMulNBits at accuracy level 4, `runtime/host.py`)."""
+    rng = np.random.default_rng(11)
+    k, n = 96, 80
+    wq = rng.integers(-127, 128, size=(k, n)).astype(np.int8)
+    scale = (rng.uniform(0.005, 0.02, size=n) if per_axis else np.array(0.01)).astype(np.float32)
+    zero = (rng.integers(-3, 4, size=n) if per_axis else np.array(2)).astype(np.int8)
+    b = vector(rng, (n,))
+    attrs = {"axis": 1} if per_axis else {}
+    nodes = [
+        helper.make_node("DequantizeLinear", ["Wq", "scale", "zero"], ["W"], name="dq", **attrs),
+        helper.make_node("MatMul", ["x", "W"], ["xw"], name="mm"),
+        helper.make_node("Add", ["xw", "b"], ["y"], name="add"),
+    ]
+    inits = [init("Wq", wq), init("scale", scale), init("zero", zero), init("b", b)]
+    model = make_model(nodes, [vi("x", ["N", k])], [vi("y", ["N", n])], inits, opset=13)
+    (dense,) = layer_graph(model, tmp_path).dense_layers
+    x = random_feeds(model, batch=4)["x"]
+    expected = x.astype(np.float64) @ ((wq.astype(np.float64) - zero) * scale) + b
+    path = save(model, tmp_path)
+    program = compile_model(path, load_target("tiny"), placer="greedy", time_limit=2)
+    got = Chip(program, ideal=True).run({"x": x})["y"]
+    np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-5)
+    np.save(tmp_path / "x.npy", x)
+    assert cli("compile", path, "--target", "tiny", "-o", tmp_path / "m.atp", "-q").code == 0
+    result = cli("run", tmp_path / "m.atp", "--input", tmp_path / "x.npy", "--ideal", "--json")
+    assert result.code == 0, result.err
+    assert json.loads(result.out)["max_abs_diff_vs_onnxruntime"] < 1e-5
