@@ -43,6 +43,7 @@ def load_onnx(path: str | Path) -> tuple[onnx.ModelProto, bool]:
         raise AnalogcError(f"{path}: not an ONNX model (no graph)")
     check_text_fields(model, path)
     check_operator_sets(model, path)
+    check_node_names(model.graph, path)
     tensors = list(external_data_helper._get_all_tensors(model))
     check_tensor_memory(tensors, path)
     external = load_external_data_safely(tensors, path.parent.resolve(), path)
@@ -150,6 +151,16 @@ def check_operator_sets(model: onnx.ModelProto, path: Path) -> None:
                 f"{path}: node {node.name or node.op_type!r} uses operator {node.domain}.{node.op_type}, "
                 "which neither the analog tiles nor onnxruntime can run"
             )
+
+
+def check_node_names(graph: onnx.GraphProto, path: Path) -> None:
+    """Node names, where given, are unique: the checker allows repeats, but onnxruntime,
+    the reference and the host segments' executor, refuses such a model at `run`."""
+    seen = set()
+    for node in graph.node:
+        if node.name and node.name in seen:
+            raise AnalogcError(f"{path}: two nodes are named {node.name[:80]!r} (onnxruntime refuses repeated node names)")
+        seen.add(node.name)
 
 
 SUB_BYTE_BITS = {

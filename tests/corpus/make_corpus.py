@@ -288,6 +288,8 @@ def onnx_cases() -> list:
         ("duplicate-initializer", edited(base, lambda m: m.graph.initializer.append(m.graph.initializer[0])),
          "m.onnx: invalid ONNX model: W initializer name is not unique"),
         ("duplicate-output-name", dup_output.SerializeToString(), "m.onnx: invalid ONNX model: Graph must be in single static assignment (SSA) form"),
+        ("duplicate-node-name", edited(dup_output, lambda m: m.graph.node[1].CopyFrom(helper.make_node("Relu", ["x"], ["y2"], name="fc"))),
+         "m.onnx: two nodes are named 'fc' (onnxruntime refuses repeated node names)"),
         ("duplicate-input", edited(base, lambda m: m.graph.input.append(m.graph.input[0])), "m.onnx: invalid ONNX model: Graph must be in single static assignment (SSA) form, however 'x' has been used as graph input names multiple times"),
         ("custom-op-inside-fc", chain_model(
             [helper.make_node("MatMul", ["x", "W"], ["m"], name="mm"), helper.make_node("Frob", ["m"], ["f"], name="frob", domain="com.example"),
