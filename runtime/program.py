@@ -66,8 +66,15 @@ def sha256(data: bytes) -> str:
 
 
 def meta_digest(meta: dict) -> str:
-    """sha256 of program.json's canonical form without the digest itself."""
+    """sha256 of program.json's canonical form without the digest itself and without
+    the placement solver's wall-clock seconds: two compiles of the same model, spec and
+    seed are the same program (checkpoints and sweeps key on this digest), however long
+    the solver took to find it."""
     body = {k: v for k, v in meta.items() if k != "program_sha256"}
+    placement = body.get("placement")
+    if isinstance(placement, dict) and isinstance(placement.get("solver"), dict):
+        solver = {k: v for k, v in placement["solver"].items() if k != "seconds"}
+        body["placement"] = {**placement, "solver": solver}
     return sha256(json.dumps(body, sort_keys=True, separators=(",", ":")).encode("utf-8"))
 
 
