@@ -27,8 +27,13 @@ def sha(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def digest(meta: dict) -> str:
-    body = {k: v for k, v in meta.items() if k != "program_sha256"}
+def digest(meta: dict, with_wall_clock: bool = False) -> str:
+    """program.json's digest: canonical JSON without the digest and, unless
+    `with_wall_clock` (programs written before that rule), the solver's seconds."""
+    body = json.loads(json.dumps({k: v for k, v in meta.items() if k != "program_sha256"}))
+    solver = body.get("placement", {}).get("solver") if isinstance(body.get("placement"), dict) else None
+    if not with_wall_clock and isinstance(solver, dict):
+        solver.pop("seconds", None)
     return sha(json.dumps(body, sort_keys=True, separators=(",", ":")).encode("utf-8"))
 
 
@@ -148,6 +153,18 @@ def test_archive_layout_and_checksums_follow_the_contract(saved):
     assert meta["program_sha256"] == digest(meta)
     with np.load(io.BytesIO(members["arrays.npz"]), allow_pickle=False) as npz:
         assert set(npz.files) == set(sample_program().arrays)
+
+
+def test_solver_seconds_are_not_part_of_the_digest(saved):
+    """Two compiles differ only in the solver's wall-clock time: same program digest.
+    A program whose digest still covers them (written before this rule) loads too."""
+    before = load_program(saved).meta["program_sha256"]
+    rewrite(saved, meta_edit=lambda meta: meta["placement"]["solver"].update(seconds=12.5), rehash=False)
+    assert load_program(saved).meta["program_sha256"] == before
+    rewrite(saved, meta_edit=lambda meta: meta.update(program_sha256=digest(meta, with_wall_clock=True)), rehash=False)
+    assert load_program(saved).meta["placement"]["solver"]["seconds"] == 12.5
+    rewrite(saved, meta_edit=lambda meta: meta["placement"]["solver"].update(objective=2), rehash=False)
+    assert "checksum mismatch for program.json" in load_error(saved)
 
 
 def test_saving_twice_gives_identical_bytes(tmp_path):
