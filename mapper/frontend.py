@@ -20,6 +20,7 @@ from analogc.errors import AnalogcError
 from analogc.mapper.constants import fold_constants
 from analogc.mapper.host_segment import build_segment_model, node_reads
 from analogc.mapper.layer_graph import Dense, HostSegment, LayerGraph, TensorInfo, build_digraph
+from analogc.mapper.no_ops import without_no_ops
 from analogc.mapper.onnx_load import load_onnx
 
 ANALOG_DTYPES = {onnx.TensorProto.FLOAT: "float32", onnx.TensorProto.FLOAT16: "float16", onnx.TensorProto.DOUBLE: "float64"}
@@ -314,8 +315,10 @@ def load_layer_graph(path: str | Path) -> tuple[LayerGraph, onnx.ModelProto, boo
 
 def build_layer_graph(model: onnx.ModelProto, origin: str = "model") -> LayerGraph:
     """Split the model into Dense layers and host segments, in an executable order."""
+    model, bypassed = without_no_ops(model)
     graph = model.graph
     constants, folded = fold_constants(model)
+    folded |= bypassed
     value_types = {}
     for value in list(graph.input) + list(graph.value_info) + list(graph.output):
         if value.type.HasField("tensor_type") or value.type.ByteSize():

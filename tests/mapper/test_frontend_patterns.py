@@ -20,6 +20,7 @@ from analogc.mapper import compile_model
 from analogc.mapper.frontend import load_layer_graph
 from analogc.runtime.chip import Chip
 from analogc.runtime.spec import load_target
+from analogc.runtime.train_chain import find_chain
 from tests.conftest import assert_user_error
 from tests.mapper.onnx_builders import (
     DOUBLE,
@@ -421,3 +422,72 @@ def test_dequantized_int8_weights(tmp_path, cli, per_axis):
     result = cli("run", tmp_path / "m.atp", "--input", tmp_path / "x.npy", "--ideal", "--json")
     assert result.code == 0, result.err
     assert json.loads(result.out)["max_abs_diff_vs_onnxruntime"] < 1e-5
+
+
+# ---------------------------------------------------------------- no-ops between layers
+
+
+def no_op_model(middle: list, opset: int = 13, extra_inputs=(), extra_inits=()) -> onnx.ModelProto:
+    """Gemm → Relu → `middle` (nodes from "r" to "m") → Gemm → Identity → Gemm → Dropout → y."""
+    rng = np.random.default_rng(12)
+    inits = [init("W1", weight(rng, 90, 80)), init("W2", weight(rng, 80, 70)), init("W3", weight(rng, 70, 10)), *extra_inits]
+    nodes = [
+        helper.make_node("Gemm", ["x", "W1"], ["h"]),
+        helper.make_node("Relu", ["h"], ["r"]),
+        *middle,
+        helper.make_node("Gemm", ["m", "W2"], ["h2"]),
+        helper.make_node("Identity", ["h2"], ["i2"]),
+        helper.make_node("Gemm", ["i2", "W3"], ["z"]),
+        helper.make_node("Dropout", ["z"], ["y"]),
+    ]
+    return make_model(nodes, [vi("x", ["N", 90]), *extra_inputs], [vi("y", ["N", 10])], inits, opset=opset)
+
+
+@pytest.mark.parametrize("opset", [11, 13])  # Dropout's ratio: an attribute before 12, an input from 12
+def test_inference_no_ops_between_layers_are_bypassed(tmp_path, opset):
+    """Dropout (no training mode) and Identity between layers compute nothing: the three
+    layers stay one chain (all of it trains), and only the Dropout that produces the
+    graph's output is left, as its host segment. Unnamed nodes keep their index names."""
+    extra = [init("ratio", np.array(0.3, np.float32))] if opset >= 12 else []
+    middle = [helper.make_node("Dropout", ["r", "ratio"] if extra else ["r"], ["m"], **({} if extra else {"ratio": 0.3}))]
+    model = no_op_model(middle, opset, extra_inits=extra)
+    graph = layer_graph(model, tmp_path)
+    assert [d.name for d in graph.dense_layers] == ["Gemm_0", "Gemm_3", "Gemm_5"]
+    assert [d.input for d in graph.dense_layers] == ["x", "r", "h2"]
+    assert host_ops(graph) == ["Dropout"]
+    program = compile_and_compare(model, tmp_path)
+    assert [entry["name"] for entry in find_chain(program).layers] == ["Gemm_0", "Gemm_3", "Gemm_5"]
+
+
+@pytest.mark.parametrize("case", ["training_mode_input", "mask_used", "training_mode_true"])
+def test_dropout_that_may_drop_stays_on_host(tmp_path, case):
+    """A Dropout whose training mode is a runtime input or a constant true, or whose mask
+    is read, is not a no-op: it stays a host node between the layers."""
+    extra_inputs, extra_inits = [], [init("ratio", np.array(0.3, np.float32))]
+    if case == "training_mode_input":
+        extra_inputs = [vi("train", [], onnx.TensorProto.BOOL)]
+        middle = [helper.make_node("Dropout", ["r", "ratio", "train"], ["m"])]
+    elif case == "training_mode_true":
+        extra_inits.append(init("train", np.array(True)))
+        middle = [helper.make_node("Dropout", ["r", "ratio", "train"], ["m"])]
+    else:
+        middle = [helper.make_node("Dropout", ["r", "ratio"], ["d", "mask"]), helper.make_node("Cast", ["mask"], ["maskf"], to=onnx.TensorProto.FLOAT),
+                  helper.make_node("Mul", ["d", "maskf"], ["m"])]
+    graph = layer_graph(no_op_model(middle, 13, extra_inputs, extra_inits), tmp_path)
+    assert len(graph.dense_layers) == 3 and "Dropout" in host_ops(graph)[:-1]
+
+
+def test_identity_read_inside_a_subgraph_is_kept(tmp_path):
+    """An If branch reads the Identity's output from the enclosing scope: it stays."""
+    rng = np.random.default_rng(13)
+    branch = lambda name: helper.make_graph(  # noqa: E731
+        [helper.make_node("Relu" if name == "then" else "Neg", ["i"], ["out_" + name])], name, [], [vi("out_" + name, ["N", 70])])
+    nodes = [
+        helper.make_node("MatMul", ["x", "W"], ["h"], name="mm"),
+        helper.make_node("Identity", ["h"], ["i"], name="id"),
+        helper.make_node("If", ["c"], ["y"], name="if", then_branch=branch("then"), else_branch=branch("else")),
+    ]
+    model = make_model(nodes, [vi("x", ["N", 80]), vi("c", [], onnx.TensorProto.BOOL)], [vi("y", ["N", 70])], [init("W", weight(rng, 80, 70))])
+    graph = layer_graph(model, tmp_path)
+    assert graph.dense_layers[0].output == "i" and host_ops(graph) == ["If"]
+    compile_and_compare(model, tmp_path, {"x": random_feeds(model)["x"], "c": np.array(False)})
