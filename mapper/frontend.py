@@ -82,8 +82,8 @@ class Context:
         known = self.value_types.get(name)
         return known.tensor_type.elem_type if known is not None else 0
 
-    def declare(self, name: str, elem_type: int) -> None:
-        self.value_types[name] = helper.make_tensor_type_proto(elem_type, shape=None)
+    def declare(self, name: str, elem_type: int, shape: list | None = None) -> None:
+        self.value_types[name] = helper.make_tensor_type_proto(elem_type, shape=shape)
 
     def sole_consumer(self, tensor: str):
         """(index, node) of the only reader of `tensor` when fusing it away is safe."""
@@ -101,13 +101,13 @@ CONVERTERS = {}
 ACTIVATION_CONVERTERS = {}
 
 
-def converter(op_type: str):
+def converter(op_type: str, domain: str = ""):
     """Register a converter for an ONNX op; registering one twice is a bug."""
 
     def register(fn):
-        if op_type in CONVERTERS:
-            raise RuntimeError(f"converter for {op_type} registered twice")
-        CONVERTERS[op_type] = fn
+        if (domain, op_type) in CONVERTERS:
+            raise RuntimeError(f"converter for {domain}.{op_type} registered twice")
+        CONVERTERS[(domain, op_type)] = fn
         return fn
 
     return register
@@ -238,6 +238,53 @@ def convert_matmul(node: onnx.NodeProto, index: int, ctx: Context) -> Converted 
     fuse_batch_norm(dense, fused, ctx.rank(dense.output), ctx)
     fuse_activation(dense, fused, out_rank if out_rank is not None else ctx.rank(a), ctx)
     return Converted(dense, fused)
+
+
+@converter("LinearClassifier", "ai.onnx.ml")
+@converter("LinearRegressor", "ai.onnx.ml")
+def convert_linear_model(node: onnx.NodeProto, index: int, ctx: Context) -> Converted | None:
+    """scikit-learn's linear models (skl2onnx): scores = X·Cᵀ + intercepts, then a post
+    transform (and, for a classifier, labels). The product goes on the tiles; the rest
+    is the same op on the host with identity coefficients and zero intercepts, so
+    onnxruntime's own post transform and labelling (binary case included) apply."""
+    x = node.input[0]
+    dtype = ANALOG_DTYPES.get(ctx.elem_type(x))
+    known = ctx.value_types.get(x)
+    dims = list(known.tensor_type.shape.dim) if known is not None and known.tensor_type.HasField("shape") else []
+    if dtype is None or x in ctx.constants or len(dims) != 2 or not dims[1].HasField("dim_value") or dims[1].dim_value < 1:
+        return None
+    k = dims[1].dim_value
+    attrs = attributes(node)
+    coefficients = np.asarray(attrs.get("coefficients", []), dtype=np.float64)
+    classifier = node.op_type == "LinearClassifier"
+    rows = len(attrs["intercepts"]) if "intercepts" in attrs else (None if classifier else int(attrs.get("targets", 1)))
+    if not rows or coefficients.size != rows * k:
+        return None
+    intercepts = np.asarray(attrs.get("intercepts", np.zeros(rows)), dtype=np.float64)
+    name = ctx.layer_name(node, index)
+    post = attrs.get("post_transform", b"NONE")
+    post = post.decode() if isinstance(post, bytes) else str(post)
+    output = node.output[0]
+    after = []
+    if classifier or post != "NONE":
+        output = ctx.fresh(f"{name}/scores")
+        batch = dims[0].dim_value if dims[0].HasField("dim_value") else (dims[0].dim_param or None)
+        ctx.declare(output, ctx.elem_type(x), [batch, rows])
+        identity = onnx.NodeProto()
+        identity.CopyFrom(node)
+        identity.name = f"{name}/post_transform"
+        identity.input[0] = output
+        del identity.attribute[:]
+        for key, value in attrs.items():
+            if key == "coefficients":
+                value = np.eye(rows).reshape(-1).tolist()
+            elif key == "intercepts":
+                value = [0.0] * rows
+            identity.attribute.append(helper.make_attribute(key, value))
+        after.append(identity)
+    weight = np.ascontiguousarray(coefficients.reshape(rows, k).T, dtype=np.float32)
+    dense = Dense(name, x, output, weight, as_float32(intercepts), dtype=dtype, onnx_nodes=[node_label(node, index)])
+    return Converted(dense, [index], [], after)
 
 
 def as_float32(value):
@@ -371,7 +418,7 @@ def build_layer_graph(model: onnx.ModelProto, origin: str = "model") -> LayerGra
     for index, node in enumerate(graph.node):
         if index in ctx.claimed:
             continue
-        convert = CONVERTERS.get(node.op_type) if node.domain in ("", "ai.onnx") else None
+        convert = CONVERTERS.get(("" if node.domain == "ai.onnx" else node.domain, node.op_type))
         result = convert(node, index, ctx) if convert else None
         if result is None:
             ctx.claimed.add(index)

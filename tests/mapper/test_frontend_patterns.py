@@ -34,6 +34,7 @@ from tests.mapper.onnx_builders import (
     matmul_model,
     mlp_model,
     onnxruntime_can_run,
+    onnxruntime_outputs,
     random_feeds,
     save,
     splits,
@@ -544,3 +545,60 @@ def test_batch_norm_in_training_mode_stays_on_host(tmp_path):
     """training_mode = 1 normalises with the batch's own statistics: not foldable."""
     graph = layer_graph(batch_norm_model(15, training_mode=1), tmp_path)
     assert host_ops(graph).count("BatchNormalization") == 2
+
+
+# ---------------------------------------------------------------- scikit-learn linear models (ai.onnx.ml)
+
+
+def linear_model(op: str, rows: int, k: int = 70, **attrs) -> onnx.ModelProto:
+    rng = np.random.default_rng(15)
+    attrs = {"coefficients": rng.normal(size=rows * k).tolist(), "intercepts": rng.normal(size=rows).tolist(), **attrs}
+    if op == "LinearClassifier":
+        labels = attrs.get("classlabels_strings") or attrs.get("classlabels_ints")
+        label_type = onnx.TensorProto.STRING if "classlabels_strings" in attrs else onnx.TensorProto.INT64
+        outputs = [vi("label", ["N"], label_type), vi("scores", ["N", max(rows, len(labels))])]
+    else:
+        outputs = [vi("y", ["N", rows])]
+    node = helper.make_node(op, ["x"], [o.name for o in outputs], domain="ai.onnx.ml", name="linear", **attrs)
+    graph = helper.make_graph([node], "sklearn", [vi("x", ["N", k])], outputs)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13), helper.make_opsetid("ai.onnx.ml", 1)])
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    return model
+
+
+LINEAR_MODELS = {
+    "multiclass_softmax_strings": ("LinearClassifier", 4, {"classlabels_strings": ["a", "b", "c", "d"], "post_transform": "SOFTMAX", "multi_class": 1}),
+    "multiclass_none_ints": ("LinearClassifier", 3, {"classlabels_ints": [3, 5, 7]}),
+    "binary_logistic": ("LinearClassifier", 1, {"classlabels_ints": [0, 1], "post_transform": "LOGISTIC"}),
+    "regressor_two_targets": ("LinearRegressor", 2, {"targets": 2}),
+    "regressor_one_target": ("LinearRegressor", 1, {}),
+}
+
+
+@pytest.mark.parametrize("case", list(LINEAR_MODELS))
+def test_sklearn_linear_models_go_on_tiles(tmp_path, case):
+    """LinearClassifier / LinearRegressor: X·Cᵀ + intercepts on the tiles; the post
+    transform and labels stay onnxruntime's, so every output matches it exactly."""
+    op, rows, attrs = LINEAR_MODELS[case]
+    model = linear_model(op, rows, **attrs)
+    graph = layer_graph(model, tmp_path)
+    (dense,) = graph.dense_layers
+    assert dense.shape == (70, rows)
+    assert host_ops(graph) == ([] if op == "LinearRegressor" else [op])
+    feeds = random_feeds(model, batch=5)
+    expected = onnxruntime_outputs(model, feeds)
+    program = compile_model(save(model, tmp_path), load_target("tiny"), placer="greedy", time_limit=2)
+    got = Chip(program, ideal=True).run(dict(feeds))
+    for name, reference in expected.items():
+        if reference.dtype.kind in "fc":
+            np.testing.assert_allclose(got[name], reference, rtol=1e-4, atol=1e-5, err_msg=name)
+        else:
+            np.testing.assert_array_equal(got[name], reference, err_msg=name)
+
+
+def test_sklearn_linear_model_with_unknown_width_stays_on_host(tmp_path):
+    model = linear_model("LinearRegressor", 2, targets=2)
+    model.graph.input[0].type.tensor_type.shape.dim[1].dim_param = "K"
+    graph = layer_graph(model, tmp_path)
+    assert graph.dense_layers == [] and host_ops(graph) == ["LinearRegressor"]
