@@ -142,14 +142,19 @@ class CostReport:
 def summary_lines(report: dict) -> list[str]:
     """Human lines for a report's JSON (CostReport.to_json): run, train, plan, cost."""
     peak = report["peak"]
+
+    def shown(value, spec: str) -> str:
+        """A figure, or n/a where it is undefined (no chip time or energy: all on the host)."""
+        return "n/a" if value is None else format(value, spec)
+
     lines = []
     if report["examples"]:
         lines.append(
             f"energy {report['energy_per_example_j'] * 1e9:.4g} nJ/example, latency {report['latency_per_example_s'] * 1e6:.4g} µs/example, "
-            f"throughput {report['throughput_examples_per_s'] or 0:.4g} examples/s"
+            f"throughput {shown(report['throughput_examples_per_s'], '.4g')} examples/s"
         )
     lines.append(
-        f"{report['gops_per_w'] or 0:,.0f} GOP/s/W, {report['gops_per_mm2'] or 0:,.1f} GOP/s/mm² on {report['tiles_used']} tiles "
+        f"{shown(report['gops_per_w'], ',.0f')} GOP/s/W, {shown(report['gops_per_mm2'], ',.1f')} GOP/s/mm² on {report['tiles_used']} tiles "
         f"({report['area_mm2']:.3g} mm²); full-tile peak {peak['gops_per_w'] or 0:,.0f} GOP/s/W, {peak['gops_per_mm2'] or 0:,.0f} GOP/s/mm² "
         "(2018 paper's projection: 28,065 GOP/s/W, 3,600 GOP/s/mm²)"
     )

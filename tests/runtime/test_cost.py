@@ -13,7 +13,7 @@ from onnx import TensorProto, helper, numpy_helper
 from analogc.errors import AnalogcError
 from analogc.mapper import compile_model
 from analogc.runtime.chip import Chip
-from analogc.runtime.cost import OpCounts, price, static_block_counts
+from analogc.runtime.cost import OpCounts, price, static_block_counts, summary_lines
 from analogc.runtime.host_flops import segment_flops
 from analogc.runtime.opcounts import layer_program_counts, per_vector_table
 from analogc.runtime.spec import CostSpec, load_target
@@ -266,3 +266,14 @@ def test_layer_program_counts_map_a_layers_iterations_to_tiles(hand_program):
     assert counts.table[("transfer", "fc1", (0, 2))] == {"pcm_program_iterations": 3}
     # slowest tile: (0,0) row 0 → 5; (0,1) row 0 → max(3, 4) = 4; (0,2) rows 6, 36 → 3
     assert counts.table[("transfer", "fc1", None)] == {"program_steps": 5}
+
+
+def test_summary_says_n_a_where_a_figure_is_undefined():
+    """An all-host program: no chip time or ops, so throughput and efficiencies are
+    undefined; the summary says so instead of printing 0."""
+    report = {"examples": 2, "energy_per_example_j": 0.0, "latency_per_example_s": 0.0, "throughput_examples_per_s": None,
+              "gops_per_w": None, "gops_per_mm2": None, "tiles_used": 0, "area_mm2": 0.0, "setup_energy_j": 0, "setup_time_s": 0,
+              "peak": {"gops_per_w": 14102.0, "gops_per_mm2": 1590.0}}
+    first, second = summary_lines(report)
+    assert first.endswith("throughput n/a examples/s")
+    assert second.startswith("n/a GOP/s/W, n/a GOP/s/mm² on 0 tiles")
