@@ -136,7 +136,19 @@ def seed_models() -> list[bytes]:
          helper.make_node("Softmax", ["g"], ["y"], name="sm", axis=-1)],
         {"W": rng.normal(size=(4, 4)).astype(np.float32), "b": rng.normal(size=4).astype(np.float32)},
     )
-    return [gemm, matmul, host]
+    folded = corpus.chain_model(  # BatchNormalization folded; Dropout and Identity bypassed
+        [helper.make_node("MatMul", ["x", "W"], ["m"], name="mm"), helper.make_node("Add", ["m", "b"], ["a"], name="add"),
+         helper.make_node("BatchNormalization", ["a", "s", "b", "mu", "v"], ["n"], name="bn"), helper.make_node("Relu", ["n"], ["r"], name="relu"),
+         helper.make_node("Dropout", ["r"], ["d"], name="drop"), helper.make_node("Identity", ["d"], ["i"], name="id"),
+         helper.make_node("Gemm", ["i", "W"], ["y"], name="fc")],
+        {"W": rng.normal(size=(4, 4)).astype(np.float32), "b": rng.normal(size=4).astype(np.float32),
+         "s": rng.uniform(0.5, 2, 4).astype(np.float32), "mu": rng.normal(size=4).astype(np.float32), "v": rng.uniform(0.5, 2, 4).astype(np.float32)},
+    )
+    sklearn = onnx.ModelProto.FromString(corpus.chain_model([], {}))  # LinearRegressor on tiles, its post transform on the host
+    sklearn.graph.node.append(helper.make_node("LinearRegressor", ["x"], ["y"], domain="ai.onnx.ml", name="linear", targets=4,
+                                               coefficients=(0.05 * rng.normal(size=16)).tolist(), intercepts=[0.5] * 4, post_transform="PROBIT"))
+    sklearn.opset_import.append(helper.make_opsetid("ai.onnx.ml", 1))
+    return [gemm, matmul, host, folded, sklearn.SerializeToString()]
 
 
 SEEDS = seed_models()
@@ -209,7 +221,8 @@ def edit_node(model, data):
         field = getattr(node, what)
         field[data.draw(st.integers(0, len(field) - 1))] = data.draw(st.sampled_from(names))
     elif what == "attribute":
-        name = data.draw(st.sampled_from(["transA", "transB", "alpha", "beta", "axis", "perm", "bogus"]))
+        name = data.draw(st.sampled_from(["transA", "transB", "alpha", "beta", "axis", "perm", "epsilon", "training_mode", "targets",
+                                           "coefficients", "intercepts", "post_transform", "bogus"]))
         value = data.draw(st.one_of(INTS, st.floats(), st.lists(INTS, max_size=3), TEXT))
         kept = [a for a in node.attribute if a.name != name]
         del node.attribute[:]
