@@ -345,9 +345,25 @@ for _op_type, _name in {"Relu": "relu", "Sigmoid": "sigmoid", "Tanh": "tanh", "I
     activation(_op_type)(convert_plain_activation(_name))
 
 
-@activation("LeakyRelu")
-def convert_leaky_relu(node, rank, opset):
-    return "leaky_relu", {"alpha": float(attributes(node).get("alpha", 0.01))}
+def convert_parametric_activation(name: str, defaults: dict):
+    """Converter for an element-wise activation with attributes (ONNX's defaults)."""
+
+    def convert(node, rank, opset):
+        given = attributes(node)
+        return name, {key: float(given.get(key, default)) for key, default in defaults.items()}
+
+    return convert
+
+
+for _op_type, (_name, _defaults) in {
+    "LeakyRelu": ("leaky_relu", {"alpha": 0.01}),
+    "Elu": ("elu", {"alpha": 1.0}),
+    "Selu": ("selu", {"alpha": 1.67326319217681884765625, "gamma": 1.05070102214050292968750}),
+    "HardSigmoid": ("hard_sigmoid", {"alpha": 0.2, "beta": 0.5}),
+    "Softplus": ("softplus", {}),
+    "Softsign": ("softsign", {}),
+}.items():
+    activation(_op_type)(convert_parametric_activation(_name, _defaults))
 
 
 def last_axis_softmax(node, rank, opset) -> bool:

@@ -31,6 +31,26 @@ def leaky_relu(y, alpha=0.01, **_):
     return np.where(y >= 0, y, y * np.asarray(alpha, dtype=y.dtype))
 
 
+def elu(y, alpha=1.0, **_):
+    return np.where(y > 0, y, np.asarray(alpha, dtype=y.dtype) * np.expm1(np.minimum(y, 0)))
+
+
+def selu(y, alpha=1.67326319217681884765625, gamma=1.05070102214050292968750, **_):
+    return np.asarray(gamma, dtype=y.dtype) * elu(y, alpha)
+
+
+def softplus(y, **_):
+    return np.logaddexp(np.asarray(0, dtype=y.dtype), y)
+
+
+def softsign(y, **_):
+    return y / (1 + np.abs(y))
+
+
+def hard_sigmoid(y, alpha=0.2, beta=0.5, **_):
+    return np.clip(np.asarray(alpha, dtype=y.dtype) * y + np.asarray(beta, dtype=y.dtype), 0, 1)
+
+
 def softmax(y, **_):
     shifted = y - y.max(axis=-1, keepdims=True)
     e = np.exp(shifted)
@@ -48,6 +68,11 @@ ACTIVATIONS = {
     "sigmoid": sigmoid,
     "tanh": tanh,
     "leaky_relu": leaky_relu,
+    "elu": elu,
+    "selu": selu,
+    "softplus": softplus,
+    "softsign": softsign,
+    "hard_sigmoid": hard_sigmoid,
     "softmax": softmax,
     "log_softmax": log_softmax,
 }

@@ -23,6 +23,11 @@ ACTIVATION_OPS = {
     "sigmoid": "Sigmoid",
     "tanh": "Tanh",
     "leaky_relu": "LeakyRelu",
+    "elu": "Elu",
+    "selu": "Selu",
+    "softplus": "Softplus",
+    "softsign": "Softsign",
+    "hard_sigmoid": "HardSigmoid",
     "softmax": "Softmax",
     "log_softmax": "LogSoftmax",
 }
@@ -92,9 +97,8 @@ def dense_nodes(program, layer: dict, opset: int | None, names: "Names") -> tupl
         nodes.append(helper.make_node(kind, [current, *extra], [out], name=names.fresh(f"{name}.{kind}")))
         current = out
     if op != "identity":
-        attrs = {}
-        if op == "leaky_relu":
-            attrs["alpha"] = float(layer["activation"].get("alpha", 0.01))
+        # The parameters are kept under their ONNX attribute names (alpha, beta, gamma).
+        attrs = {k: float(v) for k, v in layer["activation"].items() if k != "op"}
         if op in ("softmax", "log_softmax"):
             attrs["axis"] = -1 if (opset or 13) >= 11 else 1
         nodes.append(helper.make_node(ACTIVATION_OPS[op], [current], [layer["output"]], name=names.fresh(f"{name}.{op}"), **attrs))

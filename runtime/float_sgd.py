@@ -25,6 +25,17 @@ def activation_grad(op: dict, z: np.ndarray, h: np.ndarray) -> np.ndarray:
         return (z > 0).astype(F32)
     if name == "leaky_relu":
         return np.where(z > 0, F32(1), F32(op.get("alpha", 0.01))).astype(F32)
+    if name in ("elu", "selu"):  # below 0, h = γ·α(eᶻ − 1), so dh/dz = h + γ·α
+        gamma = F32(op.get("gamma", 1.05070102214050292968750)) if name == "selu" else F32(1)
+        alpha = F32(op.get("alpha", 1.67326319217681884765625 if name == "selu" else 1.0))
+        return np.where(z > 0, gamma, h + gamma * alpha).astype(F32)
+    if name == "softplus":
+        return (F32(1) - np.exp(-h)).astype(F32)  # σ(z) = 1 − e^(−softplus(z))
+    if name == "softsign":
+        return (F32(1) / np.square(F32(1) + np.abs(z))).astype(F32)
+    if name == "hard_sigmoid":
+        inside = (h > 0) & (h < 1)
+        return np.where(inside, F32(op.get("alpha", 0.2)), F32(0)).astype(F32)
     return np.ones_like(z)
 
 

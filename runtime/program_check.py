@@ -6,11 +6,12 @@ from __future__ import annotations
 import numpy as np
 
 from analogc.errors import AnalogcError
+from analogc.runtime import activations
 from analogc.runtime.spec import spec_from_dict
 
 # Tuples, not sets: membership must not hash a value that may be a list or dict.
 OPS = ("host", "load", "mvm", "store")
-ACTIVATIONS = ("identity", "relu", "sigmoid", "tanh", "leaky_relu", "softmax", "log_softmax")
+ACTIVATIONS = tuple(activations.ACTIVATIONS)
 DTYPES = ("float16", "float32", "float64")
 
 

@@ -317,3 +317,34 @@ def test_only_label_ops_may_follow_the_trained_logits(cli, tmp_path, tail, train
     else:
         assert_user_error(result, "computes Sin")
         assert not (tmp_path / "t.atp").exists()
+
+
+@pytest.mark.parametrize("op, attrs", [("Elu", {"alpha": 0.7}), ("Selu", {}), ("Softplus", {}), ("Softsign", {}), ("HardSigmoid", {"alpha": 0.3})])
+def test_other_hidden_activations_train_and_export(op, attrs, cli, tmp_path):
+    """A 64-24-10 network with another hidden activation: both layers train on the chip
+    (the activation is fused, not a host segment), the chip learns, and export of the
+    trained program agrees with run --ideal on it."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(21)
+    nodes = [helper.make_node("Gemm", ["x", "W1", "b1"], ["h"], name="fc1"), helper.make_node(op, ["h"], ["a"], name="act", **attrs),
+             helper.make_node("Gemm", ["a", "W2", "b2"], ["y"], name="fc2")]
+    inits = [numpy_helper.from_array(rng.normal(0, 0.2, (64, 24)).astype(np.float32), "W1"), numpy_helper.from_array(np.zeros(24, np.float32), "b1"),
+             numpy_helper.from_array(rng.normal(0, 0.2, (24, 10)).astype(np.float32), "W2"), numpy_helper.from_array(np.zeros(10, np.float32), "b2")]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 64])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 10])], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    onnx.save(model, tmp_path / "m.onnx")
+    assert cli("compile", tmp_path / "m.onnx", "--target", "tiny", "--placer", "greedy", "-o", tmp_path / "m.atp", "-q").code == 0
+    result = cli("train", tmp_path / "m.atp", "--data", "digits", "--init", "random", "--limit", "600", "-o", tmp_path / "t.atp", "--json", "-q")
+    assert result.code == 0, result.err
+    trained = json.loads(result.out)
+    assert trained["trained_layers"] == ["fc1", "fc2"] and trained["epochs"][0]["test_accuracy"] > 0.3
+    x = load_dataset("digits").x_test.reshape(-1, 64).astype(np.float32)
+    np.save(tmp_path / "x.npy", x)
+    assert cli("run", tmp_path / "t.atp", "--input", tmp_path / "x.npy", "--output", tmp_path / "y.npy", "--ideal", "-q").code == 0
+    assert cli("export", tmp_path / "t.atp", "-o", tmp_path / "t.onnx", "-q").code == 0
+    session = ort.InferenceSession(str(tmp_path / "t.onnx"), providers=["CPUExecutionProvider"])
+    np.testing.assert_allclose(session.run(None, {"x": x})[0], np.load(tmp_path / "y.npy"), rtol=1e-5, atol=1e-5)

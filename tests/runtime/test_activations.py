@@ -1,0 +1,35 @@
+"""Digital activations: each trainable one's derivative (`float_sgd.activation_grad`,
+which backpropagation on the chip uses) against a central finite difference of the
+activation itself, in float64, away from the kinks."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from analogc.runtime.activations import apply_activation
+from analogc.runtime.float_sgd import activation_grad
+from analogc.runtime.train_chain import HIDDEN_ACTIVATIONS
+
+PARAMS = {"leaky_relu": {"alpha": 0.1}, "elu": {"alpha": 0.7}, "hard_sigmoid": {"alpha": 0.3, "beta": 0.4}}
+
+
+@pytest.mark.parametrize("name", HIDDEN_ACTIVATIONS)
+def test_derivative_matches_a_finite_difference(name):
+    op = {"op": name, **PARAMS.get(name, {})}
+    z = np.linspace(-4, 4, 161)
+    z = z[np.abs(z) > 0.02]  # relu-like kinks at 0
+    if name == "hard_sigmoid":  # and where 0.3·z + 0.4 crosses 0 and 1
+        z = z[(np.abs(0.3 * z + 0.4) > 0.01) & (np.abs(0.3 * z - 0.6) > 0.01)]
+    eps = 1e-6
+    numeric = (apply_activation(z + eps, op) - apply_activation(z - eps, op)) / (2 * eps)
+    h = apply_activation(z.astype(np.float32), op)
+    got = activation_grad(op, z.astype(np.float32), h)
+    np.testing.assert_allclose(got, numeric, rtol=2e-4, atol=2e-5)
+    assert numeric.std() > 0 or name == "identity"  # the check sees the function's shape
+
+
+def test_selu_defaults_are_onnxs():
+    """Selu with no attributes: ONNX's α and γ (float32), y = γ·(α(eᶻ − 1)) below 0."""
+    y = apply_activation(np.array([-1.0, 2.0]), {"op": "selu"})
+    np.testing.assert_allclose(y, [1.0507009873554805 * 1.6732632423543772 * (np.exp(-1) - 1), 1.0507009873554805 * 2], rtol=1e-7)
