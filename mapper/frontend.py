@@ -186,7 +186,6 @@ def convert_gemm(node: onnx.NodeProto, index: int, ctx: Context) -> Converted | 
     dense = Dense(name, x, output, weight.astype(np.float32, copy=False), as_float32(bias), dtype=dtype, onnx_nodes=[node_label(node, index)])
     fused = [index]
     if not after:
-        fuse_batch_norm(dense, fused, 2, ctx)
         fuse_activation(dense, fused, 2, ctx)
     return Converted(dense, fused, before, after)
 
@@ -235,7 +234,6 @@ def convert_matmul(node: onnx.NodeProto, index: int, ctx: Context) -> Converted 
                 dense.onnx_nodes.append(node_label(add, add_index))
                 fused.append(add_index)
                 ctx.claimed.add(add_index)
-    fuse_batch_norm(dense, fused, ctx.rank(dense.output), ctx)
     fuse_activation(dense, fused, out_rank if out_rank is not None else ctx.rank(a), ctx)
     return Converted(dense, fused)
 
@@ -289,35 +287,6 @@ def convert_linear_model(node: onnx.NodeProto, index: int, ctx: Context) -> Conv
 
 def as_float32(value):
     return None if value is None else np.asarray(value, dtype=np.float32)
-
-
-def fuse_batch_norm(dense: Dense, fused: list, rank: int | None, ctx: Context) -> None:
-    """Fold an inference BatchNormalization that is the only reader of a 2-D layer output
-    into the layer: y = (xW + b − mean)·s + B with s = scale/√(var + ε) is the layer
-    W·diag(s), bias (b − mean)·s + B. (BatchNorm normalises axis 1, the layer's columns
-    only when the output is 2-D.)"""
-    found = ctx.sole_consumer(dense.output)
-    if found is None or found[1].op_type != "BatchNormalization" or rank != 2:
-        return
-    bn_index, bn = found
-    attrs = attributes(bn)
-    n = dense.weight.shape[1]
-    params = [ctx.constants.get(name) for name in bn.input[1:5]]
-    if (
-        bn.input[0] != dense.output or len(bn.input) != 5 or any(o for o in bn.output[1:])
-        or attrs.get("training_mode", 0) or not attrs.get("spatial", 1)
-        or any(p is None or np.asarray(p).shape != (n,) for p in params)
-    ):
-        return
-    scale, shift, mean, var = (np.asarray(p, dtype=np.float64) for p in params)
-    s = scale / np.sqrt(var + float(attrs.get("epsilon", 1e-5)))
-    bias = np.zeros(n) if dense.bias is None else dense.bias.astype(np.float64)
-    dense.weight = (dense.weight.astype(np.float64) * s).astype(np.float32)
-    dense.bias = as_float32((bias - mean) * s + shift)
-    dense.output = bn.output[0]
-    dense.onnx_nodes.append(node_label(bn, bn_index))
-    fused.append(bn_index)
-    ctx.claimed.add(bn_index)
 
 
 def fuse_activation(dense: Dense, fused: list, rank: int | None, ctx: Context) -> None:

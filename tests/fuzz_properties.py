@@ -136,7 +136,7 @@ def seed_models() -> list[bytes]:
          helper.make_node("Softmax", ["g"], ["y"], name="sm", axis=-1)],
         {"W": rng.normal(size=(4, 4)).astype(np.float32), "b": rng.normal(size=4).astype(np.float32)},
     )
-    folded = corpus.chain_model(  # BatchNormalization folded; Dropout and Identity bypassed
+    no_ops = corpus.chain_model(  # Dropout and Identity bypassed, BatchNormalization on the host between layers
         [helper.make_node("MatMul", ["x", "W"], ["m"], name="mm"), helper.make_node("Add", ["m", "b"], ["a"], name="add"),
          helper.make_node("BatchNormalization", ["a", "s", "b", "mu", "v"], ["n"], name="bn"), helper.make_node("Relu", ["n"], ["r"], name="relu"),
          helper.make_node("Dropout", ["r"], ["d"], name="drop"), helper.make_node("Identity", ["d"], ["i"], name="id"),
@@ -148,7 +148,7 @@ def seed_models() -> list[bytes]:
     sklearn.graph.node.append(helper.make_node("LinearRegressor", ["x"], ["y"], domain="ai.onnx.ml", name="linear", targets=4,
                                                coefficients=(0.05 * rng.normal(size=16)).tolist(), intercepts=[0.5] * 4, post_transform="PROBIT"))
     sklearn.opset_import.append(helper.make_opsetid("ai.onnx.ml", 1))
-    return [gemm, matmul, host, folded, sklearn.SerializeToString()]
+    return [gemm, matmul, host, no_ops, sklearn.SerializeToString()]
 
 
 SEEDS = seed_models()
