@@ -65,18 +65,24 @@ def sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def meta_digest(meta: dict, with_wall_clock: bool = False) -> str:
-    """sha256 of program.json's canonical form without the digest itself and without
-    the placement solver's wall-clock seconds: two compiles of the same model, spec and
-    seed are the same program (checkpoints and sweeps key on this digest), however long
-    the solver took to find it. `with_wall_clock`: the digest of programs written
-    before it left them out, which still load."""
+def meta_digest(meta: dict, wall_clock: bool = True) -> str:
+    """sha256 of program.json's canonical form without the digest itself (which covers
+    every member through `checksums`). Without `wall_clock`, also without the placement
+    solver's seconds: `program_identity`."""
     body = {k: v for k, v in meta.items() if k != "program_sha256"}
     placement = body.get("placement")
-    if not with_wall_clock and isinstance(placement, dict) and isinstance(placement.get("solver"), dict):
+    if not wall_clock and isinstance(placement, dict) and isinstance(placement.get("solver"), dict):
         solver = {k: v for k, v in placement["solver"].items() if k != "seconds"}
         body["placement"] = {**placement, "solver": solver}
     return sha256(json.dumps(body, sort_keys=True, separators=(",", ":")).encode("utf-8"))
+
+
+def program_identity(meta: dict) -> str:
+    """What makes two programs the same program: all of it but the time the placement
+    solver took. Two compiles of one model, spec and seed differ only there (their
+    `program_sha256`, which guards the file's integrity, differs), and a training
+    checkpoint of one resumes on the other."""
+    return meta_digest(meta, wall_clock=False)
 
 
 def arrays_to_bytes(arrays: dict) -> bytes:
@@ -127,7 +133,7 @@ def read_program(source, path: Path) -> Program:
         check_unique_members(archive, str(path))
         check_fits(sum(i.file_size for i in archive.infolist()), "its members", str(path))
         meta = read_meta(archive, path)
-        if meta.get("program_sha256") not in (meta_digest(meta), meta_digest(meta, with_wall_clock=True)):
+        if meta.get("program_sha256") != meta_digest(meta):
             raise AnalogcError(f"{path}: checksum mismatch for program.json (file corrupted or edited)")
         checksums = meta.get("checksums")
         if not isinstance(checksums, dict) or ARRAYS not in checksums:

@@ -34,7 +34,7 @@ from analogc.runtime.opcounts import layer_program_counts
 from analogc.runtime.float_sgd import FloatChain, activation_grad, append_one, softmax_cross_entropy
 from analogc.runtime.infer import accuracy, batch_size_of, run_batched
 from analogc.runtime.layer_devices import FIELDS, LayerDevices, has_device_state, program_layer
-from analogc.runtime.program import Program
+from analogc.runtime.program import Program, program_identity
 from analogc.runtime.program_check import device_value_problem
 from analogc.runtime.spec import check_trainable, has_capacitor, spec_from_dict
 from analogc.runtime.train_chain import find_chain, initial_weights, training_w_max
@@ -152,7 +152,7 @@ class Trainer:
         """What a checkpoint must agree with to be resumed."""
         o = self.options
         what = {
-            "program": self.program.meta.get("program_sha256"),
+            "program": program_identity(self.program.meta),
             "init": o.init, "seed": o.seed, "lr": self.lr, "baseline": o.baseline, "limit": o.limit,
             "data": o.data_name, "examples": len(self.features),
             "data_sha": hashlib.sha256(self.features.tobytes()).hexdigest(),

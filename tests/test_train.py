@@ -348,3 +348,16 @@ def test_other_hidden_activations_train_and_export(op, attrs, cli, tmp_path):
     assert cli("export", tmp_path / "t.atp", "-o", tmp_path / "t.onnx", "-q").code == 0
     session = ort.InferenceSession(str(tmp_path / "t.onnx"), providers=["CPUExecutionProvider"])
     np.testing.assert_allclose(session.run(None, {"x": x})[0], np.load(tmp_path / "y.npy"), rtol=1e-5, atol=1e-5)
+
+
+def test_resume_accepts_the_same_program_compiled_again(digits_program, tmp_path):
+    """A recompile differs only in the placement solver's seconds: its checkpoint resumes."""
+    from analogc.runtime.program import save_program
+
+    make_trainer(digits_program, tmp_path / "ckpt", epochs=1, baseline=False).train()
+    again = load_program(digits_program)
+    again.meta["placement"]["solver"]["seconds"] += 1.5
+    save_program(again, tmp_path / "again.atp")
+    assert load_program(tmp_path / "again.atp").meta["program_sha256"] != load_program(digits_program).meta["program_sha256"]
+    resumed = make_trainer(tmp_path / "again.atp", tmp_path / "ckpt", resume=True, epochs=1, baseline=False)
+    assert resumed.position.epoch == 1  # the finished epoch was restored, not restarted

@@ -20,20 +20,15 @@ import pytest
 
 from analogc.errors import AnalogcError
 from analogc.runtime import program as program_module
-from analogc.runtime.program import FORMAT_VERSION, Program, load_program, save_program
+from analogc.runtime.program import FORMAT_VERSION, Program, load_program, program_identity, save_program
 
 
 def sha(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def digest(meta: dict, with_wall_clock: bool = False) -> str:
-    """program.json's digest: canonical JSON without the digest and, unless
-    `with_wall_clock` (programs written before that rule), the solver's seconds."""
-    body = json.loads(json.dumps({k: v for k, v in meta.items() if k != "program_sha256"}))
-    solver = body.get("placement", {}).get("solver") if isinstance(body.get("placement"), dict) else None
-    if not with_wall_clock and isinstance(solver, dict):
-        solver.pop("seconds", None)
+def digest(meta: dict) -> str:
+    body = {k: v for k, v in meta.items() if k != "program_sha256"}
     return sha(json.dumps(body, sort_keys=True, separators=(",", ":")).encode("utf-8"))
 
 
@@ -155,16 +150,18 @@ def test_archive_layout_and_checksums_follow_the_contract(saved):
         assert set(npz.files) == set(sample_program().arrays)
 
 
-def test_solver_seconds_are_not_part_of_the_digest(saved):
-    """Two compiles differ only in the solver's wall-clock time: same program digest.
-    A program whose digest still covers them (written before this rule) loads too."""
-    before = load_program(saved).meta["program_sha256"]
+def test_solver_seconds_change_the_digest_but_not_the_identity(saved):
+    """The digest guards every byte of program.json, the solver's wall-clock seconds
+    included; the program's identity (what checkpoints key on) leaves them out."""
+    before = load_program(saved).meta
     rewrite(saved, meta_edit=lambda meta: meta["placement"]["solver"].update(seconds=12.5), rehash=False)
-    assert load_program(saved).meta["program_sha256"] == before
-    rewrite(saved, meta_edit=lambda meta: meta.update(program_sha256=digest(meta, with_wall_clock=True)), rehash=False)
-    assert load_program(saved).meta["placement"]["solver"]["seconds"] == 12.5
-    rewrite(saved, meta_edit=lambda meta: meta["placement"]["solver"].update(objective=2), rehash=False)
     assert "checksum mismatch for program.json" in load_error(saved)
+    rewrite(saved, meta_edit=lambda meta: None)  # re-digested
+    after = load_program(saved).meta
+    assert after["program_sha256"] != before["program_sha256"]
+    assert program_identity(after) == program_identity(before)
+    after["placement"]["solver"]["objective"] = 2
+    assert program_identity(after) != program_identity(before)
 
 
 def test_saving_twice_gives_identical_bytes(tmp_path):
