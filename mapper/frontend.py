@@ -22,6 +22,7 @@ from analogc.mapper.host_segment import build_segment_model, node_reads
 from analogc.mapper.layer_graph import Dense, HostSegment, LayerGraph, TensorInfo, build_digraph
 from analogc.mapper.no_ops import without_no_ops
 from analogc.mapper.onnx_load import load_onnx
+from analogc.runtime.activations import PARAMETERS
 
 ANALOG_DTYPES = {onnx.TensorProto.FLOAT: "float32", onnx.TensorProto.FLOAT16: "float16", onnx.TensorProto.DOUBLE: "float64"}
 
@@ -314,25 +315,20 @@ for _op_type, _name in {"Relu": "relu", "Sigmoid": "sigmoid", "Tanh": "tanh", "I
     activation(_op_type)(convert_plain_activation(_name))
 
 
-def convert_parametric_activation(name: str, defaults: dict):
-    """Converter for an element-wise activation with attributes (ONNX's defaults)."""
+def convert_parametric_activation(name: str):
+    """Converter for an element-wise activation with attributes: each of its parameters
+    as given, or ONNX's default (`runtime.activations.PARAMETERS`)."""
 
     def convert(node, rank, opset):
         given = attributes(node)
-        return name, {key: float(given.get(key, default)) for key, default in defaults.items()}
+        return name, {key: float(given.get(key, default)) for key, default in PARAMETERS.get(name, {}).items()}
 
     return convert
 
 
-for _op_type, (_name, _defaults) in {
-    "LeakyRelu": ("leaky_relu", {"alpha": 0.01}),
-    "Elu": ("elu", {"alpha": 1.0}),
-    "Selu": ("selu", {"alpha": 1.67326319217681884765625, "gamma": 1.05070102214050292968750}),
-    "HardSigmoid": ("hard_sigmoid", {"alpha": 0.2, "beta": 0.5}),
-    "Softplus": ("softplus", {}),
-    "Softsign": ("softsign", {}),
-}.items():
-    activation(_op_type)(convert_parametric_activation(_name, _defaults))
+for _op_type, _name in {"LeakyRelu": "leaky_relu", "Elu": "elu", "Selu": "selu", "HardSigmoid": "hard_sigmoid",
+                        "Softplus": "softplus", "Softsign": "softsign"}.items():
+    activation(_op_type)(convert_parametric_activation(_name))
 
 
 def last_axis_softmax(node, rank, opset) -> bool:

@@ -5,6 +5,17 @@ from __future__ import annotations
 import numpy as np
 
 
+SELU_ALPHA, SELU_GAMMA = 1.67326319217681884765625, 1.05070102214050292968750  # ONNX's defaults (float32)
+# Each parametric activation's parameters and their defaults, named as ONNX's attributes
+# (the frontend stores every one it reads; export writes them back under these names).
+PARAMETERS = {
+    "leaky_relu": {"alpha": 0.01},
+    "elu": {"alpha": 1.0},
+    "selu": {"alpha": SELU_ALPHA, "gamma": SELU_GAMMA},
+    "hard_sigmoid": {"alpha": 0.2, "beta": 0.5},
+}
+
+
 def relu(y, **_):
     return np.maximum(y, 0)
 
@@ -27,15 +38,15 @@ def identity(y, **_):
     return y
 
 
-def leaky_relu(y, alpha=0.01, **_):
+def leaky_relu(y, alpha, **_):
     return np.where(y >= 0, y, y * np.asarray(alpha, dtype=y.dtype))
 
 
-def elu(y, alpha=1.0, **_):
+def elu(y, alpha, **_):
     return np.where(y > 0, y, np.asarray(alpha, dtype=y.dtype) * np.expm1(np.minimum(y, 0)))
 
 
-def selu(y, alpha=1.67326319217681884765625, gamma=1.05070102214050292968750, **_):
+def selu(y, alpha, gamma, **_):
     return np.asarray(gamma, dtype=y.dtype) * elu(y, alpha)
 
 
@@ -47,7 +58,7 @@ def softsign(y, **_):
     return y / (1 + np.abs(y))
 
 
-def hard_sigmoid(y, alpha=0.2, beta=0.5, **_):
+def hard_sigmoid(y, alpha, beta, **_):
     return np.clip(np.asarray(alpha, dtype=y.dtype) * y + np.asarray(beta, dtype=y.dtype), 0, 1)
 
 
@@ -79,6 +90,6 @@ ACTIVATIONS = {
 
 
 def apply_activation(y: np.ndarray, spec: dict) -> np.ndarray:
-    """`spec` is the program's {"op": name, **params}."""
-    params = {k: v for k, v in spec.items() if k != "op"}
+    """`spec` is the program's {"op": name, **params}; a parameter it lacks takes ONNX's default."""
+    params = {**PARAMETERS.get(spec["op"], {}), **{k: v for k, v in spec.items() if k != "op"}}
     return ACTIVATIONS[spec["op"]](y, **params)

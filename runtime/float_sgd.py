@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from analogc.runtime.activations import apply_activation
+from analogc.runtime.activations import PARAMETERS, apply_activation
 
 F32 = np.float32
 
@@ -17,6 +17,7 @@ F32 = np.float32
 def activation_grad(op: dict, z: np.ndarray, h: np.ndarray) -> np.ndarray:
     """d activation / d z at z (h is the activation's output)."""
     name = op["op"]
+    params = {**PARAMETERS.get(name, {}), **op}
     if name == "sigmoid":
         return h * (F32(1) - h)
     if name == "tanh":
@@ -24,10 +25,9 @@ def activation_grad(op: dict, z: np.ndarray, h: np.ndarray) -> np.ndarray:
     if name == "relu":
         return (z > 0).astype(F32)
     if name == "leaky_relu":
-        return np.where(z > 0, F32(1), F32(op.get("alpha", 0.01))).astype(F32)
+        return np.where(z > 0, F32(1), F32(params["alpha"])).astype(F32)
     if name in ("elu", "selu"):  # below 0, h = γ·α(eᶻ − 1), so dh/dz = h + γ·α
-        gamma = F32(op.get("gamma", 1.05070102214050292968750)) if name == "selu" else F32(1)
-        alpha = F32(op.get("alpha", 1.67326319217681884765625 if name == "selu" else 1.0))
+        gamma, alpha = F32(params.get("gamma", 1.0)), F32(params["alpha"])
         return np.where(z > 0, gamma, h + gamma * alpha).astype(F32)
     if name == "softplus":
         return (F32(1) - np.exp(-h)).astype(F32)  # σ(z) = 1 − e^(−softplus(z))
@@ -35,7 +35,7 @@ def activation_grad(op: dict, z: np.ndarray, h: np.ndarray) -> np.ndarray:
         return (F32(1) / np.square(F32(1) + np.abs(z))).astype(F32)
     if name == "hard_sigmoid":
         inside = (h > 0) & (h < 1)
-        return np.where(inside, F32(op.get("alpha", 0.2)), F32(0)).astype(F32)
+        return np.where(inside, F32(params["alpha"]), F32(0)).astype(F32)
     return np.ones_like(z)
 
 
