@@ -293,7 +293,10 @@ def as_float32(value):
 def fuse_activation(dense: Dense, fused: list, rank: int | None, ctx: Context) -> None:
     """Absorb an element-wise activation that is the only reader of the layer's output."""
     found = ctx.sole_consumer(dense.output)
-    if found is None or found[1].op_type not in ACTIVATION_CONVERTERS:
+    if found is None:
+        fuse_silu(dense, fused, ctx)
+        return
+    if found[1].op_type not in ACTIVATION_CONVERTERS:
         return
     act_index, act_node = found
     described = ACTIVATION_CONVERTERS[act_node.op_type](act_node, rank, ctx.opset)
@@ -304,6 +307,27 @@ def fuse_activation(dense: Dense, fused: list, rank: int | None, ctx: Context) -
     dense.onnx_nodes.append(node_label(act_node, act_index))
     fused.append(act_index)
     ctx.claimed.add(act_index)
+
+
+def fuse_silu(dense: Dense, fused: list, ctx: Context) -> None:
+    """Absorb x·Sigmoid(x) (SiLU, swish, as exporters write it) when the layer's output
+    is read by exactly that Sigmoid and that Mul, and the Sigmoid only by the Mul."""
+    z = dense.output
+    readers = ctx.consumers.get(z, [])
+    if len(readers) != 2 or z in ctx.graph_outputs or any(i in ctx.claimed for i in readers):
+        return
+    nodes = {ctx.model.graph.node[i].op_type: (i, ctx.model.graph.node[i]) for i in readers}
+    if set(nodes) != {"Sigmoid", "Mul"} or any(n.domain not in ("", "ai.onnx") for _, n in nodes.values()):
+        return
+    (s_index, sigmoid), (m_index, mul) = nodes["Sigmoid"], nodes["Mul"]
+    gate = sigmoid.output[0]
+    if ctx.consumers.get(gate) != [m_index] or gate in ctx.graph_outputs or sorted(mul.input) != sorted([z, gate]):
+        return
+    dense.activation, dense.activation_params = "silu", {}
+    dense.output = mul.output[0]
+    dense.onnx_nodes += [node_label(sigmoid, s_index), node_label(mul, m_index)]
+    fused += [s_index, m_index]
+    ctx.claimed.update((s_index, m_index))
 
 
 def convert_plain_activation(name: str):

@@ -34,6 +34,11 @@ def tanh(y, **_):
     return np.tanh(y)
 
 
+def silu(y, **_):
+    """x·σ(x) (SiLU, swish): exporters write it as Sigmoid and Mul."""
+    return y * sigmoid(y)
+
+
 def identity(y, **_):
     return y
 
@@ -79,6 +84,7 @@ ACTIVATIONS = {
     "sigmoid": sigmoid,
     "tanh": tanh,
     "leaky_relu": leaky_relu,
+    "silu": silu,
     "elu": elu,
     "selu": selu,
     "softplus": softplus,

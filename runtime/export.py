@@ -101,6 +101,11 @@ def dense_nodes(program, layer: dict, opset: int | None, names: "Names") -> tupl
         attrs = {k: float(v) for k, v in layer["activation"].items() if k != "op"}
         if op in ("softmax", "log_softmax"):
             attrs["axis"] = -1 if (opset or 13) >= 11 else 1
+        if op == "silu":  # no ONNX op of its own: x·Sigmoid(x), as exporters write it
+            gate = names.fresh(f"{name}.sigmoid")
+            nodes.append(helper.make_node("Sigmoid", [current], [gate], name=names.fresh(f"{name}.Sigmoid")))
+            nodes.append(helper.make_node("Mul", [current, gate], [layer["output"]], name=names.fresh(f"{name}.silu")))
+            return nodes, inits
         nodes.append(helper.make_node(ACTIVATION_OPS[op], [current], [layer["output"]], name=names.fresh(f"{name}.{op}"), **attrs))
     return nodes, inits
 

@@ -29,6 +29,9 @@ def activation_grad(op: dict, z: np.ndarray, h: np.ndarray) -> np.ndarray:
     if name in ("elu", "selu"):  # below 0, h = γ·α(eᶻ − 1), so dh/dz = h + γ·α
         gamma, alpha = F32(params.get("gamma", 1.0)), F32(params["alpha"])
         return np.where(z > 0, gamma, h + gamma * alpha).astype(F32)
+    if name == "silu":  # d(z·σ(z))/dz = σ + z·σ(1 − σ)
+        s = apply_activation(z, {"op": "sigmoid"})
+        return (s * (F32(1) + z * (F32(1) - s))).astype(F32)
     if name == "softplus":
         return (F32(1) - np.exp(-h)).astype(F32)  # σ(z) = 1 − e^(−softplus(z))
     if name == "softsign":

@@ -319,7 +319,8 @@ def test_only_label_ops_may_follow_the_trained_logits(cli, tmp_path, tail, train
         assert not (tmp_path / "t.atp").exists()
 
 
-@pytest.mark.parametrize("op, attrs", [("Elu", {"alpha": 0.7}), ("Selu", {}), ("Softplus", {}), ("Softsign", {}), ("HardSigmoid", {"alpha": 0.3})])
+@pytest.mark.parametrize("op, attrs", [("Elu", {"alpha": 0.7}), ("Selu", {}), ("Softplus", {}), ("Softsign", {}), ("HardSigmoid", {"alpha": 0.3}),
+                                       ("SiLU", {})])
 def test_other_hidden_activations_train_and_export(op, attrs, cli, tmp_path):
     """A 64-24-10 network with another hidden activation: both layers train on the chip
     (the activation is fused, not a host segment), the chip learns, and export of the
@@ -328,8 +329,9 @@ def test_other_hidden_activations_train_and_export(op, attrs, cli, tmp_path):
     from onnx import TensorProto, helper, numpy_helper
 
     rng = np.random.default_rng(21)
-    nodes = [helper.make_node("Gemm", ["x", "W1", "b1"], ["h"], name="fc1"), helper.make_node(op, ["h"], ["a"], name="act", **attrs),
-             helper.make_node("Gemm", ["a", "W2", "b2"], ["y"], name="fc2")]
+    act = ([helper.make_node("Sigmoid", ["h"], ["g"], name="gate"), helper.make_node("Mul", ["h", "g"], ["a"], name="act")] if op == "SiLU"
+           else [helper.make_node(op, ["h"], ["a"], name="act", **attrs)])  # SiLU as exporters write it
+    nodes = [helper.make_node("Gemm", ["x", "W1", "b1"], ["h"], name="fc1"), *act, helper.make_node("Gemm", ["a", "W2", "b2"], ["y"], name="fc2")]
     inits = [numpy_helper.from_array(rng.normal(0, 0.2, (64, 24)).astype(np.float32), "W1"), numpy_helper.from_array(np.zeros(24, np.float32), "b1"),
              numpy_helper.from_array(rng.normal(0, 0.2, (24, 10)).astype(np.float32), "W2"), numpy_helper.from_array(np.zeros(10, np.float32), "b2")]
     graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 64])],

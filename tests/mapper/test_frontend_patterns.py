@@ -586,3 +586,35 @@ def test_sklearn_linear_model_with_unknown_width_stays_on_host(tmp_path):
     model.graph.input[0].type.tensor_type.shape.dim[1].dim_param = "K"
     graph = layer_graph(model, tmp_path)
     assert graph.dense_layers == [] and host_ops(graph) == ["LinearRegressor"]
+
+
+# ---------------------------------------------------------------- SiLU written as Sigmoid and Mul
+
+
+def silu_model(mul_inputs=("z", "g"), sigmoid_also_output: bool = False) -> onnx.ModelProto:
+    rng = np.random.default_rng(16)
+    nodes = [
+        helper.make_node("MatMul", ["x", "W1"], ["xw"]),
+        helper.make_node("Add", ["xw", "b1"], ["z"]),
+        helper.make_node("Sigmoid", ["z"], ["g"]),
+        helper.make_node("Mul", list(mul_inputs), ["a"]),
+        helper.make_node("Gemm", ["a", "W2"], ["y"]),
+    ]
+    outputs = [vi("y", ["N", 10])] + ([vi("g", ["N", 70])] if sigmoid_also_output else [])
+    inits = [init("W1", weight(rng, 90, 70)), init("b1", vector(rng, (70,))), init("W2", weight(rng, 70, 10))]
+    return make_model(nodes, [vi("x", ["N", 90])], outputs, inits)
+
+
+@pytest.mark.parametrize("mul_inputs", [("z", "g"), ("g", "z")], ids=["x_times_gate", "gate_times_x"])
+def test_silu_after_a_layer_is_fused(tmp_path, mul_inputs):
+    model = silu_model(mul_inputs)
+    graph = layer_graph(model, tmp_path)
+    assert graph.host_segments == [] and [d.activation for d in graph.dense_layers] == ["silu", "identity"]
+    compile_and_compare(model, tmp_path)
+
+
+def test_silu_whose_gate_is_read_elsewhere_stays_on_host(tmp_path):
+    model = silu_model(sigmoid_also_output=True)
+    graph = layer_graph(model, tmp_path)
+    assert [d.activation for d in graph.dense_layers] == ["identity", "identity"] and host_ops(graph) == ["Sigmoid", "Mul"]
+    compile_and_compare(model, tmp_path)
