@@ -1,5 +1,6 @@
 """A picture of a plan: the grid, tiles coloured by layer with their block rectangles,
-faulty tiles crossed out, arrows for the data flowing between tiles, and a legend."""
+faulty tiles crossed out, arrows for the data flowing between tiles, and a legend; a
+second panel zooms in on the tiles in use when they are a small part of the grid."""
 
 from __future__ import annotations
 
@@ -28,76 +29,94 @@ def tile_flows(program) -> dict:
     return flows
 
 
-def draw_plan(program, path) -> None:
-    """Write the picture to `path` (PNG), atomically."""
+def zoom_window(program) -> tuple[int, int, int, int] | None:
+    """(row0, row1, col0, col1), tiles half-open, around the tiles in use, when they fill
+    at most a quarter of the grid (a small model on a big chip would be a speck); else None."""
+    grid_rows, grid_cols = program.meta["placement"]["grid"]
+    used = {tuple(b["tile"]) for b in program.blocks}
+    if not used:
+        return None
+    r0, r1 = min(r for r, _ in used), max(r for r, _ in used) + 1
+    c0, c1 = min(c for _, c in used), max(c for _, c in used) + 1
+    return (r0, r1, c0, c1) if 4 * (r1 - r0) * (c1 - c0) <= grid_rows * grid_cols else None
+
+
+def draw_grid(ax, program, colour: dict, window: tuple[int, int, int, int], labels: bool, inches_across: float) -> None:
+    """Tiles, faulty crosses, blocks and data arrows of the tiles in `window`; with
+    `labels`, each block big enough to hold it is named (layer, rows and columns)."""
+    r0, r1, c0, c1 = window
     placement = program.meta["placement"]
-    grid_rows, grid_cols = placement["grid"]
     tile_rows, tile_cols = placement["tile"]
     faulty = {tuple(t) for t in program.meta["target"]["chip"]["faulty_tiles"]}
-    names = [l["name"] for l in program.layers]
-    palette = plt.get_cmap("tab10" if len(names) <= 10 else "tab20")
-    colour = {name: palette(k % palette.N) for k, name in enumerate(names)}
-
-    size = min(14.0, max(6.0, 0.9 * max(grid_rows, grid_cols)))
-    fig, ax = plt.subplots(figsize=(size + 3.5, size))
+    inside = lambda t: r0 <= t[0] < r1 and c0 <= t[1] < c1  # noqa: E731
     gap = 0.12
     # One collection for all tiles: a grid of 256x256 tiles would take minutes as patches.
     ax.add_collection(PatchCollection(
-        [Rectangle((c, r), 1 - gap, 1 - gap) for r in range(grid_rows) for c in range(grid_cols)],
-        facecolor="#f4f4f4", edgecolor="#bbbbbb", lw=0.6 if max(grid_rows, grid_cols) <= 32 else 0.0,
+        [Rectangle((c, r), 1 - gap, 1 - gap) for r in range(r0, r1) for c in range(c0, c1)],
+        facecolor="#f4f4f4", edgecolor="#bbbbbb", lw=0.6 if max(r1 - r0, c1 - c0) <= 32 else 0.0,
     ))
-    crosses = [seg for r, c in sorted(faulty) for seg in (((c, r), (c + 1 - gap, r + 1 - gap)), ((c, r + 1 - gap), (c + 1 - gap, r)))]
+    crosses = [seg for r, c in sorted(t for t in faulty if inside(t)) for seg in (((c, r), (c + 1 - gap, r + 1 - gap)), ((c, r + 1 - gap), (c + 1 - gap, r)))]
     if crosses:
         ax.add_collection(LineCollection(crosses, colors="#c0392b", lw=1.5))
     scale_r, scale_c = (1 - gap) / tile_rows, (1 - gap) / tile_cols
+    span = max(r1 - r0, c1 - c0)
     for block in program.blocks:
         r, c = block["tile"]
+        if not inside((r, c)):
+            continue
         o_r, o_c = block["offset"]
-        height = block["rows"][1] - block["rows"][0]
-        width = block["cols"][1] - block["cols"][0]
-        ax.add_patch(
-            Rectangle(
-                (c + o_c * scale_c, r + o_r * scale_r),
-                width * scale_c,
-                height * scale_r,
-                facecolor=colour[block["layer"]],
-                edgecolor="black",
-                lw=0.3,
-                alpha=0.85,
-            )
-        )
+        (k0, k1), (n0, n1) = block["rows"], block["cols"]
+        x, y, width, height = c + o_c * scale_c, r + o_r * scale_r, (n1 - n0) * scale_c, (k1 - k0) * scale_r
+        ax.add_patch(Rectangle((x, y), width, height, facecolor=colour[block["layer"]], edgecolor="black", lw=0.3, alpha=0.85))
+        inches = 0.8 * inches_across / span  # of one tile, roughly
+        if labels and width * inches > 1.0 and height * inches > 0.5:  # room for three lines of 7 pt text
+            ax.text(x + width / 2, y + height / 2, f"{block['layer']}\nrows {k0}:{k1}\ncols {n0}:{n1}", ha="center", va="center",
+                    fontsize=7, clip_on=True)
     flows = tile_flows(program)
-    if flows:
+    shown = {key: elements for key, elements in flows.items() if inside(key[0]) and inside(key[1])}
+    if shown:
         biggest = max(flows.values())
-        for (src, dst), elements in sorted(flows.items()):
+        for (src, dst), elements in sorted(shown.items()):
             centre = lambda t: (t[1] + (1 - gap) / 2, t[0] + (1 - gap) / 2)  # noqa: E731
-            ax.add_patch(
-                FancyArrowPatch(
-                    centre(src),
-                    centre(dst),
-                    arrowstyle="-|>",
-                    mutation_scale=8,
-                    lw=0.4 + 2.2 * elements / biggest,
-                    color="#2c3e50",
-                    alpha=0.55,
-                    connectionstyle="arc3,rad=0.15",
-                )
-            )
-    ax.set_xlim(-0.2, grid_cols + 0.1)
-    ax.set_ylim(grid_rows + 0.1, -0.2)
+            ax.add_patch(FancyArrowPatch(centre(src), centre(dst), arrowstyle="-|>", mutation_scale=8, lw=0.4 + 2.2 * elements / biggest,
+                                         color="#2c3e50", alpha=0.55, connectionstyle="arc3,rad=0.15"))
+    ax.set_xlim(c0 - 0.2, c1 + 0.1)
+    ax.set_ylim(r1 + 0.1, r0 - 0.2)
     ax.set_aspect("equal")
-    step_c, step_r = -(-grid_cols // MAX_TICKS), -(-grid_rows // MAX_TICKS)
-    ax.set_xticks([c + (1 - gap) / 2 for c in range(0, grid_cols, step_c)], [str(c) for c in range(0, grid_cols, step_c)])
-    ax.set_yticks([r + (1 - gap) / 2 for r in range(0, grid_rows, step_r)], [str(r) for r in range(0, grid_rows, step_r)])
+    step_c, step_r = -(-(c1 - c0) // MAX_TICKS), -(-(r1 - r0) // MAX_TICKS)
+    ax.set_xticks([c + (1 - gap) / 2 for c in range(c0, c1, step_c)], [str(c) for c in range(c0, c1, step_c)])
+    ax.set_yticks([r + (1 - gap) / 2 for r in range(r0, r1, step_r)], [str(r) for r in range(r0, r1, step_r)])
     ax.tick_params(length=0, labelsize=8)
     for spine in ax.spines.values():
         spine.set_visible(False)
+
+
+def draw_plan(program, path) -> None:
+    """Write the picture to `path` (PNG), atomically: the whole grid, and beside it the
+    tiles in use, larger and with their blocks named, when they are a small part of it."""
+    placement = program.meta["placement"]
+    grid_rows, grid_cols = placement["grid"]
+    names = [l["name"] for l in program.layers]
+    palette = plt.get_cmap("tab10" if len(names) <= 10 else "tab20")
+    colour = {name: palette(k % palette.N) for k, name in enumerate(names)}
+    zoom = zoom_window(program)
+    size = min(14.0, max(6.0, 0.9 * max(grid_rows, grid_cols)))
+    if zoom is None:
+        fig, ax = plt.subplots(figsize=(size + 3.5, size))
+        axes = [ax]
+    else:
+        fig, axes = plt.subplots(1, 2, figsize=(2 * size + 3.5, size))
+        span = lambda a, b: str(a) if b == a + 1 else f"{a}-{b - 1}"  # noqa: E731
+        axes[1].set_title(f"tiles in use: rows {span(zoom[0], zoom[1])}, columns {span(zoom[2], zoom[3])}", fontsize=9)
+    draw_grid(axes[0], program, colour, (0, grid_rows, 0, grid_cols), labels=zoom is None, inches_across=size)
+    if zoom is not None:
+        draw_grid(axes[1], program, colour, zoom, labels=True, inches_across=size)
     handles = [Patch(facecolor=colour[n], edgecolor="black", label=f"{n} {tuple(l['shape'])}") for n, l in zip(names, program.layers)]
     handles.append(Patch(facecolor="#f4f4f4", edgecolor="#c0392b", label="faulty tile (never used)"))
     handles.append(FancyArrowPatch((0, 0), (1, 0), arrowstyle="-|>", color="#2c3e50", label="data between tiles (width ∝ elements)"))
-    ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)
+    axes[-1].legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)
     solver = placement["solver"]
-    ax.set_title(
+    fig.suptitle(
         f"{program.meta['model']['name']} on {program.meta['target']['name']}: {placement['tiles_used']} tiles "
         f"(lower bound {placement['lower_bound_tiles']}, {solver['status'].lower()}), utilization "
         f"{placement['utilization']:.0%}, traffic {placement['traffic']} (first fit {placement.get('traffic_greedy')})",
