@@ -294,7 +294,7 @@ def fuse_activation(dense: Dense, fused: list, rank: int | None, ctx: Context) -
     """Absorb an element-wise activation that is the only reader of the layer's output."""
     found = ctx.sole_consumer(dense.output)
     if found is None:
-        fuse_silu(dense, fused, ctx)
+        fuse_silu(dense, fused, ctx) or fuse_gelu(dense, fused, ctx)
         return
     if found[1].op_type not in ACTIVATION_CONVERTERS:
         return
@@ -309,25 +309,73 @@ def fuse_activation(dense: Dense, fused: list, rank: int | None, ctx: Context) -
     ctx.claimed.add(act_index)
 
 
-def fuse_silu(dense: Dense, fused: list, ctx: Context) -> None:
+def readers_by_op(ctx: Context, tensor: str) -> dict | None:
+    """{op type: (index, node)} of a tensor's readers, when each reads it under a
+    different op type, none is taken yet and the tensor is not a graph output."""
+    readers = ctx.consumers.get(tensor, [])
+    if tensor in ctx.graph_outputs or any(i in ctx.claimed for i in readers):
+        return None
+    found = {ctx.model.graph.node[i].op_type: (i, ctx.model.graph.node[i]) for i in readers}
+    if len(found) != len(readers) or any(node.domain not in ("", "ai.onnx") for _, node in found.values()):
+        return None
+    return found
+
+
+def scalar_constant(ctx: Context, name: str, value: float) -> bool:
+    constant = ctx.constants.get(name)
+    return constant is not None and np.size(constant) == 1 and np.isclose(float(np.asarray(constant).reshape(-1)[0]), value, rtol=1e-6)
+
+
+def other_input(node: onnx.NodeProto, tensor: str) -> str | None:
+    """The other input of a two-input node that reads `tensor` once."""
+    inputs = list(node.input)
+    return inputs[1 - inputs.index(tensor)] if len(inputs) == 2 and inputs.count(tensor) == 1 else None
+
+
+def absorb(dense: Dense, fused: list, ctx: Context, activation: str, nodes: list) -> None:
+    dense.activation, dense.activation_params = activation, {}
+    dense.output = nodes[-1][1].output[0]
+    dense.onnx_nodes += [node_label(node, index) for index, node in nodes]
+    fused += [index for index, _ in nodes]
+    ctx.claimed.update(index for index, _ in nodes)
+
+
+def fuse_silu(dense: Dense, fused: list, ctx: Context) -> bool:
     """Absorb x·Sigmoid(x) (SiLU, swish, as exporters write it) when the layer's output
     is read by exactly that Sigmoid and that Mul, and the Sigmoid only by the Mul."""
     z = dense.output
-    readers = ctx.consumers.get(z, [])
-    if len(readers) != 2 or z in ctx.graph_outputs or any(i in ctx.claimed for i in readers):
-        return
-    nodes = {ctx.model.graph.node[i].op_type: (i, ctx.model.graph.node[i]) for i in readers}
-    if set(nodes) != {"Sigmoid", "Mul"} or any(n.domain not in ("", "ai.onnx") for _, n in nodes.values()):
-        return
-    (s_index, sigmoid), (m_index, mul) = nodes["Sigmoid"], nodes["Mul"]
+    readers = readers_by_op(ctx, z)
+    if readers is None or set(readers) != {"Sigmoid", "Mul"}:
+        return False
+    (s_index, sigmoid), (m_index, mul) = readers["Sigmoid"], readers["Mul"]
     gate = sigmoid.output[0]
-    if ctx.consumers.get(gate) != [m_index] or gate in ctx.graph_outputs or sorted(mul.input) != sorted([z, gate]):
-        return
-    dense.activation, dense.activation_params = "silu", {}
-    dense.output = mul.output[0]
-    dense.onnx_nodes += [node_label(sigmoid, s_index), node_label(mul, m_index)]
-    fused += [s_index, m_index]
-    ctx.claimed.update((s_index, m_index))
+    if ctx.consumers.get(gate) != [m_index] or gate in ctx.graph_outputs or other_input(mul, z) != gate:
+        return False
+    absorb(dense, fused, ctx, "silu", [(s_index, sigmoid), (m_index, mul)])
+    return True
+
+
+def fuse_gelu(dense: Dense, fused: list, ctx: Context) -> bool:
+    """Absorb GELU as torch writes it before opset 20, x·(Erf(x/√2) + 1)·0.5: the
+    layer's output read by exactly the Div and the first Mul, each step by the next."""
+    z = dense.output
+    readers = readers_by_op(ctx, z)
+    if readers is None or set(readers) != {"Div", "Mul"}:
+        return False
+    (d_index, div), (m_index, mul) = readers["Div"], readers["Mul"]
+    if list(div.input)[:1] != [z] or not scalar_constant(ctx, div.input[1], np.sqrt(2.0)):
+        return False
+    erf = ctx.sole_consumer(div.output[0])
+    add = ctx.sole_consumer(erf[1].output[0]) if erf and erf[1].op_type == "Erf" else None
+    if not add or add[1].op_type != "Add" or not scalar_constant(ctx, other_input(add[1], erf[1].output[0]) or "", 1.0):
+        return False
+    if ctx.consumers.get(add[1].output[0]) != [m_index] or other_input(mul, z) != add[1].output[0]:
+        return False
+    half = ctx.sole_consumer(mul.output[0])
+    if not half or half[1].op_type != "Mul" or not scalar_constant(ctx, other_input(half[1], mul.output[0]) or "", 0.5):
+        return False
+    absorb(dense, fused, ctx, "gelu", [(d_index, div), erf, add, (m_index, mul), half])
+    return True
 
 
 def convert_plain_activation(name: str):
@@ -337,6 +385,13 @@ def convert_plain_activation(name: str):
 
 for _op_type, _name in {"Relu": "relu", "Sigmoid": "sigmoid", "Tanh": "tanh", "Identity": "identity"}.items():
     activation(_op_type)(convert_plain_activation(_name))
+
+
+@activation("Gelu")
+def convert_gelu(node, rank, opset):
+    approximate = attributes(node).get("approximate", b"none")
+    approximate = approximate.decode() if isinstance(approximate, bytes) else str(approximate)
+    return {"none": ("gelu", {}), "tanh": ("gelu_tanh", {})}.get(approximate)
 
 
 def convert_parametric_activation(name: str):

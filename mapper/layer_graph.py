@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 import networkx as nx
 import numpy as np
 
-ACTIVATIONS = ("identity", "relu", "sigmoid", "tanh", "leaky_relu", "silu", "elu", "selu", "softplus", "softsign", "hard_sigmoid", "softmax", "log_softmax")
+ACTIVATIONS = ("identity", "relu", "sigmoid", "tanh", "leaky_relu", "silu", "gelu", "gelu_tanh", "elu", "selu", "softplus", "softsign", "hard_sigmoid", "softmax", "log_softmax")
 
 
 @dataclass

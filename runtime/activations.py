@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+from scipy.special import erf
 
 
 SELU_ALPHA, SELU_GAMMA = 1.67326319217681884765625, 1.05070102214050292968750  # ONNX's defaults (float32)
@@ -37,6 +38,19 @@ def tanh(y, **_):
 def silu(y, **_):
     """x·σ(x) (SiLU, swish): exporters write it as Sigmoid and Mul."""
     return y * sigmoid(y)
+
+
+def gelu(y, **_):
+    """x·Φ(x), Φ the standard normal CDF (ONNX's Gelu; torch writes it as Div, Erf, Add, Mul, Mul)."""
+    return (0.5 * y * (1 + erf(y / np.sqrt(2)))).astype(y.dtype, copy=False)
+
+
+GELU_TANH_C = np.sqrt(2 / np.pi)
+
+
+def gelu_tanh(y, **_):
+    """ONNX's Gelu with approximate = "tanh": 0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³)))."""
+    return (0.5 * y * (1 + np.tanh(GELU_TANH_C * (y + 0.044715 * y**3)))).astype(y.dtype, copy=False)
 
 
 def identity(y, **_):
@@ -85,6 +99,8 @@ ACTIVATIONS = {
     "tanh": tanh,
     "leaky_relu": leaky_relu,
     "silu": silu,
+    "gelu": gelu,
+    "gelu_tanh": gelu_tanh,
     "elu": elu,
     "selu": selu,
     "softplus": softplus,

@@ -97,16 +97,49 @@ def dense_nodes(program, layer: dict, opset: int | None, names: "Names") -> tupl
         nodes.append(helper.make_node(kind, [current, *extra], [out], name=names.fresh(f"{name}.{kind}")))
         current = out
     if op != "identity":
-        # The parameters are kept under their ONNX attribute names (alpha, beta, gamma).
-        attrs = {k: float(v) for k, v in layer["activation"].items() if k != "op"}
-        if op in ("softmax", "log_softmax"):
-            attrs["axis"] = -1 if (opset or 13) >= 11 else 1
-        if op == "silu":  # no ONNX op of its own: x·Sigmoid(x), as exporters write it
-            gate = names.fresh(f"{name}.sigmoid")
-            nodes.append(helper.make_node("Sigmoid", [current], [gate], name=names.fresh(f"{name}.Sigmoid")))
-            nodes.append(helper.make_node("Mul", [current, gate], [layer["output"]], name=names.fresh(f"{name}.silu")))
-            return nodes, inits
-        nodes.append(helper.make_node(ACTIVATION_OPS[op], [current], [layer["output"]], name=names.fresh(f"{name}.{op}"), **attrs))
+        more_nodes, more_inits = activation_nodes(layer, current, opset, names)
+        nodes += more_nodes
+        inits += more_inits
+    return nodes, inits
+
+
+# Activations with no ONNX op of their own (or none before opset 20), written as
+# exporters write them: (op, inputs) steps where "x" is the activation's input, "prev"
+# the step before, and a number a constant of the layer's dtype.
+DECOMPOSED = {
+    "silu": [("Sigmoid", ["x"]), ("Mul", ["x", "prev"])],
+    "gelu": [("Div", ["x", np.sqrt(2.0)]), ("Erf", ["prev"]), ("Add", ["prev", 1.0]), ("Mul", ["x", "prev"]), ("Mul", ["prev", 0.5])],
+}
+
+
+def activation_nodes(layer: dict, x: str, opset: int | None, names: "Names") -> tuple[list, list]:
+    """The layer's activation from tensor `x` to its output tensor."""
+    name, op, y = layer["name"], layer["activation"]["op"], layer["output"]
+    # The parameters are kept under their ONNX attribute names (alpha, beta, gamma).
+    attrs = {k: float(v) for k, v in layer["activation"].items() if k != "op"}
+    if op in ("softmax", "log_softmax"):
+        attrs["axis"] = -1 if (opset or 13) >= 11 else 1
+    if op in ("gelu", "gelu_tanh") and (opset or 0) >= 20:
+        return [helper.make_node("Gelu", [x], [y], name=names.fresh(f"{name}.gelu"), approximate="tanh" if op == "gelu_tanh" else "none")], []
+    if op == "gelu_tanh":
+        raise AnalogcError(f"layer {name!r}: a tanh-approximated Gelu needs ONNX opset 20, the original model has {opset}")
+    if op not in DECOMPOSED:
+        return [helper.make_node(ACTIVATION_OPS[op], [x], [y], name=names.fresh(f"{name}.{op}"), **attrs)], []
+    nodes, inits, previous = [], [], x
+    dtype = np.dtype(layer.get("dtype", "float32"))
+    steps = DECOMPOSED[op]
+    for i, (kind, inputs) in enumerate(steps):
+        resolved = []
+        for item in inputs:
+            if isinstance(item, float):
+                const = names.fresh(f"{name}.{op}_const")
+                inits.append(numpy_helper.from_array(np.asarray(item, dtype=dtype), name=const))
+                resolved.append(const)
+            else:
+                resolved.append(x if item == "x" else previous)
+        out = y if i == len(steps) - 1 else names.fresh(f"{name}.{op}_{kind.lower()}")
+        nodes.append(helper.make_node(kind, resolved, [out], name=names.fresh(f"{name}.{op}_{kind}")))
+        previous = out
     return nodes, inits
 
 

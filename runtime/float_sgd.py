@@ -8,8 +8,9 @@ It is also the "plain numpy float loop" the training bench times the chip agains
 from __future__ import annotations
 
 import numpy as np
+from scipy.special import erf
 
-from analogc.runtime.activations import PARAMETERS, apply_activation
+from analogc.runtime.activations import GELU_TANH_C, PARAMETERS, apply_activation
 
 F32 = np.float32
 
@@ -32,6 +33,13 @@ def activation_grad(op: dict, z: np.ndarray, h: np.ndarray) -> np.ndarray:
     if name == "silu":  # d(z·σ(z))/dz = σ + z·σ(1 − σ)
         s = apply_activation(z, {"op": "sigmoid"})
         return (s * (F32(1) + z * (F32(1) - s))).astype(F32)
+    if name == "gelu":  # Φ(z) + z·φ(z)
+        z64 = z.astype(np.float64)
+        return (0.5 * (1 + erf(z64 / np.sqrt(2))) + z64 * np.exp(-0.5 * z64 * z64) / np.sqrt(2 * np.pi)).astype(F32)
+    if name == "gelu_tanh":
+        z64 = z.astype(np.float64)
+        t = np.tanh(GELU_TANH_C * (z64 + 0.044715 * z64**3))
+        return (0.5 * (1 + t) + 0.5 * z64 * (1 - t * t) * GELU_TANH_C * (1 + 3 * 0.044715 * z64 * z64)).astype(F32)
     if name == "softplus":
         return (F32(1) - np.exp(-h)).astype(F32)  # σ(z) = 1 − e^(−softplus(z))
     if name == "softsign":

@@ -58,9 +58,9 @@ WORK_KINDS = (
 )
 STEP_KINDS = ("read_steps", "update_steps", "program_steps", "hop_steps")
 KINDS = WORK_KINDS + STEP_KINDS
-ACTIVATION_OPS = {"identity": 0, "relu": 1, "leaky_relu": 1, "sigmoid": 1, "tanh": 1, "silu": 2, "elu": 1, "selu": 1, "softplus": 1, "softsign": 1,
+ACTIVATION_OPS = {"identity": 0, "relu": 1, "leaky_relu": 1, "sigmoid": 1, "tanh": 1, "silu": 2, "gelu": 4, "gelu_tanh": 6, "elu": 1, "selu": 1, "softplus": 1, "softsign": 1,
                   "hard_sigmoid": 1, "softmax": 3, "log_softmax": 3}
-DERIVATIVE_OPS = {"identity": 0, "relu": 2, "leaky_relu": 2, "sigmoid": 2, "tanh": 2, "silu": 3, "elu": 2, "selu": 2, "softplus": 2, "softsign": 2,
+DERIVATIVE_OPS = {"identity": 0, "relu": 2, "leaky_relu": 2, "sigmoid": 2, "tanh": 2, "silu": 3, "gelu": 5, "gelu_tanh": 8, "elu": 2, "selu": 2, "softplus": 2, "softsign": 2,
                   "hard_sigmoid": 2, "softmax": 3, "log_softmax": 3}
 CHIP = "(chip)"  # layer name of chip-wide entries (programming steps, calibration)
 

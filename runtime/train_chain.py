@@ -18,7 +18,7 @@ import numpy as np
 from analogc.errors import AnalogcError
 
 LOGIT_ACTIVATIONS = ("softmax", "log_softmax", "identity")
-HIDDEN_ACTIVATIONS = ("identity", "relu", "leaky_relu", "sigmoid", "tanh", "silu", "elu", "selu", "softplus", "softsign", "hard_sigmoid")
+HIDDEN_ACTIVATIONS = ("identity", "relu", "leaky_relu", "sigmoid", "tanh", "silu", "gelu", "gelu_tanh", "elu", "selu", "softplus", "softsign", "hard_sigmoid")
 
 
 @dataclass(frozen=True)

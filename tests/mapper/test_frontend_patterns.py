@@ -19,6 +19,7 @@ from analogc.errors import AnalogcError
 from analogc.mapper import compile_model
 from analogc.mapper.frontend import load_layer_graph
 from analogc.runtime.chip import Chip
+from analogc.runtime.export import export_model
 from analogc.runtime.spec import load_target
 from analogc.runtime.train_chain import find_chain
 from tests.conftest import assert_user_error
@@ -617,4 +618,53 @@ def test_silu_whose_gate_is_read_elsewhere_stays_on_host(tmp_path):
     model = silu_model(sigmoid_also_output=True)
     graph = layer_graph(model, tmp_path)
     assert [d.activation for d in graph.dense_layers] == ["identity", "identity"] and host_ops(graph) == ["Sigmoid", "Mul"]
+    compile_and_compare(model, tmp_path)
+
+
+# ---------------------------------------------------------------- GELU: the opset-20 op, and torch's decomposition
+
+
+@pytest.mark.parametrize("approximate, name", [("none", "gelu"), ("tanh", "gelu_tanh")])
+def test_gelu_op_is_fused(tmp_path, approximate, name):
+    model = matmul_model(k=100, n=90, bias="1d", activation="Gelu", activation_attrs={"approximate": approximate}, opset=20)
+    (dense,) = layer_graph(model, tmp_path).dense_layers
+    assert dense.activation == name and dense.output == "y"
+    program = compile_and_compare(model, tmp_path)
+    # export writes it back as the Gelu op, with its approximation
+    exported = export_model(program)
+    assert [n.op_type for n in exported.graph.node][-1] == "Gelu"
+    x = random_feeds(model)["x"]
+    np.testing.assert_allclose(onnxruntime_outputs(exported, {"x": x})["y"], Chip(program, ideal=True).run({"x": x})["y"], rtol=1e-5, atol=1e-6)
+
+
+def torch_gelu_model(swap: bool = False) -> onnx.ModelProto:
+    """Linear → GELU as torch.onnx (TorchScript) writes it before opset 20 → Linear."""
+    rng = np.random.default_rng(17)
+    consts = [init("sqrt2", np.array(np.sqrt(2), np.float32)), init("one", np.array(1, np.float32)), init("half", np.array(0.5, np.float32))]
+    nodes = [
+        helper.make_node("Gemm", ["x", "W1", "b1"], ["z"]),
+        helper.make_node("Div", ["z", "sqrt2"], ["d"]),
+        helper.make_node("Erf", ["d"], ["e"]),
+        helper.make_node("Add", ["one", "e"] if swap else ["e", "one"], ["a"]),
+        helper.make_node("Mul", ["a", "z"] if swap else ["z", "a"], ["m"]),
+        helper.make_node("Mul", ["half", "m"] if swap else ["m", "half"], ["g"]),
+        helper.make_node("Gemm", ["g", "W2"], ["y"]),
+    ]
+    inits = [init("W1", weight(rng, 90, 70)), init("b1", vector(rng, (70,))), init("W2", weight(rng, 70, 10)), *consts]
+    return make_model(nodes, [vi("x", ["N", 90])], [vi("y", ["N", 10])], inits, opset=13)
+
+
+@pytest.mark.parametrize("swap", [False, True], ids=["as_torch", "operands_swapped"])
+def test_torch_gelu_decomposition_is_fused(tmp_path, swap):
+    model = torch_gelu_model(swap)
+    graph = layer_graph(model, tmp_path)
+    assert graph.host_segments == [] and [d.activation for d in graph.dense_layers] == ["gelu", "identity"]
+    compile_and_compare(model, tmp_path)
+
+
+def test_gelu_lookalike_with_another_constant_stays_on_host(tmp_path):
+    model = torch_gelu_model()
+    model.graph.initializer[-1].CopyFrom(init("half", np.array(0.6, np.float32)))
+    graph = layer_graph(model, tmp_path)
+    assert [d.activation for d in graph.dense_layers] == ["identity", "identity"] and host_ops(graph) == ["Div", "Erf", "Add", "Mul", "Mul"]
     compile_and_compare(model, tmp_path)
