@@ -148,7 +148,16 @@ def seed_models() -> list[bytes]:
     sklearn.graph.node.append(helper.make_node("LinearRegressor", ["x"], ["y"], domain="ai.onnx.ml", name="linear", targets=4,
                                                coefficients=(0.05 * rng.normal(size=16)).tolist(), intercepts=[0.5] * 4, post_transform="PROBIT"))
     sklearn.opset_import.append(helper.make_opsetid("ai.onnx.ml", 1))
-    return [gemm, matmul, host, no_ops, sklearn.SerializeToString()]
+    gelu = corpus.chain_model(  # torch's GELU before opset 20 (fused), then SiLU as Sigmoid and Mul (fused)
+        [helper.make_node("MatMul", ["x", "W"], ["z"], name="mm"), helper.make_node("Div", ["z", "sqrt2"], ["d"], name="div"),
+         helper.make_node("Erf", ["d"], ["e"], name="erf"), helper.make_node("Add", ["e", "one"], ["a"], name="add"),
+         helper.make_node("Mul", ["z", "a"], ["m"], name="mul"), helper.make_node("Mul", ["m", "half"], ["g"], name="half"),
+         helper.make_node("MatMul", ["g", "W"], ["z2"], name="mm2"), helper.make_node("Sigmoid", ["z2"], ["s"], name="sig"),
+         helper.make_node("Mul", ["z2", "s"], ["y"], name="silu")],
+        {"W": rng.normal(size=(4, 4)).astype(np.float32), "sqrt2": np.array(np.sqrt(2), np.float32), "one": np.array(1, np.float32),
+         "half": np.array(0.5, np.float32)},
+    )
+    return [gemm, matmul, host, no_ops, sklearn.SerializeToString(), gelu]
 
 
 SEEDS = seed_models()
@@ -213,7 +222,8 @@ def edit_node(model, data):
     node = data.draw(st.sampled_from(list(model.graph.node)))
     what = data.draw(st.sampled_from(["op", "domain", "input", "output", "attribute", "drop"]))
     if what == "op":
-        node.op_type = data.draw(st.one_of(st.sampled_from(["MatMul", "Gemm", "Add", "Relu", "Softmax", "Abs", "Conv", "Loop", "Constant", "Identity", "Transpose"]), TEXT))
+        node.op_type = data.draw(st.one_of(st.sampled_from(["MatMul", "Gemm", "Add", "Relu", "Softmax", "Abs", "Conv", "Loop", "Constant", "Identity", "Transpose",
+                                                             "Dropout", "Sigmoid", "Mul", "Erf", "Gelu", "Selu"]), TEXT))
     elif what == "domain":
         node.domain = data.draw(st.sampled_from(["", "ai.onnx", "ai.onnx.ml", "com.microsoft", "com.example"]))
     elif what in ("input", "output") and getattr(node, what):
@@ -222,7 +232,7 @@ def edit_node(model, data):
         field[data.draw(st.integers(0, len(field) - 1))] = data.draw(st.sampled_from(names))
     elif what == "attribute":
         name = data.draw(st.sampled_from(["transA", "transB", "alpha", "beta", "axis", "perm", "epsilon", "training_mode", "targets",
-                                           "coefficients", "intercepts", "post_transform", "bogus"]))
+                                           "coefficients", "intercepts", "post_transform", "approximate", "bogus"]))
         value = data.draw(st.one_of(INTS, st.floats(), st.lists(INTS, max_size=3), TEXT))
         kept = [a for a in node.attribute if a.name != name]
         del node.attribute[:]
