@@ -78,7 +78,7 @@ def check_trailing_segment(program, name: str) -> None:
 
     segment = next(s for s in program.meta.get("host_segments", []) if s["name"] == name)
     graph = onnx.load_from_string(program.members[segment["member"]]).graph
-    other = sorted({node.op_type for node in graph.node if not is_inference_dropout(node)} - LABEL_OPS)
+    other = sorted({node.op_type for node in graph.node if not (is_inference_dropout(node) or is_labelling(node))} - LABEL_OPS)
     if other:
         raise AnalogcError(
             f"host segment {name!r} after the last analog layer computes {', '.join(other[:4])}; training puts the "
@@ -121,3 +121,17 @@ def is_inference_dropout(node) -> bool:
     """A Dropout without a training-mode input passes its input through at inference (the
     compiler bypasses such nodes between layers; one that makes a graph output stays)."""
     return node.op_type == "Dropout" and (len(node.input) < 3 or not node.input[2]) and (len(node.output) < 2 or not node.output[1])
+
+
+def is_labelling(node) -> bool:
+    """A LinearClassifier with identity coefficients and zero intercepts, which the
+    compiler leaves after a scikit-learn classifier's layer: it only turns the layer's
+    scores into labels and probabilities (its post transform keeps their order)."""
+    if node.op_type != "LinearClassifier" or node.domain != "ai.onnx.ml":
+        return False
+    import onnx
+
+    attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
+    coefficients, intercepts = np.asarray(attrs.get("coefficients", [])), np.asarray(attrs.get("intercepts", []))
+    rows = intercepts.size
+    return rows > 1 and coefficients.size == rows * rows and np.array_equal(coefficients.reshape(rows, rows), np.eye(rows)) and not intercepts.any()

@@ -368,3 +368,26 @@ def test_resume_accepts_the_same_program_compiled_again(digits_program, tmp_path
     assert load_program(tmp_path / "again.atp").meta["program_sha256"] != load_program(digits_program).meta["program_sha256"]
     resumed = make_trainer(tmp_path / "again.atp", tmp_path / "ckpt", resume=True, epochs=1, baseline=False)
     assert resumed.position.epoch == 1  # the finished epoch was restored, not restarted
+
+
+def test_a_scikit_learn_linear_classifier_trains_on_the_chip(cli, tmp_path):
+    """LinearClassifier (skl2onnx's LogisticRegression, multi-class): its product is the
+    layer; the labelling op left on the host keeps the scores' order, so training runs."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    rng = np.random.default_rng(22)
+    node = helper.make_node("LinearClassifier", ["x"], ["label", "probabilities"], domain="ai.onnx.ml", name="logreg",
+                            coefficients=rng.normal(0, 0.1, 640).tolist(), intercepts=[0.0] * 10, classlabels_ints=list(range(10)),
+                            post_transform="SOFTMAX", multi_class=1)
+    graph = helper.make_graph([node], "sklearn", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 64])],
+                              [helper.make_tensor_value_info("label", TensorProto.INT64, ["N"]),
+                               helper.make_tensor_value_info("probabilities", TensorProto.FLOAT, ["N", 10])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13), helper.make_opsetid("ai.onnx.ml", 1)])
+    model.ir_version = 8
+    onnx.save(model, tmp_path / "m.onnx")
+    assert cli("compile", tmp_path / "m.onnx", "--target", "tiny", "--placer", "greedy", "-o", tmp_path / "m.atp", "-q").code == 0
+    result = cli("train", tmp_path / "m.atp", "--data", "digits", "--limit", "600", "--json", "-q")
+    assert result.code == 0, result.err
+    trained = json.loads(result.out)
+    assert trained["trained_layers"] == ["logreg"] and trained["epochs"][0]["test_accuracy"] > 0.5
