@@ -126,6 +126,13 @@ def attributes(node: onnx.NodeProto) -> dict:
     return {a.name: helper.get_attribute_value(a) for a in node.attribute}
 
 
+def text_attribute(node: onnx.NodeProto, name: str, default: str) -> str:
+    """A string attribute as text; bytes that are not UTF-8 (a damaged file) become
+    U+FFFD, which matches no value a converter looks for, instead of a crash."""
+    value = attributes(node).get(name, default)
+    return value.decode("utf-8", errors="replace") if isinstance(value, bytes) else str(value)
+
+
 def node_label(node: onnx.NodeProto, index: int) -> str:
     return node.name or f"{node.op_type}_{index}"
 
@@ -261,8 +268,7 @@ def convert_linear_model(node: onnx.NodeProto, index: int, ctx: Context) -> Conv
         return None
     intercepts = np.asarray(attrs.get("intercepts", np.zeros(rows)), dtype=np.float64)
     name = ctx.layer_name(node, index)
-    post = attrs.get("post_transform", b"NONE")
-    post = post.decode() if isinstance(post, bytes) else str(post)
+    post = text_attribute(node, "post_transform", "NONE")
     output = node.output[0]
     after = []
     if classifier or post != "NONE":
@@ -389,8 +395,7 @@ for _op_type, _name in {"Relu": "relu", "Sigmoid": "sigmoid", "Tanh": "tanh", "I
 
 @activation("Gelu")
 def convert_gelu(node, rank, opset):
-    approximate = attributes(node).get("approximate", b"none")
-    approximate = approximate.decode() if isinstance(approximate, bytes) else str(approximate)
+    approximate = text_attribute(node, "approximate", "none")
     return {"none": ("gelu", {}), "tanh": ("gelu_tanh", {})}.get(approximate)
 
 
