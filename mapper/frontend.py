@@ -384,13 +384,6 @@ def fuse_gelu(dense: Dense, fused: list, ctx: Context) -> bool:
     return True
 
 
-def convert_plain_activation(name: str):
-    """Converter for an activation without attributes."""
-    return lambda node, rank, opset: (name, {})
-
-
-for _op_type, _name in {"Relu": "relu", "Sigmoid": "sigmoid", "Tanh": "tanh", "Identity": "identity"}.items():
-    activation(_op_type)(convert_plain_activation(_name))
 
 
 @activation("Gelu")
@@ -399,9 +392,9 @@ def convert_gelu(node, rank, opset):
     return {"none": ("gelu", {}), "tanh": ("gelu_tanh", {})}.get(approximate)
 
 
-def convert_parametric_activation(name: str):
-    """Converter for an element-wise activation with attributes: each of its parameters
-    as given, or ONNX's default (`runtime.activations.PARAMETERS`)."""
+def convert_element_wise_activation(name: str):
+    """Converter for an element-wise activation: each of its parameters as given, or
+    ONNX's default (`runtime.activations.PARAMETERS`; none for most)."""
 
     def convert(node, rank, opset):
         given = attributes(node)
@@ -410,9 +403,9 @@ def convert_parametric_activation(name: str):
     return convert
 
 
-for _op_type, _name in {"LeakyRelu": "leaky_relu", "Elu": "elu", "Selu": "selu", "HardSigmoid": "hard_sigmoid",
-                        "Softplus": "softplus", "Softsign": "softsign"}.items():
-    activation(_op_type)(convert_parametric_activation(_name))
+for _op_type, _name in {"Relu": "relu", "Sigmoid": "sigmoid", "Tanh": "tanh", "Identity": "identity", "LeakyRelu": "leaky_relu",
+                        "Elu": "elu", "Selu": "selu", "HardSigmoid": "hard_sigmoid", "Softplus": "softplus", "Softsign": "softsign"}.items():
+    activation(_op_type)(convert_element_wise_activation(_name))
 
 
 def last_axis_softmax(node, rank, opset) -> bool:

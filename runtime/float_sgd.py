@@ -18,13 +18,13 @@ F32 = np.float32
 def activation_grad(op: dict, z: np.ndarray, h: np.ndarray) -> np.ndarray:
     """d activation / d z at z (h is the activation's output)."""
     name = op["op"]
-    params = {**PARAMETERS.get(name, {}), **op}
     if name == "sigmoid":
         return h * (F32(1) - h)
     if name == "tanh":
         return F32(1) - h * h
     if name == "relu":
         return (z > 0).astype(F32)
+    params = {**PARAMETERS.get(name, {}), **op}  # (after the common ones: this runs per example and layer)
     if name == "leaky_relu":
         return np.where(z > 0, F32(1), F32(params["alpha"])).astype(F32)
     if name in ("elu", "selu"):  # below 0, h = γ·α(eᶻ − 1), so dh/dz = h + γ·α
