@@ -59,7 +59,7 @@ def draw_grid(ax, program, colour: dict, window: tuple[int, int, int, int], labe
     if crosses:
         ax.add_collection(LineCollection(crosses, colors="#c0392b", lw=1.5))
     scale_r, scale_c = (1 - gap) / tile_rows, (1 - gap) / tile_cols
-    span = max(r1 - r0, c1 - c0)
+    inches = 0.8 * inches_across / max(r1 - r0, c1 - c0)  # of one tile, roughly
     for block in program.blocks:
         r, c = block["tile"]
         if not inside((r, c)):
@@ -68,7 +68,6 @@ def draw_grid(ax, program, colour: dict, window: tuple[int, int, int, int], labe
         (k0, k1), (n0, n1) = block["rows"], block["cols"]
         x, y, width, height = c + o_c * scale_c, r + o_r * scale_r, (n1 - n0) * scale_c, (k1 - k0) * scale_r
         ax.add_patch(Rectangle((x, y), width, height, facecolor=colour[block["layer"]], edgecolor="black", lw=0.3, alpha=0.85))
-        inches = 0.8 * inches_across / span  # of one tile, roughly
         if labels and width * inches > 1.0 and height * inches > 0.5:  # room for three lines of 7 pt text
             ax.text(x + width / 2, y + height / 2, f"{block['layer']}\nrows {k0}:{k1}\ncols {n0}:{n1}", ha="center", va="center",
                     fontsize=7, clip_on=True)
