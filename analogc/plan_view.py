@@ -44,6 +44,9 @@ def plan_json(program) -> dict:
         "layers": [
             {
                 "name": layer["name"],
+                "kind": layer.get("kind", "dense"),
+                "reads_per_example": layer.get("reads_per_example", 1),
+                **conv_fields(layer),
                 "shape": layer["shape"],
                 "array_shape": split["array_shape"],
                 "bias": layer["bias"],
@@ -64,6 +67,25 @@ def plan_json(program) -> dict:
         "schedule": schedule_summary(program),
         "cost_estimate": cost_estimate(program),
     }
+
+
+def conv_fields(layer: dict) -> dict:
+    """A convolution's geometry (ONNX attributes; pads resolved when the input's size
+    was known at compile time)."""
+    conv = layer.get("conv")
+    if not conv:
+        return {}
+    return {key: conv[key] for key in ("kernel", "strides", "pads", "dilations", "group", "auto_pad")}
+
+
+def layer_kind_text(layer: dict) -> str:
+    """"dense", or "conv 3x3 /2" (kernel, and strides when not all 1)."""
+    if layer["kind"] != "conv":
+        return layer["kind"]
+    text = "conv " + "x".join(str(k) for k in layer["kernel"])
+    if any(s != 1 for s in layer["strides"]):
+        text += " /" + "x".join(str(s) for s in layer["strides"])
+    return text
 
 
 def cost_estimate(program) -> dict:
@@ -151,8 +173,8 @@ def print_plan(program, console: Console, verbose: bool = False) -> None:
     for line in summary_lines(plan["cost_estimate"]):
         console.print(f"  {line}")
     table = Table(title="layers", title_justify="left")
-    for column in ("layer", "K x N", "array rows x cols", "bias", "activation", "blocks", "tiles", "split"):
-        table.add_column(column, justify="right" if column in ("blocks", "tiles") else "left")
+    for column in ("layer", "kind", "K x N", "array rows x cols", "bias", "activation", "reads/example", "blocks", "tiles", "split"):
+        table.add_column(column, justify="right" if column in ("blocks", "tiles", "reads/example") else "left")
     for layer in plan["layers"]:
         split = []
         if layer["partial_sums_added_digitally"]:
@@ -161,10 +183,12 @@ def print_plan(program, console: Console, verbose: bool = False) -> None:
             split.append("cols (concatenated)")
         table.add_row(
             layer["name"],
+            layer_kind_text(layer),
             f"{layer['shape'][0]} x {layer['shape'][1]}",
             f"{layer['array_shape'][0]} x {layer['array_shape'][1]}",
             layer["bias"],
             layer["activation"],
+            str(layer["reads_per_example"]),
             str(layer["blocks"]),
             str(layer["tiles"]),
             " + ".join(split) or "-",

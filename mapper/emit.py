@@ -20,7 +20,8 @@ def layer_entry(dense, spec) -> dict:
         bias = "analog" if bias_on_array(True, spec) else "digital"
     return {
         "name": dense.name,
-        "kind": "dense",
+        "kind": dense.kind,
+        "reads_per_example": dense.reads_per_example,
         "input": dense.input,
         "output": dense.output,
         "shape": list(dense.shape),
@@ -30,6 +31,7 @@ def layer_entry(dense, spec) -> dict:
         "dtype": dense.dtype,
         "onnx_nodes": list(dense.onnx_nodes),
         **weight_scale(dense, spec),
+        **({"conv": dense.conv.to_json()} if dense.conv is not None else {}),
     }
 
 

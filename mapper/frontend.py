@@ -19,7 +19,7 @@ from onnx import helper
 from analogc.errors import AnalogcError
 from analogc.mapper.constants import fold_constants
 from analogc.mapper.host_segment import build_segment_model, node_reads
-from analogc.mapper.layer_graph import Dense, HostSegment, LayerGraph, TensorInfo, build_digraph
+from analogc.mapper.layer_graph import Dense, HostSegment, LayerGraph, TensorInfo, build_digraph, type_dims
 from analogc.mapper.no_ops import without_no_ops
 from analogc.mapper.onnx_load import load_onnx
 from analogc.runtime.activations import PARAMETERS
@@ -483,6 +483,8 @@ def build_layer_graph(model: onnx.ModelProto, origin: str = "model") -> LayerGra
             items.append(node)
             continue
         ctx.claimed.update(result.fused)
+        if result.dense.input_shape is None:
+            result.dense.input_shape = type_dims(ctx.value_types.get(result.dense.input))
         items.extend(result.before)
         items.append(result.dense)
         items.extend(result.after)

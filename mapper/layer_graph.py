@@ -2,15 +2,20 @@
 
 Nothing downstream of the frontend sees ONNX attributes: a Gemm, a MatMul + Add, a
 transposed weight all become `Dense(W[K, N], b, activation)` computing
-`y = act(x · W + b)` over the last axis of `x`.
+`y = act(x · W + b)` over the last axis of `x`. A convolution is a `Dense` too, with
+its weight unrolled to [C_in·kh·kw, C_out] and its geometry in `conv` (`ConvGeometry`):
+the periphery forms one patch per output position, and each patch is one tile read.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from math import prod
 
 import networkx as nx
 import numpy as np
+
+from analogc.runtime.im2col import output_shape, resolve_pads
 
 ACTIVATIONS = ("identity", "relu", "sigmoid", "tanh", "leaky_relu", "silu", "gelu", "gelu_tanh", "elu", "selu", "softplus", "softsign", "hard_sigmoid", "softmax", "log_softmax")
 
@@ -27,9 +32,31 @@ class TensorInfo:
         return {"name": self.name, "dtype": self.dtype, "shape": self.shape}
 
 
+@dataclass(frozen=True)
+class ConvGeometry:
+    """How a convolution's input becomes patches (ONNX Conv attributes, per spatial axis).
+
+    `pads` is ONNX's [begin..., end...] for NOTSET/VALID; with SAME_UPPER/SAME_LOWER the
+    runtime works the pads out from the input it gets (`runtime.im2col.resolve_pads`).
+    """
+
+    kernel: tuple
+    strides: tuple
+    dilations: tuple
+    pads: tuple
+    auto_pad: str = "NOTSET"
+    group: int = 1
+    channels: int = 1  # C_in
+
+    def to_json(self) -> dict:
+        return {"kernel": list(self.kernel), "strides": list(self.strides), "dilations": list(self.dilations),
+                "pads": list(self.pads), "auto_pad": self.auto_pad, "group": self.group, "channels": self.channels}
+
+
 @dataclass
 class Dense:
-    """One analog layer `output = activation(input · weight + bias)` on the last axis."""
+    """One analog layer `output = activation(input · weight + bias)` on the last axis
+    (a `conv` layer: on every patch of its input)."""
 
     name: str
     input: str
@@ -40,10 +67,29 @@ class Dense:
     activation_params: dict = field(default_factory=dict)
     dtype: str = "float32"
     onnx_nodes: list = field(default_factory=list)
+    input_shape: list | None = None  # as shape inference knew it, None for an unknown dim
+    conv: ConvGeometry | None = None
 
     @property
     def shape(self) -> tuple[int, int]:
         return tuple(self.weight.shape)
+
+    @property
+    def kind(self) -> str:
+        return "dense" if self.conv is None else "conv"
+
+    @property
+    def reads_per_example(self) -> int:
+        """Tile reads one example needs: the product of the input's dims between the batch
+        axis and the features (1 for a vector, T for a sequence [B, T, K]); for a conv, its
+        output positions. A dim shape inference did not know counts as 1."""
+        shape = self.input_shape
+        if self.conv is not None:
+            spatial = output_positions(shape[2:] if shape and len(shape) >= 3 else None, self.conv)
+            return max(1, prod(d for d in spatial if d is not None)) if spatial else 1
+        if not shape or len(shape) < 3:
+            return 1
+        return max(1, prod(d for d in shape[1:-1] if d is not None))
 
 
 @dataclass
@@ -74,6 +120,23 @@ class LayerGraph:
     @property
     def host_segments(self) -> list[HostSegment]:
         return [s for s in self.steps if isinstance(s, HostSegment)]
+
+
+def type_dims(type_proto) -> list | None:
+    """A tensor type's shape as a list (None for an unknown dim), None without a shape."""
+    if type_proto is None or not type_proto.HasField("tensor_type") or not type_proto.tensor_type.HasField("shape"):
+        return None
+    return [d.dim_value if d.HasField("dim_value") else None for d in type_proto.tensor_type.shape.dim]
+
+
+def output_positions(spatial: list | None, conv: ConvGeometry) -> list | None:
+    """Output size per spatial axis (None where the input's size is unknown), ONNX rules."""
+    if spatial is None or len(spatial) != len(conv.kernel):
+        return None
+    known = [1 if d is None else d for d in spatial]
+    pads = resolve_pads(known, conv.kernel, conv.strides, conv.dilations, conv.pads, conv.auto_pad)
+    out = output_shape(known, conv.kernel, conv.strides, conv.dilations, pads)
+    return [None if d is None else o for d, o in zip(spatial, out)]
 
 
 def build_digraph(steps: list, inputs: list) -> nx.DiGraph:

@@ -5,7 +5,8 @@ sequential steps on the critical path and cost time (see `runtime/cost.py`, whic
 prices both). Counts describe the target hardware running the program, so they are the
 same in `--ideal` mode: ideal switches the physics off, not the periphery.
 
-Per vector (one input row of a layer: one example for a 2-D input), per block of
+Per vector (one input row of a layer: one example for a 2-D input, one patch of a
+convolution; a layer reads `reads_per_example` of them per example), per block of
 `rows x cols` array cells (rows include the bias row of an analog bias):
 
 - inference / forward: `macs` rows·cols, `dac_conversions` rows, `adc_conversions`
@@ -126,20 +127,28 @@ class OpCounts:
 
 def static_block_counts(program, phase: str, batch: int, layers=None) -> OpCounts:
     """Data-independent counts of one `phase` pass over every block (or over the named
-    `layers`) for `batch` vectors per layer (examples, for 2-D layer inputs)."""
+    `layers`) for `batch` examples: each layer reads `reads_per_example` vectors per
+    example (a conv's output positions, a sequence's steps; 1 for a vector)."""
     if batch < 0:
         raise AnalogcError(f"batch must be ≥ 0, got {batch}")
     counts = OpCounts()
     unit = per_vector_table(program, phase)
     wanted = None if layers is None else set(layers)
+    reads = reads_per_example(program)
     for (p, layer, tile), kinds in unit.items():
         if wanted is None or layer in wanted:
-            counts.add(p, layer, tile, **{k: v * batch for k, v in kinds.items()})
+            n = batch * reads.get(layer, 1)
+            counts.add(p, layer, tile, **{k: v * n for k, v in kinds.items()})
     if phase in ("inference", "forward") and wanted is None:
         for name, flops in host_flops_per_example(program).items():
             counts.add(phase, name, None, host_flops=flops * batch)
     counts.add_examples(phase, batch)
     return counts
+
+
+def reads_per_example(program) -> dict:
+    """{layer: vectors it reads per example}, as the compiler stored it (1 when absent)."""
+    return {layer["name"]: int(layer.get("reads_per_example", 1)) for layer in program.layers}
 
 
 def layer_vector_counts(program, phase: str, vectors: dict) -> OpCounts:

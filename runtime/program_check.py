@@ -13,6 +13,7 @@ from analogc.runtime.spec import spec_from_dict
 OPS = ("host", "load", "mvm", "store")
 ACTIVATIONS = tuple(activations.ACTIVATIONS)
 DTYPES = ("float16", "float32", "float64")
+KINDS = ("dense", "conv")
 
 
 def is_int(value) -> bool:
@@ -82,6 +83,10 @@ def check_types(meta: dict, fail) -> None:
         act = layer.get("activation")
         if not isinstance(act, dict) or act.get("op") not in ACTIVATIONS or not all(is_number(v) for k, v in act.items() if k != "op"):
             fail(f"layer {layer['name']!r} has an unknown activation {str(act)[:60]}")
+        if layer.get("kind", "dense") not in KINDS:
+            fail(f"layer {layer['name']!r} has kind {str(layer.get('kind'))[:30]!r} (kinds: {', '.join(KINDS)})")
+        if "reads_per_example" in layer and not (is_count(layer["reads_per_example"]) and layer["reads_per_example"] >= 1):
+            fail(f"layer {layer['name']!r} has a bad reads_per_example (a count ≥ 1)")
         if layer.get("dtype") not in DTYPES:
             fail(f"layer {layer['name']!r} has dtype {str(layer.get('dtype'))[:30]!r}")
         for key in ("w_max", "adc_range"):

@@ -1,0 +1,82 @@
+"""The digital periphery of a convolution layer: its input cut into patches (im2col).
+
+A Conv layer on the tiles holds its weight unrolled to [C_in·kh·kw, C_out] (row index
+c·kh·kw + i·kw + j, the ONNX weight [C_out, C_in, kh, kw] reshaped to [C_out, -1] and
+transposed). The periphery forms one patch per output position, in that row order, and
+each patch is one tile read: its own DAC scaling, read noise and ADC. `patches` cuts an
+input [B, C, *spatial] into rows [B·positions, C·prod(kernel)] with numpy's stride
+tricks (one copy, no Python loop over positions); `fold` turns the layer's
+[B·positions, C_out] outputs back into ONNX's [B, C_out, *out_spatial].
+
+Padding follows ONNX Conv: explicit `pads` [begin..., end...] for NOTSET, none for
+VALID, and for SAME_UPPER / SAME_LOWER a total of max(0, (out − 1)·stride + extent − in)
+per axis with out = ceil(in / stride), the odd one at the end (UPPER) or the beginning
+(LOWER); extent = dilation·(kernel − 1) + 1.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
+
+AUTO_PADS = ("NOTSET", "SAME_UPPER", "SAME_LOWER", "VALID")
+
+
+def extent(kernel: int, dilation: int) -> int:
+    """Input positions one kernel window spans along an axis."""
+    return dilation * (kernel - 1) + 1
+
+
+def resolve_pads(spatial, kernel, strides, dilations, pads, auto_pad: str) -> list[int]:
+    """ONNX's [begin..., end...] pads of a Conv on an input of these spatial sizes."""
+    rank = len(kernel)
+    if auto_pad == "VALID":
+        return [0] * (2 * rank)
+    if auto_pad not in ("SAME_UPPER", "SAME_LOWER"):
+        return [int(p) for p in pads]
+    begin, end = [], []
+    for size, k, s, d in zip(spatial, kernel, strides, dilations):
+        out = -(-int(size) // s)
+        total = max(0, (out - 1) * s + extent(k, d) - int(size))
+        small, large = total // 2, total - total // 2
+        begin.append(small if auto_pad == "SAME_UPPER" else large)
+        end.append(large if auto_pad == "SAME_UPPER" else small)
+    return begin + end
+
+
+def output_shape(spatial, kernel, strides, dilations, pads) -> list[int]:
+    """Output positions per spatial axis for resolved `pads`."""
+    rank = len(kernel)
+    return [
+        max(0, (int(size) + pads[a] + pads[a + rank] - extent(kernel[a], dilations[a])) // strides[a] + 1)
+        for a, size in enumerate(spatial)
+    ]
+
+
+def patches(x: np.ndarray, kernel, strides, dilations, pads) -> tuple[np.ndarray, list[int]]:
+    """(rows [B·positions, C·prod(kernel)] in (c, kernel offsets) order, output spatial
+    shape) of an input [B, C, *spatial] with resolved `pads`."""
+    rank = len(kernel)
+    if any(pads):
+        width = [(0, 0), (0, 0)] + [(pads[a], pads[a + rank]) for a in range(rank)]
+        x = np.pad(x, width)
+    out = output_shape(x.shape[2:], kernel, strides, dilations, [0] * (2 * rank))
+    axes = tuple(range(2, 2 + rank))
+    spans = tuple(extent(k, d) for k, d in zip(kernel, dilations))
+    if any(o == 0 for o in out) or any(x.shape[a] < s for a, s in zip(axes, spans)):
+        return np.zeros((0, x.shape[1] * int(np.prod(kernel))), dtype=x.dtype), out
+    # [B, C, *window starts, *offsets in the window], then every stride-th start and
+    # every dilation-th offset: a view, copied once by the reshape below.
+    view = sliding_window_view(x, spans, axis=axes)
+    view = view[(slice(None), slice(None)) + tuple(slice(None, None, s) for s in strides) + tuple(slice(None, None, d) for d in dilations)]
+    view = view[(slice(None), slice(None)) + tuple(slice(0, o) for o in out)]
+    order = (0, *range(2, 2 + rank), 1, *range(2 + rank, 2 + 2 * rank))  # B, positions, C, offsets
+    rows = view.transpose(order).reshape(x.shape[0] * int(np.prod(out)), -1)
+    return np.ascontiguousarray(rows), out
+
+
+def fold(y: np.ndarray, batch: int, out_spatial) -> np.ndarray:
+    """[B·positions, C_out] back to ONNX's [B, C_out, *out_spatial]."""
+    rank = len(out_spatial)
+    y = y.reshape(batch, *out_spatial, y.shape[-1])
+    return np.ascontiguousarray(y.transpose(0, rank + 1, *range(1, rank + 1)))
