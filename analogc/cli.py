@@ -62,6 +62,11 @@ def build_parser() -> ArgumentParser:
     p.add_argument("-o", "--output", metavar="OUT.atp", help="output tile program (default: MODEL's name with .atp, in the current folder)")
     p.add_argument("--placer", choices=["cpsat", "greedy"], default="cpsat", help="cpsat (default: packing and placement proven against bounds) or greedy first-fit")
     p.add_argument("--time-limit", type=float, default=5.0, metavar="S", help="placer time budget in seconds (default 5); the best plan found is returned")
+    p.add_argument(
+        "--replicate", choices=["none", "throughput", "accuracy"], default="none",
+        help="copies of layers on spare tiles: throughput (copies read different positions, fewest steps for the slowest layer) "
+        "or accuracy (up to 16 copies of every layer, reads averaged); default none",
+    )
     add_common(p, seed=True)
     p.set_defaults(handler="compile")
 

@@ -35,7 +35,7 @@ def cmd_compile(args) -> int:
     if output.suffix != ".atp":
         raise AnalogcError(f"{output}: the output of compile must end in .atp")
     check_writable_path(output)  # fail before compiling, not after
-    program = compile_model(args.model, spec, placer=args.placer, time_limit=args.time_limit, seed=args.seed)
+    program = compile_model(args.model, spec, placer=args.placer, time_limit=args.time_limit, seed=args.seed, replicate=args.replicate)
     save_program(program, output)
     if args.json:
         print_json({"output": str(output), **plan_json(program)})

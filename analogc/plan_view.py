@@ -53,6 +53,8 @@ def plan_json(program) -> dict:
                 "activation": layer["activation"]["op"],
                 "blocks": split["blocks"],
                 "tiles": split["tiles"],
+                "copies": layer.get("copies", 1),
+                "replicate": layer.get("replicate", "none"),
                 "partial_sums_added_digitally": split["row_split"],
                 "columns_concatenated": split["col_split"],
             }
@@ -129,6 +131,7 @@ def block_json(block: dict, k: int) -> dict:
         "offset": block["offset"],
         "array_rows": [r0, r1],
         "bias_row": r1 > k,
+        "copy": block.get("copy", 0),
     }
 
 
@@ -167,14 +170,21 @@ def print_plan(program, console: Console, verbose: bool = False) -> None:
         f"schedule: {schedule['serialized_pairs']} block pairs share tile rows or columns; "
         f"at most {schedule['max_steps_per_tile']} sequential steps in one tile"
     )
+    details = plan["placer_details"]
+    if "replicate" in details:
+        line = f"replication: {details['replicate']}, copies " + ", ".join(f"{k} {v}" for k, v in details["copies"].items())
+        if "bottleneck_reads_per_example" in details:
+            line += (f"; slowest layer {details['bottleneck_reads_per_example']} read steps per example "
+                     f"({details['bottleneck_reads_per_example_unreplicated']} without copies)")
+        console.print(line)
     from analogc.runtime.cost import summary_lines
 
     console.print("cost estimate of one inference (exact counts, the spec's \\[cost] table; details: analogc cost):")
     for line in summary_lines(plan["cost_estimate"]):
         console.print(f"  {line}")
     table = Table(title="layers", title_justify="left")
-    for column in ("layer", "kind", "K x N", "array rows x cols", "bias", "activation", "reads/example", "blocks", "tiles", "split"):
-        table.add_column(column, justify="right" if column in ("blocks", "tiles", "reads/example") else "left")
+    for column in ("layer", "kind", "K x N", "array rows x cols", "bias", "activation", "reads/example", "blocks", "tiles", "copies", "split"):
+        table.add_column(column, justify="right" if column in ("blocks", "tiles", "reads/example", "copies") else "left")
     for layer in plan["layers"]:
         split = []
         if layer["partial_sums_added_digitally"]:
@@ -191,6 +201,7 @@ def print_plan(program, console: Console, verbose: bool = False) -> None:
             str(layer["reads_per_example"]),
             str(layer["blocks"]),
             str(layer["tiles"]),
+            str(layer["copies"]) + ("" if layer["copies"] == 1 else f" ({layer['replicate']})"),
             " + ".join(split) or "-",
         )
     console.print(table)

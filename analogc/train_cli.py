@@ -19,9 +19,11 @@ def cmd_train(args) -> int:
     from analogc.runtime.program import load_program, save_program
     from analogc.runtime.spec import knob_range, spec_from_dict
     from analogc.runtime.checkpoint import check_folder
+    from analogc.runtime.replicas import refuse_training
     from analogc.runtime.trainer import Trainer, TrainOptions
 
     program = load_program(args.program)
+    refuse_training(program, args.program)
     spec = spec_from_dict(program.meta["target"], origin=f"{args.program}: target")
     epochs = spec.training.epochs if args.epochs is None else args.epochs
     lo, hi = knob_range(type(spec.training), "epochs")

@@ -8,23 +8,35 @@ from analogc.mapper.emit import emit_program
 from analogc.mapper.frontend import load_layer_graph
 from analogc.mapper.partition import partition
 from analogc.mapper.place import place
+from analogc.mapper.replicate import check_mode
+from analogc.mapper.replicate_place import annotate_copies, place_replicated
 from analogc.errors import AnalogcError
 from analogc.runtime.program import Program
 from analogc.runtime.program_check import RANGE_LIMITS, is_range
 
 
-def compile_model(model_path: str | Path, spec, placer: str = "cpsat", time_limit: float = 5.0, seed: int = 0) -> Program:
-    """Frontend, partition, place, emit; errors are AnalogcErrors naming the cause."""
+def compile_model(model_path: str | Path, spec, placer: str = "cpsat", time_limit: float = 5.0, seed: int = 0, replicate: str = "none") -> Program:
+    """Frontend, partition, place, emit; errors are AnalogcErrors naming the cause.
+    `replicate` (none, throughput, accuracy): copies of layers on spare tiles
+    (mapper/replicate.py); a plan that gains no copy is the plan without replication."""
+    check_mode(replicate)
     layer_graph, model, self_contained = load_layer_graph(model_path)
     layers = layer_graph.dense_layers
     blocks = partition(layers, spec)
-    placement = place(blocks, layers, spec, placer=placer, time_limit=time_limit, seed=seed)
+    placement = None
+    if replicate != "none":
+        reads = {d.name: d.reads_per_example for d in layers}
+        placement = place_replicated(blocks, layers, spec, replicate, reads, time_limit=time_limit, seed=seed)
+    if placement is None:
+        placement = place(blocks, layers, spec, placer=placer, time_limit=time_limit, seed=seed)
     if placement.blocks is not None:
         blocks = placement.blocks
     original = Path(model_path).read_bytes() if self_contained else model.SerializeToString()
     program = emit_program(layer_graph, blocks, placement, spec, model, Path(model_path).stem, original)
+    annotate_copies(program.meta, placement)
     check_ranges(program, model_path)
     return program
+
 
 
 def check_ranges(program: Program, origin) -> None:

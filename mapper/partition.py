@@ -12,12 +12,14 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class Block:
-    """Rows [r0, r1) and columns [c0, c1) of one layer's array matrix."""
+    """Rows [r0, r1) and columns [c0, c1) of one layer's array matrix; `copy` numbers
+    the layer's replica that holds it (0 unless the plan replicates the layer)."""
 
     id: int
     layer: str
     rows: tuple[int, int]
     cols: tuple[int, int]
+    copy: int = 0
 
     @property
     def height(self) -> int:

@@ -16,7 +16,7 @@ import numpy as np
 
 from analogc.errors import AnalogcError
 from analogc.memory import check_fits, human
-from analogc.runtime import kernels, tile_reads, tiles
+from analogc.runtime import kernels, replicas, tile_reads, tiles
 from analogc.runtime.activations import apply_activation
 from analogc.runtime.host import make_session, run_session
 from analogc.runtime.layer_devices import LayerDevices, has_device_state
@@ -62,6 +62,7 @@ class Chip:
         self.program = program
         self.count_ops = count_ops
         self.vectors: dict[str, int] = {}  # layer -> input rows read (cost model)
+        self.examples: dict[str, dict] = {}  # layer -> {reads per example: examples} (cost model)
         self.host_calls: dict[tuple, int] = {}  # (segment, input shapes) -> calls
         spec = spec_from_dict(program.meta["target"], origin="program target")
         self.spec = spec.without_nonidealities() if ideal else spec
@@ -153,14 +154,18 @@ class Chip:
             self.compensation = self.calibrate(t)
         self.readers = {name: self.layer_reads(name, layer) for name, layer in self.layers.items()}
 
-    def layer_reads(self, name: str, layer: dict) -> tile_reads.LayerReads:
-        """The layer's block products at the current time, one onnxruntime session."""
-        blocks = [
-            tile_reads.BlockMatrices(bid, tuple(b["rows"]), self.block_weights[bid], self.block_variance.get(bid))
-            for bid, b in self.blocks.items()
-            if b["layer"] == name
-        ]
-        return tile_reads.LayerReads(name, self.matrices[name].shape[0], blocks)
+    def layer_reads(self, name: str, layer: dict) -> list[tile_reads.LayerReads]:
+        """The block products of each copy of the layer at the current time, one
+        onnxruntime session per copy (one for a layer without copies)."""
+        readers = []
+        for copy in range(replicas.copies_of(layer)):
+            blocks = [
+                tile_reads.BlockMatrices(bid, tuple(b["rows"]), self.block_weights[bid], self.block_variance.get(bid))
+                for bid, b in self.blocks.items()
+                if b["layer"] == name and b.get("copy", 0) == copy
+            ]
+            readers.append(tile_reads.LayerReads(name, self.matrices[name].shape[0], blocks))
+        return readers
 
     def calibrate(self, t: float) -> dict:
         """Global drift compensation: drive every row of a tile with 1 and compare the
@@ -232,8 +237,9 @@ class Chip:
                 block = self.blocks[instruction["block"]]
                 (c0, c1) = block["cols"]
                 partial, variance = self.read_block(block, state)
+                acc = state["accs"][block.get("copy", 0)]
                 if self.spec.ideal:
-                    state["acc"][:, c0:c1] += partial
+                    acc[:, c0:c1] += partial
                 else:
                     # The ADC sees outputs in units of w_max·dac_range; drift compensation
                     # as its gain or after it, noise, bound and quantisation, back to
@@ -241,7 +247,7 @@ class Chip:
                     alpha = self.compensation.get(tuple(block["tile"]))
                     gain, alpha = (alpha, None) if self.spec.pcm.drift_compensation_at == "adc_gain" else (None, alpha)
                     kernels.adc_accumulate(
-                        state["acc"], c0, partial, variance, self.adc_range[block["layer"]], alpha, self.spec.periphery, self.rng, gain=gain
+                        acc, c0, partial, variance, self.adc_range[block["layer"]], alpha, self.spec.periphery, self.rng, gain=gain
                     )
             elif op == "store":
                 self.store(self.layers[instruction["layer"]], state, env)
@@ -257,8 +263,11 @@ class Chip:
             raise AnalogcError(f"layer {layer['name']}: input has {x.shape[-1]} features, the weights expect {k}")
         lead = x.shape[:-1]
         flat = x.reshape(-1, k)
+        positions = replicas.positions_per_example(flat.shape[0], lead)
         if self.count_ops:
             self.vectors[layer["name"]] = self.vectors.get(layer["name"], 0) + flat.shape[0]
+            tally = self.examples.setdefault(layer["name"], {})
+            tally[positions] = tally.get(positions, 0) + flat.shape[0] // positions
         bias = layer["bias"] == "analog"
         if self.spec.ideal:
             x_sq, scale = None, None
@@ -269,11 +278,29 @@ class Chip:
         else:
             # Bias input, DAC and the squares for the read-noise variance in one pass.
             x2, x_sq, scale = kernels.dac_layer(flat, bias, self.spec.periphery, squares=bool(self.block_variance))
+        readers, state = self.readers[layer["name"]], {"lead": lead, "scale": scale, "rows_of": None}
+        if replicas.mode_of(layer) == "throughput":
+            # Each copy reads its own positions: a row is read once, by one copy.
+            state["rows_of"] = replicas.position_rows(x2.shape[0], positions, len(readers))
+            state["reads"], state["accs"] = {}, {}
+            for copy, (reader, rows) in enumerate(zip(readers, state["rows_of"])):
+                state["reads"].update(reader(x2[rows], None if x_sq is None else x_sq[rows]))
+                state["accs"][copy] = np.zeros((len(rows), n), dtype=np.float32)
+            return state
+        # Every copy (one without replication) reads every row into one accumulator.
         acc = np.zeros((x2.shape[0], n), dtype=np.float32)
-        return {"reads": self.readers[layer["name"]](x2, x_sq), "acc": acc, "lead": lead, "scale": scale}
+        state["reads"] = {bid: out for reader in readers for bid, out in reader(x2, x_sq).items()}
+        state["accs"] = dict.fromkeys(range(len(readers)), acc)
+        return state
 
     def store(self, layer: dict, state: dict, env: dict) -> None:
-        y = state["acc"]
+        y = state["accs"][0]
+        if state["rows_of"] is not None:  # throughput copies: rows back in order
+            y = np.empty((sum(len(r) for r in state["rows_of"]), y.shape[1]), dtype=np.float32)
+            for copy, rows in enumerate(state["rows_of"]):
+                y[rows] = state["accs"][copy]
+        elif len(state["accs"]) > 1:  # accuracy copies: the mean of their outputs
+            y /= np.float32(len(state["accs"]))
         if state["scale"] is not None:
             y *= state["scale"]  # the accumulator is this layer's own buffer
         if layer["bias"] == "digital":
@@ -295,7 +322,7 @@ class Chip:
         calibration (one-time), and the inference instructions run so far."""
         from analogc.runtime import opcounts
 
-        counts = opcounts.layer_vector_counts(self.program, "inference", self.vectors)
+        counts = opcounts.layer_vector_counts(self.program, "inference", self.vectors, self.examples)
         for (name, shapes), calls in sorted(self.host_calls.items()):
             segment = self.sessions[name][0]
             flops = opcounts.host_call_flops(self.program, segment, dict(zip(segment["inputs"], shapes)))

@@ -10,11 +10,20 @@ output columns travel to every consumer block whose weight rows read them, when 
 Dense layer feeds another directly; (2) the partial sums of a row-split layer travel
 to the tile of the first-row block holding the same columns, which adds them. Data
 entering from or leaving to the host is not tile-to-tile traffic and is not counted.
+
+Replicated layers (`copies` > 1, blocks numbered by `copy`): partial sums stay inside
+their copy. With `replicate = "accuracy"` every copy reads the whole input, the heads of
+copies 1.. send their outputs to copy 0's heads, which average them (a "partial" flow:
+the receiving tile adds), and only copy 0 sends the layer's output on. With
+`"throughput"` copies read different positions (position p goes to copy p mod copies),
+so a producer copy a feeds a consumer copy b only if some position is in both, i.e.
+a ≡ b (mod gcd of the copy counts).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from math import gcd
 
 
 @dataclass(frozen=True)
@@ -27,6 +36,7 @@ class BlockView:
     cols: tuple
     tile: tuple = (0, 0)
     offset: tuple = (0, 0)
+    copy: int = 0
 
     @property
     def rect(self) -> tuple:
@@ -41,15 +51,20 @@ class LayerView:
     input: str
     output: str
     shape: tuple
+    copies: int = 1
+    replicate: str = "none"
 
 
 def program_views(program) -> tuple[list[BlockView], list[LayerView]]:
     """The blocks and layers of a tile program as flow-function views."""
     blocks = [
-        BlockView(b["id"], b["layer"], tuple(b["rows"]), tuple(b["cols"]), tuple(b["tile"]), tuple(b["offset"]))
+        BlockView(b["id"], b["layer"], tuple(b["rows"]), tuple(b["cols"]), tuple(b["tile"]), tuple(b["offset"]), b.get("copy", 0))
         for b in program.blocks
     ]
-    layers = [LayerView(l["name"], l["input"], l["output"], tuple(l["shape"])) for l in program.layers]
+    layers = [
+        LayerView(l["name"], l["input"], l["output"], tuple(l["shape"]), l.get("copies", 1), l.get("replicate", "none"))
+        for l in program.layers
+    ]
     return blocks, layers
 
 
@@ -78,25 +93,37 @@ def labelled_flows(blocks: list, layers: list) -> list[tuple[int, int, int, str]
     for block in blocks:
         by_layer.setdefault(block.layer, []).append(block)
     k_of = {d.name: d.shape[0] for d in layers}
+    mode = {d.name: (getattr(d, "replicate", "none"), getattr(d, "copies", 1)) for d in layers}
     flows = []
     for producer, consumer in dense_edges(layers):
         for src in by_layer.get(producer, []):
-            if src.rows[0] != 0:
-                continue  # the reduced column lives on the first row block's tile
+            if src.rows[0] != 0 or (mode[producer][0] == "accuracy" and src.copy != 0):
+                continue  # the reduced (and averaged) column lives on copy 0's first row block
             for dst in by_layer.get(consumer, []):
                 elements = overlap(src.cols, (dst.rows[0], min(dst.rows[1], k_of[consumer])))
-                if elements:
+                if elements and positions_meet(mode[producer], src.copy, mode[consumer], dst.copy):
                     flows.append((src.id, dst.id, elements, "output"))
-    for layer_blocks in by_layer.values():
+    for name, layer_blocks in by_layer.items():
         heads = [b for b in layer_blocks if b.rows[0] == 0]
         for block in layer_blocks:
-            if block.rows[0] == 0:
+            averaged = block.rows[0] == 0 and block.copy != 0 and mode.get(name, ("none", 1))[0] == "accuracy"
+            if block.rows[0] == 0 and not averaged:
                 continue
             for head in heads:
+                if head.copy != (0 if averaged else block.copy):
+                    continue
                 elements = overlap(block.cols, head.cols)
                 if elements:
                     flows.append((block.id, head.id, elements, "partial"))
     return flows
+
+
+def positions_meet(producer: tuple, a: int, consumer: tuple, b: int) -> bool:
+    """Whether producer copy a computes positions that consumer copy b reads; each side
+    is (replicate mode, copies). Only throughput copies split positions."""
+    if producer[0] != "throughput" or consumer[0] != "throughput":
+        return True
+    return (a - b) % gcd(producer[1], consumer[1]) == 0
 
 
 def backward_flows(blocks: list, layers: list) -> list[tuple[int, int, int, str]]:

@@ -43,6 +43,7 @@ from dataclasses import dataclass, field
 
 from analogc.errors import AnalogcError
 from analogc.runtime.dataflow import backward_flows, hops, labelled_flows, program_views, tile_steps
+from analogc.runtime.replica_counts import needs_own_counts, read_counts
 
 PHASES = ("inference", "forward", "backward", "update", "transfer", "program")
 WORK_KINDS = (
@@ -132,13 +133,16 @@ def static_block_counts(program, phase: str, batch: int, layers=None) -> OpCount
     if batch < 0:
         raise AnalogcError(f"batch must be ≥ 0, got {batch}")
     counts = OpCounts()
-    unit = per_vector_table(program, phase)
     wanted = None if layers is None else set(layers)
     reads = reads_per_example(program)
-    for (p, layer, tile), kinds in unit.items():
-        if wanted is None or layer in wanted:
-            n = batch * reads.get(layer, 1)
-            counts.add(p, layer, tile, **{k: v * n for k, v in kinds.items()})
+    if phase in ("inference", "forward") and wanted is None and needs_own_counts(program):
+        # Copies read as their replication says (runtime/replica_counts.py).
+        read_counts(program, phase, {name: {n: batch} for name, n in reads.items()}, counts)
+    else:
+        for (p, layer, tile), kinds in per_vector_table(program, phase).items():
+            if wanted is None or layer in wanted:
+                n = batch * reads.get(layer, 1)
+                counts.add(p, layer, tile, **{k: v * n for k, v in kinds.items()})
     if phase in ("inference", "forward") and wanted is None:
         for name, flops in host_flops_per_example(program).items():
             counts.add(phase, name, None, host_flops=flops * batch)
@@ -151,10 +155,14 @@ def reads_per_example(program) -> dict:
     return {layer["name"]: int(layer.get("reads_per_example", 1)) for layer in program.layers}
 
 
-def layer_vector_counts(program, phase: str, vectors: dict) -> OpCounts:
+def layer_vector_counts(program, phase: str, vectors: dict, examples: dict | None = None) -> OpCounts:
     """Counts of `phase` with a different number of vectors per layer (the chip counts
-    the rows each layer actually read)."""
+    the rows each layer actually read); with `examples` ({layer: {reads per example:
+    examples}}, which the chip tallies too), copies are counted as they read."""
     counts = OpCounts()
+    if examples is not None and needs_own_counts(program):
+        read_counts(program, phase, examples, counts)
+        return counts
     for (p, layer, tile), kinds in per_vector_table(program, phase).items():
         n = vectors.get(layer, 0)
         if n:

@@ -7,6 +7,7 @@ import numpy as np
 
 from analogc.errors import AnalogcError
 from analogc.runtime import activations
+from analogc.runtime.replicas import check_copies
 from analogc.runtime.spec import spec_from_dict
 
 # Tuples, not sets: membership must not hash a value that may be a list or dict.
@@ -237,6 +238,7 @@ def check_program(meta: dict, arrays: dict, members: dict, origin: str) -> None:
         if op == "mvm" and instruction.get("block") not in ids:
             fail(f"instruction reads unknown block {instruction.get('block')!r}")
     check_dataflow(meta, fail)
+    check_copies(meta, fail)
     for layer in meta["layers"]:
         check_device_state(layer, layers[layer["name"]], arrays, spec.pcm.g_max, fail)
 

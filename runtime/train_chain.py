@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from analogc.errors import AnalogcError
+from analogc.runtime.replicas import refuse_training
 
 LOGIT_ACTIVATIONS = ("softmax", "log_softmax", "identity")
 HIDDEN_ACTIVATIONS = ("identity", "relu", "leaky_relu", "sigmoid", "tanh", "silu", "gelu", "gelu_tanh", "elu", "selu", "softplus", "softsign", "hard_sigmoid")
@@ -29,6 +30,7 @@ class Chain:
 
 
 def find_chain(program) -> Chain:
+    refuse_training(program, "tile program")
     steps = []  # ("layer", name) / ("host", name) in instruction order
     for instruction in program.meta["instructions"]["inference"]:
         if instruction["op"] == "load":
