@@ -27,7 +27,8 @@ def copied_blocks(blocks: list, layers: list, copies: dict) -> list[Block]:
     for dense in layers:
         own = [b for b in blocks if b.layer == dense.name]
         for copy in range(copies[dense.name]):
-            out.extend(Block(len(out) + k, b.layer, b.rows, b.cols, copy) for k, b in enumerate(own))
+            base = len(out)
+            out.extend(Block(base + k, b.layer, b.rows, b.cols, copy) for k, b in enumerate(own))
     return out
 
 
