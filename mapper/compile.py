@@ -38,7 +38,6 @@ def compile_model(model_path: str | Path, spec, placer: str = "cpsat", time_limi
     return program
 
 
-
 def check_ranges(program: Program, origin) -> None:
     """Weights far from 1 (finite in float32) would run as NaN on the simulated periphery:
     refused here with the limits that the runtime's program check applies."""

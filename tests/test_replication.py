@@ -156,8 +156,9 @@ def test_cost_counts_copies(cli, tmp_path):
     target = small_grid_target(tmp_path, 1, 2)
     compile_to(cli, model, tmp_path / "t.atp", "--target", target, "--replicate", "throughput")
     compile_to(cli, model, tmp_path / "a.atp", "--target", "tiny", "--replicate", "accuracy")
+    compile_to(cli, model, tmp_path / "n.atp", "--target", target)
     costs = {}
-    for name in ("t", "a"):
+    for name in ("t", "a", "n"):
         result = cli("cost", tmp_path / f"{name}.atp", "--json")
         assert result.code == 0, result.err
         costs[name] = json.loads(result.out)["cost"]
@@ -166,6 +167,9 @@ def test_cost_counts_copies(cli, tmp_path):
     assert costs["t"]["counts"]["macs"] == macs_one_copy
     assert costs["t"]["counts"]["read_steps"] == 2 * math.ceil(7 / 3)
     assert costs["t"]["tiles_used"] == 2
+    # Without copies: 7 reads per layer, one after another.
+    assert costs["n"]["counts"]["macs"] == macs_one_copy and costs["n"]["counts"]["read_steps"] == 2 * 7
+    assert costs["t"]["throughput_examples_per_s"] > 2 * costs["n"]["throughput_examples_per_s"]
     # Accuracy: 16 copies each read every position; copies on tile diagonals in parallel.
     assert costs["a"]["counts"]["macs"] == 16 * macs_one_copy
     assert costs["a"]["counts"]["adc_conversions"] == 16 * 7 * (12 + 6)
