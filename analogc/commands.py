@@ -12,12 +12,17 @@ from rich.console import Console
 from analogc.atomic import check_writable_path
 from analogc.errors import AnalogcError
 
+PIPE_WIDTH = 100_000  # columns assumed when stdout is not a terminal: lines are never cut
+
 
 def console_for(args) -> Console:
     """Human output goes to stdout unless --json owns stdout, then to stderr."""
     console = Console(stderr=bool(getattr(args, "json", False)), highlight=False)
     if not console.is_terminal:
-        console.width = 132  # rich assumes 80 columns for pipes; tables need more
+        # Piped or redirected text is for grep and files: no hard wrap of long lines
+        # (rich would cut them at 80 columns), and tables at their natural width.
+        console.soft_wrap = True
+        console.width = PIPE_WIDTH
     return console
 
 
@@ -336,9 +341,10 @@ def report_run(args, program, result: dict) -> None:
     if args.json:
         print_json(result)
         return
-    if args.quiet:
-        return
     console = console_for(args)
+    if args.quiet:  # the result lines only
+        print_run_result(console, result)
+        return
     line = f"{result['examples']} examples of {result['data']} on {result['target']} ({result['mode']} mode, seed {result['seed']})"
     console.print(line)
     if "accuracy" in result:
@@ -363,6 +369,17 @@ def report_run(args, program, result: dict) -> None:
         console.print(f"    {line}")
     if "output" in result:
         console.print(f"  wrote {result['output']}")
+
+
+def print_run_result(console, result: dict) -> None:
+    """`run -q`: the accuracy (or, without labels, the agreement with onnxruntime) and
+    where the outputs went; no tables, no progress."""
+    if "accuracy" in result:
+        console.print(f"chip accuracy {result['accuracy']:.4f} (onnxruntime {result['onnxruntime_accuracy']:.4f})")
+    else:
+        console.print(f"max |chip - onnxruntime| on the outputs: {result['max_abs_diff_vs_onnxruntime']:.3g}")
+    if "output" in result:
+        console.print(f"wrote {result['output']}")
 
 
 def cmd_train(args) -> int:

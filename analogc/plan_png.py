@@ -13,6 +13,7 @@ from matplotlib.patches import FancyArrowPatch, Patch, Rectangle  # noqa: E402
 
 from analogc.atomic import atomic_path  # noqa: E402
 from analogc.runtime.dataflow import block_flows, program_views  # noqa: E402
+from analogc.wording import count  # noqa: E402
 
 MAX_TICKS = 32  # tick labels per axis; larger grids label every k-th tile
 
@@ -116,7 +117,7 @@ def draw_plan(program, path) -> None:
     axes[-1].legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)
     solver = placement["solver"]
     fig.suptitle(
-        f"{program.meta['model']['name']} on {program.meta['target']['name']}: {placement['tiles_used']} tiles "
+        f"{program.meta['model']['name']} on {program.meta['target']['name']}: {count(placement['tiles_used'], 'tile')} "
         f"(lower bound {placement['lower_bound_tiles']}, {solver['status'].lower()}), utilization "
         f"{placement['utilization']:.0%}, traffic {placement['traffic']} (first fit {placement.get('traffic_greedy')})",
         fontsize=10,

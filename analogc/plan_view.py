@@ -5,6 +5,8 @@ from __future__ import annotations
 from rich.console import Console
 from rich.table import Table
 
+from analogc.wording import count
+
 
 def layer_split(program, layer: dict) -> dict:
     """How a layer is split: the fields emission stores, recomputed from the blocks when a
@@ -22,7 +24,7 @@ def layer_split(program, layer: dict) -> dict:
 
 
 def plan_json(program) -> dict:
-    """The fields architecture.md promises for `compile --json` and `plan --json`."""
+    """The fields docs/formats.md promises for `compile --json` and `plan --json`."""
     placement = program.meta["placement"]
     k_of = {layer["name"]: layer["shape"][0] for layer in program.layers}
     solver = dict(placement["solver"])
@@ -167,8 +169,8 @@ def print_plan(program, console: Console, verbose: bool = False) -> None:
     )
     schedule = plan["schedule"]
     console.print(
-        f"schedule: {schedule['serialized_pairs']} block pairs share tile rows or columns; "
-        f"at most {schedule['max_steps_per_tile']} sequential steps in one tile"
+        f"schedule: {count(schedule['serialized_pairs'], 'block pair')} {'shares' if schedule['serialized_pairs'] == 1 else 'share'} tile rows or columns; "
+        f"at most {count(schedule['max_steps_per_tile'], 'sequential step')} in one tile"
     )
     details = plan["placer_details"]
     if "replicate" in details:

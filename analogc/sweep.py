@@ -23,6 +23,7 @@ from analogc.errors import AnalogcError
 from analogc.sweep_file import Job, Sweep, expand, load_sweep
 from analogc.sweep_job import NAMED_DATA, carry, run_job
 from analogc.sweep_table import job_row, read_table, schema, write_table
+from analogc.wording import count
 
 SWEEP_JSON = "sweep.json"
 ALLOWED_FAILURES = 3  # a job may lose this many workers (killed, crashed) and still be rerun
@@ -48,14 +49,14 @@ def cmd_sweep(args) -> int:
     pending = [job for job in jobs if done.get(job.job_id, {}).get("status") != "ok"]
     console = console_for(args)
     say = (lambda text: console.print(text, markup=False, highlight=False, soft_wrap=True)) if not (args.json or args.quiet) else (lambda text: None)
-    say(f"{len(jobs)} jobs ({len(jobs) - len(pending)} already done in {out}), {sweep.command} on {args.data}")
+    say(f"{count(len(jobs), 'job')} ({len(jobs) - len(pending)} already done in {out}), {sweep.command} on {args.data}")
     started, start = datetime.now(timezone.utc), time.perf_counter()
     summary = {"scheduler": args.scheduler or "local", "workers": 0, "submitted": len(pending), "skipped": len(jobs) - len(pending)}
     rows = dict(done)
     if pending:
         with connect(args.scheduler, args.workers, len(pending)) as client:
             summary["workers"] = len(client.scheduler_info(n_workers=-1)["workers"])
-            say(f"running {len(pending)} jobs on {summary['workers']} workers ({summary['scheduler']})")
+            say(f"running {count(len(pending), 'job')} on {count(summary['workers'], 'worker')} ({summary['scheduler']})")
             if not summary["workers"]:
                 say("the cluster has no workers yet: the jobs wait until some join")
             start_folder(out, record)

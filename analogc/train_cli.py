@@ -10,6 +10,7 @@ import numpy as np
 
 from analogc.atomic import check_writable_path, write_bytes_atomic
 from analogc.errors import AnalogcError
+from analogc.wording import count
 
 
 def cmd_train(args) -> int:
@@ -79,7 +80,7 @@ def describe_start(trainer, epochs: int) -> str:
     spec, chain = trainer.spec, trainer.chain
     lines = [
         f"training {', '.join(l.name for l in trainer.layers)} on {spec.name} ({trainer.options.init} init, seed {trainer.options.seed}): "
-        f"{epochs} epoch(s) of {len(trainer.order(0))} examples of {trainer.options.data_name}, learning rate {trainer.lr:g}"
+        f"{count(epochs, 'epoch')} of {count(len(trainer.order(0)), 'example')} of {trainer.options.data_name}, learning rate {trainer.lr:g}"
         f"{'' if spec.training.learning_rate_decay == 1 else f' (× {spec.training.learning_rate_decay:g} per epoch)'}, "
         f"{transfer_schedule(spec)}"
     ]

@@ -11,8 +11,8 @@ in step with its devices, so a read is one matrix-vector product per block:
 - update: pulses on the capacitor pair (`update_kernel`), or, in a 2-PCM cell, partial
   SET pulses on G⁺ (positive changes) or G⁻ (negative);
 - transfer (every transfer_interval examples): read W, program the PCM pair toward it
-  by closed loop starting from its present state (offset and RESET rules of
-  device-model.md), reset the capacitors to v_init, flip the polarity; a pair whose
+  by closed loop starting from its present state (the paper's offset and RESET
+  rules, docs/training.md), reset the capacitors to v_init, flip the polarity; a pair whose
   device would pass refresh_threshold·g_max is RESET and reprogrammed (refresh).
 Read noise is output-referred (variance Σ x_i²σ_i², one extra product per read); the
 devices do not drift during training (an example takes microseconds of chip time,

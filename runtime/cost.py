@@ -38,6 +38,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from analogc.runtime.opcounts import STEP_KINDS, WORK_KINDS, OpCounts, static_block_counts
+from analogc.wording import count
 
 __all__ = ["OpCounts", "static_block_counts", "price", "CostReport", "summary_lines", "peak_figures", "inference_estimate"]
 
@@ -154,7 +155,7 @@ def summary_lines(report: dict) -> list[str]:
             f"throughput {shown(report['throughput_examples_per_s'], '.4g')} examples/s"
         )
     lines.append(
-        f"{shown(report['gops_per_w'], ',.0f')} GOP/s/W, {shown(report['gops_per_mm2'], ',.1f')} GOP/s/mm² on {report['tiles_used']} tiles "
+        f"{shown(report['gops_per_w'], ',.0f')} GOP/s/W, {shown(report['gops_per_mm2'], ',.1f')} GOP/s/mm² on {count(report['tiles_used'], 'tile')} "
         f"({report['area_mm2']:.3g} mm²); full-tile peak {peak['gops_per_w'] or 0:,.0f} GOP/s/W, {peak['gops_per_mm2'] or 0:,.0f} GOP/s/mm² "
         "(2018 paper's projection: 28,065 GOP/s/W, 3,600 GOP/s/mm²)"
     )

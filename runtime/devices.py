@@ -1,7 +1,7 @@
 """PCM device physics on whole arrays of conductances (µS), one function per effect.
 
 Sources: the PCM statistics published with IBM's analog toolkit (Nandakumar et al.
-2019, Joshi et al. 2020), as given in ../shared/docs/device-model.md:
+2019, Joshi et al. 2020), as given in docs/chip.md:
 - programming error σ(g_T) = c0 + c1·ĝ + c2·ĝ² µS, ĝ = g_T / g_max;
 - drift G(t) = G(t0)·(t/t0)^(−ν), ν ~ N(μ_ν, σ_ν) per device with
   μ_ν = clip(a·ln ĝ + b, lo, hi), σ_ν = clip(a'·ln ĝ + b', lo', hi');

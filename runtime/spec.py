@@ -3,7 +3,7 @@
 Every number of the device model lives here, never in code. Each field declares its
 unit, meaning and allowed range in its metadata; `load_spec` validates a TOML file
 once against them and names the file and key of anything wrong. Defaults follow
-../shared/docs/device-model.md (Ambrogio et al., Nature 558, 2018, and the PCM
+docs/chip.md (Ambrogio et al., Nature 558, 2018, and the PCM
 statistics of IBM's analog toolkit); where the paper gives no number the field's
 doc says the default is an assumption.
 """

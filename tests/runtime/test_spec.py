@@ -53,7 +53,7 @@ def test_defaults_follow_device_model_numbers():
     assert spec.pcm.prog_noise_c0 == 0.26348 and spec.pcm.prog_noise_c1 == 1.9650 and spec.pcm.prog_noise_c2 == -1.1731
     assert spec.pcm.drift_t0 == 20.0 and spec.pcm.t_read == 250e-9
     assert spec.capacitor.v_init == 0.5 and spec.capacitor.v_leak_target == 0.8
-    # Departures from the paper, chosen by measurement (README "In-situ training"): each
+    # Departures from the paper, chosen by measurement (docs/training.md): each
     # layer transfers after 125 pulses per cell (paper: every 8,000 examples), reading only
     # the capacitor's share, with no transfer offset (paper: ≈2 µS).
     assert spec.training.transfer_pulses == 125.0 and spec.training.transfer_read == "capacitor"
