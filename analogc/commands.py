@@ -10,20 +10,10 @@ import numpy as np
 from rich.console import Console
 
 from analogc.atomic import check_writable_path
+from analogc.console import console_for
 from analogc.errors import AnalogcError
-
-PIPE_WIDTH = 100_000  # columns assumed when stdout is not a terminal: lines are never cut
-
-
-def console_for(args) -> Console:
-    """Human output goes to stdout unless --json owns stdout, then to stderr."""
-    console = Console(stderr=bool(getattr(args, "json", False)), highlight=False)
-    if not console.is_terminal:
-        # Piped or redirected text is for grep and files: no hard wrap of long lines
-        # (rich would cut them at 80 columns), and tables at their natural width.
-        console.soft_wrap = True
-        console.width = PIPE_WIDTH
-    return console
+from analogc.phases import Phases, report_phases
+from analogc.run_view import report_run
 
 
 def cmd_compile(args) -> int:
@@ -35,19 +25,26 @@ def cmd_compile(args) -> int:
 
     if not 0 < args.time_limit <= 86400:
         raise AnalogcError(f"--time-limit must be a number of seconds in (0, 86400], got {args.time_limit}")
-    spec = load_target(args.target)
+    phases = Phases()
+    with phases("load target"):
+        spec = load_target(args.target)
     output = Path(args.output) if args.output else Path(Path(args.model).stem + ".atp")
     if output.suffix != ".atp":
         raise AnalogcError(f"{output}: the output of compile must end in .atp")
     check_writable_path(output)  # fail before compiling, not after
-    program = compile_model(args.model, spec, placer=args.placer, time_limit=args.time_limit, seed=args.seed, replicate=args.replicate)
-    save_program(program, output)
+    with phases("compile (frontend, placement, emission)"):
+        program = compile_model(args.model, spec, placer=args.placer, time_limit=args.time_limit, seed=args.seed, replicate=args.replicate)
+    with phases("write program"):
+        save_program(program, output)
     if args.json:
         print_json({"output": str(output), **plan_json(program)})
-    elif not args.quiet:
+    elif args.quiet:
+        console_for(args).print(f"wrote {output}", markup=False)
+    else:
         console = console_for(args)
-        console.print(f"wrote {output}")
+        console.print(f"wrote {output}", markup=False)
         print_plan(program, console, verbose=args.verbose)
+    report_phases(args, phases)
     return 0
 
 
@@ -58,17 +55,22 @@ def cmd_plan(args) -> int:
 
     if args.png and not args.png.endswith(".png"):
         raise AnalogcError(f"{args.png}: --png needs a file name ending in .png")
-    program = load_program(args.program)
+    phases = Phases()
+    with phases("load program"):
+        program = load_program(args.program)
     if args.png:
         from analogc.plan_png import draw_plan
 
-        draw_plan(program, args.png)
+        with phases("draw png"):
+            draw_plan(program, args.png)
     if args.json:
         print_json({**plan_json(program), **({"png": args.png} if args.png else {})})
-    elif not args.quiet:
-        print_plan(program, console_for(args), verbose=args.verbose)
+    else:
+        if not args.quiet:
+            print_plan(program, console_for(args), verbose=args.verbose)
         if args.png:
-            console_for(args).print(f"wrote {args.png}")
+            console_for(args).print(f"wrote {args.png}", markup=False)
+    report_phases(args, phases)
     return 0
 
 
@@ -81,19 +83,32 @@ def cmd_cost(args) -> int:
         raise AnalogcError(f"{args.png}: --png needs a file name ending in .png")
     if args.png:
         check_writable_path(Path(args.png))
-    program = load_program(args.program)
-    counts, report = estimate_for(program, args.target)
+    phases = Phases()
+    with phases("load program"):
+        program = load_program(args.program)
+    with phases("count and price"):
+        counts, report = estimate_for(program, args.target)
     title = f"{program.meta['model']['name']} on {program.meta['target']['name']}"
     if args.png:
-        draw_cost(report, args.png, title)
+        with phases("draw png"):
+            draw_cost(report, args.png, title)
     if args.json:
         print_json({"model": program.meta["model"]["name"], "target": program.meta["target"]["name"], "cost": cost_json(report, counts), **({"png": args.png} if args.png else {})})
-    elif not args.quiet:
+    elif args.quiet:
+        console = console_for(args)
+        from analogc.runtime.cost import summary_lines
+
+        for line in summary_lines(report.to_json()):  # the figures, without the tables
+            console.print(line, markup=False)
+        if args.png:
+            console.print(f"wrote {args.png}", markup=False)
+    else:
         console = console_for(args)
         console.print(f"{title}: static estimate of one inference")
         print_cost(report, console)
         if args.png:
-            console.print(f"wrote {args.png}")
+            console.print(f"wrote {args.png}", markup=False)
+    report_phases(args, phases)
     return 0
 
 
@@ -125,13 +140,16 @@ def cmd_run(args) -> int:
         raise AnalogcError(f"--limit must be positive, got {args.limit}")
     if args.output and not args.input:
         raise AnalogcError("--output goes with --input (with --data, results are printed)")
-    program = load_program(args.program)
-    if args.input:
-        feeds, labels, data_name = read_input_arrays(Path(args.input), program), None, Path(args.input).name
-        if args.output:
-            check_output_path(Path(args.output))
-    else:
-        feeds, labels, data_name = dataset_feeds(args.data, program, args.limit)
+    phases = Phases()
+    with phases("load program"):
+        program = load_program(args.program)
+    with phases("load data"):
+        if args.input:
+            feeds, labels, data_name = read_input_arrays(Path(args.input), program), None, Path(args.input).name
+            if args.output:
+                check_output_path(Path(args.output))
+        else:
+            feeds, labels, data_name = dataset_feeds(args.data, program, args.limit)
     if args.limit is not None:
         feeds = {k: v[: args.limit] for k, v in feeds.items()}
         labels = labels[: args.limit] if labels is not None else None
@@ -139,13 +157,16 @@ def cmd_run(args) -> int:
         raise AnalogcError(f"{data_name}: no examples to run")
     if args.drift_time is not None and not (args.drift_time >= 0 and np.isfinite(args.drift_time)):
         raise AnalogcError(f"--drift-time must be a number of seconds ≥ 0, got {args.drift_time}")
-    chip = Chip(program, ideal=args.ideal, seed=args.seed, drift_time=args.drift_time, origin=str(args.program))
-    result, outputs = evaluate(program, chip, feeds, labels, args)
+    with phases("program the devices"):
+        chip = Chip(program, ideal=args.ideal, seed=args.seed, drift_time=args.drift_time, origin=str(args.program))
+    result, outputs = evaluate(program, chip, feeds, labels, args, phases)
     result = {"data": data_name, **result, **chip_effects(chip), "cost": run_cost(chip, result["examples"]).to_json()}
     if args.output:
-        write_outputs(Path(args.output), program, outputs)
+        with phases("write outputs"):
+            write_outputs(Path(args.output), program, outputs)
         result["output"] = args.output
     report_run(args, program, result)
+    report_phases(args, phases)
     return 0
 
 
@@ -168,17 +189,21 @@ def chip_effects(chip) -> dict:
         "faulty_devices": spec.pcm.stuck_high_fraction + spec.pcm.dead_fraction > 0,
         "capacitor_mismatch": spec.capacitor.read_offset_sigma > 0 or spec.capacitor.read_gain_sigma > 0,
     }
+    t0 = spec.pcm.drift_t0
+    clamped = {"drift_clamped_from_s": chip.time} if chip.time < t0 else {}  # the drift model starts at t0
     return {
         "nonidealities": effects,
-        "drift_time_s": chip.time,
+        "drift_time_s": max(chip.time, t0),
+        **clamped,
         "drift_compensation": bool(chip.compensation),
         "drift_compensation_at": spec.pcm.drift_compensation_at if chip.compensation else None,
         "programming_error": chip.programming_error(),
     }
 
 
-def evaluate(program, chip, feeds, labels, args):
+def evaluate(program, chip, feeds, labels, args, phases: Phases | None = None):
     """Chip and onnxruntime reference on the same batches; accuracy and agreement."""
+    phases = phases or Phases()
     from analogc.memory import check_fits
     from analogc.runtime.infer import Reference, accuracy, batch_bytes, batch_size_of, chip_runner, run_batched
 
@@ -190,7 +215,9 @@ def evaluate(program, chip, feeds, labels, args):
         start = time.perf_counter()
         chip_out = run_batched(chip_runner(chip), feeds, batch, pad, advance)
         seconds = time.perf_counter() - start
-    ref_out = run_batched(Reference(program), feeds, batch, pad)
+    phases.add("chip inference", seconds)
+    with phases("onnxruntime reference"):
+        ref_out = run_batched(Reference(program), feeds, batch, pad)
     result = {
         "mode": "ideal" if args.ideal else "default",
         "target": program.meta["target"]["name"],
@@ -326,60 +353,6 @@ def write_outputs(path: Path, program, outputs: list) -> None:
                 np.savez(handle, **tensors)
             else:
                 np.save(handle, tensors[names[0]], allow_pickle=False)
-
-
-def compensation_text(result: dict) -> str:
-    """'off', or 'on' and where it acts ('ADC gain' or 'digital')."""
-    if not result["drift_compensation"]:
-        return "off"
-    return "on (" + {"adc_gain": "ADC gain", "digital": "digital"}.get(result.get("drift_compensation_at"), "?") + ")"
-
-
-def report_run(args, program, result: dict) -> None:
-    from analogc.cli import print_json
-
-    if args.json:
-        print_json(result)
-        return
-    console = console_for(args)
-    if args.quiet:  # the result lines only
-        print_run_result(console, result)
-        return
-    line = f"{result['examples']} examples of {result['data']} on {result['target']} ({result['mode']} mode, seed {result['seed']})"
-    console.print(line)
-    if "accuracy" in result:
-        console.print(f"  chip accuracy         {result['accuracy']:.4f}")
-        console.print(f"  onnxruntime accuracy  {result['onnxruntime_accuracy']:.4f}")
-    console.print(f"  max |chip - onnxruntime| on the outputs: {result['max_abs_diff_vs_onnxruntime']:.3g}")
-    on = [k for k, v in result["nonidealities"].items() if v]
-    console.print(f"  nonidealities: {', '.join(on) or 'none'}; drift time {result['drift_time_s']:g} s, "
-                  f"drift compensation {compensation_text(result)}")
-    if any(row["mean_abs_error_rel"] or row.get("trained") for row in result["programming_error"]):
-        console.print("  programming error per layer (mean |W - W_target| / layer range, closed-loop iterations per cell):")
-        for row in result["programming_error"]:
-            if row.get("trained"):
-                console.print(f"    {row['layer']:<24} device state from in-situ training")
-            else:
-                console.print(f"    {row['layer']:<24} {row['mean_abs_error_rel']:.2%}   {row['programming_iterations_per_cell']:.1f}")
-    console.print(f"  {result['examples_per_s']:.0f} examples/s ({result['seconds']:.3f} s)")
-    console.print("  cost on the target (exact operation counts priced with the spec's \\[cost] table):")
-    from analogc.runtime.cost import summary_lines
-
-    for line in summary_lines(result["cost"]):
-        console.print(f"    {line}")
-    if "output" in result:
-        console.print(f"  wrote {result['output']}")
-
-
-def print_run_result(console, result: dict) -> None:
-    """`run -q`: the accuracy (or, without labels, the agreement with onnxruntime) and
-    where the outputs went; no tables, no progress."""
-    if "accuracy" in result:
-        console.print(f"chip accuracy {result['accuracy']:.4f} (onnxruntime {result['onnxruntime_accuracy']:.4f})")
-    else:
-        console.print(f"max |chip - onnxruntime| on the outputs: {result['max_abs_diff_vs_onnxruntime']:.3g}")
-    if "output" in result:
-        console.print(f"wrote {result['output']}")
 
 
 def cmd_train(args) -> int:

@@ -42,6 +42,7 @@ def plan_json(program) -> dict:
         "traffic": placement["traffic"],
         "traffic_greedy": placement.get("traffic_greedy"),
         "traffic_unit": "activation elements x mesh hops per example",
+        "faulty_tiles": faulty_tiles(program),
         "placer_details": placement.get("details", {}),
         "layers": [
             {
@@ -90,6 +91,11 @@ def layer_kind_text(layer: dict) -> str:
     if any(s != 1 for s in layer["strides"]):
         text += " /" + "x".join(str(s) for s in layer["strides"])
     return text
+
+
+def faulty_tiles(program) -> list[list[int]]:
+    """The spec's faulty tiles ([row, col], sorted): the placer never uses them."""
+    return sorted([int(r), int(c)] for r, c in program.meta["target"]["chip"].get("faulty_tiles", []))
 
 
 def cost_estimate(program) -> dict:
@@ -167,6 +173,9 @@ def print_plan(program, console: Console, verbose: bool = False) -> None:
         f"{solver['seconds']:.3f} s), traffic {plan['traffic']} elements·hops/example "
         f"(first-fit {plan['traffic_greedy']})"
     )
+    if plan["faulty_tiles"]:
+        listed = ", ".join(f"[{r}, {c}]" for r, c in plan["faulty_tiles"])
+        console.print(f"{len(plan['faulty_tiles'])} faulty {'tile' if len(plan['faulty_tiles']) == 1 else 'tiles'} (never used): {listed}", markup=False)
     schedule = plan["schedule"]
     console.print(
         f"schedule: {count(schedule['serialized_pairs'], 'block pair')} {'shares' if schedule['serialized_pairs'] == 1 else 'share'} tile rows or columns; "

@@ -20,6 +20,7 @@ from pathlib import Path
 
 from analogc.atomic import write_text_atomic
 from analogc.errors import AnalogcError
+from analogc.phases import Phases, report_phases
 from analogc.sweep_file import Job, Sweep, expand, load_sweep
 from analogc.sweep_job import NAMED_DATA, carry, run_job
 from analogc.sweep_table import job_row, read_table, schema, write_table
@@ -31,7 +32,7 @@ CONNECT_TIMEOUT = "10s"
 
 
 def cmd_sweep(args) -> int:
-    from analogc.commands import console_for
+    from analogc.console import console_for
     from analogc.runtime.program import load_program_bytes, sha256
 
     if args.workers is not None and args.scheduler:
@@ -39,13 +40,15 @@ def cmd_sweep(args) -> int:
     if args.workers is not None and not 1 <= args.workers <= 1024:
         raise AnalogcError(f"--workers must be between 1 and 1024, got {args.workers}")
     out = Path(args.output)
-    program_bytes = read_program_file(Path(args.program))
-    program = load_program_bytes(program_bytes, name=args.program)
-    sweep = load_sweep(args.sweep)
-    jobs = expand(sweep, program, args.sweep)
-    data, data_digest = load_data(args.data, program, sweep.command)
-    record = sweep_record(args, sweep, jobs, sha256(program_bytes), data_digest)
-    done = read_folder(out, record, schema(sweep.axes))
+    phases = Phases()
+    with phases("load and validate (program, sweep file, every variant, data)"):
+        program_bytes = read_program_file(Path(args.program))
+        program = load_program_bytes(program_bytes, name=args.program)
+        sweep = load_sweep(args.sweep)
+        jobs = expand(sweep, program, args.sweep)
+        data, data_digest = load_data(args.data, program, sweep.command)
+        record = sweep_record(args, sweep, jobs, sha256(program_bytes), data_digest)
+        done = read_folder(out, record, schema(sweep.axes))
     pending = [job for job in jobs if done.get(job.job_id, {}).get("status") != "ok"]
     console = console_for(args)
     say = (lambda text: console.print(text, markup=False, highlight=False, soft_wrap=True)) if not (args.json or args.quiet) else (lambda text: None)
@@ -54,7 +57,7 @@ def cmd_sweep(args) -> int:
     summary = {"scheduler": args.scheduler or "local", "workers": 0, "submitted": len(pending), "skipped": len(jobs) - len(pending)}
     rows = dict(done)
     if pending:
-        with connect(args.scheduler, args.workers, len(pending)) as client:
+        with phases("jobs on the cluster (start included)"), connect(args.scheduler, args.workers, len(pending)) as client:
             summary["workers"] = len(client.scheduler_info(n_workers=-1)["workers"])
             say(f"running {count(len(pending), 'job')} on {count(summary['workers'], 'worker')} ({summary['scheduler']})")
             if not summary["workers"]:
@@ -69,8 +72,10 @@ def cmd_sweep(args) -> int:
         from analogc.cli import print_json
 
         print_json({"output": str(out), "jobs": len(jobs), **summary})
-    else:
-        say(f"{summary['ok']} ok, {summary['failed']} failed of {len(jobs)} jobs in {summary['seconds']:.1f} s; table {out / 'results.parquet'} (and .csv)")
+    else:  # the result line, -q included
+        console.print(f"{summary['ok']} ok, {summary['failed']} failed of {count(len(jobs), 'job')} in {summary['seconds']:.1f} s; "
+                      f"table {out / 'results.parquet'} (and .csv)", markup=False, highlight=False, soft_wrap=True)
+    report_phases(args, phases)
     return 0
 
 
@@ -224,7 +229,7 @@ def run_jobs(client, pending: list[Job], jobs: list[Job], program_bytes: bytes, 
         future = client.submit(run_job, task, program_future, data_arg, analogc.__version__, key=f"analogc-sweep-{job.job_id}-{run_token}", retries=0)
         futures.append(future)
         job_of[future.key] = job
-    for count, future in enumerate(as_completed(futures, loop=client.loop), 1):
+    for finished, future in enumerate(as_completed(futures, loop=client.loop), 1):
         job = job_of[future.key]
         try:
             result = future.result()
@@ -232,7 +237,7 @@ def run_jobs(client, pending: list[Job], jobs: list[Job], program_bytes: bytes, 
             result = {"job_id": job.job_id, "status": "failed", "error": f"{type(exc).__name__}: {' '.join(str(exc).split())}"}
         rows[job.job_id] = job_row(job, result)
         write_table(out, sorted(rows.values(), key=lambda r: order[r["job_id"]]), table_schema)
-        say(describe_row(count, len(pending), job, rows[job.job_id]))
+        say(describe_row(finished, len(pending), job, rows[job.job_id]))
 
 
 def ship(client, value, key: str):

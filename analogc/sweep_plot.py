@@ -31,18 +31,26 @@ def cmd_sweep_plot(args) -> int:
     if ok.num_rows == 0:
         raise AnalogcError(f"{args.folder}: no job finished with status ok, nothing to plot")
     groups = summarise(ok, args.x, args.y, args.hue)
-    pooled = [c for c in swept_keys(table) if c not in (args.x, args.hue)]
-    seeds = sorted(set(ok["seed"].to_pylist()))
-    over = f"{len(seeds)} seed{'s' if len(seeds) != 1 else ''}" + (f" and {', '.join(pooled)}" if pooled else "")
-    draw(groups, args, output, title=f"{args.y} vs {args.x}: mean ± std over {over}")
+    pooled = [c for c in ["seed", *swept_keys(table)] if c not in (args.x, args.hue)]
+    over = pooled_text(pooled, len(set(ok["seed"].to_pylist())))
+    title = f"{args.y} vs {args.x}: " + (f"mean ± std over {over}" if over else "one job per point")
+    draw(groups, args, output, title=title)
     if args.json:
         from analogc.cli import print_json
 
-        print_json({"x": args.x, "y": args.y, "hue": args.hue, "pooled_over": ["seed", *pooled], "groups": groups, "png": str(output)})
-    elif not args.quiet:
-        print_groups(groups, args, over)
+        print_json({"x": args.x, "y": args.y, "hue": args.hue, "pooled_over": pooled, "groups": groups, "png": str(output)})
+    else:
+        if not args.quiet:
+            print_groups(groups, args, title)
         print(f"wrote {output}")
     return 0
+
+
+def pooled_text(pooled: list[str], seeds: int) -> str:
+    """What each point averages over, in words: "3 seeds and training.epochs", or "" when
+    every swept column (the seed included) is on the plot."""
+    words = [f"{seeds} seed{'s' if seeds != 1 else ''}" if key == "seed" else key for key in pooled]
+    return " and ".join(words) if len(words) <= 2 else ", ".join(words[:-1]) + " and " + words[-1]
 
 
 def swept_keys(table: pa.Table) -> list[str]:
@@ -102,6 +110,10 @@ def draw(groups: list[dict], args, output: Path, title: str) -> None:
         ax.errorbar(pos, [g["mean"] for g in line], yerr=[g["std"] for g in line], marker="o", capsize=4, label=label)
     if not numeric:
         ax.set_xticks(range(len(xs)), [format_label(v) for v in xs])
+    elif all(isinstance(v, int) for v in xs):  # seeds, epochs, bits: no ticks between whole numbers
+        from matplotlib.ticker import MaxNLocator
+
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel(args.x)
     ax.set_ylabel(args.y)
     ax.set_title(title, fontsize=10)
@@ -118,12 +130,12 @@ def format_label(value) -> str:
     return {True: "true", False: "false"}.get(value, str(value)) if isinstance(value, bool) else str(value)
 
 
-def print_groups(groups: list[dict], args, over: str) -> None:
+def print_groups(groups: list[dict], args, title: str) -> None:
     from rich.table import Table
 
-    from analogc.commands import console_for
+    from analogc.console import console_for
 
-    table = Table(title=f"{args.y}: mean ± std over {over}")
+    table = Table(title=title)
     if args.hue:
         table.add_column(args.hue)
     table.add_column(args.x)

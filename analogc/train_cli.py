@@ -10,6 +10,7 @@ import numpy as np
 
 from analogc.atomic import check_writable_path, write_bytes_atomic
 from analogc.errors import AnalogcError
+from analogc.phases import Phases, report_phases
 from analogc.wording import count
 
 
@@ -23,7 +24,9 @@ def cmd_train(args) -> int:
     from analogc.runtime.replicas import refuse_training
     from analogc.runtime.trainer import Trainer, TrainOptions
 
-    program = load_program(args.program)
+    phases = Phases()
+    with phases("load program"):
+        program = load_program(args.program)
     refuse_training(program, args.program)
     spec = spec_from_dict(program.meta["target"], origin=f"{args.program}: target")
     epochs = spec.training.epochs if args.epochs is None else args.epochs
@@ -45,32 +48,49 @@ def cmd_train(args) -> int:
         raise AnalogcError(f"{output}: the trained program must end in .atp")
     check_writable_path(output)
     model_input = single_input(program)
-    data = load_dataset(args.data)
-    feeds = {split: image_feeds(x, model_input, data.name) for split, x in (("train", data.x_train), ("test", data.x_test))}
+    with phases("load data"):
+        data = load_dataset(args.data)
+        feeds = {split: image_feeds(x, model_input, data.name) for split, x in (("train", data.x_train), ("test", data.x_test))}
     options = TrainOptions(
         epochs=epochs, init=args.init, seed=args.seed, learning_rate=args.learning_rate, baseline=args.baseline,
         limit=args.limit, checkpoint_dir=Path(args.checkpoint) if args.checkpoint else None,
         checkpoint_every=args.checkpoint_every, resume=args.resume, data_name=data.name,
     )
-    trainer = Trainer(program, feeds["train"], data.y_train, feeds["test"], data.y_test, options)
-    say = None if (args.json or args.quiet) else _printer(args)
-    if say:
+    with phases("set up the chip"):
+        trainer = Trainer(program, feeds["train"], data.y_train, feeds["test"], data.y_test, options)
+    say = None if args.json else _printer(args)
+    if say and not args.quiet:
         say(describe_start(trainer, epochs))
-    with TrainProgress(args, epochs) as progress:
+    with TrainProgress(args, epochs) as progress, phases("train (and measure after each epoch)"):
         result = trainer.train(progress=progress)
-    save_program(trainer.current_program(), output)
+    with phases("write program"):
+        save_program(trainer.current_program(), output)
     result["output"] = str(output)
     if args.json:
         from analogc.cli import print_json
 
         print_json(result)
-    elif say:
+    elif args.quiet:
+        say(result_lines(result))
+    else:
         say(describe_result(result))
+    report_phases(args, phases)
     return 0
 
 
+def result_lines(result: dict) -> str:
+    """`train -q`: the final accuracy (and the float network's) and where the program went."""
+    last = result["epochs"][-1] if result["epochs"] else None
+    lines = []
+    if last is not None:
+        baseline = f" (float {result['software_baseline_accuracy']:.4f})" if result.get("software_baseline_accuracy") is not None else ""
+        lines.append(f"test accuracy {last['test_accuracy']:.4f} after {count(last['epoch'], 'epoch')}{baseline}")
+    lines.append(f"wrote {result['output']}")
+    return "\n".join(lines)
+
+
 def _printer(args):
-    from analogc.commands import console_for
+    from analogc.console import console_for
 
     console = console_for(args)
     return lambda text: console.print(text, highlight=False, markup=False)
@@ -177,15 +197,22 @@ def cmd_export(args) -> int:
     if output.suffix != ".onnx":
         raise AnalogcError(f"{output}: the exported model must end in .onnx")
     check_writable_path(output)
-    program = load_program(args.program)
-    data = export_bytes(program)
-    write_bytes_atomic(output, data)
+    phases = Phases()
+    with phases("load program"):
+        program = load_program(args.program)
+    with phases("read the weights back into the graph"):
+        data = export_bytes(program)
+    with phases("write model"):
+        write_bytes_atomic(output, data)
     result = {"program": args.program, "output": str(output), "bytes": len(data), "trained": bool(program.meta.get("training"))}
     if args.json:
         from analogc.cli import print_json
 
         print_json(result)
-    elif not args.quiet:
+    elif args.quiet:
+        print(f"wrote {output}")
+    else:
         what = "trained weights" if result["trained"] else "compiled weights (the program was never trained)"
         print(f"wrote {output} ({len(data):,} bytes): the original graph with the chip's {what}")
+    report_phases(args, phases)
     return 0

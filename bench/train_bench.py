@@ -119,7 +119,7 @@ def summarise(main_runs: list, ablation_runs: dict, baseline: list) -> dict:
         epochs = len(acc_mean)
         # Against the float baseline of the same seeds (the ablations run on the first few).
         if changes_float(runs[0]["overrides"]):  # against its own float runs (same seeds, same SGD settings)
-            same_seeds, _ = mean_std([run["software_baseline_accuracy"][:epochs] for run in runs])
+            same_seeds, _ = mean_std([[e["software_baseline_accuracy"] for e in run["epochs"]][:epochs] for run in runs])
         else:
             same_seeds, _ = mean_std([baseline[run["seed"]][:epochs] for run in runs])
         out["ablations"][name] = {
@@ -195,7 +195,7 @@ def main() -> int:
         program = str(compile_model(DATASETS[data], work))
         print(f"{data}: main runs ({args.epochs} epochs, {args.seeds} seeds, with the float baseline)", flush=True)
         main_runs = [train_job({"program": program, "data": data, "overrides": {}, "name": "default", "seed": s, "epochs": args.epochs, "baseline": True}) for s in range(args.seeds)]
-        baseline = [run["software_baseline_accuracy"] for run in main_runs]
+        baseline = [[e["software_baseline_accuracy"] for e in run["epochs"]] for run in main_runs]
         print(f"{data}: ablations ({args.ablation_epochs} epochs, {args.ablation_seeds} seeds)", flush=True)
         jobs = [
             {"program": program, "data": data, "overrides": ov, "name": name, "seed": s, "epochs": args.ablation_epochs, "baseline": changes_float(ov)}

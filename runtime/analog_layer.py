@@ -311,3 +311,15 @@ class TrainableLayer:
         state.g_plus[...], state.g_minus[...] = g_plus, g_minus
         state.apply_faults(spec)
         redraw_drift(state, moved_plus, moved_minus, spec, rng)
+
+
+def transfer_schedule(spec) -> dict:
+    """When transfers (or, in 2-PCM cells, refreshes) run, named by the rule in use:
+    {"rule": "pulses", "pulses_per_cell"}, {"rule": "interval", "examples"}, or
+    {"rule": "never"}."""
+    t = spec.training
+    if spec.chip.cell != "pcm2" and t.transfer_pulses > 0:
+        return {"rule": "pulses", "pulses_per_cell": t.transfer_pulses}
+    if t.transfer_interval:
+        return {"rule": "interval", "examples": t.transfer_interval}
+    return {"rule": "never"}

@@ -54,6 +54,31 @@ def save_checkpoint(folder: Path, arrays: dict, meta: dict) -> None:
         tmp.write_bytes(buffer.getvalue())
 
 
+SETTING_NAMES = {
+    "program": "the program", "data": "the data set", "examples": "the number of training examples",
+    "data_sha": "the training data", "init": "--init", "seed": "--seed", "lr": "the learning rate",
+    "baseline": "--baseline", "limit": "--limit",
+}
+
+
+def settings_difference(saved, current: dict) -> str:
+    """Which run settings differ between a checkpoint and this run, in words: the
+    setting, and both values where they are short enough to show."""
+    if not isinstance(saved, dict):
+        return "program, data, seed, init, learning rate, baseline or limit differ (an older checkpoint does not say which)"
+    parts = []
+    for key, now in current.items():
+        then = saved.get(key)
+        if then == now:
+            continue
+        name = SETTING_NAMES.get(key, key)
+        if key in ("program", "data_sha") or len(repr(then)) > 40 or len(repr(now)) > 40:
+            parts.append(f"{name} differs")
+        else:
+            parts.append(f"{name} was {json.dumps(then)}, now {json.dumps(now)}")
+    return "; ".join(parts) or "its fingerprint does not match its settings (damaged)"
+
+
 def load_checkpoint(folder: Path) -> tuple[dict, dict] | None:
     """(arrays, meta) of the checkpoint in `folder`, or None when there is none."""
     path = checkpoint_path(Path(folder))

@@ -27,8 +27,8 @@ import numpy as np
 
 from analogc.errors import AnalogcError
 from analogc.runtime.activations import apply_activation
-from analogc.runtime.analog_layer import TrainableLayer
-from analogc.runtime.checkpoint import load_checkpoint, save_checkpoint
+from analogc.runtime.analog_layer import TrainableLayer, transfer_schedule
+from analogc.runtime.checkpoint import load_checkpoint, save_checkpoint, settings_difference
 from analogc.runtime.cost import OpCounts, price, static_block_counts
 from analogc.runtime.opcounts import layer_program_counts
 from analogc.runtime.float_sgd import FloatChain, activation_grad, append_one, softmax_cross_entropy
@@ -107,7 +107,8 @@ class Trainer:
         self.features = self.chain_inputs(x_train)
         self.test_features = self.chain_inputs(x_test) if options.baseline else None
         self.position = Position()
-        self.fingerprint = self.make_fingerprint()
+        self.settings = self.run_settings()
+        self.fingerprint = hashlib.sha256(json.dumps(self.settings, sort_keys=True).encode()).hexdigest()
         if options.resume:
             self.restore()
 
@@ -148,16 +149,15 @@ class Trainer:
             raise AnalogcError(f"layer {first['name']!r} reads {values.shape[1:]} per example; training needs one vector of {k} per example")
         return np.ascontiguousarray(values.reshape(n, k), dtype=F32)
 
-    def make_fingerprint(self) -> str:
-        """What a checkpoint must agree with to be resumed."""
+    def run_settings(self) -> dict:
+        """What a checkpoint must agree with to be resumed (its fingerprint hashes them)."""
         o = self.options
-        what = {
+        return {
             "program": program_identity(self.program.meta),
             "init": o.init, "seed": o.seed, "lr": self.lr, "baseline": o.baseline, "limit": o.limit,
             "data": o.data_name, "examples": len(self.features),
             "data_sha": hashlib.sha256(self.features.tobytes()).hexdigest(),
         }
-        return hashlib.sha256(json.dumps(what, sort_keys=True).encode()).hexdigest()
 
     # ------------------------------------------------------------------------ the loop
     def order(self, epoch: int) -> np.ndarray:
@@ -331,8 +331,7 @@ class Trainer:
             "init": self.options.init,
             "learning_rate": self.lr,
             "learning_rate_decay": self.spec.training.learning_rate_decay,
-            "transfer_interval": self.spec.training.transfer_interval,
-            "transfer_pulses": self.spec.training.transfer_pulses,
+            "transfer_schedule": transfer_schedule(self.spec),
             "transfer_read": self.spec.training.transfer_read,
             "trained_layers": [l.name for l in self.layers],
             "frozen_layers": self.chain.frozen_layers,
@@ -341,8 +340,8 @@ class Trainer:
             "epochs": history,
             "test_accuracy": history[-1]["test_accuracy"] if history else None,
         }
-        if self.options.baseline:
-            out["software_baseline_accuracy"] = [row.get("software_baseline_accuracy") for row in history]
+        if self.options.baseline:  # the float network's after the last epoch, like test_accuracy; per epoch in `epochs`
+            out["software_baseline_accuracy"] = history[-1].get("software_baseline_accuracy") if history else None
         out["cost"] = self.cost().to_json()
         return out
 
@@ -382,6 +381,7 @@ class Trainer:
         pos = self.position
         meta = {
             "fingerprint": self.fingerprint,
+            "settings": self.settings,
             "position": {k: getattr(pos, k) for k in ("epoch", "index", "total", "loss_sum", "correct", "transfers", "seconds", "history")},
             "rng": self.rng.bit_generator.state,
             "program_costs": self.program_costs.to_json(),
@@ -403,7 +403,7 @@ class Trainer:
         arrays, meta = loaded
         where = f"{self.options.checkpoint_dir}/checkpoint.npz"
         if meta.get("fingerprint") != self.fingerprint:
-            raise AnalogcError(f"{where}: this checkpoint belongs to another run (program, data, seed, init, learning rate or limit differ)")
+            raise AnalogcError(f"{where}: this checkpoint belongs to another run: {settings_difference(meta.get('settings'), self.settings)}")
         try:
             self.load_state(arrays, meta)
         except (KeyError, ValueError, TypeError, AttributeError, IndexError, OverflowError, AnalogcError) as exc:

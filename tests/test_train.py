@@ -51,7 +51,11 @@ def test_training_from_random_init_beats_chance_widely(trained):
     assert result["epochs"][0]["test_accuracy"] > 0.3
     assert result["epochs"][-1]["test_accuracy"] > 0.5
     assert result["epochs"][-1]["train_loss"] < result["epochs"][0]["train_loss"]
-    assert len(result["software_baseline_accuracy"]) == 2
+    # Final numbers at the top (the same shape as test_accuracy), per epoch in each row.
+    assert result["software_baseline_accuracy"] == result["epochs"][-1]["software_baseline_accuracy"]
+    assert result["test_accuracy"] == result["epochs"][-1]["test_accuracy"]
+    assert result["transfer_schedule"] == {"rule": "pulses", "pulses_per_cell": 125.0}
+    assert "transfer_interval" not in result and "transfer_pulses" not in result
     assert result["trained_layers"] == ["fc1", "fc2"] and result["frozen_host_segments"] == []
 
 
@@ -186,7 +190,13 @@ def test_adaptive_transfer_moves_each_layer_when_its_own_pulses_reach_the_thresh
 def test_resume_refuses_a_checkpoint_of_another_run(digits_program, cli, tmp_path):
     args = ["train", digits_program, "--data", "digits", "--limit", "100", "--checkpoint", tmp_path / "c", "-o", tmp_path / "t.atp", "-q"]
     assert cli(*args, "--seed", "1").code == 0
-    assert_user_error(cli(*args, "--seed", "2", "--resume"), "belongs to another run")
+    assert_user_error(cli(*args, "--seed", "2", "--resume"), "belongs to another run: --seed was 1, now 2")
+    # Several settings: each one named; the program is named, not shown (a digest).
+    other = tmp_path / "other.atp"
+    assert cli("compile", MODELS / "digits_mlp.onnx", "--target", "tiny", "-o", other, "-q").code == 0
+    args[1] = other
+    result = cli(*args, "--seed", "1", "--resume", "--learning-rate", "0.02")
+    assert_user_error(result, "belongs to another run: the program differs; the learning rate was 0.05, now 0.02")
 
 
 def test_train_refusals(digits_program, cli, tmp_path):

@@ -1,0 +1,18 @@
+"""The rich console every command prints its human summary to."""
+
+from __future__ import annotations
+
+from rich.console import Console
+
+PIPE_WIDTH = 100_000  # columns assumed when stdout is not a terminal: lines are never cut
+
+
+def console_for(args) -> Console:
+    """Human output goes to stdout unless --json owns stdout, then to stderr."""
+    console = Console(stderr=bool(getattr(args, "json", False)), highlight=False)
+    if not console.is_terminal:
+        # Piped or redirected text is for grep and files: no hard wrap of long lines
+        # (rich would cut them at 80 columns), and tables at their natural width.
+        console.soft_wrap = True
+        console.width = PIPE_WIDTH
+    return console
