@@ -68,6 +68,7 @@ def plan_json(program) -> dict:
             {"name": s["name"], "inputs": s["inputs"], "outputs": s["outputs"], "onnx_nodes": s["onnx_nodes"]}
             for s in program.meta.get("host_segments", [])
         ],
+        "host_reasons": list(program.meta.get("host_notes", [])),
         "tile_utilization": tile_utilization(program),
         "schedule": schedule_summary(program),
         "cost_estimate": cost_estimate(program),
@@ -242,6 +243,8 @@ def print_plan(program, console: Console, verbose: bool = False) -> None:
                 str(block["offset"]),
             )
         console.print(blocks)
+    for note in plan["host_reasons"]:
+        console.print(f"on the host: {note['op']} {note['node']}: {note['reason']}")
     for segment in plan["host_segments"]:
         console.print(
             f"host segment {segment['name']} (onnxruntime): {len(segment['onnx_nodes'])} nodes "

@@ -116,6 +116,7 @@ def emit_program(layer_graph, blocks, placement, spec, source_model: onnx.ModelP
         "target": spec.to_dict(),
         "layers": layer_entries,
         "host_segments": segments,
+        "host_notes": list(layer_graph.host_notes),
         "blocks": block_entries,
         "placement": {
             "placer": placement.placer,

@@ -52,6 +52,7 @@ class Context:
     names: set = field(default_factory=set)
     layer_names: set = field(default_factory=set)
     new_names: set = field(default_factory=set)
+    notes: list = field(default_factory=list)  # {node, op, reason}: layer-like nodes left to the host
 
     def layer_name(self, node: onnx.NodeProto, index: int) -> str:
         """The layer is named for its node (unique among layers and new tensors)."""
@@ -496,7 +497,7 @@ def build_layer_graph(model: onnx.ModelProto, origin: str = "model") -> LayerGra
             check_finite(item, origin)
     steps = group_host_segments(items, ctx, inputs, outputs)
     constant_outputs = {o.name: constants[o.name] for o in outputs if o.name in constants}
-    return LayerGraph(inputs, outputs, steps, constant_outputs, build_digraph(steps, inputs))
+    return LayerGraph(inputs, outputs, steps, constant_outputs, build_digraph(steps, inputs), ctx.notes)
 
 
 def check_finite(dense: Dense, origin: str) -> None:

@@ -112,6 +112,7 @@ class LayerGraph:
     steps: list  # [Dense | HostSegment] in a valid execution order
     constant_outputs: dict = field(default_factory=dict)  # graph outputs that are constants
     graph: nx.DiGraph = field(default_factory=nx.DiGraph)
+    host_notes: list = field(default_factory=list)  # {node, op, reason} of convolutions left to the host
 
     @property
     def dense_layers(self) -> list[Dense]:

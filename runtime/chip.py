@@ -16,7 +16,7 @@ import numpy as np
 
 from analogc.errors import AnalogcError
 from analogc.memory import check_fits, human
-from analogc.runtime import kernels, replicas, tile_reads, tiles
+from analogc.runtime import im2col, kernels, replicas, tile_reads, tiles
 from analogc.runtime.activations import apply_activation
 from analogc.runtime.host import make_session, run_session
 from analogc.runtime.layer_devices import LayerDevices, has_device_state
@@ -259,10 +259,14 @@ class Chip:
         """Flatten the input to rows of K, append the bias input, pass the DACs."""
         x = np.asarray(env[layer["input"]])
         k, n = layer["shape"]
-        if x.shape[-1] != k:
+        lead, fold = x.shape[:-1], None
+        if layer.get("kind") == "conv":  # the periphery cuts the input into patches, one read each
+            flat, fold = im2col.layer_patches(x, layer)
+            lead = x.shape[:1]
+        elif x.shape[-1] != k:
             raise AnalogcError(f"layer {layer['name']}: input has {x.shape[-1]} features, the weights expect {k}")
-        lead = x.shape[:-1]
-        flat = x.reshape(-1, k)
+        else:
+            flat = x.reshape(-1, k)
         positions = replicas.positions_per_example(flat.shape[0], lead)
         if self.count_ops:
             self.vectors[layer["name"]] = self.vectors.get(layer["name"], 0) + flat.shape[0]
@@ -278,7 +282,7 @@ class Chip:
         else:
             # Bias input, DAC and the squares for the read-noise variance in one pass.
             x2, x_sq, scale = kernels.dac_layer(flat, bias, self.spec.periphery, squares=bool(self.block_variance))
-        readers, state = self.readers[layer["name"]], {"lead": lead, "scale": scale, "rows_of": None}
+        readers, state = self.readers[layer["name"]], {"lead": lead, "scale": scale, "rows_of": None, "fold": fold}
         if replicas.mode_of(layer) == "throughput":
             # Each copy reads its own positions: a row is read once, by one copy.
             state["rows_of"] = replicas.position_rows(x2.shape[0], positions, len(readers))
@@ -306,7 +310,8 @@ class Chip:
         if layer["bias"] == "digital":
             y = y + self.program.arrays[f"bias/{layer['name']}"].astype(np.float32)
         y = apply_activation(y, layer["activation"])
-        env[layer["output"]] = y.reshape(*state["lead"], y.shape[-1]).astype(layer["dtype"], copy=False)
+        y = im2col.fold(y, *state["fold"]) if state.get("fold") else y.reshape(*state["lead"], y.shape[-1])
+        env[layer["output"]] = y.astype(layer["dtype"], copy=False)
 
     def run_host(self, name: str, env: dict) -> None:
         segment, session = self.sessions[name]

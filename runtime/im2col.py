@@ -19,6 +19,8 @@ from __future__ import annotations
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
+from analogc.errors import AnalogcError
+
 AUTO_PADS = ("NOTSET", "SAME_UPPER", "SAME_LOWER", "VALID")
 
 
@@ -73,6 +75,22 @@ def patches(x: np.ndarray, kernel, strides, dilations, pads) -> tuple[np.ndarray
     order = (0, *range(2, 2 + rank), 1, *range(2 + rank, 2 + 2 * rank))  # B, positions, C, offsets
     rows = view.transpose(order).reshape(x.shape[0] * int(np.prod(out)), -1)
     return np.ascontiguousarray(rows), out
+
+
+def layer_patches(x: np.ndarray, layer: dict) -> tuple[np.ndarray, tuple]:
+    """A conv layer's patches of input x (the program's layer entry gives the geometry),
+    and the (batch, output spatial shape) that `fold` needs afterwards."""
+    conv = layer["conv"]
+    kernel = conv["kernel"]
+    rank = len(kernel)
+    if x.ndim != rank + 2 or x.shape[1] != conv["channels"]:
+        raise AnalogcError(
+            f"layer {layer['name']}: input of shape {list(x.shape)}, the convolution expects "
+            f"[batch, {conv['channels']}, {rank} spatial dims]"
+        )
+    pads = resolve_pads(x.shape[2:], kernel, conv["strides"], conv["dilations"], conv["pads"], conv["auto_pad"])
+    rows, out = patches(x, kernel, conv["strides"], conv["dilations"], pads)
+    return rows, (x.shape[0], out)
 
 
 def fold(y: np.ndarray, batch: int, out_spatial) -> np.ndarray:

@@ -8,6 +8,7 @@ import numpy as np
 from analogc.errors import AnalogcError
 from analogc.runtime import activations
 from analogc.runtime.replicas import check_copies
+from analogc.runtime.im2col import AUTO_PADS
 from analogc.runtime.spec import spec_from_dict
 
 # Tuples, not sets: membership must not hash a value that may be a list or dict.
@@ -86,6 +87,8 @@ def check_types(meta: dict, fail) -> None:
             fail(f"layer {layer['name']!r} has an unknown activation {str(act)[:60]}")
         if layer.get("kind", "dense") not in KINDS:
             fail(f"layer {layer['name']!r} has kind {str(layer.get('kind'))[:30]!r} (kinds: {', '.join(KINDS)})")
+        if layer.get("kind") == "conv":
+            check_conv(layer, fail)
         if "reads_per_example" in layer and not (is_count(layer["reads_per_example"]) and layer["reads_per_example"] >= 1):
             fail(f"layer {layer['name']!r} has a bad reads_per_example (a count ≥ 1)")
         if layer.get("dtype") not in DTYPES:
@@ -111,6 +114,9 @@ def check_types(meta: dict, fail) -> None:
         for key in ("inputs", "outputs", "onnx_nodes"):
             if not isinstance(segment.get(key), list) or not all(isinstance(t, str) for t in segment[key]):
                 fail(f"host segment {segment['name']!r} has malformed {key}")
+    notes = meta.get("host_notes", [])
+    if not isinstance(notes, list) or not all(isinstance(n, dict) and all(isinstance(n.get(k), str) for k in ("node", "op", "reason")) for n in notes):
+        fail("host_notes must be a list of {node, op, reason}")
     placement = meta.get("placement", {})
     if not isinstance(placement, dict) or not all(is_pair(placement.get(k)) for k in ("grid", "tile")):
         fail("placement lacks its grid and tile sizes")
@@ -123,6 +129,23 @@ def check_types(meta: dict, fail) -> None:
         fail("placement lacks a solver report")
     if not is_int(placement.get("traffic")) or not (placement.get("traffic_greedy") is None or is_int(placement["traffic_greedy"])):
         fail("placement lacks its traffic figures")
+
+
+def check_conv(layer: dict, fail) -> None:
+    """A conv layer's geometry: what `im2col` needs, consistent with the weight's K rows."""
+    conv = layer.get("conv")
+    if not isinstance(conv, dict):
+        fail(f"conv layer {layer['name']!r} has no geometry")
+    kernel, rank = conv.get("kernel"), len(conv.get("kernel") or [])
+    lists_ok = all(isinstance(conv.get(k), list) and all(is_count(v) for v in conv[k]) for k in ("kernel", "strides", "dilations", "pads"))
+    if not lists_ok or rank == 0 or min(kernel + conv["strides"] + conv["dilations"]) < 1:
+        fail(f"conv layer {layer['name']!r} has a bad kernel, strides, dilations or pads")
+    if len(conv["strides"]) != rank or len(conv["dilations"]) != rank or len(conv["pads"]) != 2 * rank:
+        fail(f"conv layer {layer['name']!r}: strides, dilations and pads do not match its {rank}-D kernel")
+    if conv.get("auto_pad") not in AUTO_PADS or not is_count(conv.get("group")) or conv["group"] < 1 or not is_count(conv.get("channels")):
+        fail(f"conv layer {layer['name']!r} has a bad auto_pad, group or channel count")
+    if conv["channels"] * int(np.prod(kernel)) != layer["shape"][0]:
+        fail(f"conv layer {layer['name']!r}: {conv['channels']} channels x kernel {kernel} is not its {layer['shape'][0]} weight rows")
 
 
 def check_dataflow(meta: dict, fail) -> None:

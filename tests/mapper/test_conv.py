@@ -1,0 +1,122 @@
+"""Conv layers on the tiles: compile → .atp → run --ideal equals onnxruntime.
+
+The cases cover kernels 1 to 7, strides 1 to 3, dilations 1 and 2, explicit (asymmetric)
+pads and every auto_pad mode, 1-D and 2-D, and C_in·kh·kw (+ the bias row) above the
+`tiny` target's 64 tile rows, so rows split across tiles and partial sums are added; one
+case also splits the columns. onnxruntime refuses dilations with SAME padding, so that
+case is checked against onnx's reference evaluator instead.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+from onnx.reference import ReferenceEvaluator
+
+from analogc.runtime.chip import Chip
+from analogc.runtime.program import load_program
+from tests.mapper.conv_builders import conv_input, conv_model
+
+RTOL, ATOL = 1e-4, 1e-5
+
+CASES = {
+    # name: conv_model keywords
+    "k1_rows_split": dict(cin=70, cout=8, kernel=1, size=5),
+    "k2_s2_valid": dict(cin=3, kernel=2, strides=2, auto_pad="VALID", size=(8, 9)),
+    "k3_d2_asym_pads_rows_split": dict(cin=8, kernel=3, dilations=2, pads=(1, 0, 2, 1), size=(9, 10)),
+    "k4_s3_same_upper": dict(cin=5, kernel=4, strides=3, auto_pad="SAME_UPPER", size=(10, 11)),
+    "k5_s2_same_lower_rows_and_cols_split": dict(cin=3, cout=70, kernel=5, strides=2, auto_pad="SAME_LOWER", size=(9, 8)),
+    "k6x4_mixed_strides_dilations": dict(cin=2, kernel=(6, 4), strides=(1, 2), dilations=(2, 1), pads=(2, 1, 3, 0), size=(13, 9)),
+    "k7_s3_d2_valid_rows_split": dict(cin=2, kernel=7, strides=3, dilations=2, auto_pad="VALID", size=(20, 19)),
+    "1d_k1_s3": dict(rank=1, cin=4, kernel=1, strides=3, size=10),
+    "1d_k4_s2_same_lower_rows_split": dict(rank=1, cin=20, kernel=4, strides=2, auto_pad="SAME_LOWER", size=11),
+    "1d_k7_s2_d2_valid_rows_split": dict(rank=1, cin=10, kernel=7, strides=2, dilations=2, auto_pad="VALID", size=30),
+    "1d_k5_d2_pads_same_upper_no_bias": dict(rank=1, cin=3, kernel=5, dilations=1, auto_pad="SAME_UPPER", bias=False, size=12, after=("LeakyRelu",)),
+    "1d_k3_d2_explicit_pads": dict(rank=1, cin=6, kernel=3, dilations=2, pads=(3, 1), size=9, after=("Sigmoid",)),
+    "grouped_2_same_upper": dict(cin=8, cout=6, kernel=3, group=2, auto_pad="SAME_UPPER", size=7),
+    "batch_norm_folded_then_relu": dict(cin=4, cout=5, kernel=3, pads=(1, 1, 1, 1), batch_norm=True, size=6),
+    "opset_9_no_activation": dict(cin=3, kernel=3, after=(), opset=9, size=6),
+}
+
+
+def compile_to_file(cli, model, tmp_path, placer: str = "greedy"):
+    program = tmp_path / "model.atp"
+    result = cli("compile", model, "--target", "tiny", "-o", program, "--placer", placer, "-q")
+    assert result.code == 0, result.err
+    return program
+
+
+def run_ideal(cli, program, x, tmp_path) -> np.ndarray:
+    x_path, y_path = tmp_path / "x.npy", tmp_path / "y.npy"
+    np.save(x_path, x)
+    result = cli("run", program, "--input", x_path, "--output", y_path, "--ideal", "-q")
+    assert result.code == 0, result.err
+    return np.load(y_path)
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_conv_ideal_matches_onnxruntime(cli, tmp_path, case):
+    keywords = CASES[case]
+    if not keywords.get("after", ("Relu",)):
+        keywords = {**keywords, "after": ("Identity",)}
+    model = conv_model(tmp_path / "model.onnx", **keywords)
+    program = compile_to_file(cli, model, tmp_path)
+    plan = json.loads(cli("plan", program, "--json").out)
+    (layer,) = plan["layers"]
+    assert layer["kind"] == "conv" and plan["host_segments"] == []  # the activation (and BN) fused too
+    x = conv_input(model)
+    expected = ort.InferenceSession(str(model), providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+    assert layer["reads_per_example"] == int(np.prod(expected.shape[2:]))
+    np.testing.assert_allclose(run_ideal(cli, program, x, tmp_path), expected, rtol=RTOL, atol=ATOL)
+
+
+def test_plan_reports_conv_geometry_and_row_splits(cli, tmp_path):
+    model = conv_model(tmp_path / "model.onnx", cin=8, cout=4, kernel=3, strides=2, pads=(1, 0, 1, 0), size=9)
+    plan = json.loads(cli("plan", compile_to_file(cli, model, tmp_path), "--json").out)
+    (layer,) = plan["layers"]
+    assert layer["shape"] == [72, 4] and layer["array_shape"] == [73, 4]
+    assert (layer["kernel"], layer["strides"], layer["pads"], layer["dilations"], layer["group"]) == ([3, 3], [2, 2], [1, 0, 1, 0], [1, 1], 1)
+    assert layer["reads_per_example"] == 5 * 4  # (9 + 2 − 3) // 2 + 1 rows, (9 − 3) // 2 + 1 columns
+    assert layer["partial_sums_added_digitally"]
+    # The cost model reads every patch: MACs per example = positions × array cells.
+    assert plan["cost_estimate"]["counts"]["macs"] == 20 * 73 * 4
+
+
+def test_same_padding_with_dilation_matches_the_onnx_reference(tmp_path, cli):
+    """onnxruntime refuses this combination; the ONNX spec (reference evaluator) does not."""
+    model = conv_model(tmp_path / "model.onnx", cin=3, kernel=3, dilations=2, strides=2, auto_pad="SAME_UPPER", size=(9, 8))
+    program = load_program(compile_to_file(cli, model, tmp_path))
+    x = conv_input(model)
+    expected = ReferenceEvaluator(str(model)).run(None, {"x": x})[0]
+    np.testing.assert_allclose(Chip(program, ideal=True).run({"x": x})["y"], expected, rtol=RTOL, atol=ATOL)
+
+
+def test_depthwise_conv_stays_on_the_host_and_plan_says_why(cli, tmp_path):
+    model = conv_model(tmp_path / "model.onnx", cin=6, cout=6, kernel=3, group=6, size=7)
+    program = compile_to_file(cli, model, tmp_path)
+    plan = json.loads(cli("plan", program, "--json").out)
+    assert plan["layers"] == []
+    (note,) = plan["host_reasons"]
+    assert note["node"] == "conv" and "6 groups" in note["reason"]
+    assert "6 groups" in cli("plan", program).out
+    x = conv_input(model)
+    expected = ort.InferenceSession(str(model), providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+    np.testing.assert_allclose(run_ideal(cli, program, x, tmp_path), expected, rtol=RTOL, atol=ATOL)
+
+
+def test_conv_compiles_with_cpsat_and_runs_in_default_mode_deterministically(cli, tmp_path):
+    model = conv_model(tmp_path / "model.onnx", cin=8, cout=12, kernel=3, pads=(1, 1, 1, 1), size=6)
+    program = compile_to_file(cli, model, tmp_path, placer="cpsat")
+    x = conv_input(model, n=4)
+    np.save(tmp_path / "x.npy", x)
+    outputs = []
+    for seed in (3, 3, 4):
+        result = cli("run", program, "--input", tmp_path / "x.npy", "--output", tmp_path / f"y{len(outputs)}.npy", "--seed", seed, "-q")
+        assert result.code == 0, result.err
+        outputs.append(np.load(tmp_path / f"y{len(outputs)}.npy"))
+    assert np.array_equal(outputs[0], outputs[1]) and not np.array_equal(outputs[0], outputs[2])
+    expected = ort.InferenceSession(str(model), providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+    assert np.abs(outputs[0] - expected).max() < 0.3 * np.abs(expected).max()
