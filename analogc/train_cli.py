@@ -108,9 +108,13 @@ def describe_start(trainer, epochs: int) -> str:
         parts = []
         if chain.frozen_segments:
             parts.append(f"host segments {', '.join(chain.frozen_segments)}")
-        if chain.frozen_layers:
-            parts.append(f"analog layers {', '.join(chain.frozen_layers)}")
-        lines.append(f"frozen (not trained): {'; '.join(parts)}")
+        convs = [name for name in chain.frozen_layers if trainer.program.layer(name).get("kind") == "conv"]
+        dense = [name for name in chain.frozen_layers if name not in convs]
+        if convs:
+            parts.append(f"convolution layers {', '.join(convs)} (on the tiles, read as programmed)")
+        if dense:
+            parts.append(f"analog layers {', '.join(dense)}")
+        lines.append(f"frozen (not trained, run on the chip once per example): {'; '.join(parts)}")
     if trainer.position.total:
         lines.append(f"resumed at epoch {trainer.position.epoch + 1}, example {trainer.position.index}")
     return "\n".join(lines)

@@ -75,6 +75,11 @@ class Dense:
         return tuple(self.weight.shape)
 
     @property
+    def rows_per_input(self) -> int:
+        """Array rows per input feature (a conv's channel spans prod(kernel) rows)."""
+        return 1 if self.conv is None else prod(self.conv.kernel)
+
+    @property
     def kind(self) -> str:
         return "dense" if self.conv is None else "conv"
 

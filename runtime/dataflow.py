@@ -53,6 +53,25 @@ class LayerView:
     shape: tuple
     copies: int = 1
     replicate: str = "none"
+    rows_per_input: int = 1  # array rows per input feature: a conv's prod(kernel), 1 for a dense layer
+    reads_per_example: int = 1
+
+
+def rows_per_input(layer) -> int:
+    return int(getattr(layer, "rows_per_input", 1))
+
+
+def reads_of(layer) -> int:
+    return int(getattr(layer, "reads_per_example", 1))
+
+
+def copy_reads(layer, copy: int) -> int:
+    """Vectors one copy of a layer reads per example: all of them, or with throughput
+    copies its share of the positions (position p goes to copy p mod copies)."""
+    reads, copies = reads_of(layer), int(getattr(layer, "copies", 1))
+    if getattr(layer, "replicate", "none") != "throughput" or copies <= 1:
+        return reads
+    return reads // copies + int(copy < reads % copies)
 
 
 def program_views(program) -> tuple[list[BlockView], list[LayerView]]:
@@ -62,10 +81,19 @@ def program_views(program) -> tuple[list[BlockView], list[LayerView]]:
         for b in program.blocks
     ]
     layers = [
-        LayerView(l["name"], l["input"], l["output"], tuple(l["shape"]), l.get("copies", 1), l.get("replicate", "none"))
+        LayerView(l["name"], l["input"], l["output"], tuple(l["shape"]), l.get("copies", 1), l.get("replicate", "none"),
+                  conv_rows_per_input(l), int(l.get("reads_per_example", 1)))
         for l in program.layers
     ]
     return blocks, layers
+
+
+def conv_rows_per_input(layer: dict) -> int:
+    conv = layer.get("conv") if layer.get("kind") == "conv" else None
+    size = 1
+    for k in (conv or {}).get("kernel", []):
+        size *= int(k)
+    return size
 
 
 def hops(a, b) -> int:
@@ -83,7 +111,8 @@ def dense_edges(layers: list) -> list[tuple[str, str]]:
 
 
 def block_flows(blocks: list, layers: list) -> list[tuple[int, int, int]]:
-    """(source block id, destination block id, elements per example) of every flow."""
+    """(source block id, destination block id, elements per example) of every flow: a
+    layer that reads several vectors per example (a conv's patches) sends that many."""
     return [(a, b, e) for a, b, e, _ in labelled_flows(blocks, layers)]
 
 
@@ -92,17 +121,19 @@ def labelled_flows(blocks: list, layers: list) -> list[tuple[int, int, int, str]
     by_layer: dict[str, list] = {}
     for block in blocks:
         by_layer.setdefault(block.layer, []).append(block)
-    k_of = {d.name: d.shape[0] for d in layers}
+    of = {d.name: d for d in layers}
     mode = {d.name: (getattr(d, "replicate", "none"), getattr(d, "copies", 1)) for d in layers}
     flows = []
     for producer, consumer in dense_edges(layers):
+        k, size = of[consumer].shape[0], rows_per_input(of[consumer])
         for src in by_layer.get(producer, []):
             if src.rows[0] != 0 or (mode[producer][0] == "accuracy" and src.copy != 0):
                 continue  # the reduced (and averaged) column lives on copy 0's first row block
             for dst in by_layer.get(consumer, []):
-                elements = overlap(src.cols, (dst.rows[0], min(dst.rows[1], k_of[consumer])))
+                features = (dst.rows[0] // size, -(-min(dst.rows[1], k) // size))  # a conv's rows are channels × kernel
+                elements = overlap(src.cols, features)
                 if elements and positions_meet(mode[producer], src.copy, mode[consumer], dst.copy):
-                    flows.append((src.id, dst.id, elements, "output"))
+                    flows.append((src.id, dst.id, elements * share(of[producer], src.copy, mode[consumer], mode[producer]), "output"))
     for name, layer_blocks in by_layer.items():
         heads = [b for b in layer_blocks if b.rows[0] == 0]
         for block in layer_blocks:
@@ -112,10 +143,21 @@ def labelled_flows(blocks: list, layers: list) -> list[tuple[int, int, int, str]
             for head in heads:
                 if head.copy != (0 if averaged else block.copy):
                     continue
-                elements = overlap(block.cols, head.cols)
+                elements = overlap(block.cols, head.cols) * (copy_reads(of[name], block.copy) if name in of else 1)
                 if elements:
                     flows.append((block.id, head.id, elements, "partial"))
     return flows
+
+
+def share(producer_layer, copy: int, consumer: tuple, producer: tuple) -> int:
+    """Vectors of a producer copy's output that one consumer copy it meets receives per
+    example: the copy's reads, split evenly (rounded up) over the throughput copies of the
+    consumer that read its positions."""
+    reads = copy_reads(producer_layer, copy)
+    if consumer[0] != "throughput" or consumer[1] <= 1:
+        return reads
+    meeting = consumer[1] // gcd(producer[1], consumer[1]) if producer[0] == "throughput" else consumer[1]
+    return -(-reads // meeting)
 
 
 def positions_meet(producer: tuple, a: int, consumer: tuple, b: int) -> bool:

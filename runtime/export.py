@@ -2,7 +2,8 @@
 
 The exported graph is the program's own dataflow written out in ONNX: host segments as
 they were cut from the original model (their nodes and constants), each analog layer as
-MatMul with the weights the chip holds, Add of its bias, and its activation, under the
+MatMul with the weights the chip holds, Add of its bias, and its activation (a conv
+layer as a Conv holding the chip's weights and bias), under the
 original tensor names; graph inputs and outputs, opset imports and producer fields come
 from the original model. onnxruntime on it computes exactly what `run --ideal` computes
 on the program, which is what tests check. For a program that was never trained, the
@@ -85,22 +86,52 @@ def dense_nodes(program, layer: dict, opset: int | None, names: "Names") -> tupl
     w_name = names.fresh(f"{name}.chip_weight")
     inits = [numpy_helper.from_array(weight, name=w_name)]
     op = layer["activation"]["op"]
-    steps = [("MatMul", [w_name])]
+    steps = [("MatMul", [w_name], {})]
+    if layer.get("kind") == "conv":  # the weight folded back to ONNX's [C_out, C_in/group, *kernel]
+        inits[0] = numpy_helper.from_array(conv_weight(weight, layer["conv"]), name=w_name)
+        steps = [("Conv", [w_name], conv_attributes(layer["conv"]))]
     if layer["bias"] != "none":
         b_name = names.fresh(f"{name}.chip_bias")
         inits.append(numpy_helper.from_array(np.asarray(program.arrays[f"bias/{name}"]).astype(dtype), name=b_name))
-        steps.append(("Add", [b_name]))
+        if steps[0][0] == "Conv":
+            steps[0][1].append(b_name)  # Conv adds its own bias, one value per output channel
+        else:
+            steps.append(("Add", [b_name], {}))
     nodes, current = [], layer["input"]
-    for i, (kind, extra) in enumerate(steps):
+    for i, (kind, extra, attrs) in enumerate(steps):
         last = i == len(steps) - 1 and op == "identity"
         out = layer["output"] if last else names.fresh(f"{name}.{kind.lower()}")
-        nodes.append(helper.make_node(kind, [current, *extra], [out], name=names.fresh(f"{name}.{kind}")))
+        nodes.append(helper.make_node(kind, [current, *extra], [out], name=names.fresh(f"{name}.{kind}"), **attrs))
         current = out
     if op != "identity":
         more_nodes, more_inits = activation_nodes(layer, current, opset, names)
         nodes += more_nodes
         inits += more_inits
     return nodes, inits
+
+
+def conv_weight(matrix: np.ndarray, conv: dict) -> np.ndarray:
+    """The array matrix [C_in·prod(kernel), C_out] as ONNX's [C_out, C_in/group, *kernel]:
+    each group's diagonal block (the zeros between them are not part of the convolution)."""
+    group, kernel = conv["group"], conv["kernel"]
+    size = int(np.prod(kernel))
+    c_in_group = conv["channels"] // group
+    out_group = matrix.shape[1] // group
+    blocks = [
+        matrix[g * c_in_group * size : (g + 1) * c_in_group * size, g * out_group : (g + 1) * out_group].T
+        for g in range(group)
+    ]
+    return np.ascontiguousarray(np.concatenate(blocks).reshape(matrix.shape[1], c_in_group, *kernel))
+
+
+def conv_attributes(conv: dict) -> dict:
+    """The Conv node's attributes; SAME padding stays SAME (any input size), as compiled."""
+    attrs = {"kernel_shape": conv["kernel"], "strides": conv["strides"], "dilations": conv["dilations"], "group": conv["group"]}
+    if conv["auto_pad"] in ("SAME_UPPER", "SAME_LOWER", "VALID"):
+        attrs["auto_pad"] = conv["auto_pad"]
+    else:
+        attrs["pads"] = conv["pads"]
+    return attrs
 
 
 # Activations with no ONNX op of their own (or none before opset 20), written as

@@ -25,10 +25,11 @@ def batch_size_of(program, requested: int = DEFAULT_BATCH) -> tuple[int, bool]:
 
 def batch_bytes(program, feeds: dict, batch: int) -> int:
     """A rough upper bound of the memory one batch takes: its inputs, and for every layer
-    its input, partial sums and output in float32 a few times over (DAC, noise, ADC)."""
+    its input, partial sums and output in float32 a few times over (DAC, noise, ADC), once
+    per vector it reads (a conv's patches)."""
     n = max(len(next(iter(feeds.values()))), 1)
     inputs = sum(v.nbytes for v in feeds.values()) // n
-    layers = sum((k + 1 + 2 * m) * 4 * 3 for k, m in (layer["shape"] for layer in program.layers))
+    layers = sum((layer["shape"][0] + 1 + 2 * layer["shape"][1]) * 4 * 3 * int(layer.get("reads_per_example", 1)) for layer in program.layers)
     return batch * (inputs + layers)
 
 

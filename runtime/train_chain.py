@@ -5,8 +5,9 @@ the instruction stream in which each layer reads the previous one's output (trai
 host segments, such as a label ArgMax or a ZipMap, run after it as in inference). The
 loss is softmax cross-entropy on the last layer's pre-activation, so that layer's
 activation must be softmax, log-softmax or identity (logits). Everything before the
-chain (host segments, such as convolutions, and analog layers feeding them) is frozen:
-the chip computes its outputs once per example, as the paper did for CIFAR features.
+chain (host segments, analog layers feeding them, and convolution layers, which are
+analog but not trained in situ) is frozen: the chip computes its outputs once per
+example, with its nonidealities, as the paper did for CIFAR features.
 """
 
 from __future__ import annotations
@@ -44,8 +45,8 @@ def find_chain(program) -> Chain:
         if kind != "layer":
             break
         entry = program.layer(name)
-        if chain and chain[0]["input"] != entry["output"]:
-            break
+        if entry.get("kind") == "conv" or (chain and chain[0]["input"] != entry["output"]):
+            break  # (a convolution's weights do not train in situ: it is part of the frozen prefix)
         chain.insert(0, entry)
     if not chain:
         raise AnalogcError("this program has no analog layer at its end to train (every analog layer feeds host operations)")

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import onnx
 import onnxruntime as ort
 import pytest
 
@@ -218,9 +219,21 @@ def test_a_conv_model_trains_its_dense_layer_and_says_what_is_frozen(cli, tmp_pa
     assert cli("compile", MODELS / "digits_conv.onnx", "-o", tmp_path / "c.atp", "-q").code == 0
     result = cli("train", tmp_path / "c.atp", "--data", "digits", "--limit", "300", "-o", tmp_path / "t.atp")
     assert result.code == 0, result.err
-    assert "frozen (not trained): host segments" in result.out
+    said = " ".join(result.out.split())  # (rich wraps long lines)
+    assert "frozen (not trained, run on the chip once per example): host segments" in said
+    assert "convolution layers conv (on the tiles, read as programmed)" in said
     info = load_program(tmp_path / "t.atp").meta["training"]
-    assert info["frozen_host_segments"] and info["trained_layers"]
+    assert info["frozen_host_segments"] and info["trained_layers"] == ["fc"] and info["frozen_layers"] == ["conv"]
+    # The exported model holds the chip's conv (as a Conv) and trained dense weights:
+    # onnxruntime on it gives what `run --ideal` gives on the trained program.
+    assert cli("export", tmp_path / "t.atp", "-o", tmp_path / "t.onnx").code == 0
+    x = np.random.default_rng(0).uniform(0, 1, (6, 1, 8, 8)).astype(np.float32)
+    np.save(tmp_path / "x.npy", x)
+    assert cli("run", tmp_path / "t.atp", "--input", tmp_path / "x.npy", "--output", tmp_path / "y.npy", "--ideal", "-q").code == 0
+    exported = onnx.load(str(tmp_path / "t.onnx"))
+    assert [n.op_type for n in exported.graph.node][:2] == ["Conv", "Relu"]
+    session = ort.InferenceSession(exported.SerializeToString(), providers=["CPUExecutionProvider"])
+    np.testing.assert_allclose(session.run(None, {"input": x})[0], np.load(tmp_path / "y.npy"), rtol=1e-4, atol=1e-5)
 
 
 @pytest.mark.parametrize(

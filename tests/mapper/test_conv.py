@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import onnx
 import onnxruntime as ort
 import pytest
 from onnx.reference import ReferenceEvaluator
@@ -120,3 +121,15 @@ def test_conv_compiles_with_cpsat_and_runs_in_default_mode_deterministically(cli
     assert np.array_equal(outputs[0], outputs[1]) and not np.array_equal(outputs[0], outputs[2])
     expected = ort.InferenceSession(str(model), providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
     assert np.abs(outputs[0] - expected).max() < 0.3 * np.abs(expected).max()
+
+
+@pytest.mark.parametrize("case", ["grouped_2_same_upper", "batch_norm_folded_then_relu", "1d_k3_d2_explicit_pads", "k4_s3_same_upper"])
+def test_export_writes_conv_ops_that_reproduce_run_ideal(cli, tmp_path, case):
+    model = conv_model(tmp_path / "model.onnx", **CASES[case])
+    program = compile_to_file(cli, model, tmp_path)
+    assert cli("export", program, "-o", tmp_path / "exported.onnx").code == 0
+    exported = onnx.load(str(tmp_path / "exported.onnx"))
+    assert "Conv" in [n.op_type for n in exported.graph.node] and "BatchNormalization" not in [n.op_type for n in exported.graph.node]
+    x = conv_input(model)
+    got = ort.InferenceSession(exported.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+    np.testing.assert_allclose(got, run_ideal(cli, program, x, tmp_path), rtol=RTOL, atol=ATOL)

@@ -60,9 +60,11 @@ def test_conv_relu_flatten_gemm(tmp_path):
     ]
     model = make_model(nodes, [vi("x", ["N", 1, 8, 8])], [vi("y", ["N", 80])], inits)
     graph = layer_graph(model, tmp_path)
-    assert kinds(graph) == ["host", "dense"]
-    assert segment_ops(graph.host_segments[0]) == ["Conv", "Relu", "Flatten"]
-    assert graph.dense_layers[0].shape == (144, 80) and graph.dense_layers[0].input == "f"
+    assert kinds(graph) == ["dense", "host", "dense"]  # the Conv (+ Relu) is an analog layer too
+    assert segment_ops(graph.host_segments[0]) == ["Flatten"]
+    conv, fc = graph.dense_layers
+    assert (conv.kind, conv.shape, conv.activation, conv.reads_per_example) == ("conv", (9, 4), "relu", 36)
+    assert fc.shape == (144, 80) and fc.input == "f"
     program = compile_and_compare(model, tmp_path)
     assert splits(program) == (True, True)
 
@@ -159,19 +161,20 @@ def test_only_output_is_a_constant(tmp_path):
 
 @pytest.mark.parametrize("batch", ["N", 2])
 def test_all_host_model(tmp_path, batch):
-    """No FC layer at all: one host segment, still compiles and runs."""
+    """No analog layer at all (a depthwise Conv stays on the host): one host segment,
+    still compiles and runs."""
     rng = np.random.default_rng(16)
     inits = [
-        init("conv_W", (rng.standard_normal((3, 2, 3, 3)) / 4).astype(np.float32)),
+        init("conv_W", (rng.standard_normal((6, 1, 3, 3)) / 4).astype(np.float32)),
         init("scale", np.array([0.5], dtype=np.float32)),
     ]
     nodes = [
-        helper.make_node("Conv", ["x", "conv_W"], ["c"], name="conv", kernel_shape=[3, 3], pads=[1, 1, 1, 1]),
+        helper.make_node("Conv", ["x", "conv_W"], ["c"], name="conv", kernel_shape=[3, 3], pads=[1, 1, 1, 1], group=6),
         helper.make_node("Relu", ["c"], ["r"], name="relu"),
         helper.make_node("MaxPool", ["r"], ["p"], name="pool", kernel_shape=[2, 2], strides=[2, 2]),
         helper.make_node("Mul", ["p", "scale"], ["y"], name="scale"),
     ]
-    model = make_model(nodes, [vi("x", [batch, 2, 6, 6])], [vi("y", [batch, 3, 3, 3])], inits)
+    model = make_model(nodes, [vi("x", [batch, 6, 6, 6])], [vi("y", [batch, 6, 3, 3])], inits)
     graph = layer_graph(model, tmp_path)
     assert graph.dense_layers == [] and len(graph.host_segments) == 1
     program = compile_and_compare(model, tmp_path, random_feeds(model, batch=2))
