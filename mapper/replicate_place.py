@@ -57,7 +57,9 @@ def accuracy_packing(blocks: list, layers: list, tile_rows: int, tile_cols: int,
     usable tiles: on tile diagonals (copies read in parallel) when that layout fits,
     else first-fit (copies that share a tile's rows or columns read in turn).
     Returns (k, blocks, tile groups, offsets); None when not even k = 2 fits."""
-    for k in range(MAX_ACCURACY_COPIES, 1, -1):
+    cells = sum(b.cells for b in blocks)
+    by_area = usable * tile_rows * tile_cols // cells if cells else MAX_ACCURACY_COPIES  # no packing beats the cell count
+    for k in range(min(MAX_ACCURACY_COPIES, by_area), 1, -1):
         copied = copied_blocks(blocks, layers, {d.name: k for d in layers})
         groups, offset = diagonal_packing(copied, tile_rows, tile_cols)
         if len(groups) <= usable:

@@ -198,3 +198,45 @@ def test_train_refuses_replicated_programs(cli, tmp_path):
 def test_bad_replicate_value_is_a_usage_error(cli, tmp_path):
     result = cli("compile", MODELS / "digits_mlp.onnx", "-o", tmp_path / "x.atp", "--replicate", "more")
     assert result.code == 2 and "--replicate" in result.err
+
+
+@pytest.fixture(scope="module")
+def replicated_program():
+    from analogc.mapper import compile_model
+    from analogc.runtime.spec import load_target
+
+    return compile_model(MODELS / "digits_mlp.onnx", load_target("tiny"), time_limit=1, replicate="accuracy")
+
+
+def edit_copies(meta, what):
+    layer, blocks = meta["layers"][0], [b for b in meta["blocks"] if b["layer"] == meta["layers"][0]["name"]]
+    if what == "zero copies":
+        layer["copies"] = 0
+    elif what == "copies not an integer":
+        layer["copies"] = 2.5
+    elif what == "unknown mode":
+        layer["replicate"] = "sometimes"
+    elif what == "copy out of range":
+        blocks[-1]["copy"] = layer["copies"]
+    elif what == "copy not an integer":
+        blocks[-1]["copy"] = "1"
+    elif what == "copies not whole":
+        next(b for b in blocks if b["copy"] == 1)["copy"] = 0
+
+
+@pytest.mark.parametrize(
+    "what, message",
+    [("zero copies", "bad copy count"), ("copies not an integer", "bad copy count"), ("unknown mode", "throughput or accuracy"),
+     ("copy out of range", "is copy"), ("copy not an integer", "is copy"), ("copies not whole", "do not hold the same blocks")],
+)
+def test_edited_copies_are_refused_in_one_line(cli, tmp_path, replicated_program, what, message):
+    import copy
+
+    from analogc.runtime.program import Program, save_program
+
+    meta = copy.deepcopy(replicated_program.meta)
+    edit_copies(meta, what)
+    path = tmp_path / "edited.atp"
+    save_program(Program(meta, dict(replicated_program.arrays), dict(replicated_program.members)), path)
+    for command in (["plan", path], ["run", path, "--data", "digits", "--limit", "4"]):
+        assert_user_error(cli(*command), "edited.atp", message)
