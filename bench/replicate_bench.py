@@ -3,7 +3,8 @@ cost model's throughput with and without throughput copies, on the shipped model
 
 Accuracy: ideal, default (read at the drift reference t0), after 1 day and after 1 year,
 with `--replicate none` and `--replicate accuracy`, over --seeds chip seeds (mean ± std;
-the seed draws programming error, read noise, drift exponents). Cost: the static
+the seed draws programming error, read noise, drift exponents), and the outputs' mean
+absolute error against float relative to the outputs' mean magnitude. Cost: the static
 estimate of one inference (energy per example, latency, throughput, tiles, area) with
 `--replicate none`, `throughput` and `accuracy`. Writes bench/results/replicate.json.
 
@@ -32,9 +33,11 @@ TIMES = {"default (t0)": None, "1 day": 86400.0, "1 year": 365 * 86400.0}
 MODELS = {"digits_mlp.onnx": "digits", "fashion_mlp.onnx": "fashion-mnist", "digits_conv.onnx": "digits", "fashion_cnn.onnx": "fashion-mnist"}
 
 
-def chip_accuracy(program, feeds, labels, seed, ideal=False, drift_time=None) -> float:
+def chip_accuracy(program, feeds, labels, seed, reference, ideal=False, drift_time=None) -> tuple[float, float]:
+    """Top-1 accuracy, and the outputs' error against float: mean |y − y_float| over mean |y_float|."""
     chip = Chip(program, ideal=ideal, seed=seed, drift_time=drift_time, count_ops=False)
-    return accuracy(run_batched(lambda f: list(chip.run(f).values()), feeds, 512)[0], labels)
+    outputs = run_batched(lambda f: list(chip.run(f).values()), feeds, 512)[0]
+    return accuracy(outputs, labels), float(np.abs(outputs - reference).mean() / np.abs(reference).mean())
 
 
 def cost_row(program) -> dict:
@@ -74,7 +77,8 @@ def main():
         info = programs["none"].meta["model"]["inputs"][0]
         feeds = {info["name"]: fit_to_input(data.x_test, info["shape"], data.name)}
         row = {"data": data.name, "examples": len(data.y_test), "compile_s": compile_s}
-        row["float_accuracy"] = accuracy(run_batched(Reference(programs["none"]), feeds, 512)[0], data.y_test)
+        reference = run_batched(Reference(programs["none"]), feeds, 512)[0]
+        row["float_accuracy"] = accuracy(reference, data.y_test)
         row["cost"] = {mode: cost_row(program) for mode, program in programs.items()}
         for mode in ("none", "throughput", "accuracy"):
             c = row["cost"][mode]
@@ -84,11 +88,13 @@ def main():
         for mode in ("none", "accuracy"):
             program = programs[mode]
             entry = {"copies": max(layer.get("copies", 1) for layer in program.layers), "tiles_used": program.meta["placement"]["tiles_used"]}
-            entry["ideal"] = chip_accuracy(program, feeds, data.y_test, 0, ideal=True)
+            entry["ideal"] = chip_accuracy(program, feeds, data.y_test, 0, reference, ideal=True)[0]
             for label, t in TIMES.items():
-                runs = [chip_accuracy(program, feeds, data.y_test, seed, drift_time=t) for seed in range(args.seeds)]
-                entry[label] = {"mean": float(np.mean(runs)), "std": float(np.std(runs)), "runs": runs}
-                print(f"{model:<18} replicate {mode:<9} (k={entry['copies']:>2}) {label:<13} {np.mean(runs):.4f} ± {np.std(runs):.4f}", flush=True)
+                runs, errors = zip(*(chip_accuracy(program, feeds, data.y_test, seed, reference, drift_time=t) for seed in range(args.seeds)))
+                entry[label] = {"mean": float(np.mean(runs)), "std": float(np.std(runs)), "runs": list(runs),
+                                "output_error_mean": float(np.mean(errors)), "output_error_std": float(np.std(errors))}
+                print(f"{model:<18} replicate {mode:<9} (k={entry['copies']:>2}) {label:<13} accuracy {np.mean(runs):.4f} ± {np.std(runs):.4f}  "
+                      f"output error vs float {np.mean(errors):.4f} ± {np.std(errors):.4f}", flush=True)
             row["accuracy"][mode] = entry
         results["models"][model] = row
     Path(args.out).write_text(json.dumps(results, indent=1))
