@@ -22,7 +22,7 @@ a ≡ b (mod gcd of the copy counts).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from math import gcd
 
 
@@ -72,6 +72,12 @@ def copy_reads(layer, copy: int) -> int:
     if getattr(layer, "replicate", "none") != "throughput" or copies <= 1:
         return reads
     return reads // copies + int(copy < reads % copies)
+
+
+def one_read_views(layers: list) -> list[LayerView]:
+    """The layers as views under which every flow carries the elements of one read (of
+    each copy): the cost model counts flows per read and multiplies by the reads."""
+    return [replace(v, reads_per_example=v.copies if v.replicate == "throughput" else 1) for v in layers]
 
 
 def program_views(program) -> tuple[list[BlockView], list[LayerView]]:

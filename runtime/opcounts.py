@@ -42,7 +42,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from analogc.errors import AnalogcError
-from analogc.runtime.dataflow import backward_flows, hops, labelled_flows, program_views, tile_steps
+from analogc.runtime.dataflow import backward_flows, hops, labelled_flows, one_read_views, program_views, tile_steps
 from analogc.runtime.replica_counts import needs_own_counts, read_counts
 
 PHASES = ("inference", "forward", "backward", "update", "transfer", "program")
@@ -219,7 +219,7 @@ def read_pass(program, phase: str, counts: OpCounts) -> None:
             digital = 2 * array_rows + n + (n if layer["bias"] == "digital" else 0) + n * ACTIVATION_OPS[act]
         steps = max((tile_steps(r) for r in rects.get(layer["name"], {}).values()), default=0)
         counts.add(phase, layer["name"], None, digital_ops=digital, read_steps=steps)
-    flows = backward_flows(blocks, views) if backward else labelled_flows(blocks, views)
+    flows = backward_flows(blocks, views) if backward else labelled_flows(blocks, one_read_views(views))
     add_flows(counts, phase, blocks, flows)
 
 

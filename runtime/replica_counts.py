@@ -25,7 +25,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from analogc.runtime.dataflow import hops, labelled_flows, program_views, tile_steps
+from analogc.runtime.dataflow import hops, labelled_flows, one_read_views, program_views, tile_steps
 from analogc.runtime.replicas import copies_of, mode_of, positions_of_copy, rounds
 
 
@@ -78,7 +78,7 @@ def read_counts(program, phase: str, examples: dict, counts) -> None:
         counts.add(phase, name, None, digital_ops=digital * vectors(name), read_steps=steps * round_count(name))
     by_id = {b.id: b for b in blocks}
     longest: dict = {}
-    for src_id, dst_id, elements, kind in labelled_flows(blocks, views):
+    for src_id, dst_id, elements, kind in labelled_flows(blocks, one_read_views(views)):
         src, dst = by_id[src_id], by_id[dst_id]
         if kind == "partial":
             n = vectors(src.layer, src.copy)

@@ -240,3 +240,25 @@ def test_edited_copies_are_refused_in_one_line(cli, tmp_path, replicated_program
     save_program(Program(meta, dict(replicated_program.arrays), dict(replicated_program.members)), path)
     for command in (["plan", path], ["run", path, "--data", "digits", "--limit", "4"]):
         assert_user_error(cli(*command), "edited.atp", message)
+
+
+def test_mesh_words_by_hand(cli, tmp_path):
+    """Two layers on a sequence of 7 positions, too big to share a 64x64 tile (61 x 60 and
+    61 x 10 cells): layer 0 sends its 60 outputs per position to layer 1's tile, 1 hop
+    away in the unreplicated plan: 60 · 7 words per example."""
+    model = sequence_model(tmp_path / "seq.onnx", positions=7, dims=(60, 60, 10))
+    plan = compile_to(cli, model, tmp_path / "n.atp", "--target", "tiny")
+    tiles = {layer["name"]: [b["tile"] for b in plan["blocks"] if b["layer"] == layer["name"]] for layer in plan["layers"]}
+    (first,), (second,) = tiles.values()
+    assert abs(first[0] - second[0]) + abs(first[1] - second[1]) == 1
+    counts = plan["cost_estimate"]["counts"]
+    assert counts["words_moved"] == 60 * 7 and counts["word_hops"] == 60 * 7
+    # Throughput copies (one per tile): each position still crosses once, from the producer
+    # copy that made it to the consumer copy that reads it.
+    plan = compile_to(cli, model, tmp_path / "t.atp", "--target", small_grid_target(tmp_path, 2, 4), "--replicate", "throughput")
+    assert [layer["copies"] for layer in plan["layers"]] == [4, 4]
+    words = plan["cost_estimate"]["counts"]["words_moved"]
+    producer_tiles = {b["copy"]: tuple(b["tile"]) for b in plan["blocks"] if b["layer"] == plan["layers"][0]["name"]}
+    consumer_tiles = {b["copy"]: tuple(b["tile"]) for b in plan["blocks"] if b["layer"] == plan["layers"][1]["name"]}
+    crossing = sum(1 for p in range(7) if producer_tiles[p % 4] != consumer_tiles[p % 4])
+    assert words == 60 * crossing
