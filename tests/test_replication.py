@@ -262,3 +262,19 @@ def test_mesh_words_by_hand(cli, tmp_path):
     consumer_tiles = {b["copy"]: tuple(b["tile"]) for b in plan["blocks"] if b["layer"] == plan["layers"][1]["name"]}
     crossing = sum(1 for p in range(7) if producer_tiles[p % 4] != consumer_tiles[p % 4])
     assert words == 60 * crossing
+
+
+def test_convolution_throughput_copies(cli, tmp_path):
+    """digits_conv: a 3x3 Conv 1→8 with pads 1 on 8x8 reads 64 patches per example. A
+    10 x 8 block (9 inputs + bias) fits min(512 // 10, 512 // 8) = 51 copies per tile,
+    so 64 copies take 2 tiles and the conv reads in 1 step instead of 64."""
+    model = MODELS / "digits_conv.onnx"
+    plan = compile_to(cli, model, tmp_path / "t.atp", "--replicate", "throughput")
+    conv = next(layer for layer in plan["layers"] if layer["kind"] == "conv")
+    assert conv["reads_per_example"] == 64 and conv["copies"] == 64 and conv["tiles"] == 2
+    assert plan["placer_details"]["bottleneck_reads_per_example"] == 1
+    compile_to(cli, model, tmp_path / "n.atp")
+    x = load_digits().x_test[:40].reshape(-1, 1, 8, 8).astype(np.float32)
+    np.testing.assert_allclose(run_to(cli, tmp_path / "t.atp", x, tmp_path, "--ideal"), run_to(cli, tmp_path / "n.atp", x, tmp_path, "--ideal"), rtol=1e-6, atol=1e-6)
+    steps = {name: json.loads(cli("cost", tmp_path / f"{name}.atp", "--json").out)["cost"]["time_by_layer_kind_s"][conv["name"]]["read_steps"] for name in ("n", "t")}
+    assert steps["n"] == pytest.approx(64 * steps["t"])
