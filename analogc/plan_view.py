@@ -7,6 +7,8 @@ from rich.table import Table
 
 from analogc.wording import count
 
+MAX_REASONS_SHOWN = 10  # host reasons listed without -v (a ShuffleNet has dozens of depthwise convs)
+
 
 def layer_split(program, layer: dict) -> dict:
     """How a layer is split: the fields emission stores, recomputed from the blocks when a
@@ -243,8 +245,11 @@ def print_plan(program, console: Console, verbose: bool = False) -> None:
                 str(block["offset"]),
             )
         console.print(blocks)
-    for note in plan["host_reasons"]:
+    shown = plan["host_reasons"] if verbose else plan["host_reasons"][:MAX_REASONS_SHOWN]
+    for note in shown:
         console.print(f"on the host: {note['op']} {note['node']}: {note['reason']}")
+    if len(shown) < len(plan["host_reasons"]):
+        console.print(f"... and {len(plan['host_reasons']) - len(shown)} more nodes on the host (plan -v or --json lists them)")
     for segment in plan["host_segments"]:
         console.print(
             f"host segment {segment['name']} (onnxruntime): {len(segment['onnx_nodes'])} nodes "

@@ -7,6 +7,8 @@ Makes, in the output folder (default: this `models/` folder):
                       the shape of the MNIST network of Ambrogio et al. (Nature 2018),
                       trained with per-example SGD (3 epochs, lr 0.05/0.02/0.01)
 * `digits_conv.onnx`  Conv(1->8, 3x3) -> Relu -> MaxPool 2x2 -> Flatten -> Gemm on digits
+* `fashion_cnn.onnx`  LeNet-like CNN (two 5x5 Convs, FC 400-64-10) on Fashion-MNIST
+                      (models/fashion_cnn.py), minibatch momentum SGD, 2 epochs
 * `accuracies.json`   onnxruntime test accuracy of each model
 
 Training is plain numpy (softmax cross-entropy, hand-written gradients); the ONNX
@@ -40,6 +42,8 @@ import onnxruntime as ort  # noqa: E402
 from onnx import TensorProto, helper, numpy_helper  # noqa: E402
 
 from analogc.data import load_dataset  # noqa: E402
+
+import fashion_cnn  # noqa: E402 (this folder's module: the script runs as models/make_models.py)
 
 OPSET = 17
 IR_VERSION = 8  # the IR version that goes with opset 17; every onnxruntime >= 1.13 loads it
@@ -345,6 +349,7 @@ def parse_args() -> argparse.Namespace:
                     default=FASHION_LRS, metavar="LR,LR,...",
                     help="fashion_mlp: one per-example SGD epoch per learning rate "
                          f"(default {','.join(map(str, FASHION_LRS))})")
+    ap.add_argument("--cnn-epochs", type=int, default=2, help="fashion_cnn: minibatch SGD epochs (default 2)")
     return ap.parse_args()
 
 
@@ -382,6 +387,16 @@ def main() -> None:
     save(export_fashion_mlp(p), path)
     results[path.name] = evaluate(path, xte, fashion.y_test, fashion_forward(p, xte),
                                   "fashion-mnist")
+    report(path, results[path.name], time.perf_counter() - t0)
+
+    t0 = time.perf_counter()
+    x_images = fashion.x_train.reshape(-1, 1, 28, 28)
+    p = fashion_cnn.train(x_images, fashion.y_train, Momentum, he, softmax, one_hot, epochs=args.cnn_epochs)
+    path = args.out / "fashion_cnn.onnx"
+    save(fashion_cnn.export(p, make_model, BATCH), path)
+    x_test = fashion.x_test.reshape(-1, 1, 28, 28)
+    reference = np.concatenate([fashion_cnn.forward(p, x_test[i : i + 1000])[0] for i in range(0, len(x_test), 1000)])
+    results[path.name] = evaluate(path, x_test, fashion.y_test, reference, "fashion-mnist")
     report(path, results[path.name], time.perf_counter() - t0)
 
     acc_path = args.out / "accuracies.json"
