@@ -126,6 +126,8 @@ def fold_batch_norm(dense: Dense, fused: list, ctx: Context) -> None:
     if found is None or found[1].op_type != "BatchNormalization":
         return
     bn_index, bn = found
+    if bn.input[0] != dense.output:
+        return  # the layer's output is one of the statistics, not the normalised tensor
     attrs = attributes(bn)
     params = list(bn.input[1:5])
     if len(params) != 4 or any(p not in ctx.constants for p in params) or attrs.get("training_mode", 0) or not attrs.get("spatial", 1):

@@ -15,12 +15,23 @@ from analogc.runtime.host import make_session, run_session
 DEFAULT_BATCH = 256
 
 
+BATCH_BYTES_BUDGET = 1 << 30  # a symbolic batch is cut so that one batch's layer buffers stay below this
+
+
 def batch_size_of(program, requested: int = DEFAULT_BATCH) -> tuple[int, bool]:
-    """(batch size, fixed?): the model's fixed batch size, or `requested` when symbolic."""
+    """(batch size, fixed?): the model's fixed batch size, or `requested` when symbolic,
+    fewer when one example's layer buffers are large (a conv layer reads every patch of
+    an image: 256 ImageNet images would need gigabytes of patches)."""
     shape = program.meta["model"]["inputs"][0]["shape"]
     if shape and isinstance(shape[0], int) and shape[0] > 0:
         return shape[0], True
-    return requested, False
+    return max(1, min(requested, BATCH_BYTES_BUDGET // max(layer_bytes_per_example(program), 1))), False
+
+
+def layer_bytes_per_example(program) -> int:
+    """Every layer's input, partial sums and output in float32 a few times over (DAC,
+    noise, ADC), once per vector it reads (a conv's patches)."""
+    return sum((layer["shape"][0] + 1 + 2 * layer["shape"][1]) * 4 * 3 * int(layer.get("reads_per_example", 1)) for layer in program.layers)
 
 
 def batch_bytes(program, feeds: dict, batch: int) -> int:
@@ -29,8 +40,7 @@ def batch_bytes(program, feeds: dict, batch: int) -> int:
     per vector it reads (a conv's patches)."""
     n = max(len(next(iter(feeds.values()))), 1)
     inputs = sum(v.nbytes for v in feeds.values()) // n
-    layers = sum((layer["shape"][0] + 1 + 2 * layer["shape"][1]) * 4 * 3 * int(layer.get("reads_per_example", 1)) for layer in program.layers)
-    return batch * (inputs + layers)
+    return batch * (inputs + layer_bytes_per_example(program))
 
 
 def single_input(program) -> dict:
