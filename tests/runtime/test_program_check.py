@@ -68,3 +68,30 @@ def test_edited_program_is_refused(tmp_path, program, case, cli):
 def test_unedited_program_loads(tmp_path, program):
     save_program(program, tmp_path / "ok.atp")
     assert load_program(tmp_path / "ok.atp").blocks == program.blocks
+
+
+@pytest.fixture(scope="module")
+def conv_program(tmp_path_factory):
+    from tests.mapper.conv_builders import conv_model
+
+    folder = tmp_path_factory.mktemp("conv")
+    return compile_model(conv_model(folder / "c.onnx", cin=3, cout=4, kernel=3, size=6), load_target("tiny"), time_limit=1)
+
+
+CONV_CASES = {
+    "kind unknown": (lambda layer: layer.update(kind="pool"), "has kind 'pool'"),
+    "no geometry": (lambda layer: layer.pop("conv"), "has no geometry"),
+    "kernel not matching rows": (lambda layer: layer["conv"].update(kernel=[2, 2]), "is not its 27 weight rows"),
+    "zero stride": (lambda layer: layer["conv"].update(strides=[0, 1]), "bad kernel, strides"),
+    "pads of the wrong rank": (lambda layer: layer["conv"].update(pads=[1, 1]), "do not match its 2-D kernel"),
+    "auto_pad unknown": (lambda layer: layer["conv"].update(auto_pad="SAME"), "bad auto_pad"),
+    "reads_per_example zero": (lambda layer: layer.update(reads_per_example=0), "bad reads_per_example"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CONV_CASES))
+def test_edited_conv_layer_is_refused(tmp_path, conv_program, case, cli):
+    edit, message = CONV_CASES[case]
+    path = tmp_path / "edited.atp"
+    save_program(edited(conv_program, lambda m, a: edit(m["layers"][0])), path)
+    assert_user_error(cli("run", path, "--input", tmp_path / "x.npy"), message)
