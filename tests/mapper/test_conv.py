@@ -133,3 +133,18 @@ def test_export_writes_conv_ops_that_reproduce_run_ideal(cli, tmp_path, case):
     x = conv_input(model)
     got = ort.InferenceSession(exported.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
     np.testing.assert_allclose(got, run_ideal(cli, program, x, tmp_path), rtol=RTOL, atol=ATOL)
+
+
+def test_conv_with_a_runtime_weight_stays_on_the_host_and_plan_says_why(cli, tmp_path):
+    from onnx import TensorProto, helper
+
+    node = helper.make_node("Conv", ["x", "w"], ["y"], name="dynamic", kernel_shape=[3, 3])
+    graph = helper.make_graph([node], "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 2, 5, 5]),
+                                            helper.make_tensor_value_info("w", TensorProto.FLOAT, [3, 2, 3, 3])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 3, 3, 3])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    onnx.save(model, str(tmp_path / "model.onnx"))
+    plan = json.loads(cli("plan", compile_to_file(cli, tmp_path / "model.onnx", tmp_path), "--json").out)
+    assert plan["layers"] == [] and plan["host_reasons"][0]["node"] == "dynamic"
+    assert "computed at run time" in plan["host_reasons"][0]["reason"]
