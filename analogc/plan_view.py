@@ -189,7 +189,8 @@ def print_plan(program, console: Console, verbose: bool = False) -> None:
         line = f"replication: {details['replicate']}, copies " + ", ".join(f"{k} {v}" for k, v in details["copies"].items())
         if "bottleneck_reads_per_example" in details:
             line += (f"; slowest layer {details['bottleneck_reads_per_example']} read steps per example "
-                     f"({details['bottleneck_reads_per_example_unreplicated']} without copies)")
+                     f"({details['bottleneck_reads_per_example_unreplicated']} without copies; copy counts proven optimal "
+                     "with copies on tile diagonals)")
         console.print(line)
     from analogc.runtime.cost import summary_lines
 

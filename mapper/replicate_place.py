@@ -87,6 +87,7 @@ def place_replicated(blocks: list, layers: list, spec, mode: str, reads: dict, t
             return None
         copied = copied_blocks(blocks, layers, copies)
         groups, offset = diagonal_packing(copied, tile_rows, tile_cols)
+        details["copies_proven_optimal"] = True  # the exact search of replicate.py, on the diagonal layout
         details["bottleneck_reads_per_example"] = bottleneck(demands, copies)
         details["bottleneck_reads_per_example_unreplicated"] = bottleneck(demands, dict.fromkeys(copies, 1))
     elif mode == "accuracy":
