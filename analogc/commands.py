@@ -44,6 +44,9 @@ def cmd_compile(args) -> int:
         console = console_for(args)
         console.print(f"wrote {output}", markup=False)
         print_plan(program, console, verbose=args.verbose)
+        if args.replicate != "none" and all(layer.get("copies", 1) == 1 for layer in program.layers):
+            why = "no layer reads more than once per example" if args.replicate == "throughput" else "a second copy of every layer does not fit"
+            console.print(f"--replicate {args.replicate}: no copies ({why}, or no tiles are spare); the plan is the one without replication", markup=False)
     report_phases(args, phases)
     return 0
 
