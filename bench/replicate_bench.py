@@ -29,8 +29,17 @@ from analogc.runtime.spec import load_target
 
 ROOT = Path(__file__).resolve().parents[1]
 TIMES = {"default (t0)": None, "1 day": 86400.0, "1 year": 365 * 86400.0}
-# Shipped models and their data; a model missing from models/ is skipped (with a note).
-MODELS = {"digits_mlp.onnx": "digits", "fashion_mlp.onnx": "fashion-mnist", "digits_conv.onnx": "digits", "fashion_cnn.onnx": "fashion-mnist"}
+DATA_BY_PREFIX = {"digits": "digits", "fashion": "fashion-mnist"}  # a shipped model's data set, by its file name
+
+
+def shipped_models() -> dict:
+    """Every model in models/ whose name says its data set: {file name: data set}."""
+    found = {}
+    for path in sorted((ROOT / "models").glob("*.onnx")):
+        data = next((d for prefix, d in DATA_BY_PREFIX.items() if path.name.startswith(prefix)), None)
+        if data:
+            found[path.name] = data
+    return found
 
 
 def chip_accuracy(program, feeds, labels, seed, reference, ideal=False, drift_time=None) -> tuple[float, float]:
@@ -57,18 +66,19 @@ def cost_row(program) -> dict:
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=5)
-    parser.add_argument("--models", nargs="*", default=list(MODELS))
+    parser.add_argument("--models", nargs="*", default=None, help="file names in models/ (default: every shipped digits*/fashion* model)")
     parser.add_argument("--target", default=None, help="target spec (default: the shipped default)")
     parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "replicate.json"))
     args = parser.parse_args()
     spec = load_target(args.target)
     results = {"target": spec.name, "seeds": args.seeds, "models": {}}
-    for model in args.models:
+    models = shipped_models()
+    for model in args.models or list(models):
         path = ROOT / "models" / model
         if not path.exists():
             print(f"{model}: not in models/, skipped", flush=True)
             continue
-        data = load_dataset(MODELS[model])
+        data = load_dataset(models[model])
         programs, compile_s = {}, {}
         for mode in ("none", "throughput", "accuracy"):
             start = time.perf_counter()
