@@ -26,7 +26,7 @@ from analogc.mapper.layer_graph import ConvGeometry, Dense, type_dims
 from analogc.runtime.im2col import AUTO_PADS, resolve_pads
 
 # Up to this many groups the block-diagonal weight wastes at most 3/4 of its cells (AlexNet's
-# two groups, ShuffleNet's three); a depthwise convolution would use 1/C_in of them.
+# two groups, ShuffleNet's four); a depthwise convolution would use 1/C_in of them.
 MAX_DIAGONAL_GROUPS = 4
 SOFTMAX_OPS = ("Softmax", "LogSoftmax", "Hardmax")
 
