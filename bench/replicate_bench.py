@@ -68,10 +68,17 @@ def main():
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--models", nargs="*", default=None, help="file names in models/ (default: every shipped digits*/fashion* model)")
     parser.add_argument("--target", default=None, help="target spec (default: the shipped default)")
+    parser.add_argument("--limit", type=int, default=None, help="first N test examples only (the CNN reads every patch of every copy)")
     parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "replicate.json"))
     args = parser.parse_args()
     spec = load_target(args.target)
-    results = {"target": spec.name, "seeds": args.seeds, "models": {}}
+    results = {"target": spec.name, "models": {}}
+    if Path(args.out).exists():  # models measured before (another --models run) stay
+        previous = json.loads(Path(args.out).read_text())
+        if previous.get("target") == spec.name:
+            results["models"] = previous.get("models", {})
+            for row in results["models"].values():  # files written before rows said their seeds
+                row.setdefault("seeds", previous.get("seeds"))
     models = shipped_models()
     for model in args.models or list(models):
         path = ROOT / "models" / model
@@ -85,10 +92,11 @@ def main():
             programs[mode] = compile_model(path, spec, time_limit=2, replicate=mode)
             compile_s[mode] = time.perf_counter() - start
         info = programs["none"].meta["model"]["inputs"][0]
-        feeds = {info["name"]: fit_to_input(data.x_test, info["shape"], data.name)}
-        row = {"data": data.name, "examples": len(data.y_test), "compile_s": compile_s}
+        x_test, y_test = data.x_test[: args.limit], data.y_test[: args.limit]
+        feeds = {info["name"]: fit_to_input(x_test, info["shape"], data.name)}
+        row = {"data": data.name, "examples": len(y_test), "seeds": args.seeds, "compile_s": compile_s}
         reference = run_batched(Reference(programs["none"]), feeds, 512)[0]
-        row["float_accuracy"] = accuracy(reference, data.y_test)
+        row["float_accuracy"] = accuracy(reference, y_test)
         row["cost"] = {mode: cost_row(program) for mode, program in programs.items()}
         for mode in ("none", "throughput", "accuracy"):
             c = row["cost"][mode]
@@ -98,9 +106,9 @@ def main():
         for mode in ("none", "accuracy"):
             program = programs[mode]
             entry = {"copies": max(layer.get("copies", 1) for layer in program.layers), "tiles_used": program.meta["placement"]["tiles_used"]}
-            entry["ideal"] = chip_accuracy(program, feeds, data.y_test, 0, reference, ideal=True)[0]
+            entry["ideal"] = chip_accuracy(program, feeds, y_test, 0, reference, ideal=True)[0]
             for label, t in TIMES.items():
-                runs, errors = zip(*(chip_accuracy(program, feeds, data.y_test, seed, reference, drift_time=t) for seed in range(args.seeds)))
+                runs, errors = zip(*(chip_accuracy(program, feeds, y_test, seed, reference, drift_time=t) for seed in range(args.seeds)))
                 entry[label] = {"mean": float(np.mean(runs)), "std": float(np.std(runs)), "runs": list(runs),
                                 "output_error_mean": float(np.mean(errors)), "output_error_std": float(np.std(errors))}
                 print(f"{model:<18} replicate {mode:<9} (k={entry['copies']:>2}) {label:<13} accuracy {np.mean(runs):.4f} ± {np.std(runs):.4f}  "
