@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 from rich.console import Console
 
-from analogc.atomic import check_writable_path
+from analogc.atomic import atomic_path, check_writable_path
 from analogc.console import console_for
 from analogc.errors import AnalogcError
 from analogc.phases import Phases, report_phases
@@ -19,6 +19,7 @@ from analogc.run_view import report_run
 def cmd_compile(args) -> int:
     from analogc.cli import print_json
     from analogc.mapper import compile_model
+    from analogc.mapper.compile import check_written_program
     from analogc.plan_view import plan_json, print_plan
     from analogc.runtime.program import save_program
     from analogc.runtime.spec import load_target
@@ -35,7 +36,9 @@ def cmd_compile(args) -> int:
     with phases("compile (frontend, placement, emission)"):
         program = compile_model(args.model, spec, placer=args.placer, time_limit=args.time_limit, seed=args.seed, replicate=args.replicate)
     with phases("write program"):
-        save_program(program, output)
+        with atomic_path(output) as tmp:
+            save_program(program, tmp)
+            check_written_program(tmp.read_bytes(), args.model)  # before the rename: never a program run refuses
     if args.json:
         print_json({"output": str(output), **plan_json(program)})
     elif args.quiet:

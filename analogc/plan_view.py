@@ -74,6 +74,7 @@ def plan_json(program) -> dict:
         "tile_utilization": tile_utilization(program),
         "schedule": schedule_summary(program),
         "cost_estimate": cost_estimate(program),
+        **({"opset_converted": program.meta["model"]["opset_converted"]} if "opset_converted" in program.meta["model"] else {}),
     }
 
 
@@ -179,6 +180,10 @@ def print_plan(program, console: Console, verbose: bool = False) -> None:
     if plan["faulty_tiles"]:
         listed = ", ".join(f"[{r}, {c}]" for r, c in plan["faulty_tiles"])
         console.print(f"{len(plan['faulty_tiles'])} faulty {'tile' if len(plan['faulty_tiles']) == 1 else 'tiles'} (never used): {listed}", markup=False)
+    if "opset_converted" in plan:
+        converted = plan["opset_converted"]
+        console.print(f"model upgraded from ONNX opset {converted['from']} to {converted['to']} (onnxruntime runs opset "
+                      f"{converted['to']} and later); the reference and host segments use the upgraded model", markup=False)
     schedule = plan["schedule"]
     console.print(
         f"schedule: {count(schedule['serialized_pairs'], 'block pair')} {'shares' if schedule['serialized_pairs'] == 1 else 'share'} tile rows or columns; "

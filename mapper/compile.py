@@ -4,38 +4,51 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from analogc.errors import AnalogcError
 from analogc.mapper.emit import emit_program
 from analogc.mapper.frontend import load_layer_graph
+from analogc.mapper.onnx_load import ONNXRUNTIME_MIN_OPSET
 from analogc.mapper.partition import partition
 from analogc.mapper.place import place
 from analogc.mapper.replicate import check_mode
 from analogc.mapper.replicate_place import annotate_copies, place_replicated
-from analogc.errors import AnalogcError
-from analogc.runtime.program import Program
+from analogc.runtime.host import make_session
+from analogc.runtime.program import Program, load_program_bytes
 from analogc.runtime.program_check import RANGE_LIMITS, is_range
 
 
 def compile_model(model_path: str | Path, spec, placer: str = "cpsat", time_limit: float = 5.0, seed: int = 0, replicate: str = "none") -> Program:
-    """Frontend, partition, place, emit; errors are AnalogcErrors naming the cause.
+    """Frontend, partition, place, emit; errors are AnalogcErrors naming the model file.
     `replicate` (none, throughput, accuracy): copies of layers on spare tiles
     (mapper/replicate.py); a plan that gains no copy is the plan without replication."""
     check_mode(replicate)
     layer_graph, model, self_contained = load_layer_graph(model_path)
     layers = layer_graph.dense_layers
-    blocks = partition(layers, spec)
-    placement = None
-    if replicate != "none":
-        reads = {d.name: d.reads_per_example for d in layers}
-        placement = place_replicated(blocks, layers, spec, replicate, reads, time_limit=time_limit, seed=seed)
-    if placement is None:
-        placement = place(blocks, layers, spec, placer=placer, time_limit=time_limit, seed=seed)
+    try:
+        blocks = partition(layers, spec)
+        placement = None
+        if replicate != "none":
+            reads = {d.name: d.reads_per_example for d in layers}
+            placement = place_replicated(blocks, layers, spec, replicate, reads, time_limit=time_limit, seed=seed)
+        if placement is None:
+            placement = place(blocks, layers, spec, placer=placer, time_limit=time_limit, seed=seed)
+    except AnalogcError as exc:
+        raise naming(exc, model_path) from None
     if placement.blocks is not None:
         blocks = placement.blocks
     original = Path(model_path).read_bytes() if self_contained else model.SerializeToString()
     program = emit_program(layer_graph, blocks, placement, spec, model, Path(model_path).stem, original)
     annotate_copies(program.meta, placement)
+    if layer_graph.opset_converted_from is not None:
+        program.meta["model"]["opset_converted"] = {"from": layer_graph.opset_converted_from, "to": ONNXRUNTIME_MIN_OPSET}
     check_ranges(program, model_path)
     return program
+
+
+def naming(exc: AnalogcError, origin) -> AnalogcError:
+    """The error with the model file's name in front (placement speaks of the target)."""
+    text = str(exc)
+    return exc if text.startswith(f"{origin}:") else AnalogcError(f"{origin}: {text}")
 
 
 def check_ranges(program: Program, origin) -> None:
@@ -49,3 +62,16 @@ def check_ranges(program: Program, origin) -> None:
                     f"{origin}: layer {layer['name']!r} has weights of range {layer[key]:.3g} ({key}), outside the "
                     f"{lo:g} to {hi:g} that the simulated chip computes with (float32); rescale the layer"
                 )
+
+
+def check_written_program(data: bytes, origin) -> None:
+    """The bytes compile is about to rename into place pass the loader's own checks, and
+    onnxruntime loads their reference model and every host segment: compile never
+    leaves a program that `plan` or `run` would refuse."""
+    try:
+        program = load_program_bytes(data, "the compiled program")
+        for name, member in sorted(program.members.items()):
+            if name.endswith(".onnx"):
+                make_session(member, f"its member {name}")
+    except AnalogcError as exc:
+        raise AnalogcError(f"{origin}: compiled, but the program would not load, so it is not written ({exc})") from None

@@ -18,11 +18,13 @@ from onnx import helper
 
 from analogc.errors import AnalogcError
 from analogc.mapper.constants import fold_constants
-from analogc.mapper.host_segment import build_segment_model, node_reads
-from analogc.mapper.layer_graph import Dense, HostSegment, LayerGraph, TensorInfo, build_digraph, type_dims
+from analogc.mapper.fusion import fuse_activation
+from analogc.mapper.host_grouping import group_host_segments
+from analogc.mapper.host_segment import node_reads
+from analogc.mapper.layer_graph import Dense, LayerGraph, TensorInfo, build_digraph, type_dims
 from analogc.mapper.no_ops import without_no_ops
-from analogc.mapper.onnx_load import load_onnx
-from analogc.runtime.activations import PARAMETERS
+from analogc.mapper.node_attrs import attributes, node_label, text_attribute
+from analogc.mapper.onnx_load import load_onnx, upgrade_old_opset
 
 ANALOG_DTYPES = {onnx.TensorProto.FLOAT: "float32", onnx.TensorProto.FLOAT16: "float16", onnx.TensorProto.DOUBLE: "float64"}
 
@@ -100,7 +102,6 @@ class Context:
 
 
 CONVERTERS = {}
-ACTIVATION_CONVERTERS = {}
 
 
 def converter(op_type: str, domain: str = ""):
@@ -115,35 +116,25 @@ def converter(op_type: str, domain: str = ""):
     return register
 
 
-def activation(op_type: str):
-    def register(fn):
-        ACTIVATION_CONVERTERS[op_type] = fn
-        return fn
-
-    return register
-
-
-def attributes(node: onnx.NodeProto) -> dict:
-    return {a.name: helper.get_attribute_value(a) for a in node.attribute}
-
-
-def text_attribute(node: onnx.NodeProto, name: str, default: str) -> str:
-    """A string attribute as text; bytes that are not UTF-8 (a damaged file) become
-    U+FFFD, which matches no value a converter looks for, instead of a crash."""
-    value = attributes(node).get(name, default)
-    return value.decode("utf-8", errors="replace") if isinstance(value, bytes) else str(value)
-
-
-def node_label(node: onnx.NodeProto, index: int) -> str:
-    return node.name or f"{node.op_type}_{index}"
-
-
-def require_constant_weight(node: onnx.NodeProto, index: int, weight: str, ctx: Context) -> None:
-    if weight not in ctx.constants:
-        raise AnalogcError(
-            f"{ctx.origin}: {node.op_type} node {node_label(node, index)!r} takes its weight "
-            f"{weight!r} as a runtime input; an analog tile needs a constant weight"
-        )
+def tile_weight(node: onnx.NodeProto, index: int, ctx: Context) -> tuple[np.ndarray, str] | None:
+    """(weight, dtype) of a Gemm or MatMul that can be a layer over its input's last
+    axis, or None for a host op: a constant on the left (W·x), a second operand computed
+    by the graph (an activation, e.g. attention's Q·Kᵀ), a non-float or empty product.
+    A weight fed as a graph input is an error: a tile needs it constant."""
+    a, b = node.input[0], node.input[1]
+    if b not in ctx.constants:
+        if a not in ctx.constants and any(v.name == b for v in ctx.model.graph.input):
+            raise AnalogcError(
+                f"{ctx.origin}: {node.op_type} node {node_label(node, index)!r} takes its weight "
+                f"{b!r} as a runtime input; an analog tile needs a constant weight"
+            )
+        return None
+    weight = ctx.constants[b]
+    if a in ctx.constants or weight.ndim != 2 or 0 in weight.shape:
+        return None  # (a zero-sized product occupies no cells: onnxruntime computes it)
+    # The input's type when inference knew it, else the weight's (the op requires them equal).
+    dtype = ANALOG_DTYPES.get(ctx.elem_type(a)) or (weight.dtype.name if weight.dtype.name in ANALOG_DTYPES.values() else None)
+    return (weight, dtype) if dtype is not None else None
 
 
 def as_bias(value: np.ndarray, n: int, out_rank: int | None) -> np.ndarray | None:
@@ -160,15 +151,13 @@ def as_bias(value: np.ndarray, n: int, out_rank: int | None) -> np.ndarray | Non
 @converter("Gemm")
 def convert_gemm(node: onnx.NodeProto, index: int, ctx: Context) -> Converted | None:
     """Y = alpha·A'·B' + beta·C with constant B: Dense(alpha·B', beta·C)."""
-    a, b = node.input[0], node.input[1]
+    found = tile_weight(node, index, ctx)
+    if found is None:
+        return None
+    weight, dtype = found
+    a = node.input[0]
     c = node.input[2] if len(node.input) > 2 and node.input[2] else None
-    if a in ctx.constants and b not in ctx.constants:
-        return None  # the constant is on the left (W·x): a host op, not a layer over x's last axis
-    require_constant_weight(node, index, b, ctx)
-    dtype = ANALOG_DTYPES.get(ctx.elem_type(a))
-    weight = ctx.constants[b]
-    if a in ctx.constants or dtype is None or weight.ndim != 2 or 0 in weight.shape:
-        return None  # (a zero-sized product occupies no cells: onnxruntime computes it)
+    elem_type = ctx.elem_type(a) or helper.np_dtype_to_tensor_dtype(np.dtype(dtype))
     attrs = attributes(node)
     alpha, beta = float(attrs.get("alpha", 1.0)), float(attrs.get("beta", 1.0))
     weight = np.ascontiguousarray(weight.T if attrs.get("transB", 0) else weight, dtype=np.float32)
@@ -180,7 +169,7 @@ def convert_gemm(node: onnx.NodeProto, index: int, ctx: Context) -> Converted | 
     x = a
     if attrs.get("transA", 0):
         x = ctx.fresh(f"{name}/transposed_input")
-        ctx.declare(x, ctx.elem_type(a))
+        ctx.declare(x, elem_type)
         before.append(helper.make_node("Transpose", [a], [x], perm=[1, 0], name=f"{name}/transA"))
     bias, output = None, node.output[0]
     if c is not None:
@@ -190,7 +179,7 @@ def convert_gemm(node: onnx.NodeProto, index: int, ctx: Context) -> Converted | 
         if bias is None:
             # A bias that is a runtime input or varies along the batch: add it on the host.
             output = ctx.fresh(f"{name}/xw")
-            ctx.declare(output, ctx.elem_type(a))
+            ctx.declare(output, elem_type)
             after.extend(host_bias_nodes(name, output, node.output[0], c, c_value, beta, ctx))
     dense = Dense(name, x, output, weight.astype(np.float32, copy=False), as_float32(bias), dtype=dtype, onnx_nodes=[node_label(node, index)])
     fused = [index]
@@ -219,18 +208,16 @@ def host_bias_nodes(name, xw, output, c, c_value, beta, ctx):
 @converter("MatMul")
 def convert_matmul(node: onnx.NodeProto, index: int, ctx: Context) -> Converted | None:
     """Y = A·B with constant 2-D B, fused with a following Add of a constant bias."""
-    a, b = node.input[0], node.input[1]
-    if a in ctx.constants and b not in ctx.constants:
-        return None  # the constant is on the left (W·x): a host op, not a layer over x's last axis
-    require_constant_weight(node, index, b, ctx)
-    dtype = ANALOG_DTYPES.get(ctx.elem_type(a))
-    weight = ctx.constants[b]
-    if a in ctx.constants or dtype is None or weight.ndim != 2 or 0 in weight.shape:
-        return None  # (a zero-sized product occupies no cells: onnxruntime computes it)
+    found = tile_weight(node, index, ctx)
+    if found is None:
+        return None
+    weight, dtype = found
+    a = node.input[0]
     name = ctx.layer_name(node, index)
     dense = Dense(name, a, node.output[0], weight.astype(np.float32, copy=False), None, dtype=dtype, onnx_nodes=[node_label(node, index)])
     fused = [index]
-    out_rank = ctx.rank(node.output[0])
+    # The product has the input's rank (a 2-D weight): known from either side.
+    out_rank = ctx.rank(node.output[0]) if ctx.rank(node.output[0]) is not None else ctx.rank(a)
     found = ctx.sole_consumer(node.output[0])
     if found is not None and found[1].op_type == "Add":
         add_index, add = found
@@ -243,7 +230,7 @@ def convert_matmul(node: onnx.NodeProto, index: int, ctx: Context) -> Converted 
                 dense.onnx_nodes.append(node_label(add, add_index))
                 fused.append(add_index)
                 ctx.claimed.add(add_index)
-    fuse_activation(dense, fused, out_rank if out_rank is not None else ctx.rank(a), ctx)
+    fuse_activation(dense, fused, out_rank, ctx)
     return Converted(dense, fused)
 
 
@@ -297,140 +284,6 @@ def as_float32(value):
     return None if value is None else np.asarray(value, dtype=np.float32)
 
 
-def fuse_activation(dense: Dense, fused: list, rank: int | None, ctx: Context) -> None:
-    """Absorb an element-wise activation that is the only reader of the layer's output."""
-    found = ctx.sole_consumer(dense.output)
-    if found is None:
-        fuse_silu(dense, fused, ctx) or fuse_gelu(dense, fused, ctx)
-        return
-    if found[1].op_type not in ACTIVATION_CONVERTERS:
-        return
-    act_index, act_node = found
-    described = ACTIVATION_CONVERTERS[act_node.op_type](act_node, rank, ctx.opset)
-    if described is None:
-        return
-    dense.activation, dense.activation_params = described
-    dense.output = act_node.output[0]
-    dense.onnx_nodes.append(node_label(act_node, act_index))
-    fused.append(act_index)
-    ctx.claimed.add(act_index)
-
-
-def readers_by_op(ctx: Context, tensor: str) -> dict | None:
-    """{op type: (index, node)} of a tensor's readers, when each reads it under a
-    different op type, none is taken yet and the tensor is not a graph output."""
-    readers = ctx.consumers.get(tensor, [])
-    if tensor in ctx.graph_outputs or any(i in ctx.claimed for i in readers):
-        return None
-    found = {ctx.model.graph.node[i].op_type: (i, ctx.model.graph.node[i]) for i in readers}
-    if len(found) != len(readers) or any(node.domain not in ("", "ai.onnx") for _, node in found.values()):
-        return None
-    return found
-
-
-def scalar_constant(ctx: Context, name: str, value: float) -> bool:
-    constant = ctx.constants.get(name)
-    return constant is not None and np.size(constant) == 1 and np.isclose(float(np.asarray(constant).reshape(-1)[0]), value, rtol=1e-6)
-
-
-def other_input(node: onnx.NodeProto, tensor: str) -> str | None:
-    """The other input of a two-input node that reads `tensor` once."""
-    inputs = list(node.input)
-    return inputs[1 - inputs.index(tensor)] if len(inputs) == 2 and inputs.count(tensor) == 1 else None
-
-
-def absorb(dense: Dense, fused: list, ctx: Context, activation: str, nodes: list) -> None:
-    dense.activation, dense.activation_params = activation, {}
-    dense.output = nodes[-1][1].output[0]
-    dense.onnx_nodes += [node_label(node, index) for index, node in nodes]
-    fused += [index for index, _ in nodes]
-    ctx.claimed.update(index for index, _ in nodes)
-
-
-def fuse_silu(dense: Dense, fused: list, ctx: Context) -> bool:
-    """Absorb x·Sigmoid(x) (SiLU, swish, as exporters write it) when the layer's output
-    is read by exactly that Sigmoid and that Mul, and the Sigmoid only by the Mul."""
-    z = dense.output
-    readers = readers_by_op(ctx, z)
-    if readers is None or set(readers) != {"Sigmoid", "Mul"}:
-        return False
-    (s_index, sigmoid), (m_index, mul) = readers["Sigmoid"], readers["Mul"]
-    gate = sigmoid.output[0]
-    if ctx.consumers.get(gate) != [m_index] or gate in ctx.graph_outputs or other_input(mul, z) != gate:
-        return False
-    absorb(dense, fused, ctx, "silu", [(s_index, sigmoid), (m_index, mul)])
-    return True
-
-
-def fuse_gelu(dense: Dense, fused: list, ctx: Context) -> bool:
-    """Absorb GELU as torch writes it before opset 20, x·(Erf(x/√2) + 1)·0.5: the
-    layer's output read by exactly the Div and the first Mul, each step by the next."""
-    z = dense.output
-    readers = readers_by_op(ctx, z)
-    if readers is None or set(readers) != {"Div", "Mul"}:
-        return False
-    (d_index, div), (m_index, mul) = readers["Div"], readers["Mul"]
-    if list(div.input)[:1] != [z] or not scalar_constant(ctx, div.input[1], np.sqrt(2.0)):
-        return False
-    erf = ctx.sole_consumer(div.output[0])
-    add = ctx.sole_consumer(erf[1].output[0]) if erf and erf[1].op_type == "Erf" else None
-    if not add or add[1].op_type != "Add" or not scalar_constant(ctx, other_input(add[1], erf[1].output[0]) or "", 1.0):
-        return False
-    if ctx.consumers.get(add[1].output[0]) != [m_index] or other_input(mul, z) != add[1].output[0]:
-        return False
-    half = ctx.sole_consumer(mul.output[0])
-    if not half or half[1].op_type != "Mul" or not scalar_constant(ctx, other_input(half[1], mul.output[0]) or "", 0.5):
-        return False
-    absorb(dense, fused, ctx, "gelu", [(d_index, div), erf, add, (m_index, mul), half])
-    return True
-
-
-
-
-@activation("Gelu")
-def convert_gelu(node, rank, opset):
-    approximate = text_attribute(node, "approximate", "none")
-    return {"none": ("gelu", {}), "tanh": ("gelu_tanh", {})}.get(approximate)
-
-
-def convert_element_wise_activation(name: str):
-    """Converter for an element-wise activation: each of its parameters as given, or
-    ONNX's default (`runtime.activations.PARAMETERS`; none for most)."""
-
-    def convert(node, rank, opset):
-        given = attributes(node)
-        return name, {key: float(given.get(key, default)) for key, default in PARAMETERS.get(name, {}).items()}
-
-    return convert
-
-
-for _op_type, _name in {"Relu": "relu", "Sigmoid": "sigmoid", "Tanh": "tanh", "Identity": "identity", "LeakyRelu": "leaky_relu",
-                        "Elu": "elu", "Selu": "selu", "HardSigmoid": "hard_sigmoid", "Softplus": "softplus", "Softsign": "softsign"}.items():
-    activation(_op_type)(convert_element_wise_activation(_name))
-
-
-def last_axis_softmax(node, rank, opset) -> bool:
-    """Softmax before opset 13 flattens at `axis` (default 1); from 13 it is one axis (default -1).
-
-    Either way it equals a softmax over the last axis exactly when `axis` names the last
-    axis; with an unknown rank only axis = -1 is safe.
-    """
-    axis = int(attributes(node).get("axis", 1 if opset < 13 else -1))
-    if rank is None:
-        return axis == -1
-    return axis in (-1, rank - 1)
-
-
-@activation("Softmax")
-def convert_softmax(node, rank, opset):
-    return ("softmax", {}) if last_axis_softmax(node, rank, opset) else None
-
-
-@activation("LogSoftmax")
-def convert_log_softmax(node, rank, opset):
-    return ("log_softmax", {}) if last_axis_softmax(node, rank, opset) else None
-
-
 def tensor_info(value: onnx.ValueInfoProto) -> TensorInfo:
     tensor_type = value.type.tensor_type
     try:
@@ -444,10 +297,14 @@ def tensor_info(value: onnx.ValueInfoProto) -> TensorInfo:
 
 
 def load_layer_graph(path: str | Path) -> tuple[LayerGraph, onnx.ModelProto, bool]:
-    """Read an ONNX file: its layer graph, the checked and inferred model, and whether
-    the file is self-contained (no external data)."""
+    """Read an ONNX file: its layer graph, the checked and inferred model (upgraded to an
+    opset onnxruntime runs, if it was older), and whether the file's bytes are that model
+    (self-contained: no external data, not upgraded)."""
     model, self_contained = load_onnx(path)
-    return build_layer_graph(model, str(path)), model, self_contained
+    model, converted_from = upgrade_old_opset(model, path)
+    graph = build_layer_graph(model, str(path))
+    graph.opset_converted_from = converted_from
+    return graph, model, self_contained and converted_from is None
 
 
 def build_layer_graph(model: onnx.ModelProto, origin: str = "model") -> LayerGraph:
@@ -460,6 +317,7 @@ def build_layer_graph(model: onnx.ModelProto, origin: str = "model") -> LayerGra
     for value in list(graph.input) + list(graph.value_info) + list(graph.output):
         if value.type.HasField("tensor_type") or value.type.ByteSize():
             value_types[value.name] = value.type
+    declare_shape_keeping_outputs(graph, value_types)
     consumers: dict[str, list[int]] = {}
     names = {v.name for v in list(graph.input) + list(graph.output)} | set(constants)
     for index, node in enumerate(graph.node):
@@ -500,6 +358,28 @@ def build_layer_graph(model: onnx.ModelProto, origin: str = "model") -> LayerGra
     return LayerGraph(inputs, outputs, steps, constant_outputs, build_digraph(steps, inputs), ctx.notes)
 
 
+# ai.onnx.ml ops whose output has the input's shape (and, but for Scaler and Normalizer,
+# which always give float, its type) and which ONNX shape inference does not see through.
+SHAPE_KEEPING_ML_OPS = {"Scaler": onnx.TensorProto.FLOAT, "Normalizer": onnx.TensorProto.FLOAT, "Binarizer": None, "Imputer": None}
+
+
+def declare_shape_keeping_outputs(graph: onnx.GraphProto, value_types: dict) -> None:
+    """Type the outputs of shape-keeping ai.onnx.ml ops (a scikit-learn pipeline's
+    StandardScaler before an MLP): the layers after them then know their input's type
+    and rank, and the host segments around them get the shapes the checker requires."""
+    for node in graph.node:
+        if node.domain != "ai.onnx.ml" or node.op_type not in SHAPE_KEEPING_ML_OPS or not node.input or not node.output:
+            continue
+        source, output = value_types.get(node.input[0]), node.output[0]
+        known = value_types.get(output)
+        if source is None or not source.tensor_type.HasField("shape") or (known is not None and known.tensor_type.HasField("shape")):
+            continue
+        declared = onnx.TypeProto()
+        declared.CopyFrom(source)
+        declared.tensor_type.elem_type = SHAPE_KEEPING_ML_OPS[node.op_type] or source.tensor_type.elem_type
+        value_types[output] = declared
+
+
 def check_finite(dense: Dense, origin: str) -> None:
     """NaN or Inf weights cannot be programmed into conductances."""
     for what, values in (("weights", dense.weight), ("bias", dense.bias)):
@@ -514,46 +394,3 @@ def check_unique_names(model: onnx.ModelProto, origin: str) -> None:
         if value.name in seen:
             raise AnalogcError(f"{origin}: graph input {value.name!r} is declared twice")
         seen.add(value.name)
-
-
-def group_host_segments(items: list, ctx: Context, inputs: list, outputs: list) -> list:
-    """Consecutive host nodes become one segment; keep order so the result is acyclic."""
-    # A segment ends just before a layer or at the end, and outputs what anything after
-    # it reads: that set is copied at those positions only (at every node, it made
-    # grouping quadratic in the number of nodes: 2 s of a 10,000-node graph's compile).
-    ends = {p - 1 for p, item in enumerate(items) if isinstance(item, Dense)} | {len(items) - 1}
-    reads_after: dict[int, set] = {}
-    later: set = {o.name for o in outputs}
-    for position in range(len(items) - 1, -1, -1):
-        if position in ends:
-            reads_after[position] = set(later)
-        item = items[position]
-        later |= {item.input} if isinstance(item, Dense) else node_reads(item)
-    steps, run = [], []
-    for position, item in enumerate(items):
-        if isinstance(item, Dense):
-            if run:
-                steps.append(make_segment(run, reads_after[position - 1], ctx, len(steps)))
-                run = []
-            steps.append(item)
-        else:
-            run.append(item)
-    if run:
-        steps.append(make_segment(run, reads_after[len(items) - 1], ctx, len(steps)))
-    return steps
-
-
-def make_segment(nodes: list, needed_later: set, ctx: Context, number: int) -> HostSegment:
-    produced, seg_inputs = set(), []
-    for node in nodes:
-        for tensor in [*node.input, *sorted(node_reads(node) - set(node.input))]:
-            if tensor and tensor not in produced and tensor not in ctx.constants and tensor not in seg_inputs:
-                seg_inputs.append(tensor)
-        produced.update(o for o in node.output if o)
-    seg_outputs = [o for node in nodes for o in node.output if o and o in needed_later]
-    name = f"host{number}"
-    while name in ctx.layer_names:  # an ONNX node may already be called "host0"
-        name = f"{name}_"
-    model = build_segment_model(nodes, seg_inputs, seg_outputs, ctx.constants, ctx.value_types, ctx.model, name)
-    labels = [node.name or node.op_type for node in nodes]
-    return HostSegment(name, seg_inputs, seg_outputs, model, labels)

@@ -2,7 +2,10 @@
 
 A host segment keeps the original opset imports and local functions; the constants it
 uses become its initializers; its inputs and outputs take their types from shape
-inference on the whole model (or on the segment itself when that had none).
+inference on the whole model (or on the segment itself when that had none). The checker
+requires a shape on every graph input and output, and at IR version 3 every initializer
+listed among the inputs: a segment is written at IR version 4 at least, so its constants
+are plain initializers.
 """
 
 from __future__ import annotations
@@ -41,6 +44,7 @@ def build_segment_model(
     value_types: dict,
     source: onnx.ModelProto,
     name: str,
+    origin: str = "model",
 ) -> onnx.ModelProto:
     """A runnable ModelProto of `nodes` reading `inputs` and producing `outputs`."""
     used = set()
@@ -60,12 +64,24 @@ def build_segment_model(
         graph,
         opset_imports=list(source.opset_import),
         producer_name="analogc",
-        ir_version=source.ir_version,
+        ir_version=max(source.ir_version, MIN_SEGMENT_IR_VERSION),
     )
     model.functions.extend(source.functions)
-    if any(not has_type(o) for o in model.graph.output):
-        model = fill_output_types(model, name)
+    if any(not has_shape(o) for o in model.graph.output):
+        model = fill_output_types(model, name, origin)
+    for value in model.graph.input:
+        if not has_shape(value):
+            raise AnalogcError(f"{origin}: {unknown_shape(value.name, name)}")
     return model
+
+
+# IR 4 made listing initializers among the graph inputs optional; every opset of IR 3 runs at IR 4.
+MIN_SEGMENT_IR_VERSION = 4
+
+
+def unknown_shape(tensor: str, segment: str) -> str:
+    return (f"cannot tell the type or rank of tensor {tensor!r} where host segment {segment} reads or writes it "
+            "(ONNX shape inference does not see through the ops that compute it)")
 
 
 def value_info(name: str, value_types: dict) -> onnx.ValueInfoProto:
@@ -84,13 +100,21 @@ def has_type(value: onnx.ValueInfoProto) -> bool:
     return kind is not None and (kind != "tensor_type" or bool(value.type.tensor_type.elem_type))
 
 
-def fill_output_types(model: onnx.ModelProto, name: str) -> onnx.ModelProto:
+def has_shape(value: onnx.ValueInfoProto) -> bool:
+    """Typed, and a tensor with a shape (the checker's rule for graph inputs and outputs)."""
+    return has_type(value) and (value.type.WhichOneof("value") != "tensor_type" or value.type.tensor_type.HasField("shape"))
+
+
+def fill_output_types(model: onnx.ModelProto, name: str, origin: str) -> onnx.ModelProto:
     """Infer the segment's own output types when the whole model's inference had none."""
-    inferred = shape_inference.infer_shapes(model)
-    known = {v.name: v.type for v in list(inferred.graph.value_info) + list(inferred.graph.output)}
+    try:
+        inferred = shape_inference.infer_shapes(model)
+    except Exception:  # inference that fails on the segment leaves the types unknown
+        inferred = model
+    known = {v.name: v for v in list(inferred.graph.value_info) + list(inferred.graph.output)}
     for output in model.graph.output:
-        if not has_type(output):
-            if output.name not in known or known[output.name].WhichOneof("value") is None:
-                raise AnalogcError(f"host segment {name}: cannot tell the type of tensor {output.name!r}")
-            output.type.CopyFrom(known[output.name])
+        if not has_shape(output):
+            if output.name not in known or not has_shape(known[output.name]):
+                raise AnalogcError(f"{origin}: {unknown_shape(output.name, name)}")
+            output.type.CopyFrom(known[output.name].type)
     return model

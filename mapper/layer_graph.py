@@ -118,6 +118,7 @@ class LayerGraph:
     constant_outputs: dict = field(default_factory=dict)  # graph outputs that are constants
     graph: nx.DiGraph = field(default_factory=nx.DiGraph)
     host_notes: list = field(default_factory=list)  # {node, op, reason} of convolutions left to the host
+    opset_converted_from: int | None = None  # the model's opset, when the frontend upgraded it
 
     @property
     def dense_layers(self) -> list[Dense]:

@@ -11,7 +11,7 @@ import stat
 from pathlib import Path
 
 import onnx
-from onnx import external_data_helper, shape_inference
+from onnx import external_data_helper, shape_inference, version_converter
 
 from analogc.errors import AnalogcError
 from analogc.memory import check_fits, human
@@ -60,6 +60,48 @@ def load_onnx(path: str | Path) -> tuple[onnx.ModelProto, bool]:
     except Exception as exc:
         raise AnalogcError(f"{path}: ONNX shape inference failed: {short(exc)}") from None
     return model, external == 0
+
+
+# onnxruntime implements the default domain's operators from opset 7 (older Gemm, Add, ...
+# have no kernel): older models are upgraded, so the reference and host segments run.
+ONNXRUNTIME_MIN_OPSET = 7
+
+
+def default_opset(model: onnx.ModelProto) -> int:
+    return next((imp.version for imp in model.opset_import if imp.domain in ("", "ai.onnx")), 1)
+
+
+def upgrade_old_opset(model: onnx.ModelProto, path) -> tuple[onnx.ModelProto, int | None]:
+    """(model, the opset it had) upgraded to opset 7 with onnx's version converter when
+    onnxruntime cannot run its opset; (model, None) when it can. The converter refuses
+    symbolic dimensions (its Gemm adapter checks broadcasting on the input shapes), so
+    it works on a copy whose graph inputs and outputs have them set to 1; the converted
+    graph gets the model's own inputs and outputs back and is shape-inferred afresh."""
+    opset = default_opset(model)
+    if opset >= ONNXRUNTIME_MIN_OPSET:
+        return model, None
+    work = onnx.ModelProto()
+    work.CopyFrom(model)
+    del work.graph.value_info[:]
+    for value in list(work.graph.input) + list(work.graph.output):
+        for dim in value.type.tensor_type.shape.dim:
+            if not dim.HasField("dim_value"):
+                dim.dim_value = 1
+    try:
+        converted = version_converter.convert_version(work, ONNXRUNTIME_MIN_OPSET)
+        for new, old in zip(list(converted.graph.input) + list(converted.graph.output), list(model.graph.input) + list(model.graph.output)):
+            new.CopyFrom(old)
+        del converted.graph.value_info[:]
+        onnx.checker.check_model(converted)
+        infer_shapes_without_weights(converted)
+    except MemoryError:
+        raise
+    except Exception as exc:
+        raise AnalogcError(
+            f"{path}: ONNX opset {opset} is older than onnxruntime runs ({ONNXRUNTIME_MIN_OPSET}), and onnx's "
+            f"version converter cannot upgrade the model: {short(exc)}"
+        ) from None
+    return converted, opset
 
 
 def short(exc: BaseException, limit: int = 300) -> str:
