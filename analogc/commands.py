@@ -169,8 +169,10 @@ def cmd_run(args) -> int:
     result = {"data": data_name, **result, **chip_effects(chip), "cost": run_cost(chip, result["examples"]).to_json()}
     if args.output:
         with phases("write outputs"):
-            write_outputs(Path(args.output), program, outputs)
+            left_out = write_outputs(Path(args.output), program, outputs)
         result["output"] = args.output
+        if left_out:
+            result["outputs_left_out"] = left_out
     report_run(args, program, result)
     report_phases(args, phases)
     return 0
@@ -346,11 +348,19 @@ def check_output_path(path: Path) -> None:
     check_writable_path(path)
 
 
-def write_outputs(path: Path, program, outputs: list) -> None:
+def write_outputs(path: Path, program, outputs: list) -> list[dict]:
+    """The outputs as arrays in a .npz (every one that has an array form: a ZipMap's
+    probabilities become NAME [N, classes] plus NAME.labels [classes]) or the first in
+    a .npy. Returns the outputs left out, each with the reason, for the report."""
     from analogc.atomic import atomic_path
 
     names = [o["name"] for o in program.meta["model"]["outputs"]]
-    tensors = {n: o for n, o in zip(names, outputs) if isinstance(o, np.ndarray) and o.dtype != object}
+    tensors, left_out = {}, []
+    for name, value in zip(names, outputs):
+        arrays, why = output_arrays(name, value)
+        tensors.update(arrays)
+        if why:
+            left_out.append({"name": name, "why": why})
     if path.suffix == ".npy" and names[0] not in tensors:
         raise AnalogcError(f"{path}: output {names[0]!r} is not a tensor (e.g. a ZipMap sequence); use --output FILE.npz for the tensor outputs")
     with atomic_path(path) as tmp:
@@ -359,6 +369,24 @@ def write_outputs(path: Path, program, outputs: list) -> None:
                 np.savez(handle, **tensors)
             else:
                 np.save(handle, tensors[names[0]], allow_pickle=False)
+    return left_out if path.suffix == ".npz" else []
+
+
+def output_arrays(name: str, value) -> tuple[dict, str | None]:
+    """({key: array}, None) for an output that has an array form, ({}, reason) if not.
+    A sequence of maps with the same keys (ZipMap: one {class: probability} per example)
+    is a [N, classes] array of the values plus the keys, in the maps' order."""
+    if isinstance(value, np.ndarray):
+        return ({name: value}, None) if value.dtype != object else ({}, "a tensor of Python objects")
+    if isinstance(value, list) and all(isinstance(v, dict) for v in value):
+        keys = list(value[0]) if value else []
+        if all(list(v) == keys for v in value):
+            labels = np.asarray(keys)
+            if labels.dtype.kind in "iuU" or not keys:
+                rows = np.asarray([[v[k] for k in keys] for v in value], dtype=np.float32).reshape(len(value), len(keys))
+                return {name: rows, f"{name}.labels": labels}, None
+        return {}, "a sequence of maps whose keys differ between examples"
+    return {}, f"a {type(value).__name__}, not a tensor"
 
 
 def cmd_train(args) -> int:

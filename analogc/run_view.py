@@ -48,6 +48,8 @@ def report_run(args, program, result: dict) -> None:
         console.print(f"    {line}")
     if "output" in result:
         console.print(f"  wrote {result['output']}")
+    for item in result.get("outputs_left_out", []):  # outputs with no array form
+        console.print(f"  left out of {result['output']}: output {item['name']!r}, {item['why']}", markup=False)
 
 
 def print_run_result(console, result: dict) -> None:

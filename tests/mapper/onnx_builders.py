@@ -3,11 +3,14 @@
 Every builder returns a checked `onnx.ModelProto` with seeded weights scaled so that
 outputs are O(1). `compile_and_compare` saves the model, compiles it for the tiny
 target (64×64 tiles, so K or N above 64 forces row or column splits), runs the chip in
-ideal mode and compares every output with onnxruntime on the ORIGINAL model.
+ideal mode and compares every output with onnxruntime on the ORIGINAL model, all
+through the files a user gets (compile → .atp → plan → run --ideal --output).
 """
 
 from __future__ import annotations
 
+import contextlib
+import io
 from pathlib import Path
 
 import numpy as np
@@ -15,9 +18,9 @@ import onnx
 import onnxruntime as ort
 from onnx import TensorProto, helper, numpy_helper
 
-from analogc.mapper import compile_model
+from analogc.cli import main
 from analogc.runtime.chip import Chip
-from analogc.runtime.spec import load_target
+from analogc.runtime.program import load_program
 
 FLOAT, DOUBLE, FLOAT16 = TensorProto.FLOAT, TensorProto.DOUBLE, TensorProto.FLOAT16
 NP_DTYPE = {FLOAT: np.float32, DOUBLE: np.float64, FLOAT16: np.float16}
@@ -176,17 +179,19 @@ def save(model: onnx.ModelProto, folder: Path, name: str = "model") -> Path:
 
 def compile_and_compare(model: onnx.ModelProto, folder: Path, feeds: dict | None = None, rtol: float | None = None,
                         atol: float | None = None, placer: str = "greedy"):
-    """Compile for `tiny`, run the ideal chip, compare every output with onnxruntime.
+    """Through the files a user gets: `compile` to an .atp on disk, `plan` it, `run
+    --ideal` on the feeds written as a .npz; every output `run --output` wrote is
+    compared with onnxruntime on the ORIGINAL model.
 
-    Returns the program. Tolerances default to the first output's dtype. The greedy
-    placer is the default here: placement does not change what the ideal chip computes,
-    and it keeps these tests fast.
+    Returns the program as loaded from disk. Tolerances default to the first output's
+    dtype. The greedy placer is the default here: placement does not change what the
+    ideal chip computes, and it keeps these tests fast.
     """
     path = save(model, folder)
     feeds = random_feeds(model) if feeds is None else feeds
     expected = onnxruntime_outputs(model, feeds)
-    program = compile_model(path, load_target("tiny"), placer=placer, time_limit=2)
-    got = Chip(program, ideal=True).run(dict(feeds))
+    got = compile_plan_run(path, feeds, placer)
+    program = load_program(path.with_suffix(".atp"))
     assert set(got) == set(expected), (sorted(got), sorted(expected))
     default_rtol, default_atol = TOLERANCE[model.graph.output[0].type.tensor_type.elem_type]
     for name, reference in expected.items():
@@ -199,6 +204,34 @@ def compile_and_compare(model: onnx.ModelProto, folder: Path, feeds: dict | None
             err_msg=f"output {name}",
         )
     return program
+
+
+def cli_quiet(*argv) -> int:
+    """The command line in-process; its printing swallowed, an error line raised."""
+    err = io.StringIO()
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(err):
+        code = main([str(a) for a in argv])
+    assert code == 0, (argv[0], code, err.getvalue())
+    return code
+
+
+def compile_plan_run(path: Path, feeds: dict, placer: str = "greedy", target: str = "tiny", time_limit: float = 2,
+                     folder: Path | None = None) -> dict:
+    """compile PATH → STEM.atp (in `folder`, else beside PATH), plan it, run --ideal on `feeds`: {output name: array}
+    as `run --output` wrote them. `run` needs examples, every input with the same
+    first dimension: a model without runtime inputs, or with one that is not batched
+    (a bias fed at run time, a 1-D input), runs the loaded program on the chip directly."""
+    stem = Path(folder or path.parent) / path.stem
+    atp = stem.with_suffix(".atp")
+    cli_quiet("compile", path, "-o", atp, "--target", target, "--placer", placer, "--time-limit", time_limit)
+    cli_quiet("plan", atp, "--json")
+    if len({np.shape(x)[:1] for x in feeds.values()}) != 1 or min(np.ndim(x) for x in feeds.values()) < 2:
+        return Chip(load_program(atp), ideal=True).run(dict(feeds))
+    inputs, outputs = stem.with_suffix(".in.npz"), stem.with_suffix(".out.npz")
+    np.savez(inputs, **feeds)
+    cli_quiet("run", atp, "--ideal", "--input", inputs, "--output", outputs)
+    with np.load(outputs, allow_pickle=False) as written:
+        return {name: written[name] for name in written.files}
 
 
 def splits(program) -> tuple[bool, bool]:
