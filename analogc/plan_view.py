@@ -259,5 +259,6 @@ def print_plan(program, console: Console, verbose: bool = False) -> None:
     for segment in plan["host_segments"]:
         console.print(
             f"host segment {segment['name']} (onnxruntime): {len(segment['onnx_nodes'])} nodes "
-            f"[{', '.join(segment['onnx_nodes'][:6])}{', ...' if len(segment['onnx_nodes']) > 6 else ''}]"
+            f"[{', '.join(segment['onnx_nodes'][:6])}{', ...' if len(segment['onnx_nodes']) > 6 else ''}]",
+            markup=False,  # node names such as torch's "/fc/Gemm" would read as rich markup tags
         )

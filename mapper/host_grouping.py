@@ -13,7 +13,7 @@ import numpy as np
 from onnx import helper
 
 from analogc.mapper.host_segment import build_segment_model, node_reads
-from analogc.mapper.layer_graph import Dense, HostSegment
+from analogc.mapper.layer_graph import Dense, HostSegment, output_positions, type_dims
 
 if TYPE_CHECKING:  # (annotations only: the frontend imports this module)
     from analogc.mapper.frontend import Context
@@ -66,15 +66,18 @@ def make_segment(nodes: list, needed_later: set, ctx: Context, number: int) -> H
 
 
 def declare_layer_output(dense: Dense, ctx: Context) -> None:
-    """The layer's output: its input's shape with the last axis N, in the input's type
-    (the layer's dtype when that is unknown), unless inference already knew it."""
+    """The layer's output: its input's shape with the last axis N (a convolution's:
+    [batch, N, output positions...]), in the input's type (the layer's dtype when that
+    is unknown), unless inference already knew it."""
     known = ctx.value_types.get(dense.output)
     if known is not None and known.tensor_type.elem_type and known.tensor_type.HasField("shape"):
         return
-    source = ctx.value_types.get(dense.input)
     elem_type = ctx.elem_type(dense.input) or helper.np_dtype_to_tensor_dtype(np.dtype(dense.dtype))
+    dims = type_dims(ctx.value_types.get(dense.input))
     shape = None
-    if source is not None and source.tensor_type.HasField("shape") and source.tensor_type.shape.dim:
-        dims = list(source.tensor_type.shape.dim)[:-1]
-        shape = [d.dim_value if d.HasField("dim_value") else (d.dim_param or None) for d in dims] + [dense.shape[1]]
+    if dims and dense.conv is None:
+        shape = dims[:-1] + [dense.shape[1]]
+    elif dims and dense.conv is not None:
+        positions = output_positions(dims[2:], dense.conv)
+        shape = None if positions is None else [dims[0], dense.shape[1], *positions]
     ctx.value_types[dense.output] = helper.make_tensor_type_proto(elem_type, shape=shape)
