@@ -361,8 +361,9 @@ def write_outputs(path: Path, program, outputs: list) -> list[dict]:
         tensors.update(arrays)
         if why:
             left_out.append({"name": name, "why": why})
-    if path.suffix == ".npy" and names[0] not in tensors:
-        raise AnalogcError(f"{path}: output {names[0]!r} is not a tensor (e.g. a ZipMap sequence); use --output FILE.npz for the tensor outputs")
+    if path.suffix == ".npy" and not (isinstance(outputs[0], np.ndarray) and outputs[0].dtype != object):
+        raise AnalogcError(f"{path}: output {names[0]!r} is not a tensor (e.g. a ZipMap sequence); use --output FILE.npz, "
+                           "which holds it as arrays")
     with atomic_path(path) as tmp:
         with open(tmp, "wb") as handle:
             if path.suffix == ".npz":

@@ -19,7 +19,7 @@ from onnx import helper
 from analogc.errors import AnalogcError
 from analogc.mapper.constants import fold_constants
 from analogc.mapper.fusion import fuse_activation
-from analogc.mapper.host_grouping import group_host_segments
+from analogc.mapper.host_grouping import declare_layer_output, group_host_segments
 from analogc.mapper.host_segment import node_reads
 from analogc.mapper.layer_graph import Dense, LayerGraph, TensorInfo, build_digraph, type_dims
 from analogc.mapper.no_ops import without_no_ops
@@ -119,7 +119,8 @@ def converter(op_type: str, domain: str = ""):
 def tile_weight(node: onnx.NodeProto, index: int, ctx: Context) -> tuple[np.ndarray, str] | None:
     """(weight, dtype) of a Gemm or MatMul that can be a layer over its input's last
     axis, or None for a host op: a constant on the left (W·x), a second operand computed
-    by the graph (an activation, e.g. attention's Q·Kᵀ), a non-float or empty product.
+    by the graph (an activation, e.g. attention's Q·Kᵀ), a non-float or empty product,
+    an input of unknown rank.
     A weight fed as a graph input is an error: a tile needs it constant."""
     a, b = node.input[0], node.input[1]
     if b not in ctx.constants:
@@ -132,6 +133,8 @@ def tile_weight(node: onnx.NodeProto, index: int, ctx: Context) -> tuple[np.ndar
     weight = ctx.constants[b]
     if a in ctx.constants or weight.ndim != 2 or 0 in weight.shape:
         return None  # (a zero-sized product occupies no cells: onnxruntime computes it)
+    if ctx.rank(a) is None:
+        return None  # the host segment before the layer could not declare its output's shape
     # The input's type when inference knew it, else the weight's (the op requires them equal).
     dtype = ANALOG_DTYPES.get(ctx.elem_type(a)) or (weight.dtype.name if weight.dtype.name in ANALOG_DTYPES.values() else None)
     return (weight, dtype) if dtype is not None else None
@@ -344,6 +347,7 @@ def build_layer_graph(model: onnx.ModelProto, origin: str = "model") -> LayerGra
         ctx.claimed.update(result.fused)
         if result.dense.input_shape is None:
             result.dense.input_shape = type_dims(ctx.value_types.get(result.dense.input))
+        declare_layer_output(result.dense, ctx)  # (a layer after it needs its rank)
         items.extend(result.before)
         items.append(result.dense)
         items.extend(result.after)

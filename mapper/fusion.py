@@ -4,7 +4,8 @@ The chip's digital periphery applies an activation to the tile outputs, and trai
 differentiates it there; fused, it neither cuts the network into host segments nor
 hides the layers before it from training. An activation converter says what an ONNX op
 means at the model's opset (or None: not "along the last axis"); the pattern matchers
-recognise activations that exporters write as several ops (SiLU, GELU).
+recognise activations that exporters write as several ops (SiLU, GELU; any other
+spelling of those by what it computes: mapper/fusion_by_value.py).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import onnx
 
+from analogc.mapper.fusion_by_value import fuse_by_value
 from analogc.mapper.layer_graph import Dense
 from analogc.mapper.node_attrs import attributes, node_label, text_attribute
 from analogc.runtime.activations import PARAMETERS
@@ -36,9 +38,10 @@ def fuse_activation(dense: Dense, fused: list, rank: int | None, ctx: Context) -
     """Absorb an element-wise activation that is the only reader of the layer's output."""
     found = ctx.sole_consumer(dense.output)
     if found is None:
-        fuse_silu(dense, fused, ctx) or fuse_gelu(dense, fused, ctx)
+        fuse_silu(dense, fused, ctx) or fuse_gelu(dense, fused, ctx) or fuse_by_value(dense, fused, ctx)
         return
     if found[1].op_type not in ACTIVATION_CONVERTERS:
+        fuse_by_value(dense, fused, ctx)
         return
     act_index, act_node = found
     described = ACTIVATION_CONVERTERS[act_node.op_type](act_node, rank, ctx.opset)

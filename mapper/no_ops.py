@@ -1,5 +1,6 @@
 """Bypass nodes that compute nothing at inference: Identity, and Dropout without a
-training-mode input (or with a constant false one) and without a used mask.
+training-mode input (or with a constant false one) whose mask nobody reads (Caffe2's
+exports declare the mask output and leave it unread).
 
 Exporters leave them between layers (a Dropout after a hidden layer's ReLU, an Identity
 naming a tensor); left in, each would cut the network into host segments, and training
@@ -26,9 +27,12 @@ def without_no_ops(model: onnx.ModelProto) -> tuple[onnx.ModelProto, set[int]]:
     for node in graph.node:
         kept_names |= subgraph_references(node)
     initializers = {t.name: t for t in graph.initializer}
+    read = set(kept_names)
+    for node in graph.node:
+        read.update(node.input)
     alias, bypassed = {}, set()
     for index, node in enumerate(graph.node):
-        if is_no_op(node, initializers) and node.output[0] not in kept_names:
+        if is_no_op(node, initializers, read) and node.output[0] not in kept_names:
             alias[node.output[0]] = alias.get(node.input[0], node.input[0])
             bypassed.add(index)
     if not alias:
@@ -43,12 +47,13 @@ def without_no_ops(model: onnx.ModelProto) -> tuple[onnx.ModelProto, set[int]]:
     return copy, bypassed
 
 
-def is_no_op(node: onnx.NodeProto, initializers: dict) -> bool:
+def is_no_op(node: onnx.NodeProto, initializers: dict, read: set) -> bool:
+    """`read`: every tensor some node or the graph's outputs read."""
     if node.domain not in ("", "ai.onnx") or not node.output or not node.input or not node.input[0]:
         return False
     if node.op_type == "Identity":
         return True
-    if node.op_type != "Dropout" or (len(node.output) > 1 and node.output[1]):
+    if node.op_type != "Dropout" or (len(node.output) > 1 and node.output[1] in read):
         return False
     attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
     if attrs.get("is_test", 1) == 0:  # opset < 7: is_test = 0 is training

@@ -54,16 +54,21 @@ def test_label_output_drives_accuracy(tmp_path, cli):
     assert report["accuracy"] > 0.8
 
 
-def test_zipmap_output_is_passed_through_and_not_saved_as_npy(tmp_path, cli):
+def test_zipmap_output_is_written_as_arrays(tmp_path, cli):
+    """The .npz names everything it holds: the labels, and the ZipMap's probabilities as
+    a [N, classes] array with the class keys beside it, equal to onnxruntime's maps."""
     model = classifier(tmp_path / "clf.onnx")
     cli("compile", model, "-o", tmp_path / "clf.atp", "-q")
     x = np.random.default_rng(0).random((4, 64), dtype=np.float32)
     np.save(tmp_path / "x.npy", x)
     assert cli("run", tmp_path / "clf.atp", "--input", tmp_path / "x.npy", "--output", tmp_path / "y.npz", "--ideal", "-q").code == 0
     saved = np.load(tmp_path / "y.npz")
-    assert saved.files == ["output_label"]
-    expected = ort.InferenceSession(str(model)).run(["output_label"], {"input": x})[0]
-    np.testing.assert_array_equal(saved["output_label"], expected)
+    assert sorted(saved.files) == ["output_label", "output_probability", "output_probability.labels"]
+    labels, maps = ort.InferenceSession(str(model)).run(["output_label", "output_probability"], {"input": x})
+    np.testing.assert_array_equal(saved["output_label"], labels)
+    keys = saved["output_probability.labels"].tolist()
+    assert sorted(keys) == sorted(maps[0])
+    np.testing.assert_allclose(saved["output_probability"], [[m[k] for k in keys] for m in maps], rtol=1e-5, atol=1e-6)
 
 
 def test_first_output_tensor_goes_to_npy(tmp_path, cli):
