@@ -140,6 +140,10 @@ def conv_attributes(conv: dict) -> dict:
 DECOMPOSED = {
     "silu": [("Sigmoid", ["x"]), ("Mul", ["x", "prev"])],
     "gelu": [("Div", ["x", np.sqrt(2.0)]), ("Erf", ["prev"]), ("Add", ["prev", 1.0]), ("Mul", ["x", "prev"]), ("Mul", ["prev", 0.5])],
+    # 0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³))), as torch's TorchScript exporter writes it
+    "gelu_tanh": [("Mul", ["x", "x"]), ("Mul", ["x", "prev"]), ("Mul", ["prev", 0.044715]), ("Add", ["x", "prev"]),
+                  ("Mul", ["prev", float(np.sqrt(2 / np.pi))]), ("Tanh", ["prev"]), ("Add", ["prev", 1.0]), ("Mul", ["x", "prev"]),
+                  ("Mul", ["prev", 0.5])],
 }
 
 
@@ -152,8 +156,6 @@ def activation_nodes(layer: dict, x: str, opset: int | None, names: "Names") -> 
         attrs["axis"] = -1 if (opset or 13) >= 11 else 1
     if op in ("gelu", "gelu_tanh") and (opset or 0) >= 20:
         return [helper.make_node("Gelu", [x], [y], name=names.fresh(f"{name}.gelu"), approximate="tanh" if op == "gelu_tanh" else "none")], []
-    if op == "gelu_tanh":
-        raise AnalogcError(f"layer {name!r}: a tanh-approximated Gelu needs ONNX opset 20, the original model has {opset}")
     if op not in DECOMPOSED:
         return [helper.make_node(ACTIVATION_OPS[op], [x], [y], name=names.fresh(f"{name}.{op}"), **attrs)], []
     nodes, inits, previous = [], [], x

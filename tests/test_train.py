@@ -343,7 +343,7 @@ def test_only_label_ops_may_follow_the_trained_logits(cli, tmp_path, tail, train
 
 
 @pytest.mark.parametrize("op, attrs", [("Elu", {"alpha": 0.7}), ("Selu", {}), ("Softplus", {}), ("Softsign", {}), ("HardSigmoid", {"alpha": 0.3}),
-                                       ("SiLU", {}), ("GELU", {})])
+                                       ("SiLU", {}), ("GELU", {}), ("GELU_dynamo", {}), ("GELU_tanh", {})])
 def test_other_hidden_activations_train_and_export(op, attrs, cli, tmp_path):
     """A 64-24-10 network with another hidden activation: both layers train on the chip
     (the activation is fused, not a host segment), the chip learns, and export of the
@@ -352,16 +352,22 @@ def test_other_hidden_activations_train_and_export(op, attrs, cli, tmp_path):
     from onnx import TensorProto, helper, numpy_helper
 
     rng = np.random.default_rng(21)
-    written = {  # as exporters write them (GELU: torch before opset 20)
+    written = {  # as exporters write them (GELU: torch's TorchScript and dynamo exporters before opset 20)
         "SiLU": [helper.make_node("Sigmoid", ["h"], ["g"]), helper.make_node("Mul", ["h", "g"], ["a"])],
         "GELU": [helper.make_node("Div", ["h", "sqrt2"], ["d"]), helper.make_node("Erf", ["d"], ["e"]), helper.make_node("Add", ["e", "one"], ["p"]),
                  helper.make_node("Mul", ["h", "p"], ["m"]), helper.make_node("Mul", ["m", "half"], ["a"])],
+        "GELU_dynamo": [helper.make_node("Div", ["h", "sqrt2"], ["d"]), helper.make_node("Erf", ["d"], ["e"]), helper.make_node("Add", ["e", "one"], ["p"]),
+                        helper.make_node("Mul", ["half", "p"], ["m"]), helper.make_node("Mul", ["h", "m"], ["a"])],
+        "GELU_tanh": [helper.make_node("Pow", ["h", "three"], ["h3"]), helper.make_node("Mul", ["kappa", "h3"], ["k3"]), helper.make_node("Add", ["h", "k3"], ["i"]),
+                      helper.make_node("Mul", ["beta", "i"], ["s"]), helper.make_node("Tanh", ["s"], ["t"]), helper.make_node("Add", ["one", "t"], ["p"]),
+                      helper.make_node("Mul", ["h", "p"], ["m"]), helper.make_node("Mul", ["half", "m"], ["a"])],
     }
     act = written.get(op) or [helper.make_node(op, ["h"], ["a"], name="act", **attrs)]
     nodes = [helper.make_node("Gemm", ["x", "W1", "b1"], ["h"], name="fc1"), *act, helper.make_node("Gemm", ["a", "W2", "b2"], ["y"], name="fc2")]
     inits = [numpy_helper.from_array(rng.normal(0, 0.2, (64, 24)).astype(np.float32), "W1"), numpy_helper.from_array(np.zeros(24, np.float32), "b1"),
              numpy_helper.from_array(rng.normal(0, 0.2, (24, 10)).astype(np.float32), "W2"), numpy_helper.from_array(np.zeros(10, np.float32), "b2"),
-             *(numpy_helper.from_array(np.array(v, np.float32), n) for n, v in (("sqrt2", np.sqrt(2)), ("one", 1.0), ("half", 0.5)))]
+             *(numpy_helper.from_array(np.array(v, np.float32), n) for n, v in (("sqrt2", np.sqrt(2)), ("one", 1.0), ("half", 0.5), ("three", 3.0),
+                                                                        ("kappa", 0.044715), ("beta", np.sqrt(2 / np.pi))))]
     graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 64])],
                               [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 10])], inits)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
