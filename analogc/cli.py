@@ -142,16 +142,22 @@ def build_parser() -> ArgumentParser:
     return parser
 
 
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Run one command; SIGTERM ends it like Ctrl-C does (files being written are
-    discarded with their temporary files, finished checkpoints stay, exit status 130)."""
+    """Run one command; SIGINT and SIGTERM end it like Ctrl-C does (files being written
+    are discarded with their temporary files, finished checkpoints stay, exit status 130).
+    Both handlers are installed explicitly: a background job started from a
+    non-interactive shell inherits SIGINT ignored, and Python keeps it ignored."""
     if threading.current_thread() is not threading.main_thread():
         return run_command(argv)
-    previous = signal.signal(signal.SIGTERM, signal.default_int_handler)
+    previous = {signum: signal.signal(signum, signal.default_int_handler) for signum in STOP_SIGNALS}
     try:
         return run_command(argv)
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
 
 
 def run_command(argv: list[str] | None = None) -> int:

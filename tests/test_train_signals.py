@@ -50,3 +50,29 @@ def test_a_signalled_training_run_resumes_to_the_same_result(tmp_path, signum):
         assert np.array_equal(a.arrays[key], b.arrays[key]), key
     strip = lambda rows: [{k: v for k, v in r.items() if "per_s" not in k and k != "seconds"} for r in rows]  # noqa: E731
     assert strip(a.meta["training"]["epochs"]) == strip(b.meta["training"]["epochs"])
+
+
+def test_a_background_job_of_a_script_stops_on_sigint(tmp_path):
+    """`analogc train ... &` in a non-interactive shell starts with SIGINT ignored; the
+    command installs its own handler, so `kill -INT` still stops it (exit 130) and the
+    checkpoint written before stays valid."""
+    probe = f"{sys.executable} -c 'import signal; print(signal.getsignal(signal.SIGINT) == signal.SIG_IGN)'"
+    started = subprocess.run(["bash", "-c", f"{probe} & wait $!"], capture_output=True, text=True)
+    assert started.stdout.strip() == "True"  # what such a job inherits
+    program = tmp_path / "digits.atp"
+    assert analogc("compile", MODELS / "digits_mlp.onnx", "-o", program, "-q").returncode == 0
+    checkpoint = tmp_path / "ckpt"
+    command = " ".join([sys.executable, "-m", "analogc.cli", "train", str(program), *ARGS, "--checkpoint", str(checkpoint), "-o", str(tmp_path / "t.atp")])
+    shell = subprocess.Popen(["bash", "-c", f"{command} & echo $!; wait $!"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    pid = int(shell.stdout.readline())
+    deadline = time.time() + 120
+    while not (checkpoint / "checkpoint.npz").exists() and time.time() < deadline and shell.poll() is None:
+        time.sleep(0.05)
+    assert shell.poll() is None, "training finished before it could be interrupted"
+    os.kill(pid, signal.SIGINT)
+    _, err = shell.communicate(timeout=120)
+    assert shell.returncode == 130, err
+    assert "analogc: interrupted" in err
+    assert not (tmp_path / "t.atp").exists()
+    resumed = analogc("train", program, *ARGS, "--checkpoint", checkpoint, "--resume", "-o", tmp_path / "resumed.atp")
+    assert resumed.returncode == 0, resumed.stderr
