@@ -15,6 +15,7 @@ from onnx import external_data_helper, shape_inference, version_converter
 
 from analogc.errors import AnalogcError
 from analogc.memory import check_fits, human
+from analogc.mapper.onnx_sniff import unreadable_reason
 
 MAX_MODEL_BYTES = 2 << 30  # protobuf's own limit for one serialised model
 
@@ -38,7 +39,7 @@ def load_onnx(path: str | Path) -> tuple[onnx.ModelProto, bool]:
     try:
         model = onnx.load_model(str(path), load_external_data=False)
     except Exception as exc:  # protobuf raises DecodeError, RuntimeWarning, ...
-        raise AnalogcError(f"{path}: not an ONNX model ({type(exc).__name__})") from None
+        raise AnalogcError(f"{path}: {unreadable_reason(path, exc)}") from None
     if not model.graph.node and not model.graph.output:
         raise AnalogcError(f"{path}: not an ONNX model (no graph)")
     check_text_fields(model, path)

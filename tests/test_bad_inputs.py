@@ -14,7 +14,7 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from analogc.cli import main
-from tests.conftest import assert_user_error
+from tests.conftest import MODELS, assert_user_error
 
 TINY = Path(__file__).resolve().parents[1] / "target_specs" / "tiny.toml"
 
@@ -103,6 +103,24 @@ def test_compile_empty_file(cli, work):
 def test_compile_not_onnx(cli, work, data):
     (work / "junk.onnx").write_bytes(data)
     fails(cli, work, "compile", "junk.onnx", "-o", "out.atp", fragments=("junk.onnx", "not an ONNX model"))
+
+
+def test_compile_a_real_torch_save_file_gets_the_export_hint(cli, work):
+    torch = pytest.importorskip("torch")  # a tooling dependency only; the corpus has a hand-built twin
+    torch.save(torch.nn.Linear(4, 2), work / "model.pt")
+    fails(cli, work, "compile", "model.pt", "-o", "out.atp", fragments=("model.pt: a PyTorch file", "torch.onnx.export"))
+
+
+def test_a_truncated_model_says_so_a_damaged_one_does_not(cli, work):
+    whole = (MODELS / "digits_mlp.onnx").read_bytes()
+    for cut in (len(whole) - 1, len(whole) // 2, 40):
+        (work / "cut.onnx").write_bytes(whole[:cut])
+        fails(cli, work, "compile", "cut.onnx", "-o", "out.atp", fragments=("cut.onnx: truncated ONNX file", f"ends after {cut:,} bytes"))
+    damaged = bytearray(whole)
+    damaged[2:6] = b"\xff\xff\xff\xff"  # an impossible length inside the first fields
+    (work / "bad.onnx").write_bytes(bytes(damaged))
+    result = cli("compile", work / "bad.onnx", "-o", work / "out.atp")
+    assert result.code == 2 and "truncated ONNX file" not in result.err and "not an ONNX model" in result.err
 
 
 def test_compile_folder_as_model(cli, work):

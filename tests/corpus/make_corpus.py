@@ -253,6 +253,20 @@ def set_in(path, value):
 # ---------------------------------------------------------------- the cases
 
 
+def torch_save_like() -> bytes:
+    """The layout torch.save writes (a zip of NAME/data.pkl, NAME/data/0, NAME/version),
+    built by hand: torch is not a dependency."""
+    import io
+    import zipfile
+
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("model/data.pkl", b"\x80\x02}q\x00.")
+        archive.writestr("model/data/0", bytes(64))
+        archive.writestr("model/version", b"3\n")
+    return buffer.getvalue()
+
+
 def onnx_cases() -> list:
     compile_ = ["compile", "m.onnx", "-o", "out.atp", "--placer", "greedy", "--target", "tiny"]
     base = model_proto()
@@ -266,7 +280,9 @@ def onnx_cases() -> list:
         ("garbage", np.random.default_rng(5).bytes(3000), "m.onnx: not an ONNX model"),
         ("text", b"this is a text file, not a model\n" * 20, "m.onnx: not an ONNX model"),
         ("png-magic", b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 4, "m.onnx: not an ONNX model"),
-        ("truncated-half", base.SerializeToString()[: base.ByteSize() // 2], "m.onnx: not an ONNX model (DecodeError)"),
+        ("truncated-half", base.SerializeToString()[: base.ByteSize() // 2], "m.onnx: truncated ONNX file: it ends after"),
+        ("torch-save-zip", torch_save_like(), "m.onnx: a PyTorch file (torch.save), not an ONNX model: export the network with torch.onnx.export("),
+        ("torch-legacy-pickle", b"\x80\x02\x8a\nl\xfc\x9cF\xf9 j\xa8P\x19." + bytes(64), "m.onnx: a Python pickle (such as torch.save's older format), not an ONNX model: export the network with torch.onnx.export("),
         ("no-graph", onnx.ModelProto(ir_version=8).SerializeToString(), "m.onnx: not an ONNX model (no graph)"),
         ("nan-weight", model_bytes(w=nan_w), "m.onnx: layer 'fc' has NaN or Inf weights"),
         ("minus-inf-weight", model_bytes(w=ninf_w), "m.onnx: layer 'fc' has NaN or Inf weights"),
