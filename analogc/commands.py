@@ -12,6 +12,7 @@ from rich.console import Console
 from analogc.atomic import atomic_path, check_writable_path
 from analogc.console import console_for
 from analogc.errors import AnalogcError
+from analogc.kernel_status import kernels_compiled_here
 from analogc.phases import Phases, report_phases
 from analogc.run_view import report_run
 
@@ -233,6 +234,7 @@ def evaluate(program, chip, feeds, labels, args, phases: Phases | None = None):
         "examples": n,
         "seconds": seconds,
         "examples_per_s": n / seconds if seconds > 0 else None,
+        **({"includes_kernel_compilation": True} if kernels_compiled_here() else {}),
     }
     if labels is not None:
         result["accuracy"] = accuracy(chip_out, labels)

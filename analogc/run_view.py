@@ -4,6 +4,7 @@ nonidealities, programming error, speed, cost), or with -q just the result lines
 from __future__ import annotations
 
 from analogc.console import console_for
+from analogc.kernel_status import FIRST_RUN_NOTE
 
 
 def compensation_text(result: dict) -> str:
@@ -40,7 +41,8 @@ def report_run(args, program, result: dict) -> None:
                 console.print(f"    {row['layer']:<24} device state from in-situ training")
             else:
                 console.print(f"    {row['layer']:<24} {row['mean_abs_error_rel']:.2%}   {row['programming_iterations_per_cell']:.1f}")
-    console.print(f"  {result['examples_per_s']:.0f} examples/s ({result['seconds']:.3f} s)")
+    first = f"; {FIRST_RUN_NOTE}" if result.get("includes_kernel_compilation") else ""
+    console.print(f"  {result['examples_per_s']:.0f} examples/s ({result['seconds']:.3f} s{first})")
     console.print("  cost on the target (exact operation counts priced with the spec's \\[cost] table):")
     from analogc.runtime.cost import summary_lines
 

@@ -10,6 +10,7 @@ import numpy as np
 
 from analogc.atomic import check_writable_path, write_bytes_atomic
 from analogc.errors import AnalogcError
+from analogc.kernel_status import FIRST_RUN_NOTE, kernels_compiled_here
 from analogc.phases import Phases, report_phases
 from analogc.wording import count
 
@@ -66,6 +67,8 @@ def cmd_train(args) -> int:
     with phases("write program"):
         save_program(trainer.current_program(), output)
     result["output"] = str(output)
+    if kernels_compiled_here():  # the first epoch's speed includes the compilation
+        result["includes_kernel_compilation"] = True
     if args.json:
         from analogc.cli import print_json
 
@@ -141,6 +144,8 @@ def describe_result(result: dict) -> str:
         rate = row.get("examples_per_s")
         line += f"  {rate:>10.0f}" if rate else f"  {'-':>10}"
         lines.append(line)
+    if result.get("includes_kernel_compilation"):
+        lines.append(f"(epoch 1's examples/s {FIRST_RUN_NOTE})")
     last = result["epochs"][-1] if result["epochs"] else {}
     by_layer = last.get("transfers_by_layer") or {}
     lines.append(
