@@ -12,6 +12,7 @@ from matplotlib.collections import LineCollection, PatchCollection  # noqa: E402
 from matplotlib.patches import FancyArrowPatch, Patch, Rectangle  # noqa: E402
 
 from analogc.atomic import atomic_path  # noqa: E402
+from analogc.plan_labels import Block, name_blocks  # noqa: E402
 from analogc.runtime.dataflow import block_flows, program_views  # noqa: E402
 from analogc.wording import count  # noqa: E402
 
@@ -44,7 +45,7 @@ def zoom_window(program) -> tuple[int, int, int, int] | None:
 
 def draw_grid(ax, program, colour: dict, window: tuple[int, int, int, int], labels: bool, inches_across: float) -> None:
     """Tiles, faulty crosses, blocks and data arrows of the tiles in `window`; with
-    `labels`, each block big enough to hold it is named (layer, rows and columns)."""
+    `labels`, every block is named (layer, rows and columns; `plan_labels`)."""
     r0, r1, c0, c1 = window
     placement = program.meta["placement"]
     tile_rows, tile_cols = placement["tile"]
@@ -61,6 +62,7 @@ def draw_grid(ax, program, colour: dict, window: tuple[int, int, int, int], labe
         ax.add_collection(LineCollection(crosses, colors="#c0392b", lw=1.5))
     scale_r, scale_c = (1 - gap) / tile_rows, (1 - gap) / tile_cols
     inches = 0.8 * inches_across / max(r1 - r0, c1 - c0)  # of one tile, roughly
+    named = []
     for block in program.blocks:
         r, c = block["tile"]
         if not inside((r, c)):
@@ -69,9 +71,8 @@ def draw_grid(ax, program, colour: dict, window: tuple[int, int, int, int], labe
         (k0, k1), (n0, n1) = block["rows"], block["cols"]
         x, y, width, height = c + o_c * scale_c, r + o_r * scale_r, (n1 - n0) * scale_c, (k1 - k0) * scale_r
         ax.add_patch(Rectangle((x, y), width, height, facecolor=colour[block["layer"]], edgecolor="black", lw=0.3, alpha=0.85))
-        if labels and width * inches > 1.0 and height * inches > 0.5:  # room for three lines of 7 pt text
-            ax.text(x + width / 2, y + height / 2, f"{block['layer']}\nrows {k0}:{k1}\ncols {n0}:{n1}", ha="center", va="center",
-                    fontsize=7, clip_on=True)
+        named.append(Block(x, y, width, height, block["layer"], (k0, k1), (n0, n1)))
+    right = name_blocks(ax, named, inches, c1 + 0.1) if labels else c1 + 0.1
     flows = tile_flows(program)
     shown = {key: elements for key, elements in flows.items() if inside(key[0]) and inside(key[1])}
     if shown:
@@ -80,7 +81,7 @@ def draw_grid(ax, program, colour: dict, window: tuple[int, int, int, int], labe
             centre = lambda t: (t[1] + (1 - gap) / 2, t[0] + (1 - gap) / 2)  # noqa: E731
             ax.add_patch(FancyArrowPatch(centre(src), centre(dst), arrowstyle="-|>", mutation_scale=8, lw=0.4 + 2.2 * elements / biggest,
                                          color="#2c3e50", alpha=0.55, connectionstyle="arc3,rad=0.15"))
-    ax.set_xlim(c0 - 0.2, c1 + 0.1)
+    ax.set_xlim(c0 - 0.2, right)
     ax.set_ylim(r1 + 0.1, r0 - 0.2)
     ax.set_aspect("equal")
     step_c, step_r = -(-(c1 - c0) // MAX_TICKS), -(-(r1 - r0) // MAX_TICKS)
@@ -92,8 +93,18 @@ def draw_grid(ax, program, colour: dict, window: tuple[int, int, int, int], labe
 
 
 def draw_plan(program, path) -> None:
-    """Write the picture to `path` (PNG), atomically: the whole grid, and beside it the
-    tiles in use, larger and with their blocks named, when they are a small part of it."""
+    """Write the picture to `path` (PNG), atomically."""
+    fig = plan_figure(program)
+    try:
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, dpi=110, format="png")
+    finally:
+        plt.close(fig)
+
+
+def plan_figure(program):
+    """The whole grid, and beside it the tiles in use, larger and with their blocks
+    named, when they are a small part of it; the legend lists what the picture shows."""
     placement = program.meta["placement"]
     grid_rows, grid_cols = placement["grid"]
     names = [l["name"] for l in program.layers]
@@ -112,8 +123,10 @@ def draw_plan(program, path) -> None:
     if zoom is not None:
         draw_grid(axes[1], program, colour, zoom, labels=True, inches_across=size)
     handles = [Patch(facecolor=colour[n], edgecolor="black", label=f"{n} {tuple(l['shape'])}") for n, l in zip(names, program.layers)]
-    handles.append(Patch(facecolor="#f4f4f4", edgecolor="#c0392b", label="faulty tile (never used)"))
-    handles.append(FancyArrowPatch((0, 0), (1, 0), arrowstyle="-|>", color="#2c3e50", label="data between tiles (width ∝ elements)"))
+    if program.meta["target"]["chip"]["faulty_tiles"]:
+        handles.append(Patch(facecolor="#f4f4f4", edgecolor="#c0392b", label="faulty tile (never used)"))
+    if tile_flows(program):
+        handles.append(FancyArrowPatch((0, 0), (1, 0), arrowstyle="-|>", color="#2c3e50", label="data between tiles (width ∝ elements)"))
     axes[-1].legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)
     solver = placement["solver"]
     fig.suptitle(
@@ -122,9 +135,5 @@ def draw_plan(program, path) -> None:
         f"{placement['utilization']:.0%}, traffic {placement['traffic']} (first fit {placement.get('traffic_greedy')})",
         fontsize=10,
     )
-    try:
-        fig.tight_layout()
-        with atomic_path(path) as tmp:
-            fig.savefig(tmp, dpi=110, format="png")
-    finally:
-        plt.close(fig)
+    fig.tight_layout()
+    return fig
