@@ -70,16 +70,28 @@ def print_cost(report, console: Console, title: str = "cost", tables: bool = Tru
 
 def draw_cost(report, path, title: str) -> None:
     """Energy and time per example by layer, stacked by operation kind; written atomically."""
+    import matplotlib.pyplot as plt
+
+    from analogc.atomic import atomic_path
+
+    fig = cost_figure(report, title)
+    try:
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, dpi=110, format="png")
+    finally:
+        plt.close(fig)
+
+
+def cost_figure(report, title: str):
+    """The two panels of draw_cost, legends below them."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from analogc.atomic import atomic_path
-
     per = max(report.examples, 1)
     layers = list(report.energy_by_layer) + [n for n in report.time_by_layer if n not in report.energy_by_layer]
-    fig, (left, right) = plt.subplots(1, 2, figsize=(13, max(3.5, 0.55 * len(layers) + 2.2)))
+    fig, (left, right) = plt.subplots(1, 2, figsize=(13, max(3.5, 0.55 * len(layers) + 2.2) + 0.6))
     palette = plt.get_cmap("tab20")
     panels = (
         (left, report.energy_by_layer_kind, WORK_KINDS, "energy per example (nJ)", 1e9, "energy by layer and operation kind"),
@@ -99,8 +111,9 @@ def draw_cost(report, path, title: str) -> None:
         ax.set_xlabel(unit)
         ax.set_title(heading, fontsize=10)
         ax.grid(axis="x", alpha=0.3)
-        if ax.get_legend_handles_labels()[0]:
-            ax.legend(fontsize=7, loc="lower right", frameon=False)
+        handles = ax.get_legend_handles_labels()[0]
+        if handles:  # below the axes, where it cannot cover a bar
+            ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=min(len(handles), 4), frameon=False)
     peak = report.peak
     fig.suptitle(
         f"{title}: {(report.energy_per_example_j or 0) * 1e9:.4g} nJ and {(report.latency_per_example_s or 0) * 1e6:.4g} µs per example, "
@@ -110,6 +123,4 @@ def draw_cost(report, path, title: str) -> None:
         fontsize=10,
     )
     fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=110, format="png")
-    plt.close(fig)
+    return fig

@@ -103,3 +103,25 @@ def test_run_cost_is_deterministic(cli, program, tmp_path):
     again = json_of(cli, "run", program, "--input", tmp_path / "x.npy", "--seed", "4")["cost"]
     assert first == again
     assert os.path.exists(tmp_path / "x.npy")
+
+
+def test_cost_legends_cover_no_bar(program):
+    """Each panel's legend sits outside its bars (it used to cover the last layer's)."""
+    import matplotlib.pyplot as plt
+
+    from analogc.cost_view import cost_figure, estimate_for
+    from analogc.runtime.program import load_program
+
+    _, report = estimate_for(load_program(program))
+    fig = cost_figure(report, "test")
+    try:
+        fig.canvas.draw()
+        renderer = fig.canvas.get_renderer()
+        for ax in fig.axes:
+            legend = ax.get_legend()
+            assert legend is not None
+            box = legend.get_window_extent(renderer)
+            for bar in ax.patches:
+                assert not box.overlaps(bar.get_window_extent(renderer)), ax.get_title()
+    finally:
+        plt.close(fig)
