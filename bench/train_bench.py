@@ -145,32 +145,60 @@ def speed(main_runs: list) -> dict:
     }
 
 
-def plot(report: dict, path: Path) -> None:
+ABLATION_MARKERS = "v^<>DPX*hsp8o"  # with tab10's colours and three dash patterns: no two lines alike
+
+
+ABLATION_COLOURS = [i for i in range(10) if i != 3]  # tab10 without red, the chip's own line
+
+
+def ablation_style(k: int) -> dict:
+    """The k-th ablation's colour, dash pattern and marker: colours repeat every 9 and
+    markers every 13, so the first 117 lines all differ (dashes add a third cue)."""
+    import matplotlib.pyplot as plt
+
+    colour = plt.cm.tab10(ABLATION_COLOURS[k % len(ABLATION_COLOURS)])
+    return {"color": colour, "linestyle": ("--", ":", "-.")[k % 3], "marker": ABLATION_MARKERS[k % len(ABLATION_MARKERS)]}
+
+
+def training_figure(report: dict):
+    """One panel per data set: float, the chip, and every ablation, by epoch; legend
+    beside the panel, whole-number epoch ticks."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
-    fig, axes = plt.subplots(1, len(report["datasets"]), figsize=(6.5 * len(report["datasets"]), 4.6))
+    fig, axes = plt.subplots(1, len(report["datasets"]), figsize=(9.5 * len(report["datasets"]), 5.0))
     axes = np.atleast_1d(axes)
     for ax, (name, res) in zip(axes, report["datasets"].items()):
         epochs = np.arange(1, len(res["chip_test_accuracy_mean"]) + 1)
         ax.errorbar(epochs, 100 * np.array(res["float_test_accuracy_mean"]), 100 * np.array(res["float_test_accuracy_std"]), color="black", marker="s", label="float baseline", capsize=3)
-        ax.errorbar(epochs, 100 * np.array(res["chip_test_accuracy_mean"]), 100 * np.array(res["chip_test_accuracy_std"]), color="tab:red", marker="o", label="chip (default spec)", capsize=3)
-        colours = plt.cm.tab20(np.arange(len(res["ablations"])) % 20)  # one colour per ablation (more than tab10 holds)
-        for colour, (label, ab) in zip(colours, res["ablations"].items()):
+        ax.errorbar(epochs, 100 * np.array(res["chip_test_accuracy_mean"]), 100 * np.array(res["chip_test_accuracy_std"]), color="tab:red", marker="o", label="chip (default spec)", capsize=3, lw=2)
+        for k, (label, ab) in enumerate(res["ablations"].items()):
             e = np.arange(1, len(ab["test_accuracy_mean"]) + 1)
-            ax.plot(e, 100 * np.array(ab["test_accuracy_mean"]), marker=".", linestyle="--", alpha=0.8, color=colour, label=label.replace("_", " "))
-        ax.set_title(f"{name}: test accuracy after each epoch (mean ± std over seeds)")
+            ax.plot(e, 100 * np.array(ab["test_accuracy_mean"]), markersize=5, alpha=0.9, label=label.replace("_", " "), **ablation_style(k))
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole numbers
+        ax.set_title(f"{name}: test accuracy after each epoch (mean ± std over seeds)", fontsize=10)
         ax.set_xlabel("epoch")
         ax.set_ylabel("test accuracy (%)")
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=7, loc="lower right")
+        ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
     fig.tight_layout()
+    return fig
+
+
+def plot(report: dict, path: Path) -> None:
+    import matplotlib.pyplot as plt
+
     from analogc.atomic import atomic_path
 
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=110)
+    fig = training_figure(report)
+    try:
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, format="png", dpi=110)
+    finally:
+        plt.close(fig)
 
 
 def main() -> int:
