@@ -152,12 +152,13 @@ ABLATION_COLOURS = [i for i in range(10) if i != 3]  # tab10 without red, the ch
 
 
 def ablation_style(k: int) -> dict:
-    """The k-th ablation's colour, dash pattern and marker: colours repeat every 9 and
-    markers every 13, so the first 117 lines all differ (dashes add a third cue)."""
+    """The k-th ablation's colour, line pattern and marker: colours repeat every 9,
+    patterns every 4 and markers every 13, so any two of the first 36 lines differ in
+    at least two of the three."""
     import matplotlib.pyplot as plt
 
     colour = plt.cm.tab10(ABLATION_COLOURS[k % len(ABLATION_COLOURS)])
-    return {"color": colour, "linestyle": ("--", ":", "-.")[k % 3], "marker": ABLATION_MARKERS[k % len(ABLATION_MARKERS)]}
+    return {"color": colour, "linestyle": ("--", ":", "-.", "-")[k % 4], "marker": ABLATION_MARKERS[k % len(ABLATION_MARKERS)]}
 
 
 def training_figure(report: dict):
