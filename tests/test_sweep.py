@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import signal
 import threading
 import time
@@ -204,6 +205,38 @@ def test_sweep_plot_mean_and_std(tiny_sweep, cli, tmp_path):
         values = [r["accuracy"] for r in rows if r["capacitor.step_mismatch"] == g["x"] and r["training.polarity_inversion"] == g["hue"]]
         assert g["n"] == 2
         assert g["mean"] == pytest.approx(np.mean(values)) and g["std"] == pytest.approx(np.std(values, ddof=1))
+
+
+def test_sweep_plot_against_seed_pools_over_the_rest_with_whole_ticks(tiny_sweep, cli, tmp_path, monkeypatch):
+    """--x seed: each point is one seed, so the title must not say "over 2 seeds", and
+    the axis has no ticks between seeds."""
+    import matplotlib.pyplot as plt
+
+    drawn = []
+    close = plt.close
+    monkeypatch.setattr(plt, "close", lambda fig=None: drawn.append(fig))
+    _, out = tiny_sweep
+    result = cli("sweep-plot", out, "--x", "seed", "--hue", "training.polarity_inversion", "-o", tmp_path / "s.png", "--json")
+    assert result.code == 0, result.err
+    assert json.loads(result.out)["pooled_over"] == ["capacitor.step_mismatch", "training.transfer_pulses"]
+    (fig,) = drawn
+    try:
+        ax = fig.axes[0]
+        title = ax.get_title()
+        assert "seeds" not in title and title.endswith("mean ± std over capacitor.step_mismatch and training.transfer_pulses")
+        ticks = [t for t in ax.get_xticks() if ax.get_xlim()[0] <= t <= ax.get_xlim()[1]]
+        assert ticks and all(float(t).is_integer() for t in ticks), ticks
+    finally:
+        close(fig)
+    text = cli("sweep-plot", out, "--x", "capacitor.step_mismatch", "--hue", "training.polarity_inversion", "-o", tmp_path / "m.png")
+    assert "mean ± std over 2 seeds and training.transfer_pulses" in text.out
+
+
+def test_sweep_quiet_prints_the_result_line(tiny_sweep, program, cli):
+    sweep, out = tiny_sweep
+    result = cli("sweep", program, "--data", "digits", "--sweep", sweep, "-o", out, "-q")  # all done: nothing runs
+    assert result.code == 0 and re.fullmatch(r"8 ok, 0 failed of 8 jobs in \d+\.\d s; table .*results\.parquet \(and \.csv\)\n", result.out), result.out
+    assert cli("sweep-plot", out, "--x", "seed", "-o", out.parent / "q.png", "-q").out == f"wrote {out.parent / 'q.png'}\n"
 
 
 @pytest.mark.parametrize("flag, value", [("--x", "nope"), ("--y", "seed"), ("--hue", "accuracy")])
