@@ -44,6 +44,12 @@ def test_checker_sees_failures(tmp_path):
     assert output_mismatch(timing) is None
 
 
+def test_every_page_of_docs_is_linked_from_the_readme():
+    text = README.read_text()
+    for page in sorted((README.parent / "docs").glob("*.md")):
+        assert f"](docs/{page.name})" in text, f"README.md does not link docs/{page.name}"
+
+
 @pytest.mark.parametrize("path", DOCS, ids=lambda p: str(p.relative_to(README.parent)))
 def test_relative_links_resolve(path):
     assert path.exists()
