@@ -317,7 +317,7 @@ def read_input_arrays(path: Path, program) -> dict:
     else:
         missing = [i["name"] for i in inputs if i["name"] not in loaded]
         if missing:
-            raise AnalogcError(f"{path}: no array for model input(s) {', '.join(missing)}")
+            raise AnalogcError(f"{path}: no array for model {'input' if len(missing) == 1 else 'inputs'} {', '.join(missing)}")
         arrays = {i["name"]: loaded[i["name"]] for i in inputs}
     feeds, batch = {}, None
     for info in inputs:

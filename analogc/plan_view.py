@@ -179,7 +179,7 @@ def print_plan(program, console: Console, verbose: bool = False) -> None:
     )
     if plan["faulty_tiles"]:
         listed = ", ".join(f"[{r}, {c}]" for r, c in plan["faulty_tiles"])
-        console.print(f"{len(plan['faulty_tiles'])} faulty {'tile' if len(plan['faulty_tiles']) == 1 else 'tiles'} (never used): {listed}", markup=False)
+        console.print(f"{count(len(plan['faulty_tiles']), 'faulty tile')} (never used): {listed}", markup=False)
     if "opset_converted" in plan:
         converted = plan["opset_converted"]
         console.print(f"model upgraded from ONNX opset {converted['from']} to {converted['to']} (onnxruntime runs opset "
@@ -255,10 +255,10 @@ def print_plan(program, console: Console, verbose: bool = False) -> None:
     for note in shown:
         console.print(f"on the host: {note['op']} {note['node']}: {note['reason']}")
     if len(shown) < len(plan["host_reasons"]):
-        console.print(f"... and {len(plan['host_reasons']) - len(shown)} more nodes on the host (plan -v or --json lists them)")
+        console.print(f"... and {count(len(plan['host_reasons']) - len(shown), 'more node')} on the host (plan -v or --json lists them)")
     for segment in plan["host_segments"]:
         console.print(
-            f"host segment {segment['name']} (onnxruntime): {len(segment['onnx_nodes'])} nodes "
+            f"host segment {segment['name']} (onnxruntime): {count(len(segment['onnx_nodes']), 'node')} "
             f"[{', '.join(segment['onnx_nodes'][:6])}{', ...' if len(segment['onnx_nodes']) > 6 else ''}]",
             markup=False,  # node names such as torch's "/fc/Gemm" would read as rich markup tags
         )

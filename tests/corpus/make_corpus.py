@@ -526,7 +526,7 @@ def data_cases() -> list:
         ("wrong-features", npy(np.zeros((4, 63), np.float32)), "x.npy: array of shape (4, 63) does not fit model input 'x' of shape ('N', 64)"),
         ("scalar", npy(np.float32(3.0)), "x.npy: array of shape () does not fit model input 'x' of shape ('N', 64)"),
         ("no-examples", npy(np.zeros((0, 64), np.float32)), "x.npy: no examples to run"),
-        ("npz-missing-input", npz(z=x), "x.npy: no array for model input(s) x"),
+        ("npz-missing-input", npz(z=x), "x.npy: no array for model input x"),
         ("npz-pickled", npz(x=np.array([1, "a", None], dtype=object)), "x.npy: array x: holds Python objects"),
         ("memory-limit", npy(np.zeros((128, 64), np.float32)), "x.npy: its array float32 (128, 64) need 32.0 KiB of memory, more than the 16.0 KiB available"),
     ]
