@@ -20,7 +20,7 @@ import copy
 import hashlib
 import json
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -28,15 +28,15 @@ import numpy as np
 from analogc.errors import AnalogcError
 from analogc.runtime.activations import apply_activation
 from analogc.runtime.analog_layer import TrainableLayer, transfer_schedule
-from analogc.runtime.checkpoint import load_checkpoint, save_checkpoint, settings_difference
 from analogc.runtime.cost import OpCounts, price, static_block_counts
 from analogc.runtime.opcounts import layer_program_counts
 from analogc.runtime.float_sgd import FloatChain, activation_grad, append_one, softmax_cross_entropy
 from analogc.runtime.infer import accuracy, batch_size_of, run_batched
-from analogc.runtime.layer_devices import FIELDS, LayerDevices, has_device_state, program_layer
+from analogc.runtime.layer_devices import LayerDevices, has_device_state, program_layer
 from analogc.runtime.program import Program, program_identity
-from analogc.runtime.program_check import device_value_problem
 from analogc.runtime.spec import check_trainable, has_capacitor, spec_from_dict
+from analogc.runtime.train_state import Position, restore_state, save_state
+from analogc.runtime.train_kernel import CompiledChain, supports
 from analogc.runtime.train_chain import find_chain, initial_weights, training_w_max
 from analogc.runtime.update_kernel import mix_key, slot_keys
 
@@ -57,18 +57,6 @@ class TrainOptions:
     checkpoint_every: int = 5000
     resume: bool = False
     data_name: str = ""
-
-
-@dataclass
-class Position:
-    epoch: int = 0
-    index: int = 0  # examples done in this epoch
-    total: int = 0  # examples done overall
-    loss_sum: float = 0.0
-    correct: int = 0
-    transfers: int = 0
-    seconds: float = 0.0  # chip training time in this epoch
-    history: list = field(default_factory=list)
 
 
 class Trainer:
@@ -107,6 +95,8 @@ class Trainer:
         self.features = self.chain_inputs(x_train)
         self.test_features = self.chain_inputs(x_test) if options.baseline else None
         self.position = Position()
+        # The compiled loop (`train_kernel`) where it covers the chain, else `step`.
+        self.compiled = CompiledChain(self.layers, self.spec, self.features, self.y_train) if supports(self.layers) else None
         self.settings = self.run_settings()
         self.fingerprint = hashlib.sha256(json.dumps(self.settings, sort_keys=True).encode()).hexdigest()
         if options.resume:
@@ -179,12 +169,15 @@ class Trainer:
             order = self.order(pos.epoch)
             start = time.perf_counter()
             while pos.index < len(order):
-                i = order[pos.index]
-                loss, correct = self.step(self.features[i], int(self.y_train[i]))
-                pos.loss_sum += loss
-                pos.correct += correct
-                pos.index += 1
-                pos.total += 1
+                if self.compiled is not None:  # a run of examples up to the next event below, in one call
+                    self.run_compiled(order[pos.index : self.run_end(len(order), leak, progress is not None)])
+                else:
+                    i = order[pos.index]
+                    loss, correct = self.step(self.features[i], int(self.y_train[i]))
+                    pos.loss_sum += loss
+                    pos.correct += correct
+                    pos.index += 1
+                    pos.total += 1
                 if leak and pos.total % LEAK_EVERY == 0:
                     for layer in self.layers:
                         layer.leak(LEAK_EVERY)
@@ -204,6 +197,32 @@ class Trainer:
             if self.options.checkpoint_dir:
                 self.save()
         return self.result()
+
+    def run_end(self, examples: int, leak: bool, progress: bool) -> int:
+        """Where the compiled run from the present position must stop: the first example
+        after which the loop below has something to do (leakage, an interval transfer,
+        progress, a checkpoint, the epoch's end); adaptive transfers stop it in the kernel."""
+        pos, interval = self.position, self.spec.training.transfer_interval
+        count = examples - pos.index
+        if leak:
+            count = min(count, LEAK_EVERY - pos.total % LEAK_EVERY)
+        if interval:
+            count = min(count, interval - pos.total % interval)
+        if progress:
+            count = min(count, PROGRESS_EVERY - pos.index % PROGRESS_EVERY)
+        if self.options.checkpoint_dir:
+            count = min(count, self.options.checkpoint_every - pos.total % self.options.checkpoint_every)
+        return pos.index + max(count, 1)
+
+    def run_compiled(self, order: np.ndarray) -> None:
+        """Examples order[0], order[1], … through `train_kernel` (the same model as `step`),
+        until the run's end or a transfer falls due."""
+        pos = self.position
+        sums = np.array([pos.loss_sum, pos.correct], dtype=np.float64)
+        done = self.compiled.run(order, pos.total, self.run_key, self.epoch_lr(pos.epoch), sums)
+        pos.loss_sum, pos.correct = float(sums[0]), int(sums[1])
+        pos.index += done
+        pos.total += done
 
     def step(self, x: np.ndarray, label: int) -> tuple[float, bool]:
         """One example: forward, loss, backward, update (each layer after its backward read).
@@ -366,145 +385,10 @@ class Trainer:
 
     # ------------------------------------------------------------------- checkpoints
     def save(self) -> None:
-        arrays = {}
-        for layer in self.layers:
-            arrays.update(layer.state.to_arrays(layer.name))
-            arrays[f"presented/{layer.name}"] = layer.w
-            arrays[f"pulse_tally/{layer.name}"] = layer.pulse_tally
-            if layer.digital_bias is not None:
-                arrays[f"digital_bias/{layer.name}"] = layer.digital_bias
-        if self.baseline is not None:
-            for l, m in enumerate(self.baseline.matrices):
-                arrays[f"baseline/matrix/{l}"] = m
-                if self.baseline.biases[l] is not None:
-                    arrays[f"baseline/bias/{l}"] = self.baseline.biases[l]
-        pos = self.position
-        meta = {
-            "fingerprint": self.fingerprint,
-            "settings": self.settings,
-            "position": {k: getattr(pos, k) for k in ("epoch", "index", "total", "loss_sum", "correct", "transfers", "seconds", "history")},
-            "rng": self.rng.bit_generator.state,
-            "program_costs": self.program_costs.to_json(),
-            "layers": {
-                l.name: {"sign": l.state.sign, "examples_since_transfer": l.state.examples_since_transfer,
-                         "pulses_since_transfer": l.state.pulses_since_transfer, "transfers": l.transfers,
-                         "pulses": l.pulses, "pcm_iterations": l.pcm_iterations, "refreshed": l.refreshed}
-                for l in self.layers
-            },
-        }
-        save_checkpoint(self.options.checkpoint_dir, arrays, meta)
+        save_state(self)
 
     def restore(self) -> None:
-        if not self.options.checkpoint_dir:
-            raise AnalogcError("--resume needs --checkpoint DIR")
-        loaded = load_checkpoint(self.options.checkpoint_dir)
-        if loaded is None:
-            return  # nothing saved yet: start from the beginning
-        arrays, meta = loaded
-        where = f"{self.options.checkpoint_dir}/checkpoint.npz"
-        if meta.get("fingerprint") != self.fingerprint:
-            raise AnalogcError(f"{where}: this checkpoint belongs to another run: {settings_difference(meta.get('settings'), self.settings)}")
-        try:
-            self.load_state(arrays, meta)
-        except (KeyError, ValueError, TypeError, AttributeError, IndexError, OverflowError, AnalogcError) as exc:
-            raise AnalogcError(f"{where}: checkpoint is incomplete or damaged ({exc})") from None
-
-    def load_state(self, arrays: dict, meta: dict) -> None:
-        """Everything a checkpoint holds, each value checked before it is used."""
-
-        def array(name: str, shape: tuple, dtype) -> np.ndarray:
-            value = arrays[name]
-            if value.shape != shape or value.dtype.kind not in "fiub" or (value.dtype.kind == "f" and not np.all(np.isfinite(value))):
-                raise ValueError(f"{name} is {value.dtype} {value.shape}, expected finite {np.dtype(dtype)} {shape}")
-            return np.array(value, dtype=dtype)
-
-        def count(value) -> int:
-            if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value < 2**62:
-                raise ValueError(f"{value!r} is not a count")
-            return value
-
-        def number(value) -> float:
-            if not isinstance(value, (int, float)) or isinstance(value, bool) or not np.isfinite(value):
-                raise ValueError(f"{value!r} is not a finite number")
-            return float(value)
-
-        for layer in self.layers:
-            info = meta["layers"][layer.name]
-            for name, dtype in FIELDS.items():
-                setattr(layer.state, name, array(f"device/{layer.name}/{name}", layer.state.shape, dtype))
-            state = layer.state
-            problem = device_value_problem(layer.name, lambda field: getattr(state, field), self.spec.pcm.g_max)
-            if problem:
-                raise ValueError(problem)
-            if info["sign"] not in (1, -1):
-                raise ValueError(f"layer {layer.name}: polarity {info['sign']!r} is not ±1")
-            state.sign = float(info["sign"])
-            state.examples_since_transfer = count(info["examples_since_transfer"])
-            state.pulses_since_transfer = count(info["pulses_since_transfer"])
-            layer.transfers = count(info["transfers"])
-            layer.pulses, layer.pcm_iterations, layer.refreshed = count(info["pulses"]), count(info["pcm_iterations"]), count(info["refreshed"])
-            layer.sync()
-            layer.w = np.ascontiguousarray(array(f"presented/{layer.name}", layer.w.shape, F32))
-            tally = array(f"pulse_tally/{layer.name}", layer.pulse_tally.shape, np.int64)
-            if tally.min(initial=0) < 0:
-                raise ValueError(f"layer {layer.name}: negative pulse counts")
-            layer.pulse_tally = tally
-            if layer.digital_bias is not None:
-                layer.digital_bias = array(f"digital_bias/{layer.name}", layer.digital_bias.shape, F32)
-        if self.baseline is not None:
-            for l, matrix in enumerate(self.baseline.matrices):
-                self.baseline.matrices[l] = array(f"baseline/matrix/{l}", matrix.shape, F32)
-                if self.baseline.biases[l] is not None:
-                    self.baseline.biases[l] = array(f"baseline/bias/{l}", self.baseline.biases[l].shape, F32)
-        self.rng.bit_generator.state = meta["rng"]
-        self.program_costs = OpCounts()
-        for row in meta["program_costs"]:
-            tile = row["tile"]
-            self.program_costs.add(str(row["phase"]), str(row["layer"]), None if tile is None else (count(tile[0]), count(tile[1])),
-                                   **{str(k): count(v) for k, v in dict(row["counts"]).items()})
-        p = meta["position"]
-        position = Position(count(p["epoch"]), count(p["index"]), count(p["total"]), number(p["loss_sum"]), count(p["correct"]),
-                            count(p["transfers"]), number(p["seconds"]), list(p["history"]))
-        if position.epoch > self.options.epochs or len(position.history) != position.epoch:
-            raise ValueError(f"position: epoch {position.epoch} with {len(position.history)} epochs of history")
-        if position.epoch < self.options.epochs and position.index > len(self.order(position.epoch)):
-            raise ValueError(f"position: example {position.index} is past the epoch's end")
-        for row in position.history:
-            check_history_row(row, count, number)
-        self.position = position
-
-
-# What a history row (finish_epoch) holds; `train` prints the last one and the trained
-# program keeps them all, so a resumed row must be of the same kinds.
-ROW_COUNTS = ("epoch", "examples", "transfers_total", "pulses_total", "pcm_program_iterations_total", "refreshed_pairs_total")
-ROW_NUMBERS = ("train_loss", "train_accuracy", "seconds", "learning_rate")
-ROW_OPTIONAL = ("test_accuracy", "examples_per_s", "software_baseline_accuracy", "software_baseline_examples_per_s")
-ROW_BY_LAYER = {"transfers_by_layer": "count", "weight_ranges": "number"}
-
-
-def check_history_row(row, count, number) -> None:
-    """One epoch of a checkpoint's history: known keys only, each of its kind."""
-    if not isinstance(row, dict):
-        raise ValueError(f"history row {str(row)[:40]} is not an object")
-    unknown = sorted(set(row) - {*ROW_COUNTS, *ROW_NUMBERS, *ROW_OPTIONAL, *ROW_BY_LAYER})
-    if unknown:
-        raise ValueError(f"history row has unknown key {unknown[0][:40]!r}")
-    for key in ("epoch", "examples", "train_loss", "train_accuracy"):
-        if key not in row:
-            raise ValueError(f"history row lacks {key!r}")
-    try:
-        for key, value in row.items():
-            if key in ROW_COUNTS:
-                count(value)
-            elif key in ROW_NUMBERS or (key in ROW_OPTIONAL and value is not None):
-                number(value)
-            elif key in ROW_BY_LAYER:
-                if not isinstance(value, dict):
-                    raise ValueError(f"{str(value)[:40]} is not an object")
-                for item in value.values():
-                    (count if ROW_BY_LAYER[key] == "count" else number)(item)
-    except ValueError as exc:
-        raise ValueError(f"history row {key}: {exc}") from None
+        restore_state(self)
 
 
 def apply(activation: dict, z: np.ndarray) -> np.ndarray:
