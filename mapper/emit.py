@@ -40,19 +40,25 @@ def weight_scale(dense, spec) -> dict:
     spec's rule, mapper/weight_range.py) and the µS per weight unit that maps w_max to
     F·g_prog_max."""
     with_bias = dense.bias is not None and bias_on_array(True, spec)
-    magnitudes = np.abs(dense.weight).ravel()
-    if with_bias:
-        magnitudes = np.concatenate([magnitudes, np.abs(dense.bias).ravel()])
-    return magnitude_scale(magnitudes, spec)
+    weight = np.asarray(dense.weight)
+    bias = np.asarray(dense.bias).ravel() if with_bias else np.zeros(0, dtype=weight.dtype)
+    # One buffer of |w| (then |b|), in the weights' own float type: no float64 or
+    # concatenated copies of a layer of 100 M weights.
+    dtype = np.result_type(weight.dtype, bias.dtype, np.float32)
+    magnitudes = np.empty(weight.size + bias.size, dtype=dtype)
+    np.abs(weight, out=magnitudes[: weight.size].reshape(weight.shape))
+    np.abs(bias, out=magnitudes[weight.size :])
+    return magnitude_scale(magnitudes, spec, scratch=True)
 
 
-def magnitude_scale(magnitudes: np.ndarray, spec) -> dict:
+def magnitude_scale(magnitudes: np.ndarray, spec, scratch: bool = False) -> dict:
     """w_max, µS per weight unit and (with `periphery.adc_range = "quantile"`) the ADC's
-    range, for a layer whose array holds weights of these magnitudes."""
-    w_max = layer_w_max(magnitudes, spec)
+    range, for a layer whose array holds weights of these magnitudes (`scratch`: a flat
+    array that may be reordered in place)."""
+    w_max = layer_w_max(magnitudes, spec, scratch=scratch)  # (min_error samples an even stride: before any reordering)
     scale = {"w_max": w_max, "us_per_weight": spec.cell.gain_f * spec.pcm.g_prog_max / w_max}
     if spec.periphery.adc_range == "quantile":
-        scale["adc_range"] = layer_w_max(magnitudes, spec, rule="quantile")
+        scale["adc_range"] = layer_w_max(magnitudes, spec, rule="quantile", scratch=scratch)
     return scale
 
 

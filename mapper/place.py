@@ -95,16 +95,27 @@ def first_fit_pack(blocks: list, tile_rows: int, tile_cols: int) -> tuple[dict, 
     Returns (slot index per block id, offset per block id, number of slots opened).
     """
     contents: list[list] = []  # per opened slot: rectangles (r0, c0, r1, c1)
+    free_cells: list[int] = []  # per opened slot: cells not yet covered
+    open_slots: list[int] = []  # slots with any free cell, in order (full ones never fit again)
     slot_of, offset = {}, {}
     for block in blocks:
-        for slot, rects in enumerate(contents):
-            spot = free_spot(rects, block.height, block.width, tile_rows, tile_cols)
+        cells = block.height * block.width
+        for slot in open_slots:
+            if free_cells[slot] < cells:
+                continue  # cannot fit: no need to look for a corner
+            spot = free_spot(contents[slot], block.height, block.width, tile_rows, tile_cols)
             if spot is not None:
                 break
         else:
             contents.append([])
-            slot, rects, spot = len(contents) - 1, contents[-1], (0, 0)
+            free_cells.append(tile_rows * tile_cols)
+            open_slots.append(len(contents) - 1)
+            slot, spot = len(contents) - 1, (0, 0)
+        rects = contents[slot]
         rects.append((spot[0], spot[1], spot[0] + block.height, spot[1] + block.width))
+        free_cells[slot] -= cells
+        if free_cells[slot] == 0:
+            open_slots.remove(slot)
         slot_of[block.id], offset[block.id] = slot, spot
     return slot_of, offset, len(contents)
 

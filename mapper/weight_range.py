@@ -20,7 +20,6 @@ noise, ADC bound) does not, since its share depends on the inputs, unknown at co
 from __future__ import annotations
 
 import numpy as np
-from scipy.optimize import minimize_scalar
 
 from analogc.runtime import devices
 
@@ -28,21 +27,42 @@ MAX_SAMPLES = 1 << 14  # larger layers are judged on an even stride of this many
 GRID = 48  # w_max candidates scanned (geometric) before the bounded Brent refinement
 
 
-def layer_w_max(magnitudes: np.ndarray, spec, rule: str | None = None) -> float:
+def layer_w_max(magnitudes: np.ndarray, spec, rule: str | None = None, scratch: bool = False) -> float:
     """w_max for one layer's |w| (weights and analog bias, any shape) under `rule` (the
-    spec's `cell.w_max_rule` when None); 1 for a layer with no nonzero finite weight."""
-    magnitudes = np.abs(np.asarray(magnitudes)).ravel()  # no float64 copy of a big layer
-    if not np.all(np.isfinite(magnitudes)):
+    spec's `cell.w_max_rule` when None); 1 for a layer with no nonzero finite weight.
+    With `scratch` the caller hands over a flat array of magnitudes that the quantile
+    may reorder in place (no copy of a layer of 100 M weights)."""
+    magnitudes = np.asarray(magnitudes)
+    if not (scratch and magnitudes.ndim == 1 and magnitudes.dtype.kind == "f"):
+        magnitudes = np.abs(magnitudes).ravel()  # (a copy: ours to reorder)
+    if not np.isfinite(magnitudes.sum(dtype=np.float64)):  # one pass, no boolean temporary
         magnitudes = magnitudes[np.isfinite(magnitudes)]
-    if not np.any(magnitudes > 0):
+    top = float(magnitudes.max()) if magnitudes.size else 0.0
+    if not top > 0:
         return 1.0
     if (rule or spec.cell.w_max_rule) == "min_error":
-        w_max = min_error_w_max(sample(magnitudes).astype(np.float64), spec)
+        w_max = min_error_w_max(sample(magnitudes, top).astype(np.float64), spec)
     elif spec.cell.w_max_quantile >= 1.0:
-        w_max = float(magnitudes.max())
+        w_max = top
     else:
-        w_max = float(np.quantile(magnitudes, spec.cell.w_max_quantile))
-    return w_max if w_max > 0 and np.isfinite(w_max) else float(magnitudes.max())
+        w_max = quantile_in_place(magnitudes, spec.cell.w_max_quantile)
+    return w_max if w_max > 0 and np.isfinite(w_max) else top
+
+
+def quantile_in_place(values: np.ndarray, q: float) -> float:
+    """np.quantile(values, q) (its default, linear method, the same arithmetic) from a
+    partial sort of `values` in place around the two order statistics it needs, instead
+    of a sorted copy."""
+    n = values.size
+    index = q * (n - 1)
+    lo = int(np.floor(index))
+    hi = min(lo + 1, n - 1)
+    values.partition([lo, hi] if hi != lo else lo)
+    below, above = values[lo], values[hi]
+    gamma = index - lo
+    diff = above - below
+    # numpy's _lerp: from the lower value below the midpoint, from the upper one above it
+    return float(above - diff * (1 - gamma)) if gamma >= 0.5 else float(below + diff * gamma)
 
 
 def design_drift(spec) -> float:
@@ -98,13 +118,13 @@ def weight_error(magnitudes: np.ndarray, w_max: float, spec) -> float:
     return float(np.sum(clipped**2) + (w_max / g_prog_max) ** 2 * np.sum(variance))
 
 
-def sample(magnitudes: np.ndarray) -> np.ndarray:
+def sample(magnitudes: np.ndarray, top: float | None = None) -> np.ndarray:
     """At most MAX_SAMPLES of the magnitudes, an even stride through the layer, with its
-    largest value kept (the tail decides the clipping)."""
+    largest value (`top`, if known) kept (the tail decides the clipping)."""
     if magnitudes.size <= MAX_SAMPLES:
         return magnitudes
     stride = -(-magnitudes.size // MAX_SAMPLES)
-    return np.append(magnitudes[::stride], magnitudes.max())
+    return np.append(magnitudes[::stride], magnitudes.max() if top is None else magnitudes.dtype.type(top))
 
 
 def min_error_w_max(magnitudes: np.ndarray, spec) -> float:
@@ -121,6 +141,8 @@ def min_error_w_max(magnitudes: np.ndarray, spec) -> float:
     lo, hi = candidates[max(best - 1, 0)], candidates[min(best + 1, len(candidates) - 1)]
     if hi <= lo:
         return float(candidates[best])
+    from scipy.optimize import minimize_scalar  # (0.8 s to import: only the min_error rule needs it)
+
     found = minimize_scalar(lambda w: weight_error(values, w, spec), bounds=(lo, hi), method="bounded",
                             options={"xatol": 1e-9 * hi})
     return float(found.x) if found.fun < errors[best] else float(candidates[best])
