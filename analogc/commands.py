@@ -39,7 +39,7 @@ def cmd_compile(args) -> int:
     with phases("write program"):
         with atomic_path(output) as tmp:
             save_program(program, tmp)
-            check_written_program(tmp.read_bytes(), args.model)  # before the rename: never a program run refuses
+            check_written_program(tmp, args.model, program)  # before the rename: never a program run refuses
     if args.json:
         print_json({"output": str(output), **plan_json(program)})
     elif args.quiet:

@@ -12,8 +12,10 @@ from analogc.mapper.partition import partition
 from analogc.mapper.place import place
 from analogc.mapper.replicate import check_mode
 from analogc.mapper.replicate_place import annotate_copies, place_replicated
+from analogc.mapper.strip_weights import strip_weights
 from analogc.runtime.host import make_session
-from analogc.runtime.program import Program, load_program_bytes
+from analogc.runtime.original_model import checkable_original
+from analogc.runtime.program import Program, load_program
 from analogc.runtime.program_check import RANGE_LIMITS, is_range
 
 
@@ -36,8 +38,10 @@ def compile_model(model_path: str | Path, spec, placer: str = "cpsat", time_limi
         raise naming(exc, model_path) from None
     if placement.blocks is not None:
         blocks = placement.blocks
-    original = Path(model_path).read_bytes() if self_contained else model.SerializeToString()
-    program = emit_program(layer_graph, blocks, placement, spec, model, Path(model_path).stem, original)
+    original, stripped = strip_weights(model, layers)
+    if not stripped and self_contained:
+        original = Path(model_path).read_bytes()  # the file's own bytes, exactly
+    program = emit_program(layer_graph, blocks, placement, spec, model, Path(model_path).stem, original, stripped)
     annotate_copies(program.meta, placement)
     if layer_graph.opset_converted_from is not None:
         program.meta["model"]["opset_converted"] = {"from": layer_graph.opset_converted_from, "to": ONNXRUNTIME_MIN_OPSET}
@@ -64,13 +68,18 @@ def check_ranges(program: Program, origin) -> None:
                 )
 
 
-def check_written_program(data: bytes, origin) -> None:
-    """The bytes compile is about to rename into place pass the loader's own checks, and
-    onnxruntime loads their reference model and every host segment: compile never
-    leaves a program that `plan` or `run` would refuse."""
+def check_written_program(path: Path, origin, program: Program) -> None:
+    """The file compile is about to rename into place passes the loader's own checks, and
+    onnxruntime loads its reference model and every host segment: compile never leaves
+    a program that `plan` or `run` would refuse. The arrays are the ones just written
+    (`program.arrays`): the loader checks each .npy header of the file against them
+    instead of reading hundreds of MB back; the reference model is loaded with its
+    stripped weights as typed inputs (their data are those arrays)."""
     try:
-        program = load_program_bytes(data, "the compiled program")
-        for name, member in sorted(program.members.items()):
+        written = load_program(path, arrays=program.arrays)
+        for name, member in sorted(written.members.items()):
+            if name == "original.onnx":
+                member = checkable_original(written)
             if name.endswith(".onnx"):
                 make_session(member, f"its member {name}")
     except AnalogcError as exc:

@@ -46,6 +46,8 @@ def weight_scale(dense, spec) -> dict:
     # concatenated copies of a layer of 100 M weights.
     dtype = np.result_type(weight.dtype, bias.dtype, np.float32)
     magnitudes = np.empty(weight.size + bias.size, dtype=dtype)
+    if weight.flags.f_contiguous and not weight.flags.c_contiguous:
+        weight = weight.T  # in memory order (Gemm's transB): the same values, no strided pass
     np.abs(weight, out=magnitudes[: weight.size].reshape(weight.shape))
     np.abs(bias, out=magnitudes[weight.size :])
     return magnitude_scale(magnitudes, spec, scratch=True)
@@ -62,7 +64,8 @@ def magnitude_scale(magnitudes: np.ndarray, spec, scratch: bool = False) -> dict
     return scale
 
 
-def emit_program(layer_graph, blocks, placement, spec, source_model: onnx.ModelProto, model_name: str, original: bytes) -> Program:
+def emit_program(layer_graph, blocks, placement, spec, source_model: onnx.ModelProto, model_name: str, original: bytes,
+                 stripped: list | None = None) -> Program:
     """Everything the runtime needs, and nothing it must look up in the mapper."""
     layers = layer_graph.dense_layers
     tiles_of = {}
@@ -118,6 +121,7 @@ def emit_program(layer_graph, blocks, placement, spec, source_model: onnx.ModelP
             "outputs": [t.to_json() for t in layer_graph.outputs],
             "constant_outputs": sorted(layer_graph.constant_outputs),
             "opset": next((i.version for i in source_model.opset_import if i.domain in ("", "ai.onnx")), None),
+            **({"stripped_initializers": stripped} if stripped else {}),  # kept once, in the arrays (strip_weights.py)
         },
         "target": spec.to_dict(),
         "layers": layer_entries,

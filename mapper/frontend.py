@@ -163,7 +163,9 @@ def convert_gemm(node: onnx.NodeProto, index: int, ctx: Context) -> Converted | 
     elem_type = ctx.elem_type(a) or helper.np_dtype_to_tensor_dtype(np.dtype(dtype))
     attrs = attributes(node)
     alpha, beta = float(attrs.get("alpha", 1.0)), float(attrs.get("beta", 1.0))
-    weight = np.ascontiguousarray(weight.T if attrs.get("transB", 0) else weight, dtype=np.float32)
+    # A view when B is float32 (transB: Fortran-ordered): a 400 MB weight is not copied;
+    # the program writes it in that order and its reader hands it back C-ordered.
+    weight = np.asarray(weight.T if attrs.get("transB", 0) else weight, dtype=np.float32)
     if alpha != 1.0:
         weight = weight * np.float32(alpha)
     n = weight.shape[1]

@@ -11,6 +11,7 @@ import numpy as np
 
 from analogc.errors import AnalogcError
 from analogc.runtime.host import make_session, run_session
+from analogc.runtime.original_model import original_bytes
 
 DEFAULT_BATCH = 256
 
@@ -102,7 +103,7 @@ class Reference:
 
             self.session = make_session(export_bytes(program), "the trained model")
         else:
-            self.session = make_session(program.members["original.onnx"], "the original model")
+            self.session = make_session(original_bytes(program), "the original model")
         self.outputs = [o["name"] for o in program.meta["model"]["outputs"]]
 
     def __call__(self, feeds: dict) -> list[np.ndarray]:

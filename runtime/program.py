@@ -30,7 +30,8 @@ from analogc.atomic import atomic_path
 from analogc.errors import AnalogcError
 from analogc.memory import check_fits
 from analogc.npy_read import MAX_COMPRESSION_RATIO, MAX_MEMBER_BYTES  # noqa: F401 (the limits, for tests)
-from analogc.npy_read import check_unique_members, check_zip_member, read_npz
+from analogc.npy_read import check_unique_members, check_zip_member, read_header, read_npz
+from analogc.runtime.original_model import check_stripped
 from analogc.runtime.program_check import check_program
 
 FORMAT_VERSION = 1
@@ -85,36 +86,65 @@ def program_identity(meta: dict) -> str:
     return meta_digest(meta, wall_clock=False)
 
 
-def arrays_to_bytes(arrays: dict) -> bytes:
-    buffer = io.BytesIO()
-    # asarray, not ascontiguousarray: that one turns 0-d arrays into shape (1,).
-    np.savez(buffer, **{k: np.asarray(v, order="C") for k, v in sorted(arrays.items())})
-    return buffer.getvalue()
+def write_arrays(stream, arrays: dict) -> None:
+    """arrays.npz into a writable stream, one .npy member at a time (no copy of the whole
+    archive in memory: for the VGG-19 FC stack that would be 500 MB twice). Arrays keep
+    their memory order (a Fortran-ordered weight is written as numpy writes it, no
+    transpose); `read_arrays` hands them back C-ordered."""
+    with zipfile.ZipFile(stream, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as npz:
+        for name, value in sorted(arrays.items()):
+            info = zipfile.ZipInfo(f"{name}.npy", (1980, 1, 1, 0, 0, 0))
+            with npz.open(info, "w", force_zip64=True) as member:
+                np.lib.format.write_array(member, np.asarray(value), allow_pickle=False)
+
+
+class HashingWriter:
+    """A write-only stream that passes bytes on and hashes them on the way (sha256)."""
+
+    def __init__(self, target):
+        self.target, self.hash = target, hashlib.sha256()
+
+    def write(self, data) -> int:
+        self.hash.update(data)
+        return self.target.write(data)
+
+    def flush(self) -> None:
+        self.target.flush()
 
 
 def save_program(program: Program, path: str | Path) -> None:
-    """Write the archive to a temporary file beside `path`, then rename it into place."""
-    payload = {ARRAYS: arrays_to_bytes(program.arrays), **program.members}
+    """Write the archive to a temporary file beside `path`, then rename it into place.
+    arrays.npz is streamed into its member and hashed as it goes; program.json, which
+    holds every member's checksum, is written last."""
     meta = dict(program.meta)
     meta["format_version"] = FORMAT_VERSION
-    meta["checksums"] = {name: sha256(data) for name, data in sorted(payload.items())}
-    meta["program_sha256"] = meta_digest(meta)
+    checksums = {}
     with atomic_path(path) as tmp:
         with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as archive:
-            archive.writestr(zipfile.ZipInfo(PROGRAM_JSON, (1980, 1, 1, 0, 0, 0)), json.dumps(meta, indent=1, sort_keys=True))
-            for name, data in sorted(payload.items()):
+            info = zipfile.ZipInfo(ARRAYS, (1980, 1, 1, 0, 0, 0))
+            info.compress_type = zipfile.ZIP_STORED  # weights barely compress and deflating hundreds of MB is slow
+            with archive.open(info, "w", force_zip64=True) as member:
+                hashing = HashingWriter(member)
+                write_arrays(hashing, program.arrays)
+            checksums[ARRAYS] = hashing.hash.hexdigest()
+            for name, data in sorted(program.members.items()):
                 info = zipfile.ZipInfo(name, (1980, 1, 1, 0, 0, 0))
-                # Weights barely compress and deflating hundreds of MB is slow: store them.
                 info.compress_type = zipfile.ZIP_STORED if len(data) > 1 << 20 else zipfile.ZIP_DEFLATED
                 archive.writestr(info, data)
+                checksums[name] = sha256(data)
+            meta["checksums"] = dict(sorted(checksums.items()))
+            meta["program_sha256"] = meta_digest(meta)
+            archive.writestr(zipfile.ZipInfo(PROGRAM_JSON, (1980, 1, 1, 0, 0, 0)), json.dumps(meta, indent=1, sort_keys=True))
 
 
-def load_program(path: str | Path) -> Program:
-    """Read and verify an archive; every defect is an AnalogcError naming the file."""
+def load_program(path: str | Path, arrays: dict | None = None) -> Program:
+    """Read and verify an archive; every defect is an AnalogcError naming the file.
+    With `arrays` (the ones just saved into it: compile's check before the rename),
+    arrays.npz's .npy headers are checked against them instead of reading it back."""
     path = Path(path)
     if not path.is_file():
         raise AnalogcError(f"{path}: no such file" if not path.exists() else f"{path}: not a file")
-    return read_program(path, path)
+    return read_program(path, path, arrays)
 
 
 def load_program_bytes(data: bytes, name: str = "program") -> Program:
@@ -123,7 +153,7 @@ def load_program_bytes(data: bytes, name: str = "program") -> Program:
     return read_program(io.BytesIO(data), Path(name))
 
 
-def read_program(source, path: Path) -> Program:
+def read_program(source, path: Path, known_arrays: dict | None = None) -> Program:
     """Open the archive in `source` (a path or a binary file object) and verify it."""
     try:
         archive = zipfile.ZipFile(source)
@@ -140,13 +170,46 @@ def read_program(source, path: Path) -> Program:
             raise AnalogcError(f"{path}: program.json has no checksums for its members")
         members = {}
         for name, expected in checksums.items():
+            if name == ARRAYS and known_arrays is not None:
+                check_array_headers(archive, known_arrays, path)
+                continue
             data = read_member(archive, name, path)
             if sha256(data) != expected:
                 raise AnalogcError(f"{path}: checksum mismatch for member {name} (file corrupted or edited)")
             members[name] = data
-    arrays = read_arrays(members.pop(ARRAYS), path)
+    arrays = read_arrays(members.pop(ARRAYS), path) if known_arrays is None else known_arrays
     check_program(meta, arrays, members, str(path))
+    check_stripped(meta, arrays, lambda what: fail_inconsistent(path, what))
     return Program(meta, arrays, members)
+
+
+def fail_inconsistent(path: Path, what: str):
+    raise AnalogcError(f"{path}: inconsistent tile program: {what}")
+
+
+def check_array_headers(archive: zipfile.ZipFile, arrays: dict, path: Path) -> None:
+    """arrays.npz holds exactly `arrays`, each .npy header giving its dtype and shape
+    (the data were hashed as they were written; not read back)."""
+    where = f"{path}: {ARRAYS}"
+    try:
+        info = archive.getinfo(ARRAYS)
+    except KeyError:
+        raise AnalogcError(f"{path}: member {ARRAYS} is missing") from None
+    check_zip_member(info, f"{path}: member {ARRAYS}")
+    try:
+        with archive.open(info) as stream, zipfile.ZipFile(stream) as npz:
+            found = {}
+            for item in npz.infolist():
+                with npz.open(item) as member:
+                    shape, dtype, _ = read_header(member, item.file_size, f"{where}: array {item.filename[:-4]}")
+                found[item.filename[:-4]] = (tuple(shape), dtype)
+    except AnalogcError:
+        raise
+    except (zipfile.BadZipFile, zlib.error, OSError, EOFError, ValueError) as exc:
+        raise AnalogcError(f"{where}: not a readable .npz archive ({exc})") from None
+    expected = {name: (tuple(np.shape(value)), np.asarray(value).dtype) for name, value in arrays.items()}
+    if found != expected:
+        raise AnalogcError(f"{where}: does not hold the arrays that were written")
 
 
 def read_member(archive: zipfile.ZipFile, name: str, path: Path) -> bytes:
@@ -187,5 +250,6 @@ def read_meta(archive: zipfile.ZipFile, path: Path) -> dict:
 
 
 def read_arrays(data: bytes, path: Path) -> dict:
-    """arrays.npz: every entry a .npy array (never unpickled), sizes checked like members."""
-    return read_npz(data, f"{path}: {ARRAYS}")
+    """arrays.npz: every entry a .npy array (never unpickled), sizes checked like members;
+    C-ordered for the runtime (asarray keeps a 0-d array 0-d)."""
+    return {name: np.asarray(value, order="C") for name, value in read_npz(data, f"{path}: {ARRAYS}").items()}

@@ -165,6 +165,7 @@ if HAVE_NUMBA:
                 counts[l, 0] += fired  # pulses
                 counts[l, 1] += fired  # pulses since the last transfer
                 counts[l, 2] += 1  # examples since the last transfer
+                counts[l, 3] = fired  # in this update
                 delta = delta_prev
             done += 1
             stop = False
@@ -221,7 +222,7 @@ class CompiledChain:
         dv = cap.g_per_volt * 0.5 * (cap.dv_up + cap.dv_down)
         # coef = −η·us·s / (dG/dV·ΔV nominal), as TrainableLayer.update (η applied in the kernel)
         coef_per_lr = np.array([-l.us * l.state.sign / dv for l in layers], dtype=np.float64)
-        counts = np.array([[l.pulses, l.state.pulses_since_transfer, l.state.examples_since_transfer] for l in layers], dtype=np.int64)
+        counts = np.array([[l.pulses, l.state.pulses_since_transfer, l.state.examples_since_transfer, 0] for l in layers], dtype=np.int64)
         empty = np.zeros(0, dtype=np.float32)
         done = _run_examples(
             self.features, self.labels, np.ascontiguousarray(order, dtype=np.int64), first_example, np.uint64(run_key), float(lr),
@@ -232,6 +233,7 @@ class CompiledChain:
             self.has_bias, self.analog_bias, self.codes, self.alphas, coef_per_lr, self.cap_limits, self.parallel,
             counts, self.due, sums,
         )
-        for layer, (pulses, since, examples) in zip(layers, counts.tolist()):
+        for layer, (pulses, since, examples, last) in zip(layers, counts.tolist()):
             layer.pulses, layer.state.pulses_since_transfer, layer.state.examples_since_transfer = pulses, since, examples
+            layer.last_fired = last  # pulses of the run's last update (tests check where transfers fall)
         return int(done)

@@ -12,6 +12,7 @@ import pytest
 
 from analogc.data import load_dataset
 from analogc.runtime.program import load_program
+from analogc.runtime.train_kernel import HAVE_NUMBA
 from analogc.runtime.trainer import Trainer, TrainOptions
 
 from .conftest import MODELS, assert_user_error
@@ -160,14 +161,18 @@ def test_the_learning_rate_decays_per_epoch_on_chip_and_baseline_alike(digits_pr
     assert rows[1]["software_baseline_accuracy"] == rows[0]["software_baseline_accuracy"]
 
 
-def test_adaptive_transfer_moves_each_layer_when_its_own_pulses_reach_the_threshold(digits_program):
+@pytest.mark.parametrize("compiled", [True, False], ids=["compiled-loop", "per-example-step"])
+def test_adaptive_transfer_moves_each_layer_when_its_own_pulses_reach_the_threshold(digits_program, compiled):
     per_cell = 40.0
     trainer = make_trainer(digits_program, None, training={"transfer_pulses": per_cell}, epochs=1, baseline=False)
+    assert (trainer.compiled is not None) == HAVE_NUMBA
+    if not compiled:
+        trainer.compiled = None  # the per-example path (`step`), as without numba
     events = {layer.name: [] for layer in trainer.layers}
     for layer in trainer.layers:
         def update(*args, layer=layer, original=layer.update):
             before = layer.state.pulses_since_transfer
-            original(*args)
+            original(*args)  # (the compiled loop sets last_fired itself)
             layer.last_fired = layer.state.pulses_since_transfer - before
 
         def transfer(rng, layer=layer, original=layer.transfer):
