@@ -8,7 +8,7 @@ import onnx
 import analogc
 from analogc.mapper.partition import array_shape, bias_on_array
 from analogc.mapper.place import lower_bound_tiles
-from analogc.mapper.weight_range import layer_w_max
+from analogc.mapper.weight_range import parts_w_max
 from analogc.runtime.program import Program
 
 
@@ -40,27 +40,25 @@ def weight_scale(dense, spec) -> dict:
     spec's rule, mapper/weight_range.py) and the µS per weight unit that maps w_max to
     F·g_prog_max."""
     with_bias = dense.bias is not None and bias_on_array(True, spec)
-    weight = np.asarray(dense.weight)
-    bias = np.asarray(dense.bias).ravel() if with_bias else np.zeros(0, dtype=weight.dtype)
-    # One buffer of |w| (then |b|), in the weights' own float type: no float64 or
-    # concatenated copies of a layer of 100 M weights.
-    dtype = np.result_type(weight.dtype, bias.dtype, np.float32)
-    magnitudes = np.empty(weight.size + bias.size, dtype=dtype)
-    if weight.flags.f_contiguous and not weight.flags.c_contiguous:
-        weight = weight.T  # in memory order (Gemm's transB): the same values, no strided pass
-    np.abs(weight, out=magnitudes[: weight.size].reshape(weight.shape))
-    np.abs(bias, out=magnitudes[weight.size :])
-    return magnitude_scale(magnitudes, spec, scratch=True)
+    # In memory order (a view, also for Gemm's transposed weights): no |w| copy of a
+    # layer of 100 M weights is made (weight_range.parts_w_max).
+    parts = [np.ravel(np.asarray(dense.weight), order="K")]
+    if with_bias:
+        parts.append(np.asarray(dense.bias).ravel())
+    return parts_scale(parts, spec)
 
 
-def magnitude_scale(magnitudes: np.ndarray, spec, scratch: bool = False) -> dict:
+def magnitude_scale(magnitudes: np.ndarray, spec) -> dict:
     """w_max, µS per weight unit and (with `periphery.adc_range = "quantile"`) the ADC's
-    range, for a layer whose array holds weights of these magnitudes (`scratch`: a flat
-    array that may be reordered in place)."""
-    w_max = layer_w_max(magnitudes, spec, scratch=scratch)  # (min_error samples an even stride: before any reordering)
+    range, for a layer whose array holds weights of these magnitudes."""
+    return parts_scale([np.asarray(magnitudes).ravel()], spec)
+
+
+def parts_scale(parts: list, spec) -> dict:
+    w_max = parts_w_max(parts, spec)
     scale = {"w_max": w_max, "us_per_weight": spec.cell.gain_f * spec.pcm.g_prog_max / w_max}
     if spec.periphery.adc_range == "quantile":
-        scale["adc_range"] = layer_w_max(magnitudes, spec, rule="quantile", scratch=scratch)
+        scale["adc_range"] = parts_w_max(parts, spec, rule="quantile")
     return scale
 
 

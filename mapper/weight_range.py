@@ -65,6 +65,71 @@ def quantile_in_place(values: np.ndarray, q: float) -> float:
     return float(above - diff * (1 - gamma)) if gamma >= 0.5 else float(below + diff * gamma)
 
 
+CHUNK = 1 << 22  # elements per pass over a large layer (16 MB of float32 temporaries)
+QUANTILE_MARGIN = 0.01  # the candidates of a quantile q: |w| at or above the sample's (q − margin) quantile
+
+
+def parts_w_max(parts: list, spec, rule: str | None = None) -> float:
+    """`layer_w_max` of the magnitudes of `parts` (flat arrays, signed or not, taken one
+    after the other) without a |w| copy of the layer: max and finiteness in passes that
+    allocate nothing, the sample by strides, a quantile from the few candidates above a
+    threshold (`parts_quantile`). The same value as layer_w_max on their concatenation."""
+    n = sum(p.size for p in parts)
+    if n == 0 or not all(np.isfinite(p.sum(dtype=np.float64)) for p in parts):
+        joined = np.concatenate([np.abs(p) for p in parts]) if parts else np.zeros(0)
+        return layer_w_max(joined, spec, rule, scratch=True)  # NaN or inf: the general path filters them
+    top = max(max(float(p.max()), -float(p.min())) for p in parts if p.size)
+    if not top > 0:
+        return 1.0
+    rule = rule or spec.cell.w_max_rule
+    if rule == "min_error":
+        w_max = min_error_w_max(parts_sample(parts, n, top).astype(np.float64), spec)
+    elif spec.cell.w_max_quantile >= 1.0:
+        w_max = top
+    else:
+        w_max = parts_quantile(parts, n, spec.cell.w_max_quantile, top)
+    return w_max if w_max > 0 and np.isfinite(w_max) else top
+
+
+def parts_sample(parts: list, n: int, top: float) -> np.ndarray:
+    """`sample` of the parts' magnitudes: every stride-th of the joined sequence, and top."""
+    if n <= MAX_SAMPLES:
+        return np.concatenate([np.abs(p) for p in parts])
+    stride = -(-n // MAX_SAMPLES)
+    picked, offset = [], 0
+    for p in parts:
+        picked.append(np.abs(p[(-offset) % stride :: stride]))
+        offset += p.size
+    values = np.concatenate(picked)
+    return np.append(values, values.dtype.type(top))
+
+
+def parts_quantile(parts: list, n: int, q: float, top: float) -> float:
+    """np.quantile of the parts' magnitudes (`quantile_in_place`'s arithmetic): only the
+    values at or above a threshold below the quantile are gathered (chunk by chunk) and
+    partially sorted; if a threshold from the sample catches too few, all of them are."""
+    index = q * (n - 1)
+    lo = int(np.floor(index))
+    need = n - lo  # the values of rank lo and above
+    threshold = float(np.quantile(parts_sample(parts, n, top), max(q - QUANTILE_MARGIN, 0.0)))
+    for bound in (threshold, -1.0):
+        gathered = []
+        for p in parts:
+            for i in range(0, p.size, CHUNK):
+                chunk = np.abs(p[i : i + CHUNK])
+                gathered.append(chunk[chunk >= bound])
+        values = np.concatenate(gathered)
+        if values.size >= need:
+            break
+    skipped = n - values.size  # all below every gathered value
+    hi = min(lo + 1, n - 1)
+    values.partition([lo - skipped, hi - skipped] if hi != lo else lo - skipped)
+    below, above = values[lo - skipped], values[hi - skipped]
+    gamma = index - lo
+    diff = above - below
+    return float(above - diff * (1 - gamma)) if gamma >= 0.5 else float(below + diff * gamma)
+
+
 def design_drift(spec) -> float:
     """L = ln(t/t0) at the design time, 0 without drift or before t0."""
     pcm, t = spec.pcm, spec.cell.w_max_design_time
