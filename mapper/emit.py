@@ -8,7 +8,7 @@ import onnx
 import analogc
 from analogc.mapper.partition import array_shape, bias_on_array
 from analogc.mapper.place import lower_bound_tiles
-from analogc.mapper.weight_range import parts_w_max
+from analogc.mapper.weight_range import parts_stats, parts_w_max
 from analogc.runtime.program import Program
 
 
@@ -55,10 +55,11 @@ def magnitude_scale(magnitudes: np.ndarray, spec) -> dict:
 
 
 def parts_scale(parts: list, spec) -> dict:
-    w_max = parts_w_max(parts, spec)
+    stats = parts_stats(parts)
+    w_max = parts_w_max(parts, spec, stats=stats)
     scale = {"w_max": w_max, "us_per_weight": spec.cell.gain_f * spec.pcm.g_prog_max / w_max}
     if spec.periphery.adc_range == "quantile":
-        scale["adc_range"] = parts_w_max(parts, spec, rule="quantile")
+        scale["adc_range"] = parts_w_max(parts, spec, rule="quantile", stats=stats)
     return scale
 
 

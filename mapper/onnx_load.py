@@ -183,7 +183,7 @@ def is_repeated(descriptor) -> bool:
 def check_text_fields(message, path: Path) -> None:
     """protobuf hands back a string field that is not valid UTF-8 as bytes (node names,
     tensor names, ...); refuse it here rather than fail later when writing JSON."""
-    for descriptor, value in message.ListFields():
+    for descriptor, value in set_fields(message):
         repeated = is_repeated(descriptor)
         if descriptor.type == descriptor.TYPE_STRING:
             values = value if repeated else [value]
@@ -192,6 +192,24 @@ def check_text_fields(message, path: Path) -> None:
         elif descriptor.type == descriptor.TYPE_MESSAGE:
             for item in value if repeated else [value]:
                 check_text_fields(item, path)
+
+
+def set_fields(message):
+    """message.ListFields(), except that a tensor's bytes fields are never fetched: each
+    fetch copies them (400 MB for one VGG layer), and bytes are not text."""
+    if message.DESCRIPTOR.name != "TensorProto":
+        return message.ListFields()
+    fields = []
+    for descriptor in message.DESCRIPTOR.fields:
+        if descriptor.type == descriptor.TYPE_BYTES:
+            continue
+        if is_repeated(descriptor):
+            value = getattr(message, descriptor.name)
+            if len(value):
+                fields.append((descriptor, value))
+        elif message.HasField(descriptor.name):
+            fields.append((descriptor, getattr(message, descriptor.name)))
+    return fields
 
 
 # Domains whose operators onnxruntime implements; anything else cannot run on the host.

@@ -40,7 +40,7 @@ def strip_weights(model: onnx.ModelProto, layers: list) -> tuple[bytes, list]:
                 if value is None:
                     value = np.frombuffer(tensor.raw_data, dtype="<f4").reshape(dims) if tensor.raw_data else numpy_helper.to_array(tensor)
                 held = dense.weight.T if transpose else dense.weight
-                if np.array_equal(value, held):  # bit for bit (no NaN in a compiled weight); in memory order for a view
+                if same_values(value, held):
                     keep[tensor.name] = {"name": tensor.name, "array": f"weight/{dense.name}", "transpose": transpose}
                     break
             if tensor.name in keep:
@@ -62,6 +62,15 @@ def strip_weights(model: onnx.ModelProto, layers: list) -> tuple[bytes, list]:
             item.key, item.value = key, value
         stripped.append(entry)
     return light.SerializeToString(), stripped
+
+
+def same_values(a: np.ndarray, b: np.ndarray, rows: int = 256) -> bool:
+    """Bit for bit (a compiled weight holds no NaN), a block of rows at a time: no
+    boolean array of a 100 M-weight layer. `b` is read in memory order when it is a
+    transposed view of C-ordered data (the usual case: Gemm's transB)."""
+    if a.shape != b.shape:
+        return False
+    return all(np.array_equal(a[i : i + rows], b[i : i + rows]) for i in range(0, a.shape[0], rows))
 
 
 def without_initializers(model: onnx.ModelProto) -> onnx.ModelProto:

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from analogc.mapper.bounded_minimum import bounded_minimum
 from analogc.runtime import devices
 
 MAX_SAMPLES = 1 << 14  # larger layers are judged on an even stride of this many weights
@@ -69,16 +70,16 @@ CHUNK = 1 << 22  # elements per pass over a large layer (16 MB of float32 tempor
 QUANTILE_MARGIN = 0.01  # the candidates of a quantile q: |w| at or above the sample's (q − margin) quantile
 
 
-def parts_w_max(parts: list, spec, rule: str | None = None) -> float:
+def parts_w_max(parts: list, spec, rule: str | None = None, stats: tuple | None = None) -> float:
     """`layer_w_max` of the magnitudes of `parts` (flat arrays, signed or not, taken one
     after the other) without a |w| copy of the layer: max and finiteness in passes that
     allocate nothing, the sample by strides, a quantile from the few candidates above a
-    threshold (`parts_quantile`). The same value as layer_w_max on their concatenation."""
-    n = sum(p.size for p in parts)
-    if n == 0 or not all(np.isfinite(p.sum(dtype=np.float64)) for p in parts):
+    threshold (`parts_quantile`). The same value as layer_w_max on their concatenation.
+    `stats` is `parts_stats(parts)` when the caller has it (two passes over the layer)."""
+    n, top = parts_stats(parts) if stats is None else stats
+    if n == 0 or not np.isfinite(top):
         joined = np.concatenate([np.abs(p) for p in parts]) if parts else np.zeros(0)
         return layer_w_max(joined, spec, rule, scratch=True)  # NaN or inf: the general path filters them
-    top = max(max(float(p.max()), -float(p.min())) for p in parts if p.size)
     if not top > 0:
         return 1.0
     rule = rule or spec.cell.w_max_rule
@@ -89,6 +90,18 @@ def parts_w_max(parts: list, spec, rule: str | None = None) -> float:
     else:
         w_max = parts_quantile(parts, n, spec.cell.w_max_quantile, top)
     return w_max if w_max > 0 and np.isfinite(w_max) else top
+
+
+def parts_stats(parts: list) -> tuple[int, float]:
+    """(count, max |value|) of the parts; the max is NaN or inf if any value is."""
+    top = 0.0
+    for p in parts:
+        if p.size:
+            high, low = float(p.max()), float(p.min())  # (a NaN anywhere makes both NaN)
+            top = max(top, high, -low) if np.isfinite(high) and np.isfinite(low) else float("nan")
+            if np.isnan(top):
+                break
+    return sum(p.size for p in parts), top
 
 
 def parts_sample(parts: list, n: int, top: float) -> np.ndarray:
@@ -195,7 +208,7 @@ def sample(magnitudes: np.ndarray, top: float | None = None) -> np.ndarray:
 def min_error_w_max(magnitudes: np.ndarray, spec) -> float:
     """For |w| (float64, at least one nonzero), the w_max in [median |w|, max |w|] with
     the least `weight_error`: a geometric scan of GRID candidates (the error need not be
-    unimodal over the whole range), then scipy's bounded Brent search between the best
+    unimodal over the whole range), then a bounded Brent search (scipy's, `bounded_minimum`) between the best
     candidate's neighbours."""
     values = magnitudes[magnitudes > 0]
     top = float(values.max())
@@ -206,8 +219,5 @@ def min_error_w_max(magnitudes: np.ndarray, spec) -> float:
     lo, hi = candidates[max(best - 1, 0)], candidates[min(best + 1, len(candidates) - 1)]
     if hi <= lo:
         return float(candidates[best])
-    from scipy.optimize import minimize_scalar  # (0.8 s to import: only the min_error rule needs it)
-
-    found = minimize_scalar(lambda w: weight_error(values, w, spec), bounds=(lo, hi), method="bounded",
-                            options={"xatol": 1e-9 * hi})
-    return float(found.x) if found.fun < errors[best] else float(candidates[best])
+    x, fun = bounded_minimum(lambda w: weight_error(values, w, spec), float(lo), float(hi), xatol=1e-9 * hi)
+    return float(x) if fun < errors[best] else float(candidates[best])

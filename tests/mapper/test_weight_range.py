@@ -131,3 +131,23 @@ def test_ideal_chip_ignores_the_weight_range(model_path):
     ideal = list(Chip(program, ideal=True).run({name: x}).values())[0]
     ref = list(Chip(compile_model(model_path, spec_with(cell__w_max_rule="quantile"), time_limit=1), ideal=True).run({name: x}).values())[0]
     np.testing.assert_allclose(ideal, ref, rtol=1e-5, atol=1e-6)
+
+
+def test_the_bounded_minimum_is_scipys_bit_for_bit():
+    """mapper/bounded_minimum.py is scipy's fminbound without its 0.8 s import."""
+    from scipy.optimize import minimize_scalar
+
+    from analogc.mapper.bounded_minimum import bounded_minimum
+
+    rng = np.random.default_rng(5)
+    for _ in range(30):
+        centre, lo = rng.uniform(-3, 3), rng.uniform(-5, 0)
+        hi = lo + rng.uniform(0.01, 10)
+        bumps = rng.uniform(0, 2)
+
+        def f(x):
+            return (x - centre) ** 2 + bumps * np.sin(3 * x)
+
+        ours = bounded_minimum(f, lo, hi, xatol=1e-9 * abs(hi))
+        theirs = minimize_scalar(f, bounds=(lo, hi), method="bounded", options={"xatol": 1e-9 * abs(hi)})
+        assert ours == (theirs.x, theirs.fun)
