@@ -145,6 +145,57 @@ def speed(main_runs: list) -> dict:
     }
 
 
+def speed_section(program_path: str, data_name: str, examples: int, repeats: int) -> dict:
+    """Examples/s of the chip (every nonideality on), the numpy float loop (runtime/float_sgd.py)
+    and a compiled float loop (bench/float_numba.py) on the same examples, interleaved:
+    per round, one chip epoch of `examples` examples, the numpy loop on the same ones
+    (timed by the trainer right after), then the numba loop on them; best of the rounds."""
+    from analogc.data import fit_to_input, load_dataset
+    from analogc.runtime.program import load_program
+    from analogc.runtime.trainer import Trainer, TrainOptions
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from float_numba import NumbaFloatChain
+
+    program = load_program(program_path)
+    data = load_dataset(data_name)
+    info = program.meta["model"]["inputs"][0]
+    feeds = lambda x: {info["name"]: fit_to_input(x, info["shape"], data.name)}  # noqa: E731
+    options = TrainOptions(epochs=0, init="random", seed=0, baseline=True, data_name=data.name, limit=examples)
+    trainer = Trainer(program, feeds(data.x_train), data.y_train, feeds(data.x_test[:500]), data.y_test[:500], options)
+    compiled = NumbaFloatChain(trainer.chain.layers, trainer.baseline.matrices)
+    compiled.train(trainer.features, trainer.y_train, trainer.order(0)[:50], trainer.lr)  # compile (cached) outside the timing
+    chip, numpy_loop, numba_loop = [], [], []
+    load_before = os.getloadavg()
+    for round_ in range(repeats):
+        trainer.options.epochs = round_ + 1
+        trainer.train()  # one more epoch: the chip, then the numpy loop on the same examples
+        row = trainer.position.history[-1]
+        chip.append(row["examples_per_s"])
+        numpy_loop.append(row["software_baseline_examples_per_s"])
+        order = trainer.order(round_)
+        start = time.perf_counter()
+        compiled.train(trainer.features, trainer.y_train, order, trainer.epoch_lr(round_))
+        numba_loop.append(len(order) / (time.perf_counter() - start))
+        print(f"  speed round {round_ + 1}: chip {chip[-1]:.0f}, numpy float {numpy_loop[-1]:.0f}, "
+              f"numba float {numba_loop[-1]:.0f} examples/s", flush=True)
+    best = {"chip": max(chip), "numpy": max(numpy_loop), "numba": max(numba_loop)}
+    return {
+        "examples_per_round": examples,
+        "rounds": repeats,
+        "chip_examples_per_s": [round(v, 1) for v in chip],
+        "numpy_float_examples_per_s": [round(v, 1) for v in numpy_loop],
+        "numba_float_examples_per_s": [round(v, 1) for v in numba_loop],
+        "chip_over_numpy_float": round(best["chip"] / best["numpy"], 3),
+        "chip_over_numba_float": round(best["chip"] / best["numba"], 3),
+        "load_average_before": [round(v, 2) for v in load_before],
+        "load_average_after": [round(v, 2) for v in os.getloadavg()],
+        "note": "best of the rounds for each side; each round: chip epoch, numpy float loop, numba float loop on the same examples, one process",
+    }
+
+
+
+
 ABLATION_MARKERS = "v^<>DPX*hsp8o"  # with tab10's colours and three dash patterns: no two lines alike
 
 
@@ -211,12 +262,28 @@ def main() -> int:
     parser.add_argument("--jobs", type=int, default=2, help="processes for the ablation runs (the main runs go first, one at a time, for the speed figures)")
     parser.add_argument("--data", nargs="*", default=list(DATASETS))
     parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument("--speed-only", action="store_true", help="only the interleaved speed comparison (merged into OUT/train.json)")
+    parser.add_argument("--speed-examples", type=int, default=10000)
+    parser.add_argument("--speed-rounds", type=int, default=3)
     parser.add_argument("--merge", action="store_true", help="keep the other datasets' results already in OUT/train.json (to re-run one dataset, e.g. with more seeds)")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     work = args.out / "train_programs"
     work.mkdir(exist_ok=True)
     report = {"machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0], "platform": platform.platform()}, "datasets": {}}
+    if args.speed_only:
+        from analogc.atomic import write_text_atomic
+
+        path = args.out / "train.json"
+        report = json.loads(path.read_text()) if path.exists() else report
+        for data in args.data:
+            program = str(compile_model(DATASETS[data], work))
+            print(f"{data}: speed ({args.speed_rounds} rounds of {args.speed_examples} examples)", flush=True)
+            section = speed_section(program, data, args.speed_examples, args.speed_rounds)
+            report["datasets"].setdefault(data, {})["speed_interleaved"] = section
+            print(json.dumps(section, indent=1), flush=True)
+        write_text_atomic(path, json.dumps(report, indent=1))
+        return 0
     if args.merge and (args.out / "train.json").exists():
         kept = json.loads((args.out / "train.json").read_text())["datasets"]
         report["datasets"] = {name: res for name, res in kept.items() if name not in args.data}

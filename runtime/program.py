@@ -86,18 +86,6 @@ def program_identity(meta: dict) -> str:
     return meta_digest(meta, wall_clock=False)
 
 
-def write_arrays(stream, arrays: dict) -> None:
-    """arrays.npz into a writable stream, one .npy member at a time (no copy of the whole
-    archive in memory: for the VGG-19 FC stack that would be 500 MB twice). Arrays keep
-    their memory order (a Fortran-ordered weight is written as numpy writes it, no
-    transpose); `read_arrays` hands them back C-ordered."""
-    with zipfile.ZipFile(stream, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as npz:
-        for name, value in sorted(arrays.items()):
-            info = zipfile.ZipInfo(f"{name}.npy", (1980, 1, 1, 0, 0, 0))
-            with npz.open(info, "w", force_zip64=True) as member:
-                np.lib.format.write_array(member, np.asarray(value), allow_pickle=False)
-
-
 class HashingWriter:
     """A write-only stream that passes bytes on and hashes them on the way (sha256)."""
 
@@ -124,8 +112,15 @@ def save_program(program: Program, path: str | Path) -> None:
             info = zipfile.ZipInfo(ARRAYS, (1980, 1, 1, 0, 0, 0))
             info.compress_type = zipfile.ZIP_STORED  # weights barely compress and deflating hundreds of MB is slow
             with archive.open(info, "w", force_zip64=True) as member:
+                # One .npy member at a time (no copy of the whole archive in memory: for the
+                # VGG-19 FC stack that would be 500 MB twice). Arrays keep their memory order
+                # (a Fortran-ordered weight is written as numpy writes it, not transposed);
+                # `read_arrays` hands them back C-ordered.
                 hashing = HashingWriter(member)
-                write_arrays(hashing, program.arrays)
+                with zipfile.ZipFile(hashing, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as npz:
+                    for name, value in sorted(program.arrays.items()):
+                        with npz.open(zipfile.ZipInfo(f"{name}.npy", (1980, 1, 1, 0, 0, 0)), "w", force_zip64=True) as entry:
+                            np.lib.format.write_array(entry, np.asarray(value), allow_pickle=False)
             checksums[ARRAYS] = hashing.hash.hexdigest()
             for name, data in sorted(program.members.items()):
                 info = zipfile.ZipInfo(name, (1980, 1, 1, 0, 0, 0))

@@ -131,7 +131,7 @@ if HAVE_NUMBA:
             new = old if n == 0 else new  # no pulse, no change (even beyond the rails)
             w[j] += wgain[j] * (new - old)
             v[j] = new
-            fired += np.int32(abs(n))
+            fired = np.int32(fired + np.int32(abs(n)))  # kept int32 (numba widens a sum to int64, which halves the vector width)
         return fired
 
     def _update_body(w, v, wgain, dv_up, dv_down, x, delta, coef, cap, v_min, v_max, key, col_cuts, tally):

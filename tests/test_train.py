@@ -395,8 +395,12 @@ def test_resume_accepts_the_same_program_compiled_again(digits_program, tmp_path
     """A recompile differs only in the placement solver's seconds: its checkpoint resumes."""
     from analogc.runtime.program import save_program
 
+    from analogc.mapper import compile_model
+    from analogc.runtime.spec import spec_from_dict
+
     make_trainer(digits_program, tmp_path / "ckpt", epochs=1, baseline=False).train()
-    again = load_program(digits_program)
+    compiled = load_program(digits_program)
+    again = compile_model(MODELS / "digits_mlp.onnx", spec_from_dict(compiled.meta["target"], origin="test"))
     again.meta["placement"]["solver"]["seconds"] += 1.5
     save_program(again, tmp_path / "again.atp")
     assert load_program(tmp_path / "again.atp").meta["program_sha256"] != load_program(digits_program).meta["program_sha256"]
