@@ -194,8 +194,6 @@ def speed_section(program_path: str, data_name: str, examples: int, repeats: int
     }
 
 
-
-
 ABLATION_MARKERS = "v^<>DPX*hsp8o"  # with tab10's colours and three dash patterns: no two lines alike
 
 
