@@ -50,6 +50,12 @@ def test_every_page_of_docs_is_linked_from_the_readme():
         assert f"](docs/{page.name})" in text, f"README.md does not link docs/{page.name}"
 
 
+def test_every_bench_is_described_in_bench_readme():
+    text = (README.parent / "bench" / "README.md").read_text()
+    for script in sorted((README.parent / "bench").glob("*.py")):
+        assert f"{script.name}](" in text or f"## {script.name}" in text, f"bench/README.md does not describe {script.name}"
+
+
 @pytest.mark.parametrize("path", DOCS, ids=lambda p: str(p.relative_to(README.parent)))
 def test_relative_links_resolve(path):
     assert path.exists()
