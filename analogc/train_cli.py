@@ -10,7 +10,7 @@ import numpy as np
 
 from analogc.atomic import check_writable_path, write_bytes_atomic
 from analogc.errors import AnalogcError
-from analogc.kernel_status import FIRST_RUN_NOTE, kernels_compiled_here
+from analogc.kernel_status import FIRST_RUN_NOTE, kernel_compilations
 from analogc.phases import Phases, report_phases
 from analogc.wording import count
 
@@ -62,12 +62,14 @@ def cmd_train(args) -> int:
     say = None if args.json else _printer(args)
     if say and not args.quiet:
         say(describe_start(trainer, epochs))
+    compiled_before = kernel_compilations()
     with TrainProgress(args, epochs) as progress, phases("train (and measure after each epoch)"):
         result = trainer.train(progress=progress)
+    compiled_during = kernel_compilations() - compiled_before
     with phases("write program"):
         save_program(trainer.current_program(), output)
     result["output"] = str(output)
-    if kernels_compiled_here():  # the first epoch's speed includes the compilation
+    if compiled_during:  # the first epoch's speed includes the compilation
         result["includes_kernel_compilation"] = True
     if args.json:
         from analogc.cli import print_json
