@@ -157,7 +157,22 @@ def seed_models() -> list[bytes]:
         {"W": rng.normal(size=(4, 4)).astype(np.float32), "sqrt2": np.array(np.sqrt(2), np.float32), "one": np.array(1, np.float32),
          "half": np.array(0.5, np.float32)},
     )
-    return [gemm, matmul, host, no_ops, sklearn.SerializeToString(), gelu]
+    vintage = onnx.ModelProto.FromString(corpus.chain_model(  # IR 3, opset 6 (upgraded to 7), initializers listed as inputs
+        [helper.make_node("Gemm", ["x", "W", "b"], ["g"], name="fc", transA=0, broadcast=1), helper.make_node("Relu", ["g"], ["d"], name="relu"),
+         helper.make_node("Gemm", ["d", "W", "b"], ["y"], name="fc2", broadcast=1)],
+        {"W": rng.normal(size=(4, 4)).astype(np.float32), "b": rng.normal(size=4).astype(np.float32)}))
+    vintage.ir_version, vintage.opset_import[0].version = 3, 6
+    vintage.graph.input.extend(helper.make_tensor_value_info(t.name, t.data_type, list(t.dims)) for t in vintage.graph.initializer)
+    attention = corpus.chain_model(  # the dynamo exporter's GELU (fused), then an activation × activation product (host)
+        [helper.make_node("MatMul", ["x", "W"], ["z"], name="mm"), helper.make_node("Div", ["z", "sqrt2"], ["d"], name="div"),
+         helper.make_node("Erf", ["d"], ["e"], name="erf"), helper.make_node("Add", ["e", "one"], ["a"], name="add"),
+         helper.make_node("Mul", ["half", "a"], ["h"], name="half"), helper.make_node("Mul", ["z", "h"], ["g"], name="mul"),
+         helper.make_node("MatMul", ["g", "W"], ["v"], name="mm2"), helper.make_node("Transpose", ["v"], ["vt"], name="t"),
+         helper.make_node("MatMul", ["g", "vt"], ["s"], name="scores"), helper.make_node("MatMul", ["s", "v"], ["y"], name="mix")],
+        {"W": rng.normal(size=(4, 4)).astype(np.float32), "sqrt2": np.array(np.sqrt(2), np.float32), "one": np.array(1, np.float32),
+         "half": np.array(0.5, np.float32)},
+    )
+    return [gemm, matmul, host, no_ops, sklearn.SerializeToString(), gelu, vintage.SerializeToString(), attention]
 
 
 SEEDS = seed_models()
