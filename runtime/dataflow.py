@@ -25,6 +25,8 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from math import gcd
 
+from analogc.runtime.replicas import positions_of_copy
+
 
 @dataclass(frozen=True)
 class BlockView:
@@ -71,7 +73,7 @@ def copy_reads(layer, copy: int) -> int:
     reads, copies = reads_of(layer), int(getattr(layer, "copies", 1))
     if getattr(layer, "replicate", "none") != "throughput" or copies <= 1:
         return reads
-    return reads // copies + int(copy < reads % copies)
+    return positions_of_copy(reads, copies, copy)
 
 
 def one_read_views(layers: list) -> list[LayerView]:
