@@ -278,3 +278,17 @@ def test_convolution_throughput_copies(cli, tmp_path):
     np.testing.assert_allclose(run_to(cli, tmp_path / "t.atp", x, tmp_path, "--ideal"), run_to(cli, tmp_path / "n.atp", x, tmp_path, "--ideal"), rtol=1e-6, atol=1e-6)
     steps = {name: json.loads(cli("cost", tmp_path / f"{name}.atp", "--json").out)["cost"]["time_by_layer_kind_s"][conv["name"]]["read_steps"] for name in ("n", "t")}
     assert steps["n"] == pytest.approx(64 * steps["t"])
+
+
+@pytest.mark.parametrize("mode", ["throughput", "accuracy"])
+def test_replicated_plans_and_runs_are_deterministic(cli, tmp_path, mode):
+    model = sequence_model(tmp_path / "seq.onnx", positions=7)
+    for name in ("a", "b"):
+        compile_to(cli, model, tmp_path / f"{name}.atp", "--target", "tiny", "--replicate", mode, "--seed", "3")
+    a, b = load_program(tmp_path / "a.atp"), load_program(tmp_path / "b.atp")
+    assert program_identity(a.meta) == program_identity(b.meta)
+    x = np.random.default_rng(2).normal(size=(6, 7, 16)).astype(np.float32)
+    first = run_to(cli, tmp_path / "a.atp", x, tmp_path, "--seed", "5")
+    again = run_to(cli, tmp_path / "b.atp", x, tmp_path, "--seed", "5")
+    assert np.array_equal(first, again)
+    assert not np.array_equal(first, run_to(cli, tmp_path / "a.atp", x, tmp_path, "--seed", "6"))
