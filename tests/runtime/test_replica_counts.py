@@ -30,3 +30,14 @@ def test_shared_positions_by_hand():
     assert shared_positions(7, ("throughput", 2), 0, ("throughput", 3), 0) == 2  # {0, 6}
     assert shared_positions(7, ("accuracy", 4), 0, ("throughput", 3), 1) == 2  # {1, 4}
     assert shared_positions(7, ("none", 1), 0, ("none", 1), 0) == 7
+
+
+def test_position_rows_is_the_modulo_rule():
+    import numpy as np
+
+    from analogc.runtime.replicas import position_rows
+
+    for rows, positions, copies in [(0, 1, 3), (12, 4, 3), (35, 7, 7), (35, 7, 10), (30, 1, 4), (20, 6, 4), (64 * 5, 64, 51)]:
+        expected = [np.flatnonzero((np.arange(rows) % positions) % copies == c) for c in range(copies)]
+        got = position_rows(rows, positions, copies)
+        assert len(got) == copies and all(np.array_equal(g, e) for g, e in zip(got, expected)), (rows, positions, copies)
