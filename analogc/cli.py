@@ -67,6 +67,11 @@ def build_parser() -> ArgumentParser:
         help="copies of layers on spare tiles: throughput (copies read different positions, fewest steps for the slowest layer) "
         "or accuracy (up to 16 copies of every layer, reads averaged); default none",
     )
+    p.add_argument(
+        "--fold-batchnorm", action="store_true",
+        help="fold an inference BatchNormalization that follows a Conv (or a layer on vectors) into its weights and bias; "
+        "by default it runs on the host",
+    )
     add_common(p, seed=True)
     p.set_defaults(handler="compile")
 

@@ -35,7 +35,8 @@ def cmd_compile(args) -> int:
         raise AnalogcError(f"{output}: the output of compile must end in .atp")
     check_writable_path(output)  # fail before compiling, not after
     with phases("compile (frontend, placement, emission)"):
-        program = compile_model(args.model, spec, placer=args.placer, time_limit=args.time_limit, seed=args.seed, replicate=args.replicate)
+        program = compile_model(args.model, spec, placer=args.placer, time_limit=args.time_limit, seed=args.seed, replicate=args.replicate,
+                                fold_batchnorm=args.fold_batchnorm)
     with phases("write program"):
         with atomic_path(output) as tmp:
             save_program(program, tmp)

@@ -75,6 +75,7 @@ def plan_json(program) -> dict:
         "schedule": schedule_summary(program),
         "cost_estimate": cost_estimate(program),
         **({"opset_converted": program.meta["model"]["opset_converted"]} if "opset_converted" in program.meta["model"] else {}),
+        "batchnorm_folded": bool(program.meta["model"].get("batchnorm_folded", False)),
     }
 
 
@@ -184,6 +185,8 @@ def print_plan(program, console: Console, verbose: bool = False) -> None:
         converted = plan["opset_converted"]
         console.print(f"model upgraded from ONNX opset {converted['from']} to {converted['to']} (onnxruntime runs opset "
                       f"{converted['to']} and later); the reference and host segments use the upgraded model", markup=False)
+    if plan["batchnorm_folded"]:
+        console.print("BatchNormalization after a layer folded into its weights and bias (compile --fold-batchnorm)", markup=False)
     schedule = plan["schedule"]
     console.print(
         f"schedule: {count(schedule['serialized_pairs'], 'block pair')} {'shares' if schedule['serialized_pairs'] == 1 else 'share'} tile rows or columns; "

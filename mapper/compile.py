@@ -19,12 +19,15 @@ from analogc.runtime.program import Program, load_program
 from analogc.runtime.program_check import RANGE_LIMITS, is_range
 
 
-def compile_model(model_path: str | Path, spec, placer: str = "cpsat", time_limit: float = 5.0, seed: int = 0, replicate: str = "none") -> Program:
+def compile_model(model_path: str | Path, spec, placer: str = "cpsat", time_limit: float = 5.0, seed: int = 0, replicate: str = "none",
+                  fold_batchnorm: bool = False) -> Program:
     """Frontend, partition, place, emit; errors are AnalogcErrors naming the model file.
     `replicate` (none, throughput, accuracy): copies of layers on spare tiles
-    (mapper/replicate.py); a plan that gains no copy is the plan without replication."""
+    (mapper/replicate.py); a plan that gains no copy is the plan without replication.
+    `fold_batchnorm`: absorb an inference BatchNormalization after a layer into its weights
+    (default: it stays a host segment, as the contract says)."""
     check_mode(replicate)
-    layer_graph, model, self_contained = load_layer_graph(model_path)
+    layer_graph, model, self_contained = load_layer_graph(model_path, fold_batchnorm)
     layers = layer_graph.dense_layers
     try:
         blocks = partition(layers, spec)
@@ -43,6 +46,8 @@ def compile_model(model_path: str | Path, spec, placer: str = "cpsat", time_limi
         original = Path(model_path).read_bytes()  # the file's own bytes, exactly
     program = emit_program(layer_graph, blocks, placement, spec, model, Path(model_path).stem, original, stripped)
     annotate_copies(program.meta, placement)
+    if fold_batchnorm:
+        program.meta["model"]["batchnorm_folded"] = True
     if layer_graph.opset_converted_from is not None:
         program.meta["model"]["opset_converted"] = {"from": layer_graph.opset_converted_from, "to": ONNXRUNTIME_MIN_OPSET}
     check_ranges(program, model_path)

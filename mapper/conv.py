@@ -5,8 +5,8 @@ constant weight into a `Dense` with `ConvGeometry`: any number of spatial axes (
 2-D, ...), explicit pads and every auto_pad mode, strides and dilations. Its row order
 (c, kernel offsets) is the one `runtime.im2col.patches` forms the patches in. Then, as for
 dense layers, the converter absorbs
-- a following inference-mode BatchNormalization with constant parameters (a per-channel
-  affine map folded into the weight and bias, as inference compilers do), and
+- with `compile --fold-batchnorm`, a following inference-mode BatchNormalization with
+  constant parameters (mapper/fusion.py; by default it stays a host segment), and
 - an element-wise activation (the frontend's `fuse_activation`); a Softmax is not
   absorbed, since the tile's outputs are channels and ONNX's axes are not.
 
@@ -22,6 +22,7 @@ import numpy as np
 import onnx
 
 from analogc.mapper.frontend import ANALOG_DTYPES, Context, Converted, as_float32, attributes, converter, fuse_activation, node_label, text_attribute
+from analogc.mapper.fusion import fold_batch_norm
 from analogc.mapper.layer_graph import ConvGeometry, Dense, type_dims
 from analogc.runtime.im2col import AUTO_PADS, resolve_pads
 
@@ -66,7 +67,8 @@ def convert_conv(node: onnx.NodeProto, index: int, ctx: Context) -> Converted | 
                   onnx_nodes=[node_label(node, index)], conv=geometry)
     dense.input_shape = type_dims(ctx.value_types.get(x))
     fused = [index]
-    fold_batch_norm(dense, fused, ctx)
+    if ctx.fold_batchnorm:
+        fold_batch_norm(dense, fused, ctx)
     found = ctx.sole_consumer(dense.output)
     if found is None or found[1].op_type not in SOFTMAX_OPS:
         fuse_activation(dense, fused, None, ctx)
@@ -116,33 +118,3 @@ def unroll(weight: np.ndarray, group: int) -> np.ndarray:
         cols = slice(g * out_group, (g + 1) * out_group)
         matrix[rows, cols] = weight[cols].reshape(out_group, -1).T
     return matrix
-
-
-def fold_batch_norm(dense: Dense, fused: list, ctx: Context) -> None:
-    """Absorb an inference-mode BatchNormalization that is the only reader of the layer's
-    output: y = s·(conv − mean) + β with s = γ/√(var + ε) per channel, so the weight's
-    columns scale by s and the bias becomes s·(b − mean) + β."""
-    found = ctx.sole_consumer(dense.output)
-    if found is None or found[1].op_type != "BatchNormalization":
-        return
-    bn_index, bn = found
-    if bn.input[0] != dense.output:
-        return  # the layer's output is one of the statistics, not the normalised tensor
-    attrs = attributes(bn)
-    params = list(bn.input[1:5])
-    if len(params) != 4 or any(p not in ctx.constants for p in params) or attrs.get("training_mode", 0) or not attrs.get("spatial", 1):
-        return
-    if any(o and (ctx.consumers.get(o) or o in ctx.graph_outputs) for o in bn.output[1:]):
-        return  # running statistics are read: a training-mode graph
-    gamma, beta, mean, var = (np.asarray(ctx.constants[p], dtype=np.float64).reshape(-1) for p in params)
-    n = dense.weight.shape[1]
-    if any(v.size != n for v in (gamma, beta, mean, var)):
-        return
-    scale = gamma / np.sqrt(var + float(attrs.get("epsilon", 1e-5)))
-    bias = dense.bias.astype(np.float64) if dense.bias is not None else np.zeros(n)
-    dense.weight = (dense.weight.astype(np.float64) * scale).astype(np.float32)
-    dense.bias = ((bias - mean) * scale + beta).astype(np.float32)
-    dense.output = bn.output[0]
-    dense.onnx_nodes.append(node_label(bn, bn_index))
-    fused.append(bn_index)
-    ctx.claimed.add(bn_index)

@@ -18,7 +18,7 @@ from onnx import helper
 
 from analogc.errors import AnalogcError
 from analogc.mapper.constants import fold_constants
-from analogc.mapper.fusion import fuse_activation
+from analogc.mapper.fusion import fold_batch_norm, fuse_activation
 from analogc.mapper.host_grouping import declare_layer_output, group_host_segments
 from analogc.mapper.host_segment import node_reads
 from analogc.mapper.layer_graph import Dense, LayerGraph, TensorInfo, build_digraph, type_dims
@@ -55,6 +55,7 @@ class Context:
     layer_names: set = field(default_factory=set)
     new_names: set = field(default_factory=set)
     notes: list = field(default_factory=list)  # {node, op, reason}: layer-like nodes left to the host
+    fold_batchnorm: bool = False  # compile --fold-batchnorm: absorb inference BatchNormalization into the layer
 
     def layer_name(self, node: onnx.NodeProto, index: int) -> str:
         """The layer is named for its node (unique among layers and new tensors)."""
@@ -189,6 +190,8 @@ def convert_gemm(node: onnx.NodeProto, index: int, ctx: Context) -> Converted | 
     dense = Dense(name, x, output, weight.astype(np.float32, copy=False), as_float32(bias), dtype=dtype, onnx_nodes=[node_label(node, index)])
     fused = [index]
     if not after:
+        if ctx.fold_batchnorm:
+            fold_batch_norm(dense, fused, ctx)
         fuse_activation(dense, fused, 2, ctx)
     return Converted(dense, fused, before, after)
 
@@ -235,6 +238,8 @@ def convert_matmul(node: onnx.NodeProto, index: int, ctx: Context) -> Converted 
                 dense.onnx_nodes.append(node_label(add, add_index))
                 fused.append(add_index)
                 ctx.claimed.add(add_index)
+    if ctx.fold_batchnorm and out_rank == 2:  # (BatchNormalization normalises axis 1)
+        fold_batch_norm(dense, fused, ctx)
     fuse_activation(dense, fused, out_rank, ctx)
     return Converted(dense, fused)
 
@@ -301,19 +306,20 @@ def tensor_info(value: onnx.ValueInfoProto) -> TensorInfo:
     return TensorInfo(value.name, dtype, shape)
 
 
-def load_layer_graph(path: str | Path) -> tuple[LayerGraph, onnx.ModelProto, bool]:
+def load_layer_graph(path: str | Path, fold_batchnorm: bool = False) -> tuple[LayerGraph, onnx.ModelProto, bool]:
     """Read an ONNX file: its layer graph, the checked and inferred model (upgraded to an
     opset onnxruntime runs, if it was older), and whether the file's bytes are that model
     (self-contained: no external data, not upgraded)."""
     model, self_contained = load_onnx(path)
     model, converted_from = upgrade_old_opset(model, path)
-    graph = build_layer_graph(model, str(path))
+    graph = build_layer_graph(model, str(path), fold_batchnorm)
     graph.opset_converted_from = converted_from
     return graph, model, self_contained and converted_from is None
 
 
-def build_layer_graph(model: onnx.ModelProto, origin: str = "model") -> LayerGraph:
-    """Split the model into Dense layers and host segments, in an executable order."""
+def build_layer_graph(model: onnx.ModelProto, origin: str = "model", fold_batchnorm: bool = False) -> LayerGraph:
+    """Split the model into Dense layers and host segments, in an executable order.
+    BatchNormalization stays a host segment unless `fold_batchnorm` asks to absorb it."""
     model, bypassed = without_no_ops(model)
     graph = model.graph
     constants, folded = fold_constants(model)
@@ -334,7 +340,8 @@ def build_layer_graph(model: onnx.ModelProto, origin: str = "model") -> LayerGra
             consumers.setdefault(tensor, []).append(index)
     opset = next((imp.version for imp in model.opset_import if imp.domain in ("", "ai.onnx")), 1)
     ctx = Context(
-        model, origin, constants, value_types, consumers, {o.name for o in graph.output}, opset, set(folded), names
+        model, origin, constants, value_types, consumers, {o.name for o in graph.output}, opset, set(folded), names,
+        fold_batchnorm=fold_batchnorm,
     )
     items = []  # Dense layers and host NodeProtos in execution order
     for index, node in enumerate(graph.node):

@@ -166,3 +166,34 @@ def convert_softmax(node, rank, opset):
 @activation("LogSoftmax")
 def convert_log_softmax(node, rank, opset):
     return ("log_softmax", {}) if last_axis_softmax(node, rank, opset) else None
+
+
+def fold_batch_norm(dense: Dense, fused: list, ctx: Context) -> None:
+    """Absorb an inference-mode BatchNormalization that is the only reader of the layer's
+    output (`compile --fold-batchnorm`; the caller makes sure the normalised axis is the
+    layer's output channels): y = s·(x·W + b − mean) + β with s = γ/√(var + ε) per
+    channel, so the weight's columns scale by s and the bias becomes s·(b − mean) + β."""
+    found = ctx.sole_consumer(dense.output)
+    if found is None or found[1].op_type != "BatchNormalization":
+        return
+    bn_index, bn = found
+    if bn.input[0] != dense.output:
+        return  # the layer's output is one of the statistics, not the normalised tensor
+    attrs = attributes(bn)
+    params = list(bn.input[1:5])
+    if len(params) != 4 or any(p not in ctx.constants for p in params) or attrs.get("training_mode", 0) or not attrs.get("spatial", 1):
+        return
+    if any(o and (ctx.consumers.get(o) or o in ctx.graph_outputs) for o in bn.output[1:]):
+        return  # running statistics are read: a training-mode graph
+    gamma, beta, mean, var = (np.asarray(ctx.constants[p], dtype=np.float64).reshape(-1) for p in params)
+    n = dense.weight.shape[1]
+    if any(v.size != n for v in (gamma, beta, mean, var)):
+        return
+    scale = gamma / np.sqrt(var + float(attrs.get("epsilon", 1e-5)))
+    bias = dense.bias.astype(np.float64) if dense.bias is not None else np.zeros(n)
+    dense.weight = (dense.weight.astype(np.float64) * scale).astype(np.float32)
+    dense.bias = ((bias - mean) * scale + beta).astype(np.float32)
+    dense.output = bn.output[0]
+    dense.onnx_nodes.append(node_label(bn, bn_index))
+    fused.append(bn_index)
+    ctx.claimed.add(bn_index)

@@ -43,9 +43,9 @@ CASES = {
 }
 
 
-def compile_to_file(cli, model, tmp_path, placer: str = "greedy"):
+def compile_to_file(cli, model, tmp_path, placer: str = "greedy", *options):
     program = tmp_path / "model.atp"
-    result = cli("compile", model, "--target", "tiny", "-o", program, "--placer", placer, "-q")
+    result = cli("compile", model, "--target", "tiny", "-o", program, "--placer", placer, "-q", *options)
     assert result.code == 0, result.err
     return program
 
@@ -64,14 +64,32 @@ def test_conv_ideal_matches_onnxruntime(cli, tmp_path, case):
     if not keywords.get("after", ("Relu",)):
         keywords = {**keywords, "after": ("Identity",)}
     model = conv_model(tmp_path / "model.onnx", **keywords)
-    program = compile_to_file(cli, model, tmp_path)
+    program = compile_to_file(cli, model, tmp_path, "greedy", *(["--fold-batchnorm"] if keywords.get("batch_norm") else []))
     plan = json.loads(cli("plan", program, "--json").out)
     (layer,) = plan["layers"]
-    assert layer["kind"] == "conv" and plan["host_segments"] == []  # the activation (and BN) fused too
+    assert layer["kind"] == "conv" and plan["host_segments"] == []  # the activation (and BN, when asked) fused too
     x = conv_input(model)
     expected = ort.InferenceSession(str(model), providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
     assert layer["reads_per_example"] == int(np.prod(expected.shape[2:]))
     np.testing.assert_allclose(run_ideal(cli, program, x, tmp_path), expected, rtol=RTOL, atol=ATOL)
+
+
+def test_batch_norm_stays_on_the_host_unless_folding_is_asked(cli, tmp_path):
+    """The contract keeps BatchNormalization a host segment; --fold-batchnorm absorbs it
+    into the conv's weight and bias. Both match onnxruntime in ideal mode."""
+    model = conv_model(tmp_path / "model.onnx", **CASES["batch_norm_folded_then_relu"])
+    x = conv_input(model)
+    expected = ort.InferenceSession(str(model), providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+    plan = json.loads(cli("plan", compile_to_file(cli, model, tmp_path), "--json").out)
+    (layer,) = plan["layers"]
+    nodes = [node for segment in plan["host_segments"] for node in segment["onnx_nodes"]]
+    assert layer["kind"] == "conv" and layer["activation"] == "identity" and "bn" in nodes and "relu0" in nodes
+    assert plan["batchnorm_folded"] is False
+    np.testing.assert_allclose(run_ideal(cli, tmp_path / "model.atp", x, tmp_path), expected, rtol=RTOL, atol=ATOL)
+    plan = json.loads(cli("plan", compile_to_file(cli, model, tmp_path, "greedy", "--fold-batchnorm"), "--json").out)
+    assert plan["host_segments"] == [] and plan["layers"][0]["activation"] == "relu" and plan["batchnorm_folded"] is True
+    assert "BatchNormalization after a layer folded" in cli("plan", tmp_path / "model.atp").out
+    np.testing.assert_allclose(run_ideal(cli, tmp_path / "model.atp", x, tmp_path), expected, rtol=RTOL, atol=ATOL)
 
 
 def test_plan_reports_conv_geometry_and_row_splits(cli, tmp_path):
@@ -126,7 +144,7 @@ def test_conv_compiles_with_cpsat_and_runs_in_default_mode_deterministically(cli
 @pytest.mark.parametrize("case", ["grouped_2_same_upper", "batch_norm_folded_then_relu", "1d_k3_d2_explicit_pads", "k4_s3_same_upper"])
 def test_export_writes_conv_ops_that_reproduce_run_ideal(cli, tmp_path, case):
     model = conv_model(tmp_path / "model.onnx", **CASES[case])
-    program = compile_to_file(cli, model, tmp_path)
+    program = compile_to_file(cli, model, tmp_path, "greedy", *(["--fold-batchnorm"] if CASES[case].get("batch_norm") else []))
     assert cli("export", program, "-o", tmp_path / "exported.onnx").code == 0
     exported = onnx.load(str(tmp_path / "exported.onnx"))
     assert "Conv" in [n.op_type for n in exported.graph.node] and "BatchNormalization" not in [n.op_type for n in exported.graph.node]
