@@ -25,6 +25,7 @@ from analogc.mapper.layer_graph import Dense, LayerGraph, TensorInfo, build_digr
 from analogc.mapper.no_ops import without_no_ops
 from analogc.mapper.node_attrs import attributes, node_label, text_attribute
 from analogc.mapper.onnx_load import load_onnx, upgrade_old_opset
+from analogc.mapper.shape_probe import probe_unknown_ranks
 
 ANALOG_DTYPES = {onnx.TensorProto.FLOAT: "float32", onnx.TensorProto.FLOAT16: "float16", onnx.TensorProto.DOUBLE: "float64"}
 
@@ -329,6 +330,7 @@ def build_layer_graph(model: onnx.ModelProto, origin: str = "model", fold_batchn
         if value.type.HasField("tensor_type") or value.type.ByteSize():
             value_types[value.name] = value.type
     declare_shape_keeping_outputs(graph, value_types)
+    probe_unknown_ranks(model, value_types)
     consumers: dict[str, list[int]] = {}
     names = {v.name for v in list(graph.input) + list(graph.output)} | set(constants)
     for index, node in enumerate(graph.node):

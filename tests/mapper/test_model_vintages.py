@@ -102,6 +102,21 @@ def test_scaler_in_front_of_the_layers(tmp_path):
     compile_and_compare(model, tmp_path)
 
 
+def test_layers_after_an_op_without_shape_inference(tmp_path):
+    """skl2onnx's ColumnTransformer output: Scaler, then FeatureVectorizer (no ONNX
+    shape inference: every tensor after it has no shape, its rank unknown to the
+    frontend until it runs the model once). Both MatMul + 1-D bias Add pairs are layers."""
+    model = scaler_mlp()
+    graph = model.graph
+    graph.node.insert(1, helper.make_node("FeatureVectorizer", ["s"], ["fv"], domain="ai.onnx.ml", name="vectorizer", inputdimensions=[20]))
+    graph.node[2].input[0] = "fv"
+    onnx.checker.check_model(model)
+    assert not any(v.name == "m1" for v in onnx.shape_inference.infer_shapes(model).graph.value_info)
+    structure = layer_graph(model, tmp_path)
+    assert [(d.onnx_nodes, d.bias is not None) for d in structure.dense_layers] == [(["mm1", "add1", "relu1"], True), (["mm2", "add2"], True)]
+    compile_and_compare(model, tmp_path)
+
+
 @pytest.mark.parametrize("opset", [1, 6])
 def test_opset_before_7_is_upgraded_and_the_plan_says_so(tmp_path, cli, opset):
     """onnxruntime has no kernel for Gemm before opset 7: compile upgrades the model with
