@@ -330,7 +330,7 @@ def build_layer_graph(model: onnx.ModelProto, origin: str = "model", fold_batchn
         if value.type.HasField("tensor_type") or value.type.ByteSize():
             value_types[value.name] = value.type
     declare_shape_keeping_outputs(graph, value_types)
-    probe_unknown_ranks(model, value_types)
+    probe_unknown_ranks(model, value_types, lambda node: ("" if node.domain == "ai.onnx" else node.domain, node.op_type) in CONVERTERS)
     consumers: dict[str, list[int]] = {}
     names = {v.name for v in list(graph.input) + list(graph.output)} | set(constants)
     for index, node in enumerate(graph.node):

@@ -3,8 +3,9 @@
 Some ops have no shape inference (ai.onnx.ml's FeatureVectorizer, contrib ops): every
 tensor after them has no shape, so a layer reading one could not be placed (its host
 segment must declare the shape of what it hands over) and stayed on the host. One
-onnxruntime run of the model on zeros, with those tensors as extra outputs, gives their
-element type and rank. Sizes may depend on the input, so every dimension is declared
+onnxruntime run of the model on zeros, with the inputs of such would-be layers as extra
+outputs, gives their element type and rank (the layers' outputs are then typed by the
+frontend, what follows by inference on each segment). Sizes may depend on the input, so every dimension is declared
 unknown; the rank does not depend on the input in any op a layer can follow.
 """
 
@@ -19,10 +20,14 @@ from analogc.runtime.host import make_session, run_session
 ZERO_FEED_DIM = 1  # a symbolic input dimension, when probing
 
 
-def probe_unknown_ranks(model: onnx.ModelProto, value_types: dict) -> None:
-    """Declare, in `value_types`, the type and rank of every node output that has none;
-    nothing when onnxruntime cannot run the model on zeros."""
-    missing = [o for node in model.graph.node for o in node.output if o and lacks_shape(value_types.get(o))]
+def probe_unknown_ranks(model: onnx.ModelProto, value_types: dict, could_be_layer) -> None:
+    """Declare, in `value_types`, the type and rank of the input of every node that
+    `could_be_layer` (the frontend's converters) when a node computes it and its shape
+    is unknown; nothing when there is none (the common case: compile does not run the
+    model) or when onnxruntime cannot run the model on zeros."""
+    produced = {o for node in model.graph.node for o in node.output if o}
+    missing = sorted({node.input[0] for node in model.graph.node if node.input and node.input[0] in produced
+                      and lacks_shape(value_types.get(node.input[0])) and could_be_layer(node)})
     if not missing:
         return
     feeds = zero_feeds(model)
