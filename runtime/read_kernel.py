@@ -34,18 +34,20 @@ if HAVE_NUMBA:
         return min(max(q, -bound), bound)
 
     @_jit
-    def _axpy(y, a, x):
-        """y += a·x over 1-D views (its own function so LLVM vectorises it)."""
+    def _axpy(y, a, flat, base):
+        """y += a·flat[base : base + len(y)] (its own function so LLVM vectorises it; an
+        unsigned index has no wraparound check, and a flat array needs no view per row)."""
         for j in range(y.size):
-            y[j] += a * x[j]
+            y[j] += a * flat[np.uint64(base) + np.uint64(j)]
 
     @numba.njit(fastmath={"reassoc"}, error_model="numpy", cache=True)
-    def _dot(a, b):
-        """Σ a_j·b_j, summed in whatever order vectorises (as BLAS would): fixed for a
-        given build, so a run stays bit-identical under its seed."""
+    def _dot(flat, base, b, c0, count):
+        """Σ_j flat[base + j]·b[c0 + j] for j < count, summed in whatever order vectorises
+        (as BLAS would): fixed for a given build, so a run stays bit-identical under its
+        seed. Unsigned indices into the flat matrix (no wraparound checks, no views)."""
         total = np.float32(0.0)
-        for j in range(a.size):
-            total += a[j] * b[j]
+        for j in range(count):
+            total += flat[np.uint64(base) + np.uint64(j)] * b[np.uint64(c0) + np.uint64(j)]
         return total
 
     @_jit
@@ -75,6 +77,8 @@ if HAVE_NUMBA:
         inv_w = np.float32(1.0) / w_max
         inv_ww = inv_w * inv_w
         counter = np.uint64(0)
+        cols = w.shape[1]
+        w_flat, var_flat = w.ravel(), var.ravel()  # views (C-contiguous arrays)
         for b in range(blocks.shape[0]):
             r0, r1, c0, c1 = blocks[b, 0], blocks[b, 1], blocks[b, 2], blocks[b, 3]
             if transpose:
@@ -85,15 +89,15 @@ if HAVE_NUMBA:
             s = np.zeros(n_out if has_var else 0, dtype=np.float32)
             if transpose:  # each row's output is a dot product over the block's columns
                 for r in range(r0, r1):
-                    y[r - r0] = _dot(w[r, c0:c1], x_n[c0:c1])
+                    y[r - r0] = _dot(w_flat, r * cols + c0, x_n, c0, c1 - c0)
                     if has_var:
-                        s[r - r0] = _dot(var[r, c0:c1], x_sq[c0:c1])
+                        s[r - r0] = _dot(var_flat, r * cols + c0, x_sq, c0, c1 - c0)
             else:  # row by row into the block's outputs; a row with no input adds nothing
                 for r in range(r0, r1):
                     if x_n[r] != 0:
-                        _axpy(y, x_n[r], w[r, c0:c1])
+                        _axpy(y, x_n[r], w_flat, r * cols + c0)
                         if has_var:
-                            _axpy(s, x_sq[r], var[r, c0:c1])
+                            _axpy(s, x_sq[r], var_flat, r * cols + c0)
             for k in range(n_out):
                 if ideal:
                     out[o0 + k] += y[k]

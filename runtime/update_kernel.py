@@ -24,6 +24,8 @@ the same bits (tests/runtime/test_update_kernel.py). Rows with x_i = 0 get no pu
 
 from __future__ import annotations
 
+import types
+
 import numpy as np
 
 from analogc.runtime import kernels
@@ -112,25 +114,30 @@ if HAVE_NUMBA:
         return np.float32(h >> np.uint64(40)) * np.float32(2.0**-24)
 
     @numba.njit(fastmath=False, error_model="numpy", cache=True)
-    def _row_update(w, v, wgain, dv_up, dv_down, delta, col_u, a, r, cap, v_min, v_max):
-        """One row's cells over one column segment (1-D views): branch-free, so LLVM
+    def _row_update(w, v, wgain, dv_up, dv_down, delta, col_u, base, c0, count, a, r, cap, v_min, v_max):
+        """One row's cells over one column segment: columns c0 … c0 + count − 1 of the
+        flat (raveled) arrays from `base` (the row's first cell). Branch-free, so LLVM
         vectorises it (a cell without a pulse is selected back to its old value, which is
-        the same bits as skipping it); a 2-D loop body defeats the vectoriser's alias checks."""
+        the same bits as skipping it). Unsigned indices: numba adds no negative-index
+        wraparound to them, which would turn the loads into gathers; flat arrays, not a
+        row's 1-D views: five views per row cost more than a short row's arithmetic."""
         one = np.float32(1.0)
         fired = np.int32(0)  # an integer sum vectorises (a float one would need reassociation)
-        for j in range(w.size):  # from 0: no negative-index wraparound, so no gathers
+        for k in range(count):
+            j = np.uint64(c0 + k)
+            cell = np.uint64(base) + j
             u = r + col_u[j]
             u = u - one if u >= one else u
             n = np.floor(a * delta[j] + u)
             n = min(max(n, -cap), cap)
-            up = dv_up[j]
-            down = dv_down[j]
+            up = dv_up[cell]
+            down = dv_down[cell]
             step = n * (up if n > 0 else down)
-            old = v[j]
+            old = v[cell]
             new = min(max(old + step, v_min), v_max)
             new = old if n == 0 else new  # no pulse, no change (even beyond the rails)
-            w[j] += wgain[j] * (new - old)
-            v[j] = new
+            w[cell] += wgain[cell] * (new - old)
+            v[cell] = new
             fired = np.int32(fired + np.int32(abs(n)))  # kept int32 (numba widens a sum to int64, which halves the vector width)
         return fired
 
@@ -140,6 +147,8 @@ if HAVE_NUMBA:
         for j in range(cols):
             col_u[j] = _offset_nb(key, rows + j)
         pulses = 0
+        # Views of the C-contiguous arrays, made once (numba's ravel of a C array is a view).
+        w_flat, v_flat, g_flat, up_flat, down_flat = w.ravel(), v.ravel(), wgain.ravel(), dv_up.ravel(), dv_down.ravel()
         for i in numba.prange(rows):  # rows are independent: the same bits on 1 or 2 threads
             a = coef * x[i]
             if a == 0:
@@ -149,14 +158,22 @@ if HAVE_NUMBA:
                 fired = 0
                 for c0 in range(col_cuts[seg], col_cuts[seg + 1], COUNT_CHUNK):
                     c1 = min(c0 + COUNT_CHUNK, col_cuts[seg + 1])
-                    fired += _row_update(w[i, c0:c1], v[i, c0:c1], wgain[i, c0:c1], dv_up[i, c0:c1], dv_down[i, c0:c1],
-                                         delta[c0:c1], col_u[c0:c1], a, r, cap, v_min, v_max)
+                    fired += _row_update(w_flat, v_flat, g_flat, up_flat, down_flat, delta, col_u, i * cols, c0, c1 - c0,
+                                         a, r, cap, v_min, v_max)
                 tally[i, seg] += fired
                 pulses += fired
         return pulses
 
-    _update_nb = numba.njit(fastmath=False, error_model="numpy", cache=True)(_update_body)
-    _update_nb_parallel = numba.njit(fastmath=False, error_model="numpy", cache=True, parallel=True)(_update_body)
+    def _renamed(function, name: str):
+        """A copy of `function` under another name: numba's on-disk cache is keyed by the
+        function's name and line, so two dispatchers of one function (serial and parallel)
+        would load each other's machine code (the serial one ran the parallel build)."""
+        copy = types.FunctionType(function.__code__.replace(co_name=name, co_qualname=name), function.__globals__, name)
+        copy.__qualname__ = name
+        return copy
+
+    _update_nb = numba.njit(fastmath=False, error_model="numpy", cache=True)(_renamed(_update_body, "_update_serial"))
+    _update_nb_parallel = numba.njit(fastmath=False, error_model="numpy", cache=True, parallel=True)(_renamed(_update_body, "_update_parallel"))
 
 
 def update(w, v, wgain, dv_up, dv_down, x, delta, coef, max_pulses, v_min, v_max, key: int, col_cuts=None, tally=None,
@@ -171,6 +188,8 @@ def update(w, v, wgain, dv_up, dv_down, x, delta, coef, max_pulses, v_min, v_max
         tally = np.zeros((w.shape[0], len(col_cuts) - 1), dtype=np.int64)
     if not compiled:
         return update_numpy(w, v, wgain, dv_up, dv_down, x, delta, coef, max_pulses, v_min, v_max, key, col_cuts, tally)
+    if not all(a.flags.c_contiguous for a in (w, v, wgain, dv_up, dv_down)):
+        raise ValueError("update: the cell arrays must be C-contiguous (the kernel updates views of them in place)")
     f32 = np.float32
     c = np.ascontiguousarray
     kernel = _update_nb_parallel if w.size >= PARALLEL_CELLS else _update_nb
