@@ -92,3 +92,15 @@ def test_a_stripped_entry_naming_no_array_is_refused(compiled, cli, tmp_path):
     program.meta["model"]["stripped_initializers"][0]["array"] = "weight/nothing"
     save_program(program, tmp_path / "bad.atp")
     assert_user_error(cli("plan", tmp_path / "bad.atp"), "bad.atp", "stripped initializer")
+
+
+def test_the_header_check_refuses_arrays_that_differ_from_the_written_ones(compiled):
+    """compile's check before the rename reads arrays.npz's headers, not its data."""
+    from analogc.errors import AnalogcError
+
+    _, atp = compiled
+    program = load_program(atp)
+    assert load_program(atp, arrays=program.arrays).meta == program.meta
+    for change in ({"weight/extra": np.zeros(2, np.float32)}, {next(iter(program.arrays)): np.zeros(3, np.float64)}):
+        with pytest.raises(AnalogcError, match="does not hold the arrays"):
+            load_program(atp, arrays={**program.arrays, **change})
