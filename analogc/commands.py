@@ -289,19 +289,9 @@ def dataset_feeds(spec: str, program, limit):
     data = load_dataset(spec)
     x = data.x_test if limit is None else data.x_test[:limit]
     labels = data.y_test if limit is None else data.y_test[:limit]
+    from analogc.data import image_feeds
+
     return image_feeds(x, model_input, data.name), labels, data.name
-
-
-def image_feeds(x: np.ndarray, model_input: dict, data_name: str) -> dict:
-    """A data set's images as the feed of the model's one input: reshaped to its shape,
-    in its float dtype (a model with a non-float input is refused)."""
-    from analogc.data import fit_to_input
-
-    x = fit_to_input(x, model_input["shape"], data_name)
-    dtype = np.dtype(model_input["dtype"]) if model_input["dtype"] != "unknown" else np.float32
-    if dtype.kind != "f":
-        raise AnalogcError(f"model input {model_input['name']!r} is {dtype}, data sets feed float images")
-    return {model_input["name"]: x.astype(dtype)}
 
 
 def read_input_arrays(path: Path, program) -> dict:

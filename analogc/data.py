@@ -199,3 +199,14 @@ def fit_to_input(x: np.ndarray, input_shape: list, data_name: str) -> np.ndarray
     if math.prod(x.shape[1:]) != math.prod(per_example):
         raise AnalogcError(message)
     return np.ascontiguousarray(x.reshape((x.shape[0], *per_example)))
+
+
+def image_feeds(x: np.ndarray, model_input: dict, data_name: str) -> dict:
+    """A data set's images as the feed of the model's one input: reshaped to its shape,
+    in its float dtype (a model with a non-float input is refused). The one place `run`,
+    `train` and sweep jobs turn images into model input."""
+    x = fit_to_input(x, model_input["shape"], data_name)
+    dtype = np.dtype(model_input["dtype"]) if model_input["dtype"] != "unknown" else np.float32
+    if dtype.kind != "f":
+        raise AnalogcError(f"model input {model_input['name']!r} is {dtype}, data sets feed float images")
+    return {model_input["name"]: x.astype(dtype)}

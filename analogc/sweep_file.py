@@ -29,12 +29,12 @@ import hashlib
 import itertools
 import json
 import math
-import tomllib
 import typing
 from dataclasses import dataclass
 from pathlib import Path
 
 from analogc.errors import AnalogcError
+from analogc.toml_read import read_toml
 
 MAX_JOBS = 10_000  # a sweep bigger than this is almost surely a typo in a range
 MAX_SEED = 2**31 - 1
@@ -137,16 +137,7 @@ def format_value(value) -> str:
 def load_sweep(path: str | Path) -> Sweep:
     """Read and check a sweep file; every defect is one error naming the file and the key."""
     path = Path(path)
-    try:
-        text = path.read_bytes().decode("utf-8")
-    except OSError as exc:
-        raise AnalogcError(f"{path}: cannot read sweep file ({exc.strerror or exc})") from None
-    except UnicodeDecodeError:
-        raise AnalogcError(f"{path}: sweep file is not UTF-8 text") from None
-    try:
-        raw = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise AnalogcError(f"{path}: not valid TOML ({exc})") from None
+    raw = read_toml(path, "sweep file")
     return sweep_from_dict(raw, str(path))
 
 

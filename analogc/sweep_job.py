@@ -82,13 +82,11 @@ def run_command(job: dict, program_bytes: bytes, dataset) -> dict:
 
 
 def feeds(program, x: np.ndarray, data_name: str) -> dict:
-    """Examples reshaped and typed for the model's one input."""
-    from analogc.data import fit_to_input
+    """Examples reshaped and typed for the model's one input (as `run` and `train` do)."""
+    from analogc.data import image_feeds
     from analogc.runtime.infer import single_input
 
-    model_input = single_input(program)
-    dtype = np.dtype(model_input["dtype"]) if model_input["dtype"] != "unknown" else np.dtype(np.float32)
-    return {model_input["name"]: fit_to_input(x, model_input["shape"], data_name).astype(dtype)}
+    return image_feeds(x, single_input(program), data_name)
 
 
 def run_inference(program, dataset, seed: int, options: dict) -> dict:

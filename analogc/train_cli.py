@@ -16,7 +16,7 @@ from analogc.wording import count
 
 
 def cmd_train(args) -> int:
-    from analogc.commands import image_feeds
+    from analogc.data import image_feeds
     from analogc.data import load_dataset
     from analogc.runtime.infer import single_input
     from analogc.runtime.program import load_program, save_program

@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import tomllib
 import typing
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
 from analogc.errors import AnalogcError
+from analogc.toml_read import read_toml
 
 DEFAULT_TARGET = "pcm3t1c-2018"
 INF = math.inf
@@ -303,16 +303,7 @@ def load_target(name_or_path: str | None) -> TargetSpec:
 
 def load_spec(path: Path) -> TargetSpec:
     """Read and validate one TOML target spec."""
-    try:
-        text = Path(path).read_bytes().decode("utf-8")
-    except OSError as exc:
-        raise AnalogcError(f"{path}: cannot read target spec ({exc.strerror or exc})") from None
-    except UnicodeDecodeError:
-        raise AnalogcError(f"{path}: target spec is not UTF-8 text") from None
-    try:
-        raw = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise AnalogcError(f"{path}: not valid TOML ({exc})") from None
+    raw = read_toml(path, "target spec")
     raw.setdefault("name", Path(path).stem)
     return spec_from_dict(raw, origin=str(path))
 

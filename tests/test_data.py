@@ -311,3 +311,19 @@ def test_fit_to_input_with_symbolic_inner_dims():
     with pytest.raises(AnalogcError) as info:
         fit_to_input(np.zeros((5, 8, 8), np.float32), [None, None], "d")
     assert "(8, 8)" in str(info.value) and "('N', 'N')" in str(info.value)
+
+
+def test_sweep_jobs_feed_images_as_run_and_train_do():
+    """One home for images -> model input: a sweep job refuses a non-float input as `run` does."""
+    from types import SimpleNamespace
+
+    from analogc.errors import AnalogcError
+    from analogc.sweep_job import feeds
+
+    x = np.arange(2 * 64, dtype=np.float64).reshape(2, 8, 8)
+    program = SimpleNamespace(meta={"model": {"inputs": [{"name": "x", "shape": [None, 64], "dtype": "float32"}]}})
+    fed = feeds(program, x, "digits")["x"]
+    assert fed.dtype == np.float32 and fed.shape == (2, 64) and fed[1, 63] == 127
+    program.meta["model"]["inputs"][0]["dtype"] = "int64"
+    with pytest.raises(AnalogcError, match="int64, data sets feed float images"):
+        feeds(program, x, "digits")
