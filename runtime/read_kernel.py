@@ -10,7 +10,8 @@ read of `analog_layer.TrainableLayer.forward`/`backward` in one numba call:
 - ADC per block output: y/w_max + sqrt(var/w_max² + σ_out²)·z, bound, quantisation,
   back to weight units, added into the layer output; finally the DAC scale.
 z is a standard normal from the counter-based generator of `kernels` (splitmix64 +
-Box-Muller), keyed by one draw per read from the training generator, so a run is fixed
+Box-Muller; both normals of a pair are used, by consecutive outputs of the read, in
+the order blocks and outputs are visited), keyed per read, so a run is fixed
 by its seed and restartable from a checkpoint. Without numba the numpy path of
 `TrainableLayer` runs instead (same model, different random numbers).
 """
@@ -40,6 +41,15 @@ if HAVE_NUMBA:
         for j in range(y.size):
             y[j] += a * flat[np.uint64(base) + np.uint64(j)]
 
+    @_jit
+    def _axpy2(y, s, a, a2, flat, var_flat, base):
+        """y += a·flat[base : …] and s += a2·var_flat[base : …] in one pass (the read and its
+        variance share the loop over the row; each element's operations as in `_axpy`)."""
+        for j in range(y.size):
+            cell = np.uint64(base) + np.uint64(j)
+            y[j] += a * flat[cell]
+            s[j] += a2 * var_flat[cell]
+
     @numba.njit(fastmath={"reassoc"}, error_model="numpy", cache=True)
     def _dot(flat, base, b, c0, count):
         """Σ_j flat[base + j]·b[c0 + j] for j < count, summed in whatever order vectorises
@@ -49,6 +59,19 @@ if HAVE_NUMBA:
         for j in range(count):
             total += flat[np.uint64(base) + np.uint64(j)] * b[np.uint64(c0) + np.uint64(j)]
         return total
+
+    @numba.njit(fastmath={"reassoc"}, error_model="numpy", cache=True)
+    def _dot2(flat, var_flat, base, b, b2, c0, count):
+        """(Σ_j flat[base + j]·b[c0 + j], Σ_j var_flat[base + j]·b2[c0 + j]) in one pass,
+        summed in whatever order vectorises (fixed for a build, as `_dot`)."""
+        total = np.float32(0.0)
+        total2 = np.float32(0.0)
+        for j in range(count):
+            cell = np.uint64(base) + np.uint64(j)
+            k = np.uint64(c0) + np.uint64(j)
+            total += flat[cell] * b[k]
+            total2 += var_flat[cell] * b2[k]
+        return total, total2
 
     @_jit
     def _read_layer_nb(x, w, var, blocks, transpose, has_var, ideal, dac_quant, dac_step, dac_range,
@@ -77,6 +100,7 @@ if HAVE_NUMBA:
         inv_w = np.float32(1.0) / w_max
         inv_ww = inv_w * inv_w
         counter = np.uint64(0)
+        spare, spare_ok = np.float32(0.0), False
         cols = w.shape[1]
         w_flat, var_flat = w.ravel(), var.ravel()  # views (C-contiguous arrays)
         for b in range(blocks.shape[0]):
@@ -89,23 +113,29 @@ if HAVE_NUMBA:
             s = np.zeros(n_out if has_var else 0, dtype=np.float32)
             if transpose:  # each row's output is a dot product over the block's columns
                 for r in range(r0, r1):
-                    y[r - r0] = _dot(w_flat, r * cols + c0, x_n, c0, c1 - c0)
                     if has_var:
-                        s[r - r0] = _dot(var_flat, r * cols + c0, x_sq, c0, c1 - c0)
+                        y[r - r0], s[r - r0] = _dot2(w_flat, var_flat, r * cols + c0, x_n, x_sq, c0, c1 - c0)
+                    else:
+                        y[r - r0] = _dot(w_flat, r * cols + c0, x_n, c0, c1 - c0)
             else:  # row by row into the block's outputs; a row with no input adds nothing
                 for r in range(r0, r1):
                     if x_n[r] != 0:
-                        _axpy(y, x_n[r], w_flat, r * cols + c0)
                         if has_var:
-                            _axpy(s, x_sq[r], var_flat, r * cols + c0)
+                            _axpy2(y, s, x_n[r], x_sq[r], w_flat, var_flat, r * cols + c0)
+                        else:
+                            _axpy(y, x_n[r], w_flat, r * cols + c0)
             for k in range(n_out):
                 if ideal:
                     out[o0 + k] += y[k]
                     continue
                 v = y[k] * inv_w
-                if noisy:
-                    counter += np.uint64(1)
-                    z, _ = kernels._normal_pair_nb(kernels._splitmix64_nb(key + counter * kernels.GOLDEN))
+                if noisy:  # both normals of a pair: outputs 2p and 2p + 1 of the read share pair p
+                    if spare_ok:
+                        z, spare_ok = spare, False
+                    else:
+                        counter += np.uint64(1)
+                        z, spare = kernels._normal_pair_nb(kernels._splitmix64_nb(key + counter * kernels.GOLDEN))
+                        spare_ok = True
                     sd = np.sqrt(s[k] * inv_ww + sigma2) if has_var else np.sqrt(sigma2)
                     v = v + sd * z
                 if adc_quant:
