@@ -7,13 +7,14 @@ stderr); 1 an internal error (traceback only with --debug).
 from __future__ import annotations
 
 import argparse
-import json
+import importlib
 import signal
 import sys
 import threading
 import traceback
 import warnings
 
+from analogc import __version__
 from analogc.errors import AnalogcError
 
 
@@ -53,7 +54,7 @@ def build_parser() -> ArgumentParser:
         prog="analogc",
         description="Compile ONNX networks onto analog PCM + 3T1C in-memory tiles and run them on a simulated chip.",
     )
-    parser.add_argument("--version", action="version", version=f"analogc {__import__('analogc').__version__}")
+    parser.add_argument("--version", action="version", version=f"analogc {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=ArgumentParser)
 
     p = sub.add_parser("compile", help="ONNX model -> placed tile program (.atp)", description="Frontend, partition, placement and emission of a tile program.")
@@ -147,6 +148,30 @@ def build_parser() -> ArgumentParser:
     return parser
 
 
+# The dispatch table: handler name -> (module, function). The parser above never imports
+# a command module; dispatch imports the one command that runs, by name, when it runs,
+# so that start-up stays fast (`analogc plan` never loads ortools and onnx for the
+# compiler, numba for the chip, dask or matplotlib). tests/test_layering.py reads these
+# names as imports of analogc.cli.
+COMMANDS = {
+    "compile": ("analogc.commands", "cmd_compile"),
+    "plan": ("analogc.commands", "cmd_plan"),
+    "export": ("analogc.commands", "cmd_export"),
+    "targets": ("analogc.commands", "cmd_targets"),
+    "run": ("analogc.run_command", "cmd_run"),
+    "train": ("analogc.train_command", "cmd_train"),
+    "cost": ("analogc.cost_command", "cmd_cost"),
+    "sweep": ("analogc.sweep", "cmd_sweep"),
+    "sweep_plot": ("analogc.sweep_plot", "cmd_sweep_plot"),
+}
+
+
+def command_function(handler: str):
+    """The function that runs `handler`, its module imported now (see COMMANDS)."""
+    module, function = COMMANDS[handler]
+    return getattr(importlib.import_module(module), function)
+
+
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
@@ -184,9 +209,7 @@ def dispatch(argv: list[str], debug: bool) -> int:
             return exc.code if isinstance(exc.code, int) else 0
         if not getattr(args, "handler", None):
             raise AnalogcError("no command given (see: analogc --help for the commands)")
-        from analogc import commands
-
-        return getattr(commands, f"cmd_{args.handler}")(args) or 0
+        return command_function(args.handler)(args) or 0
     except AnalogcError as exc:
         message = " ".join(str(exc).split())
         print(f"analogc: error: {message}", file=sys.stderr)
@@ -201,10 +224,6 @@ def dispatch(argv: list[str], debug: bool) -> int:
             traceback.print_exc()
         print(f"analogc: internal error: {type(exc).__name__}: {exc} (rerun with --debug for a traceback)", file=sys.stderr)
         return 1
-
-
-def print_json(obj) -> None:
-    print(json.dumps(obj, indent=1, sort_keys=False, default=float))
 
 
 if __name__ == "__main__":

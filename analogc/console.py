@@ -1,6 +1,11 @@
-"""The rich console every command prints its human summary to."""
+"""Where every command prints: its human summary (a rich console) or its --json object.
+
+Below the command modules and above nothing of theirs, so that no command imports the
+parser (analogc.cli) to print."""
 
 from __future__ import annotations
+
+import json
 
 from rich.console import Console
 
@@ -16,3 +21,8 @@ def console_for(args) -> Console:
         console.soft_wrap = True
         console.width = PIPE_WIDTH
     return console
+
+
+def print_json(obj) -> None:
+    """--json: one JSON object on stdout (numpy scalars as floats)."""
+    print(json.dumps(obj, indent=1, sort_keys=False, default=float))

@@ -6,20 +6,20 @@ price the trainer's OpCounts with runtime.cost.price, then print or embed these.
 
 from __future__ import annotations
 
+import dataclasses
+
 from rich.console import Console
 from rich.table import Table
 
+from analogc.atomic import atomic_path
+from analogc.runtime.cost import price, static_block_counts
 from analogc.runtime.opcounts import STEP_KINDS, WORK_KINDS
+from analogc.runtime.spec import load_target, spec_from_dict
 
 
 def estimate_for(program, target: str | None = None):
     """(counts, report) of one inference, priced with the program's spec or with the
     [cost] table of another `target` (name or .toml path)."""
-    import dataclasses
-
-    from analogc.runtime.cost import price, static_block_counts
-    from analogc.runtime.spec import load_target, spec_from_dict
-
     spec = spec_from_dict(program.meta["target"], origin="program target")
     if target:
         spec = dataclasses.replace(spec, cost=load_target(target).cost)
@@ -70,9 +70,7 @@ def print_cost(report, console: Console, title: str = "cost", tables: bool = Tru
 
 def draw_cost(report, path, title: str) -> None:
     """Energy and time per example by layer, stacked by operation kind; written atomically."""
-    import matplotlib.pyplot as plt
-
-    from analogc.atomic import atomic_path
+    import matplotlib.pyplot as plt  # heavy: matplotlib, only for --png
 
     fig = cost_figure(report, title)
     try:

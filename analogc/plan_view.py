@@ -5,6 +5,8 @@ from __future__ import annotations
 from rich.console import Console
 from rich.table import Table
 
+from analogc.runtime.cost import inference_estimate, summary_lines
+from analogc.runtime.dataflow import share_lines, tile_steps
 from analogc.wording import count
 
 MAX_REASONS_SHOWN = 10  # host reasons listed without -v (a ShuffleNet has dozens of depthwise convs)
@@ -105,16 +107,12 @@ def faulty_tiles(program) -> list[list[int]]:
 
 def cost_estimate(program) -> dict:
     """The static cost of one inference (exact counts, the program's [cost] table)."""
-    from analogc.runtime.cost import inference_estimate
-
     return inference_estimate(program).to_json()
 
 
 def schedule_summary(program) -> dict:
     """Blocks in one tile that share tile rows (drivers) or columns (ADCs) cannot run in
     the same step: per tile, a colouring of that conflict graph gives the steps needed."""
-    from analogc.runtime.dataflow import share_lines, tile_steps
-
     by_tile: dict[tuple, list] = {}
     for block in program.blocks:
         r, c = block["offset"]
@@ -200,8 +198,6 @@ def print_plan(program, console: Console, verbose: bool = False) -> None:
                      f"({details['bottleneck_reads_per_example_unreplicated']} without copies; copy counts proven optimal "
                      "with copies on tile diagonals)")
         console.print(line)
-    from analogc.runtime.cost import summary_lines
-
     console.print("cost estimate of one inference (exact counts, the spec's \\[cost] table; details: analogc cost):")
     for line in summary_lines(plan["cost_estimate"]):
         console.print(f"  {line}")

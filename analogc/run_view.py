@@ -3,8 +3,9 @@ nonidealities, programming error, speed, cost), or with -q just the result lines
 
 from __future__ import annotations
 
-from analogc.console import console_for
+from analogc.console import console_for, print_json
 from analogc.kernel_status import FIRST_RUN_NOTE
+from analogc.runtime.cost import summary_lines
 
 
 def compensation_text(result: dict) -> str:
@@ -15,8 +16,6 @@ def compensation_text(result: dict) -> str:
 
 
 def report_run(args, program, result: dict) -> None:
-    from analogc.cli import print_json
-
     if args.json:
         print_json(result)
         return
@@ -44,8 +43,6 @@ def report_run(args, program, result: dict) -> None:
     first = f"; {FIRST_RUN_NOTE}" if result.get("includes_kernel_compilation") else ""
     console.print(f"  {result['examples_per_s']:.0f} examples/s ({result['seconds']:.3f} s{first})")
     console.print("  cost on the target (exact operation counts priced with the spec's \\[cost] table):")
-    from analogc.runtime.cost import summary_lines
-
     for line in summary_lines(result["cost"]):
         console.print(f"    {line}")
     if "output" in result:

@@ -15,15 +15,23 @@ import logging
 import os
 import secrets
 import time
+import warnings
 from datetime import datetime, timezone
 from pathlib import Path
 
+import numpy as np
+
+import analogc
 from analogc.atomic import write_text_atomic
+from analogc.console import console_for, print_json
+from analogc.data import fit_to_input, load_dataset
 from analogc.errors import AnalogcError
 from analogc.phases import Phases, report_phases
 from analogc.sweep_file import Job, Sweep, expand, load_sweep
 from analogc.sweep_job import NAMED_DATA, carry, run_job
 from analogc.sweep_table import job_row, read_table, schema, write_table
+from analogc.runtime.infer import single_input
+from analogc.runtime.program import load_program_bytes, sha256
 from analogc.wording import count
 
 SWEEP_JSON = "sweep.json"
@@ -32,9 +40,6 @@ CONNECT_TIMEOUT = "10s"
 
 
 def cmd_sweep(args) -> int:
-    from analogc.console import console_for
-    from analogc.runtime.program import load_program_bytes, sha256
-
     if args.workers is not None and args.scheduler:
         raise AnalogcError("--workers sets the size of the local cluster; with --scheduler the cluster's own workers run the jobs")
     if args.workers is not None and not 1 <= args.workers <= 1024:
@@ -69,8 +74,6 @@ def cmd_sweep(args) -> int:
     record["runs"].append({"started_at": started.isoformat(timespec="seconds"), **summary})
     write_text_atomic(out / SWEEP_JSON, json.dumps(record, indent=1))
     if args.json:
-        from analogc.cli import print_json
-
         print_json({"output": str(out), "jobs": len(jobs), **summary})
     else:  # the result line, -q included
         console.print(f"{summary['ok']} ok, {summary['failed']} failed of {count(len(jobs), 'job')} in {summary['seconds']:.1f} s; "
@@ -91,11 +94,6 @@ def read_program_file(path: Path) -> bytes:
 def load_data(spec: str, program, command: str):
     """Load the data set here first (a bad spec fails before any job), and decide what the
     jobs carry: the name of a data set every worker has, or the arrays themselves."""
-    import numpy as np
-
-    from analogc.data import fit_to_input, load_dataset
-    from analogc.runtime.infer import single_input
-
     dataset = load_dataset(spec)
     splits = ("train", "test") if command == "train" else ("test",)
     for split in splits:
@@ -110,8 +108,6 @@ def load_data(spec: str, program, command: str):
 
 def sweep_record(args, sweep: Sweep, jobs: list[Job], program_sha: str, data_digest: str) -> dict:
     """sweep.json: what was swept, on what, and a fingerprint that identifies it."""
-    import analogc
-
     identity = {"program_sha256": program_sha, "data": args.data, "data_sha256": data_digest, "sweep": sweep.canonical()}
     fingerprint = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()
     return {
@@ -186,6 +182,7 @@ class connect:
         self.cluster = self.client = None
 
     def __enter__(self):
+        # heavy: dask and distributed (about 1 s), loaded only when a sweep runs jobs
         import dask
         from distributed import Client, LocalCluster
 
@@ -215,8 +212,7 @@ class connect:
 
 def run_jobs(client, pending: list[Job], jobs: list[Job], program_bytes: bytes, data, sweep: Sweep, out: Path, rows: dict, say) -> None:
     """Submit every pending job as one task; each result rewrites the table as it lands."""
-    import analogc
-    from distributed import as_completed
+    from distributed import as_completed  # heavy: dask's distributed, as in connect
 
     table_schema = schema(sweep.axes)
     order = {j.job_id: j.index for j in jobs}
@@ -244,8 +240,6 @@ def ship(client, value, key: str):
     """Send `value` to the cluster once, as a task that returns it, not with scatter: the
     scheduler keeps the task and recomputes it if the worker holding the value dies
     (scattered data on a killed worker is lost for good, and every job needing it fails)."""
-    import warnings
-
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*Large object.*")
         return client.submit(carry, value, key=key)

@@ -34,6 +34,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from analogc.errors import AnalogcError
+from analogc.runtime.program_check import check_program
+from analogc.runtime.spec import TABLES, spec_from_dict
 from analogc.toml_read import read_toml
 
 MAX_JOBS = 10_000  # a sweep bigger than this is almost surely a typo in a range
@@ -181,8 +183,6 @@ def check_option(command: str, key: str, value, where: str):
 
 def parse_grid(grid, command: str, origin: str) -> tuple:
     """[grid] -> axes in file order; "table.key" strings or [grid.table] sub-tables."""
-    from analogc.runtime.spec import TABLES
-
     if grid is None or grid == {}:
         raise AnalogcError(f"{origin}: [grid] is empty: name at least one \"table.key\" = [values] to sweep")
     if not isinstance(grid, dict):
@@ -287,9 +287,6 @@ def expand(sweep: Sweep, program, origin: str) -> list[Job]:
     """Every (grid point, seed) as a Job, each variant's spec checked against the program.
 
     Runs entirely before any job starts: a bad value anywhere fails the whole sweep."""
-    from analogc.runtime.program_check import check_program
-    from analogc.runtime.spec import spec_from_dict
-
     jobs = []
     spec_axes = [a for a in sweep.axes if not a.is_option]
     for point in itertools.product(*(a.values for a in sweep.axes)):

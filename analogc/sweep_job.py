@@ -17,16 +17,18 @@ from datetime import datetime, timezone
 
 import numpy as np
 
+import analogc
+from analogc.data import image_feeds, load_dataset
 from analogc.errors import AnalogcError
+from analogc.runtime.infer import accuracy, batch_size_of, chip_runner, run_batched, single_input
+from analogc.runtime.program import load_program_bytes
+from analogc.runtime.spec import spec_from_dict
 
 NAMED_DATA = ("digits", "fashion-mnist")
-METRICS = ("accuracy", "examples_per_s", "energy_per_example_j", "latency_per_example_s", "gops_per_w")
 
 
 @functools.lru_cache(maxsize=2)
 def named_dataset(name: str):
-    from analogc.data import load_dataset
-
     return load_dataset(name)
 
 
@@ -37,8 +39,6 @@ def carry(value):
 
 def run_job(job: dict, program_bytes: bytes, data, version: str) -> dict:
     """Run one job; never raises for a problem of the job itself (the row says `failed`)."""
-    import analogc
-
     start = time.perf_counter()
     row = {"job_id": job["job_id"], "status": "ok", "error": None, "host": socket.gethostname(), "worker": worker_address()}
     try:
@@ -57,7 +57,7 @@ def run_job(job: dict, program_bytes: bytes, data, version: str) -> dict:
 
 def worker_address() -> str | None:
     """The Dask worker running this job (None when called outside a worker)."""
-    from distributed import get_worker
+    from distributed import get_worker  # heavy: dask's distributed, loaded on the workers anyway
 
     try:
         return get_worker().address
@@ -72,8 +72,6 @@ def location(exc: BaseException) -> str:
 
 
 def run_command(job: dict, program_bytes: bytes, dataset) -> dict:
-    from analogc.runtime.program import load_program_bytes
-
     program = load_program_bytes(program_bytes, name="sweep program")
     program.meta = {**program.meta, "target": job["target"]}
     if job["command"] == "run":
@@ -83,18 +81,15 @@ def run_command(job: dict, program_bytes: bytes, dataset) -> dict:
 
 def feeds(program, x: np.ndarray, data_name: str) -> dict:
     """Examples reshaped and typed for the model's one input (as `run` and `train` do)."""
-    from analogc.data import image_feeds
-    from analogc.runtime.infer import single_input
-
     return image_feeds(x, single_input(program), data_name)
 
 
 def run_inference(program, dataset, seed: int, options: dict) -> dict:
     """`analogc run` on the test split: chip accuracy, examples/s, inference cost."""
-    from analogc.commands import run_cost
+    # heavy: the chip's numba kernels (about 1 s), loaded on the workers only, not by
+    # the client that imports this module to submit the jobs
+    from analogc.run_command import run_cost
     from analogc.runtime.chip import Chip
-    from analogc.runtime.infer import accuracy, batch_size_of, chip_runner, run_batched
-
     limit = options.get("limit")
     x, y = dataset.x_test[:limit], dataset.y_test[:limit] if dataset.y_test is not None else None
     if y is None:
@@ -113,9 +108,7 @@ def run_inference(program, dataset, seed: int, options: dict) -> dict:
 def run_training(program, dataset, seed: int, options: dict) -> dict:
     """`analogc train` (no output file): final test accuracy, training examples/s, and the
     cost of training per training example."""
-    from analogc.runtime.spec import spec_from_dict
-    from analogc.runtime.trainer import Trainer, TrainOptions
-
+    from analogc.runtime.trainer import Trainer, TrainOptions  # heavy: numba kernels, on the workers only (as above)
     spec = spec_from_dict(program.meta["target"], origin="sweep variant")
     train_options = TrainOptions(
         epochs=options.get("epochs", spec.training.epochs), init=options.get("init", "compiled"), seed=seed,

@@ -10,8 +10,10 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+from rich.table import Table
 
 from analogc.atomic import atomic_path, check_writable_path
+from analogc.console import console_for, print_json
 from analogc.errors import AnalogcError
 from analogc.sweep_table import PARQUET, TAIL, read_table
 
@@ -36,8 +38,6 @@ def cmd_sweep_plot(args) -> int:
     title = f"{args.y} vs {args.x}: " + (f"mean ± std over {over}" if over else "one job per point")
     draw(groups, args, output, title=title)
     if args.json:
-        from analogc.cli import print_json
-
         print_json({"x": args.x, "y": args.y, "hue": args.hue, "pooled_over": pooled, "groups": groups, "png": str(output)})
     else:
         if not args.quiet:
@@ -131,10 +131,6 @@ def format_label(value) -> str:
 
 
 def print_groups(groups: list[dict], args, title: str) -> None:
-    from rich.table import Table
-
-    from analogc.console import console_for
-
     table = Table(title=title)
     if args.hue:
         table.add_column(args.hue)

@@ -11,7 +11,8 @@ import pyarrow.parquet as pq
 
 from analogc.atomic import atomic_path
 from analogc.errors import AnalogcError
-from analogc.sweep_job import METRICS
+
+METRICS = ("accuracy", "examples_per_s", "energy_per_example_j", "latency_per_example_s", "gops_per_w")
 
 PARQUET, CSV = "results.parquet", "results.csv"
 ARROW_TYPES = {bool: pa.bool_(), int: pa.int64(), float: pa.float64(), str: pa.string()}

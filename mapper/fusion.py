@@ -10,18 +10,14 @@ spelling of those by what it computes: mapper/fusion_by_value.py).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import numpy as np
 import onnx
 
 from analogc.mapper.fusion_by_value import fuse_by_value
 from analogc.mapper.layer_graph import Dense
+from analogc.mapper.model_facts import Context
 from analogc.mapper.node_attrs import attributes, node_label, text_attribute
 from analogc.runtime.activations import PARAMETERS
-
-if TYPE_CHECKING:  # (annotations only: the frontend imports this module)
-    from analogc.mapper.frontend import Context
 
 ACTIVATION_CONVERTERS = {}
 

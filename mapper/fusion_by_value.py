@@ -15,17 +15,13 @@ on the host.
 from __future__ import annotations
 
 import heapq
-from typing import TYPE_CHECKING
-
 import numpy as np
 from scipy.special import erf
 
 from analogc.mapper.layer_graph import Dense
+from analogc.mapper.model_facts import Context
 from analogc.mapper.node_attrs import node_label
 from analogc.runtime import activations
-
-if TYPE_CHECKING:  # (annotations only: the frontend imports this module)
-    from analogc.mapper.frontend import Context
 
 UNARY = {"Tanh": np.tanh, "Erf": erf, "Sigmoid": activations.sigmoid, "Exp": np.exp, "Neg": np.negative, "Sqrt": np.sqrt,
          "Reciprocal": np.reciprocal, "Abs": np.abs, "Identity": lambda v: v}

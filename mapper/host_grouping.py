@@ -7,16 +7,12 @@ type are recorded as they are made: a later segment reading them has typed, shap
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import numpy as np
 from onnx import helper
 
 from analogc.mapper.host_segment import build_segment_model, node_reads
 from analogc.mapper.layer_graph import Dense, HostSegment, output_positions, type_dims
-
-if TYPE_CHECKING:  # (annotations only: the frontend imports this module)
-    from analogc.mapper.frontend import Context
+from analogc.mapper.model_facts import Context
 
 
 def group_host_segments(items: list, ctx: Context, inputs: list, outputs: list) -> list:

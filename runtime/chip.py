@@ -16,7 +16,7 @@ import numpy as np
 
 from analogc.errors import AnalogcError
 from analogc.memory import check_fits, human
-from analogc.runtime import im2col, kernels, replicas, tile_reads, tiles
+from analogc.runtime import im2col, kernels, opcounts, replicas, tile_reads, tiles
 from analogc.runtime.activations import apply_activation
 from analogc.runtime.host import make_session, run_session
 from analogc.runtime.layer_devices import LayerDevices, has_device_state
@@ -325,8 +325,6 @@ class Chip:
     def op_counts(self):
         """Exact operation counts of everything this chip did: programming and drift
         calibration (one-time), and the inference instructions run so far."""
-        from analogc.runtime import opcounts
-
         counts = opcounts.layer_vector_counts(self.program, "inference", self.vectors, self.examples)
         for (name, shapes), calls in sorted(self.host_calls.items()):
             segment = self.sessions[name][0]

@@ -38,6 +38,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from analogc.runtime.opcounts import STEP_KINDS, WORK_KINDS, OpCounts, static_block_counts
+from analogc.runtime.spec import spec_from_dict
 from analogc.wording import count
 
 __all__ = ["OpCounts", "static_block_counts", "price", "CostReport", "summary_lines", "peak_figures", "inference_estimate"]
@@ -239,8 +240,6 @@ def peak_figures(spec) -> dict:
 
 def inference_estimate(program, spec=None, examples: int = 1) -> CostReport:
     """The static cost of `examples` inferences (no programming, no calibration)."""
-    from analogc.runtime.spec import spec_from_dict
-
     spec = spec or spec_from_dict(program.meta["target"], origin="program target")
     return price(static_block_counts(program, "inference", examples), spec, program, examples=examples)
 

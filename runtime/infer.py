@@ -99,7 +99,7 @@ class Reference:
 
     def __init__(self, program):
         if program.meta.get("training"):
-            from analogc.runtime.export import export_bytes
+            from analogc.runtime.export import export_bytes  # heavy: onnx (0.5 s), only for a trained program
 
             self.session = make_session(export_bytes(program), "the trained model")
         else:

@@ -42,6 +42,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from analogc.errors import AnalogcError
+from analogc.runtime.activations import ACTIVATION_OPS, DERIVATIVE_OPS
 from analogc.runtime.dataflow import backward_flows, hops, labelled_flows, one_read_views, program_views, tile_steps
 from analogc.runtime.replica_counts import needs_own_counts, read_counts
 
@@ -60,10 +61,6 @@ WORK_KINDS = (
 )
 STEP_KINDS = ("read_steps", "update_steps", "program_steps", "hop_steps")
 KINDS = WORK_KINDS + STEP_KINDS
-ACTIVATION_OPS = {"identity": 0, "relu": 1, "leaky_relu": 1, "sigmoid": 1, "tanh": 1, "silu": 2, "gelu": 4, "gelu_tanh": 6, "elu": 1, "selu": 1, "softplus": 1, "softsign": 1,
-                  "hard_sigmoid": 1, "softmax": 3, "log_softmax": 3}
-DERIVATIVE_OPS = {"identity": 0, "relu": 2, "leaky_relu": 2, "sigmoid": 2, "tanh": 2, "silu": 3, "gelu": 5, "gelu_tanh": 8, "elu": 2, "selu": 2, "softplus": 2, "softsign": 2,
-                  "hard_sigmoid": 2, "softmax": 3, "log_softmax": 3}
 CHIP = "(chip)"  # layer name of chip-wide entries (programming steps, calibration)
 
 
@@ -264,6 +261,7 @@ def host_flops_per_example(program) -> dict:
     """{segment name: FLOPs per example}, from each segment's ONNX graph (cached)."""
     cache = program.__dict__.setdefault("_cost_tables", {})
     if "host_flops" not in cache:
+        # heavy: onnx (0.5 s), needed only by programs with host segments
         import onnx
 
         from analogc.runtime.host_flops import per_example_input_shapes, segment_flops
@@ -283,6 +281,7 @@ def host_call_flops(program, segment: dict, shapes: dict) -> int:
     cache = program.__dict__.setdefault("_cost_tables", {}).setdefault("host_calls", {})
     key = (segment["name"], tuple(sorted(shapes.items())))
     if key not in cache:
+        # heavy: onnx (0.5 s), needed only by programs with host segments
         import onnx
 
         from analogc.runtime.host_flops import segment_flops

@@ -9,6 +9,7 @@ from analogc.errors import AnalogcError
 from analogc.runtime import activations
 from analogc.runtime.replicas import check_copies
 from analogc.runtime.im2col import AUTO_PADS
+from analogc.runtime.layer_devices import FIELDS
 from analogc.runtime.spec import spec_from_dict
 
 # Tuples, not sets: membership must not hash a value that may be a list or dict.
@@ -268,8 +269,6 @@ def check_program(meta: dict, arrays: dict, members: dict, origin: str) -> None:
 
 def check_device_state(layer: dict, shape: tuple, arrays: dict, g_max: float, fail) -> None:
     """A trained layer's device arrays: all there, the layer's array shape, sane values."""
-    from analogc.runtime.layer_devices import FIELDS
-
     name = layer["name"]
     present = [f for f in FIELDS if f"device/{name}/{f}" in arrays]
     if not present and "device" not in layer:

@@ -25,6 +25,7 @@ from functools import lru_cache
 
 import numpy as np
 
+from analogc.runtime.activations import ACTIVATION_OPS
 from analogc.runtime.dataflow import hops, labelled_flows, one_read_views, program_views, tile_steps
 from analogc.runtime.replicas import copies_of, mode_of, positions_of_copy, rounds
 
@@ -44,8 +45,6 @@ def shared_positions(positions: int, producer: tuple, a: int, consumer: tuple, b
 def read_counts(program, phase: str, examples: dict, counts) -> None:
     """Add to `counts` (an OpCounts) the read pass `phase` (inference or forward) when
     layer L read `examples[L]` = {positions per example: examples}."""
-    from analogc.runtime.opcounts import ACTIVATION_OPS
-
     blocks, views = program_views(program)
     layers = {layer["name"]: layer for layer in program.layers}
     side = {name: (mode_of(layer), copies_of(layer)) for name, layer in layers.items()}

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from analogc.errors import AnalogcError
+
 MODES = ("throughput", "accuracy")
 
 
@@ -76,8 +78,6 @@ def check_copies(meta: dict, fail) -> None:
 
 def refuse_training(program, origin: str) -> None:
     """In-situ training updates one set of devices per layer; copies would drift apart."""
-    from analogc.errors import AnalogcError
-
     replicated = [layer for layer in program.layers if copies_of(layer) > 1]
     if replicated:
         layer = replicated[0]

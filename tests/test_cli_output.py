@@ -131,10 +131,10 @@ def test_a_run_that_compiles_the_kernels_says_so(digits, tmp_path):
 def test_only_the_run_that_compiled_is_labelled(digits, cli, monkeypatch):
     """In one process (make demo runs every command in one), a later run that compiled
     nothing is not labelled, though the process compiled kernels earlier."""
-    import analogc.commands as commands
+    import analogc.run_command as run_command
 
     compiled = iter([5, 7, 7, 7])  # before/after the first timed run, then the second's
-    monkeypatch.setattr(commands, "kernel_compilations", lambda: next(compiled))
+    monkeypatch.setattr(run_command, "kernel_compilations", lambda: next(compiled))
     first = json.loads(cli("run", digits, "--data", "digits", "--limit", "20", "--json").out)
     second = json.loads(cli("run", digits, "--data", "digits", "--limit", "20", "--json").out)
     assert first.get("includes_kernel_compilation") is True and "includes_kernel_compilation" not in second

@@ -1,5 +1,5 @@
-"""`analogc train` and `analogc export`: in-situ training on the simulated chip, and the
-weights a chip holds read back into ONNX."""
+"""`analogc train`: in-situ training on the simulated chip, with the progress bar, the
+start and result summaries, and the trained program written."""
 
 from __future__ import annotations
 
@@ -7,24 +7,26 @@ import sys
 from pathlib import Path
 
 import numpy as np
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from analogc.atomic import check_writable_path, write_bytes_atomic
+from analogc.atomic import check_writable_path
+from analogc.console import console_for, print_json
+from analogc.data import image_feeds, load_dataset
 from analogc.errors import AnalogcError
 from analogc.kernel_status import FIRST_RUN_NOTE, kernel_compilations
 from analogc.phases import Phases, report_phases
+from analogc.runtime.checkpoint import check_folder
+from analogc.runtime.cost import summary_lines
+from analogc.runtime.infer import single_input
+from analogc.runtime.program import load_program, save_program
+from analogc.runtime.replicas import refuse_training
+from analogc.runtime.spec import knob_range, spec_from_dict
+from analogc.runtime.trainer import Trainer, TrainOptions
 from analogc.wording import count
 
 
 def cmd_train(args) -> int:
-    from analogc.data import image_feeds
-    from analogc.data import load_dataset
-    from analogc.runtime.infer import single_input
-    from analogc.runtime.program import load_program, save_program
-    from analogc.runtime.spec import knob_range, spec_from_dict
-    from analogc.runtime.checkpoint import check_folder
-    from analogc.runtime.replicas import refuse_training
-    from analogc.runtime.trainer import Trainer, TrainOptions
-
     phases = Phases()
     with phases("load program"):
         program = load_program(args.program)
@@ -72,8 +74,6 @@ def cmd_train(args) -> int:
     if compiled_during:  # the first epoch's speed includes the compilation
         result["includes_kernel_compilation"] = True
     if args.json:
-        from analogc.cli import print_json
-
         print_json(result)
     elif args.quiet:
         say(result_lines(result))
@@ -95,8 +95,6 @@ def result_lines(result: dict) -> str:
 
 
 def _printer(args):
-    from analogc.console import console_for
-
     console = console_for(args)
     return lambda text: console.print(text, highlight=False, markup=False)
 
@@ -156,8 +154,6 @@ def describe_result(result: dict) -> str:
         + f", pulses {last.get('pulses_total', 0):,}, "
         f"PCM program-and-verify iterations {last.get('pcm_program_iterations_total', 0):,}, pairs refreshed/reset {last.get('refreshed_pairs_total', 0):,}"
     )
-    from analogc.runtime.cost import summary_lines
-
     lines.extend(f"cost of training (per training example): {line}" if i == 0 else f"  {line}" for i, line in enumerate(summary_lines(result["cost"])))
     lines.append(f"wrote {result['output']}")
     return "\n".join(lines)
@@ -174,9 +170,6 @@ class TrainProgress:
     def __enter__(self):
         if not self.enabled:
             return None
-        from rich.console import Console
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
         self.progress = Progress(
             TextColumn("epoch {task.fields[epoch]}/{task.fields[epochs]}"), BarColumn(), MofNCompleteColumn(),
             TextColumn("loss {task.fields[loss]:.3f}  acc {task.fields[acc]:.3f}  {task.fields[rate]:.0f} ex/s"),
@@ -198,32 +191,3 @@ class TrainProgress:
         if self.enabled:
             self.progress.stop()
         return False
-
-
-def cmd_export(args) -> int:
-    from analogc.runtime.export import export_bytes
-    from analogc.runtime.program import load_program
-
-    output = Path(args.output)
-    if output.suffix != ".onnx":
-        raise AnalogcError(f"{output}: the exported model must end in .onnx")
-    check_writable_path(output)
-    phases = Phases()
-    with phases("load program"):
-        program = load_program(args.program)
-    with phases("read the weights back into the graph"):
-        data = export_bytes(program)
-    with phases("write model"):
-        write_bytes_atomic(output, data)
-    result = {"program": args.program, "output": str(output), "bytes": len(data), "trained": bool(program.meta.get("training"))}
-    if args.json:
-        from analogc.cli import print_json
-
-        print_json(result)
-    elif args.quiet:
-        print(f"wrote {output}")
-    else:
-        what = "trained weights" if result["trained"] else "compiled weights (the program was never trained)"
-        print(f"wrote {output} ({len(data):,} bytes): the original graph with the chip's {what}")
-    report_phases(args, phases)
-    return 0
