@@ -41,7 +41,7 @@ def compile_model(model_path: str | Path, spec, placer: str = "cpsat", time_limi
         raise naming(exc, model_path) from None
     if placement.blocks is not None:
         blocks = placement.blocks
-    original, stripped = strip_weights(model, layers)
+    original, stripped = strip_weights(model, layers, layer_graph.initializers)
     if not stripped and self_contained:
         original = Path(model_path).read_bytes()  # the file's own bytes, exactly
     program = emit_program(layer_graph, blocks, placement, spec, model, Path(model_path).stem, original, stripped)

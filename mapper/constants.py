@@ -9,9 +9,11 @@ converters only ever ask "is this input constant, and what is it?".
 
 from __future__ import annotations
 
+import sys
+
 import numpy as np
 import onnx
-from onnx import numpy_helper
+from onnx import helper, numpy_helper
 from onnx.reference import ReferenceEvaluator
 
 NONDETERMINISTIC_OPS = {
@@ -30,10 +32,33 @@ def has_subgraph(node: onnx.NodeProto) -> bool:
     return any(a.type in (onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS) for a in node.attribute)
 
 
-def fold_constants(model: onnx.ModelProto) -> tuple[dict, set]:
-    """Evaluate every constant-only node; return {tensor: array} and folded node indices."""
+# Types whose raw data numpy reads as it is (little-endian, one value per item).
+PLAIN_TYPES = {
+    getattr(onnx.TensorProto, name)
+    for name in ("FLOAT", "DOUBLE", "FLOAT16", "INT8", "INT16", "INT32", "INT64", "UINT8", "UINT16", "UINT32", "UINT64")
+}
+
+
+def initializer_arrays(graph: onnx.GraphProto, raw: dict | None = None) -> dict:
+    """{name: array} of the graph's initializers. With `raw` (the bytes onnx_load read
+    while checking sizes), a plain type's array is a read-only view of them: reading
+    `raw_data` again would copy each weight once more."""
+    arrays = {}
+    for init in graph.initializer:
+        data = raw.get(init.name) if raw else None
+        if data is not None and init.data_type in PLAIN_TYPES and sys.byteorder == "little":
+            dtype = helper.tensor_dtype_to_np_dtype(init.data_type)
+            arrays[init.name] = np.frombuffer(data, dtype=dtype).reshape(tuple(init.dims))
+        else:
+            arrays[init.name] = numpy_helper.to_array(init)
+    return arrays
+
+
+def fold_constants(model: onnx.ModelProto, initializers: dict | None = None) -> tuple[dict, set]:
+    """Evaluate every constant-only node; return {tensor: array} and folded node indices.
+    `initializers`: the graph's initializers as arrays, if already read."""
     graph = model.graph
-    constants = {init.name: numpy_helper.to_array(init) for init in graph.initializer}
+    constants = dict(initializer_arrays(graph) if initializers is None else initializers)
     opsets = {imp.domain or "": imp.version for imp in model.opset_import}
     folded = set()
     for index, node in enumerate(graph.node):

@@ -17,7 +17,7 @@ import onnx
 from onnx import helper
 
 from analogc.errors import AnalogcError
-from analogc.mapper.constants import fold_constants
+from analogc.mapper.constants import fold_constants, initializer_arrays
 from analogc.mapper.fusion import fold_batch_norm, fuse_activation
 from analogc.mapper.host_grouping import declare_layer_output, group_host_segments
 from analogc.mapper.host_segment import node_reads
@@ -27,6 +27,7 @@ from analogc.mapper.no_ops import without_no_ops
 from analogc.mapper.node_attrs import attributes, node_label, text_attribute
 from analogc.mapper.onnx_load import load_onnx, upgrade_old_opset
 from analogc.mapper.shape_probe import probe_unknown_ranks
+from analogc.runtime.program_check import all_finite
 
 ANALOG_DTYPES = {onnx.TensorProto.FLOAT: "float32", onnx.TensorProto.FLOAT16: "float16", onnx.TensorProto.DOUBLE: "float64"}
 
@@ -249,19 +250,21 @@ def load_layer_graph(path: str | Path, fold_batchnorm: bool = False) -> tuple[La
     """Read an ONNX file: its layer graph, the checked and inferred model (upgraded to an
     opset onnxruntime runs, if it was older), and whether the file's bytes are that model
     (self-contained: no external data, not upgraded)."""
-    model, self_contained = load_onnx(path)
+    model, self_contained, raw = load_onnx(path)
     model, converted_from = upgrade_old_opset(model, path)
-    graph = build_layer_graph(model, str(path), fold_batchnorm)
+    graph = build_layer_graph(model, str(path), fold_batchnorm, raw if converted_from is None else None)
     graph.opset_converted_from = converted_from
     return graph, model, self_contained and converted_from is None
 
 
-def build_layer_graph(model: onnx.ModelProto, origin: str = "model", fold_batchnorm: bool = False) -> LayerGraph:
+def build_layer_graph(model: onnx.ModelProto, origin: str = "model", fold_batchnorm: bool = False, raw: dict | None = None) -> LayerGraph:
     """Split the model into Dense layers and host segments, in an executable order.
-    BatchNormalization stays a host segment unless `fold_batchnorm` asks to absorb it."""
+    BatchNormalization stays a host segment unless `fold_batchnorm` asks to absorb it.
+    `raw`: the initializers' bytes as onnx_load read them (see initializer_arrays)."""
     model, bypassed = without_no_ops(model)
     graph = model.graph
-    constants, folded = fold_constants(model)
+    initializers = initializer_arrays(graph, raw)
+    constants, folded = fold_constants(model, initializers)
     folded |= bypassed
     value_types = {}
     for value in list(graph.input) + list(graph.value_info) + list(graph.output):
@@ -308,7 +311,7 @@ def build_layer_graph(model: onnx.ModelProto, origin: str = "model", fold_batchn
             check_finite(item, origin)
     steps = group_host_segments(items, ctx, inputs, outputs)
     constant_outputs = {o.name: constants[o.name] for o in outputs if o.name in constants}
-    return LayerGraph(inputs, outputs, steps, constant_outputs, build_digraph(steps, inputs), ctx.notes)
+    return LayerGraph(inputs, outputs, steps, constant_outputs, build_digraph(steps, inputs), ctx.notes, initializers=initializers)
 
 
 # ai.onnx.ml ops whose output has the input's shape (and, but for Scaler and Normalizer,
@@ -336,7 +339,7 @@ def declare_shape_keeping_outputs(graph: onnx.GraphProto, value_types: dict) -> 
 def check_finite(dense: Dense, origin: str) -> None:
     """NaN or Inf weights cannot be programmed into conductances."""
     for what, values in (("weights", dense.weight), ("bias", dense.bias)):
-        if values is not None and not np.all(np.isfinite(values)):
+        if values is not None and not all_finite(values):
             raise AnalogcError(f"{origin}: layer {dense.name!r} has NaN or Inf {what}; they cannot be programmed onto a tile")
 
 

@@ -119,6 +119,7 @@ class LayerGraph:
     graph: nx.DiGraph = field(default_factory=nx.DiGraph)
     host_notes: list = field(default_factory=list)  # {node, op, reason} of convolutions left to the host
     opset_converted_from: int | None = None  # the model's opset, when the frontend upgraded it
+    initializers: dict = field(default_factory=dict)  # the graph's initializers as read {name: array}
 
     @property
     def dense_layers(self) -> list[Dense]:

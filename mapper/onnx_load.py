@@ -20,11 +20,14 @@ from analogc.mapper.onnx_sniff import unreadable_reason
 MAX_MODEL_BYTES = 2 << 30  # protobuf's own limit for one serialised model
 
 
-def load_onnx(path: str | Path) -> tuple[onnx.ModelProto, bool]:
+def load_onnx(path: str | Path) -> tuple[onnx.ModelProto, bool, dict]:
     """Load, check and shape-infer a model; external data only from inside its folder.
 
     Also says whether the file is self-contained (no external data): then its bytes are
     the original model exactly, and the program can store them without re-serialising.
+    And gives the raw bytes of the graph's initializers as the size check read them
+    ({name: bytes}): each read of `raw_data` copies it (400 MB for VGG-19's first
+    layer), so the arrays are made from these once (mapper/constants.py).
     """
     path = Path(path)
     if not path.exists():
@@ -48,8 +51,11 @@ def load_onnx(path: str | Path) -> tuple[onnx.ModelProto, bool]:
     tensors = list(external_data_helper._get_all_tensors(model))
     check_tensor_memory(tensors, path)
     external = load_external_data_safely(tensors, path.parent.resolve(), path)
-    for tensor in tensors:
-        check_tensor_data(tensor, path)
+    top, raw = len(model.graph.initializer), {}
+    for index, tensor in enumerate(tensors):  # the graph's own initializers come first
+        data = check_tensor_data(tensor, path)
+        if index < top and data is not None and not external_data_helper.uses_external_data(tensor):
+            raw[tensor.name] = data
     light = light_model(model)
     try:
         # On the light copy: the checker serialises the model it is given (3.5 s for the
@@ -65,7 +71,7 @@ def load_onnx(path: str | Path) -> tuple[onnx.ModelProto, bool]:
         raise
     except Exception as exc:
         raise AnalogcError(f"{path}: ONNX shape inference failed: {short(exc)}") from None
-    return model, external == 0
+    return model, external == 0, raw
 
 
 # onnxruntime implements the default domain's operators from opset 7 (older Gemm, Add, ...
@@ -264,16 +270,16 @@ def declared_bytes(tensor: onnx.TensorProto) -> int | None:
     return (elements * bits + 7) // 8 if bits else elements * itemsize
 
 
-def check_tensor_data(tensor: onnx.TensorProto, path: Path) -> None:
+def check_tensor_data(tensor: onnx.TensorProto, path: Path) -> bytes | None:
     """The data a tensor holds must match its dims exactly (the checker only refuses too
-    little raw data; too much, or a wrong count of typed values, failed later in numpy)."""
+    little raw data; too much, or a wrong count of typed values, failed later in numpy).
+    Gives the raw data it checked (None for typed values)."""
     if tensor.HasField("raw_data"):
+        data = tensor.raw_data
         need = declared_bytes(tensor)
-        if need is not None and len(tensor.raw_data) != need:
-            raise AnalogcError(
-                f"{path}: tensor {tensor.name!r} holds {len(tensor.raw_data)} bytes, its dims {list(tensor.dims)} need {need}"
-            )
-        return
+        if need is not None and len(data) != need:
+            raise AnalogcError(f"{path}: tensor {tensor.name!r} holds {len(data)} bytes, its dims {list(tensor.dims)} need {need}")
+        return data
     try:
         field = onnx.helper.tensor_dtype_to_field(tensor.data_type)
     except (KeyError, TypeError, ValueError):
@@ -284,6 +290,7 @@ def check_tensor_data(tensor: onnx.TensorProto, path: Path) -> None:
     have = len(getattr(tensor, field))
     if have != need and not (have == 0 and elements == 0):
         raise AnalogcError(f"{path}: tensor {tensor.name!r} holds {have} values in {field}, its dims {list(tensor.dims)} need {need}")
+    return None
 
 
 COMPLEX_TYPES = (onnx.TensorProto.COMPLEX64, onnx.TensorProto.COMPLEX128)

@@ -19,8 +19,15 @@ from onnx import numpy_helper
 STRIP_BYTES = 1 << 20  # initializers smaller than this stay in the model
 
 
-def strip_weights(model: onnx.ModelProto, layers: list) -> tuple[bytes, list]:
-    """(the model's bytes with the layer weights as placeholders, the stripped list)."""
+def strip_weights(model: onnx.ModelProto, layers: list, initializers: dict | None = None) -> tuple[bytes, list]:
+    """(the model's bytes with the layer weights as placeholders, the stripped list).
+    `initializers`: the arrays the frontend read from the model's initializers; a
+    read-only one (a view of the bytes read, so unchanged since) is compared in place of
+    reading `raw_data` again, which would copy the weight (0.6 s and 400 MB for VGG-19)."""
+    initializers = initializers or {}
+    counts = {}
+    for tensor in model.graph.initializer:
+        counts[tensor.name] = counts.get(tensor.name, 0) + 1
     shapes = {}
     for dense in layers:
         weight = dense.weight
@@ -37,6 +44,8 @@ def strip_weights(model: onnx.ModelProto, layers: list) -> tuple[bytes, list]:
         value = None
         for transpose in (False, True):
             for dense in shapes.get((dims, transpose), []):
+                if value is None:
+                    value = as_read(initializers.get(tensor.name), dims) if counts[tensor.name] == 1 else None
                 if value is None:
                     value = np.frombuffer(tensor.raw_data, dtype="<f4").reshape(dims) if tensor.raw_data else numpy_helper.to_array(tensor)
                 held = dense.weight.T if transpose else dense.weight
@@ -62,6 +71,14 @@ def strip_weights(model: onnx.ModelProto, layers: list) -> tuple[bytes, list]:
             item.key, item.value = key, value
         stripped.append(entry)
     return light.SerializeToString(), stripped
+
+
+def as_read(value, dims: tuple):
+    """The frontend's array of an initializer, if it is still its data as read: float32,
+    its dims, and read-only (a view of the file's bytes no converter can have changed)."""
+    if isinstance(value, np.ndarray) and value.dtype == np.dtype("<f4") and value.shape == dims and not value.flags.writeable:
+        return value
+    return None
 
 
 def same_values(a: np.ndarray, b: np.ndarray, rows: int = 256) -> bool:

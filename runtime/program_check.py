@@ -190,6 +190,16 @@ def check_host_member(segment: dict, data: bytes, fail) -> None:
         fail(f"host segment {segment['name']!r} is not a valid ONNX model ({text})")
 
 
+def all_finite(values: np.ndarray) -> bool:
+    """No NaN or Inf, without isfinite's boolean array (for a 100 M-weight layer, 100 MB
+    freshly allocated: 5x the time of the check): min and max propagate NaN, and an
+    Inf is one of them."""
+    values = np.asarray(values)
+    if values.dtype.kind != "f":
+        return bool(np.all(np.isfinite(values)))
+    return values.size == 0 or bool(np.isfinite(values.min()) and np.isfinite(values.max()))
+
+
 def check_program(meta: dict, arrays: dict, members: dict, origin: str) -> None:
     """Every reference resolves and every block fits its layer, its tile and the grid."""
 
@@ -217,7 +227,7 @@ def check_program(meta: dict, arrays: dict, members: dict, origin: str) -> None:
             fail(f"bias of layer {name!r} is {arrays[f'bias/{name}'].dtype} {arrays[f'bias/{name}'].shape}, expected float ({n},)")
         for what in ("weight", "bias"):
             values = arrays.get(f"{what}/{name}")
-            if values is not None and values.dtype.kind == "f" and not np.all(np.isfinite(values)):
+            if values is not None and values.dtype.kind == "f" and not all_finite(values):
                 fail(f"{what} of layer {name!r} holds NaN or Inf")
         layers[name] = (k + (1 if layer.get("bias") == "analog" else 0), n)
     grid, tile = (spec.chip.grid_rows, spec.chip.grid_cols), (spec.chip.tile_rows, spec.chip.tile_cols)
