@@ -21,6 +21,8 @@ import io
 import json
 import zipfile
 import zlib
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -87,17 +89,52 @@ def program_identity(meta: dict) -> str:
 
 
 class HashingWriter:
-    """A write-only stream that passes bytes on and hashes them on the way (sha256)."""
+    """A write-only stream that passes bytes on and hashes them on the way (sha256).
+
+    A large chunk (immutable bytes, as numpy's writer hands them) is hashed and passed
+    on (the outer member's CRC and the disk write) in a worker thread, while the caller
+    makes the next chunk and its CRC: hashlib, zlib and file writes release the GIL, so
+    for a 500 MB program these overlap. Two chunks at most are in flight (32 MB), and
+    every write happens in order: a small one waits for those before it."""
+
+    OVERLAP_BYTES = 1 << 20
+    IN_FLIGHT = 2
 
     def __init__(self, target):
         self.target, self.hash = target, hashlib.sha256()
+        self.worker = ThreadPoolExecutor(max_workers=1)  # one worker: chunks stay in order
+        self.pending = deque()
 
     def write(self, data) -> int:
+        if isinstance(data, bytes) and len(data) >= self.OVERLAP_BYTES:
+            while len(self.pending) >= self.IN_FLIGHT:
+                self.pending.popleft().result()
+            self.pending.append(self.worker.submit(self.pass_on, data))
+            return len(data)
+        self.wait()
+        self.pass_on(data)
+        return memoryview(data).nbytes
+
+    def pass_on(self, data) -> None:
         self.hash.update(data)
-        return self.target.write(data)
+        self.target.write(data)
+
+    def wait(self) -> None:
+        """Every chunk written (a failed write raises here)."""
+        while self.pending:
+            self.pending.popleft().result()
+
+    def hexdigest(self) -> str:
+        self.wait()
+        return self.hash.hexdigest()
 
     def flush(self) -> None:
+        self.wait()
         self.target.flush()
+
+    def close(self) -> None:
+        """Ends the worker (also when the write failed midway)."""
+        self.worker.shutdown(wait=True)
 
 
 def save_program(program: Program, path: str | Path) -> None:
@@ -117,11 +154,14 @@ def save_program(program: Program, path: str | Path) -> None:
                 # (a Fortran-ordered weight is written as numpy writes it, not transposed);
                 # `read_arrays` hands them back C-ordered.
                 hashing = HashingWriter(member)
-                with zipfile.ZipFile(hashing, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as npz:
-                    for name, value in sorted(program.arrays.items()):
-                        with npz.open(zipfile.ZipInfo(f"{name}.npy", (1980, 1, 1, 0, 0, 0)), "w", force_zip64=True) as entry:
-                            np.lib.format.write_array(entry, np.asarray(value), allow_pickle=False)
-            checksums[ARRAYS] = hashing.hash.hexdigest()
+                try:
+                    with zipfile.ZipFile(hashing, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as npz:
+                        for name, value in sorted(program.arrays.items()):
+                            with npz.open(zipfile.ZipInfo(f"{name}.npy", (1980, 1, 1, 0, 0, 0)), "w", force_zip64=True) as entry:
+                                np.lib.format.write_array(entry, np.asarray(value), allow_pickle=False)
+                    checksums[ARRAYS] = hashing.hexdigest()
+                finally:
+                    hashing.close()
             for name, data in sorted(program.members.items()):
                 info = zipfile.ZipInfo(name, (1980, 1, 1, 0, 0, 0))
                 info.compress_type = zipfile.ZIP_STORED if len(data) > 1 << 20 else zipfile.ZIP_DEFLATED
