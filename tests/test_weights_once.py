@@ -104,3 +104,24 @@ def test_the_header_check_refuses_arrays_that_differ_from_the_written_ones(compi
     for change in ({"weight/extra": np.zeros(2, np.float32)}, {next(iter(program.arrays)): np.zeros(3, np.float64)}):
         with pytest.raises(AnalogcError, match="does not hold the arrays"):
             load_program(atp, arrays={**program.arrays, **change})
+
+
+def test_only_the_frontends_unchanged_arrays_stand_in_for_the_initializer(tmp_path):
+    """strip_weights compares a layer's weights with the frontend's read-only view of the
+    initializer (no copy of raw_data); a writable array (one a converter could have
+    changed) is not trusted: the initializer's own bytes decide."""
+    from types import SimpleNamespace
+
+    from analogc.mapper.strip_weights import strip_weights
+
+    model = onnx.load(str(big_model(tmp_path / "big.onnx")))
+    w1 = numpy_helper.to_array(next(t for t in model.graph.initializer if t.name == "w1"))
+    other = w1 + np.float32(1)
+    layer = SimpleNamespace(name="fc1", weight=other)
+    writable = {"w1": other.copy()}
+    assert strip_weights(model, [layer], writable)[1] == []
+    assert strip_weights(model, [SimpleNamespace(name="fc1", weight=w1)], writable)[1] == [
+        {"name": "w1", "array": "weight/fc1", "transpose": False}
+    ]
+    read_only = np.frombuffer(w1.tobytes(), dtype=np.float32).reshape(w1.shape)
+    assert [s["name"] for s in strip_weights(model, [SimpleNamespace(name="fc1", weight=w1)], {"w1": read_only})[1]] == ["w1"]
