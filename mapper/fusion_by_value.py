@@ -22,6 +22,7 @@ from analogc.mapper.model_facts import Context
 from analogc.mapper.node_attrs import node_label
 from analogc.runtime import activations
 
+
 def erf(values):
     """scipy's erf, imported when a chain has one: scipy.special takes 0.2 s to import,
     a fifth of what compiling most models takes otherwise."""
