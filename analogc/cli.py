@@ -219,11 +219,28 @@ def dispatch(argv: list[str], debug: bool) -> int:
         return 130
     except BrokenPipeError:
         return 0
-    except Exception as exc:  # an internal error: our bug, not the user's input
+    except Exception as exc:
+        if interrupted(exc):  # e.g. zipfile refusing to close a member that Ctrl-C cut short
+            print("analogc: interrupted", file=sys.stderr)
+            return 130
+        # an internal error: our bug, not the user's input
         if debug:
             traceback.print_exc()
         print(f"analogc: internal error: {type(exc).__name__}: {exc} (rerun with --debug for a traceback)", file=sys.stderr)
         return 1
+
+
+def interrupted(exc: BaseException) -> bool:
+    """Whether `exc` was raised while a Ctrl-C (or SIGTERM) was being handled: cleanup
+    code that fails because the interrupt cut an operation short is the interrupt's
+    doing, not an internal error."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        if isinstance(exc, KeyboardInterrupt):
+            return True
+        seen.add(id(exc))
+        exc = exc.__context__
+    return False
 
 
 if __name__ == "__main__":

@@ -362,6 +362,22 @@ def test_internal_errors_are_not_user_errors(cli, work, monkeypatch):
     assert debug.code == 1 and "Traceback" in debug.err and os.listdir(work) == []
 
 
+def test_an_error_while_an_interrupt_unwinds_is_the_interrupt(cli, work, monkeypatch):
+    """Ctrl-C in the middle of writing a zip member makes zipfile's close raise ValueError
+    while the KeyboardInterrupt unwinds: still `analogc: interrupted`, exit 130."""
+    import analogc.commands
+
+    def cut_short(args):
+        try:
+            raise KeyboardInterrupt
+        finally:
+            raise ValueError("Can't close the ZIP file while there is an open writing handle on it.")
+
+    monkeypatch.setattr(analogc.commands, "cmd_targets", cut_short)
+    result = cli("targets")
+    assert result.code == 130 and result.err.strip() == "analogc: interrupted"
+
+
 @pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
 @pytest.mark.parametrize("where", ["weight", "bias"])
 def test_non_finite_weights_are_refused(tmp_path, cli, bad, where):
