@@ -15,6 +15,7 @@ on the host.
 from __future__ import annotations
 
 import heapq
+
 import numpy as np
 
 from analogc.mapper.layer_graph import Dense
