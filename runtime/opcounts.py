@@ -41,6 +41,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import numpy as np
+
 from analogc.errors import AnalogcError
 from analogc.runtime.activations import ACTIVATION_OPS, DERIVATIVE_OPS
 from analogc.runtime.dataflow import backward_flows, hops, labelled_flows, one_read_views, program_views, tile_steps
@@ -295,8 +297,6 @@ def layer_program_counts(program, phase: str, layer: str, iterations) -> OpCount
     layer's array shape, rows incl. the bias row): iterations per tile, and the slowest
     tile's sequential slots (Σ over its rows of the row's largest count). For the
     trainer's transfers and refreshes."""
-    import numpy as np
-
     counts = OpCounts()
     iterations = np.asarray(iterations)
     rows_max: dict = {}
