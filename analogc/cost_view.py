@@ -82,7 +82,7 @@ def draw_cost(report, path, title: str) -> None:
 
 def cost_figure(report, title: str):
     """The two panels of draw_cost, legends below them."""
-    import matplotlib
+    import matplotlib  # heavy: matplotlib, only for --png
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt

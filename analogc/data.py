@@ -56,7 +56,7 @@ def load_dataset(spec: str) -> Dataset:
 
 def load_digits() -> Dataset:
     """scikit-learn's 8x8 digits scaled to [0, 1], split 80/20 by a fixed permutation."""
-    from sklearn.datasets import load_digits as sk_load_digits
+    from sklearn.datasets import load_digits as sk_load_digits  # heavy: scikit-learn, only for `digits`
 
     bunch = sk_load_digits()
     x = (bunch.data / 16.0).astype(np.float32).reshape(-1, 8, 8)

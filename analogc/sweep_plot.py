@@ -91,7 +91,7 @@ def is_numeric(values) -> bool:
 
 
 def draw(groups: list[dict], args, output: Path, title: str) -> None:
-    import matplotlib
+    import matplotlib  # heavy: matplotlib (0.4 s), loaded when drawing, after the table is checked
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt

@@ -222,7 +222,7 @@ def share_lines(a: tuple, b: tuple) -> bool:
 def tile_steps(rects: list) -> int:
     """Sequential steps to read every rectangle of one tile once: a greedy colouring
     (largest first, deterministic) of the graph of rectangles that share lines."""
-    import networkx as nx
+    import networkx as nx  # heavy: networkx (0.2 s), loaded only when read steps are counted
 
     graph = nx.Graph()
     graph.add_nodes_from(range(len(rects)))

@@ -181,7 +181,7 @@ def check_dataflow(meta: dict, fail) -> None:
 def check_host_member(segment: dict, data: bytes, fail) -> None:
     """A host segment must be a valid ONNX model: `plan` and the cost model parse it,
     and onnxruntime would refuse it only when `run` starts it."""
-    import onnx
+    import onnx  # heavy: onnx (0.5 s), only for programs with host segments
 
     try:
         onnx.checker.check_model(onnx.load_from_string(data))

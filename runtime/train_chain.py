@@ -77,7 +77,7 @@ LABEL_OPS = {
 def check_trailing_segment(program, name: str) -> None:
     """A host segment after the last analog layer must only turn logits into labels or
     scores; a `Sin` or another layer there would change the decision the loss never sees."""
-    import onnx
+    import onnx  # heavy: onnx (0.5 s), only for programs with host segments
 
     segment = next(s for s in program.meta.get("host_segments", []) if s["name"] == name)
     graph = onnx.load_from_string(program.members[segment["member"]]).graph
@@ -132,7 +132,7 @@ def is_labelling(node) -> bool:
     scores into labels and probabilities (its post transform keeps their order)."""
     if node.op_type != "LinearClassifier" or node.domain != "ai.onnx.ml":
         return False
-    import onnx
+    import onnx  # heavy: onnx (0.5 s), only for programs with host segments
 
     attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
     coefficients, intercepts = np.asarray(attrs.get("coefficients", [])), np.asarray(attrs.get("intercepts", []))
