@@ -15,11 +15,9 @@ from analogc.runtime.spec import DEFAULT_TARGET, load_spec, load_target, shipped
 
 
 def cmd_compile(args) -> int:
+    # heavy: the compiler loads ortools and onnx (1.4 s), which no other command needs
     from analogc.mapper import compile_model
     from analogc.mapper.compile import check_written_program
-    from analogc.plan_view import plan_json, print_plan
-    from analogc.runtime.program import save_program
-    from analogc.runtime.spec import load_target
 
     if not 0 < args.time_limit <= 86400:
         raise AnalogcError(f"--time-limit must be a number of seconds in (0, 86400], got {args.time_limit}")

@@ -49,7 +49,7 @@ def per_call(repeats):
     z_cos, z_sin = np.empty(y.size // 2, np.float32), np.empty(y.size // 2, np.float32)
     rows = {
         "adc_numpy_us": best_us(lambda: kernels.adc_accumulate_numpy(acc, 0, y, var, 0.7, None, spec, 1), repeats, 20),
-        "dac_numpy_us": best_us(lambda: periphery.dac(x, spec, compiled=False), repeats, 50),
+        "dac_numpy_us": best_us(lambda: periphery.dac(x, spec), repeats, 50),
         "normals_numpy_sfc64_us": best_us(lambda: sfc.standard_normal(y.shape, dtype=np.float32), repeats, 100),
         "normals_counter_numpy_us": best_us(lambda: kernels.counter_normal(1, y.shape), repeats, 20),
     }

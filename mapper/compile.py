@@ -9,7 +9,7 @@ from analogc.mapper.emit import emit_program
 from analogc.mapper.frontend import load_layer_graph
 from analogc.mapper.onnx_load import ONNXRUNTIME_MIN_OPSET
 from analogc.mapper.partition import partition
-from analogc.mapper.place import place
+from analogc.mapper.placers import place
 from analogc.mapper.replicate import check_mode
 from analogc.mapper.replicate_place import annotate_copies, place_replicated
 from analogc.mapper.strip_weights import strip_weights

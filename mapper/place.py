@@ -1,6 +1,6 @@
-"""Placement of tile blocks on the grid, behind one interface for every placer.
+"""Placement of tile blocks on the grid: what every placer returns, and the first-fit placer.
 
-`place(blocks, layers, spec, placer=...)` returns a `Placement`: for each block a tile
+`placers.place(blocks, layers, spec, placer=...)` returns a `Placement`: for each block a tile
 [r, c] and an offset [row, col] inside it, plus what the placer knows about its answer
 (status, objective, bound, seconds). CP-SAT (`cpsat_place.py`) is the default; the first-fit placer is deterministic: blocks in
 layer order, each into the first usable tile (row-major, faulty tiles skipped) and the
@@ -39,16 +39,6 @@ class Placement:
 def lower_bound_tiles(blocks: list, spec) -> int:
     """ceil(cells needed / cells per tile): no placement can use fewer tiles."""
     return math.ceil(sum(b.cells for b in blocks) / spec.cells_per_tile)
-
-
-def place(blocks: list, layers: list, spec, placer: str = "cpsat", **options) -> Placement:
-    """Run the named placer; every placer has this signature."""
-    from analogc.mapper.cpsat_place import place_cpsat
-
-    placers = {"cpsat": place_cpsat, "greedy": place_first_fit}
-    if placer not in placers:
-        raise AnalogcError(f"unknown placer {placer!r}: choose from {', '.join(placers)}")
-    return placers[placer](blocks, layers, spec, **options)
 
 
 def place_first_fit(blocks: list, layers: list, spec, **_options) -> Placement:

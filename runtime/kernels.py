@@ -13,7 +13,7 @@ as a digital factor α on its output ("digital"); the other is 1. Its numpy twin
 code that runs without numba; g/w_max is applied as one multiply by the float32 g·(1/w_max).
 
 DAC. `dac_compiled` is the twin of `periphery.dac` (per-example abs-max scaling and
-quantisation), which dispatches to it. `dac_layer` is a layer's whole input stage in one
+quantisation); `dac` dispatches to it. `dac_layer` is a layer's whole input stage in one
 pass: the constant-1 bias input appended, the DAC, and the squared DAC outputs that the
 read-noise variance needs; its reference is `dac_layer_numpy` (the same three steps in numpy).
 
@@ -474,7 +474,7 @@ def dac_layer_numpy(flat: np.ndarray, bias: bool, spec, squares: bool) -> tuple:
     if bias:
         x[:, :k] = flat
         x[:, k] = 1.0
-    x_n, scale = _periphery.dac(x, spec, compiled=False)
+    x_n, scale = _periphery.dac(x, spec)
     return x_n, (np.square(x_n) if squares else None), scale
 
 
@@ -489,6 +489,11 @@ def dac_layer(flat: np.ndarray, bias: bool, spec, squares: bool, compiled: bool 
         return dac_layer_numpy(flat, bias, spec, squares)
     x_n, x_sq, scale = _dac_nb(np.ascontiguousarray(flat), bool(bias), *_dac_args(spec), bool(squares))
     return x_n, (x_sq if squares else None), scale
+
+
+def dac(x: np.ndarray, spec) -> tuple[np.ndarray, np.ndarray]:
+    """`periphery.dac`, through its compiled twin when that takes x (same bits)."""
+    return dac_compiled(x, spec) if dac_compiles(x) else _periphery.dac(x, spec)
 
 
 def dac_compiles(x: np.ndarray) -> bool:

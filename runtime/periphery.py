@@ -20,18 +20,12 @@ def quantize(x: np.ndarray, bound: float, bits: int) -> np.ndarray:
     return np.clip(out, -bound, bound, out=out)
 
 
-def dac(x: np.ndarray, periphery, compiled: bool | None = None) -> tuple[np.ndarray, np.ndarray]:
+def dac(x: np.ndarray, periphery) -> tuple[np.ndarray, np.ndarray]:
     """(normalised, quantised input, per-example scale): x ≈ x_n · scale.
 
-    The numpy code below is the reference. A 2-D float32 x goes through its numba twin
-    `kernels.dac_compiled` (same bits, tests/runtime/test_kernels.py) when numba is
-    installed, unless `compiled` is False.
+    The numpy reference; `kernels.dac` runs its numba twin `kernels.dac_compiled` (same
+    bits, tests/runtime/test_kernels.py) where that takes x.
     """
-    if compiled is not False:
-        from analogc.runtime import kernels  # not at the top: kernels imports this module
-
-        if kernels.dac_compiles(x):
-            return kernels.dac_compiled(x, periphery)
     scale = np.max(np.abs(x), axis=1, keepdims=True)
     scale = np.where(scale > 0, scale, 1.0).astype(x.dtype)
     x_n = x / scale * periphery.dac_range

@@ -28,6 +28,7 @@ import numpy as np
 from analogc.errors import AnalogcError
 from analogc.runtime.activations import apply_activation
 from analogc.runtime.analog_layer import TrainableLayer, transfer_schedule
+from analogc.runtime.chip import Chip
 from analogc.runtime.cost import OpCounts, price, static_block_counts
 from analogc.runtime.opcounts import layer_program_counts
 from analogc.runtime.float_sgd import FloatChain, activation_grad, append_one, softmax_cross_entropy
@@ -123,8 +124,6 @@ class Trainer:
     def chain_inputs(self, x: dict) -> np.ndarray:
         """The first chain layer's inputs for every example: the frozen part of the
         network run once on the chip (with its nonidealities), or the data itself."""
-        from analogc.runtime.chip import Chip
-
         first = self.chain.layers[0]
         name = next(iter(x))
         if first["input"] in x:
@@ -332,8 +331,6 @@ class Trainer:
         return Program(meta, arrays, dict(self.program.members))
 
     def test_accuracy(self) -> float | None:
-        from analogc.runtime.chip import Chip
-
         program = self.current_program()
         chip = Chip(program, seed=self.options.seed, devices={l.name: l.state for l in self.layers})
         batch, pad = batch_size_of(program)

@@ -34,22 +34,9 @@ RUNTIME_FILES = sorted((REPO / "runtime").rglob("*.py"))
 BASICS = {"analogc", "analogc.errors", "analogc.atomic", "analogc.memory", "analogc.npy_read", "analogc.toml_read", "analogc.wording"}
 PARSER_USERS = {"analogc.demo"}  # runs the commands as a user would, through analogc.cli.main
 
-# Known exceptions, each to be removed when fixed (a stale entry fails the test):
-# place <-> cpsat_place and kernels <-> periphery, and the trainer's function-local Chip
-# import, live in files other developers were editing while issue 17 point 1 landed.
-KNOWN_CYCLES = {
-    frozenset({"analogc.mapper.place", "analogc.mapper.cpsat_place"}),
-    frozenset({"analogc.runtime.kernels", "analogc.runtime.periphery"}),
-}
-KNOWN_UNEXPLAINED = {
-    ("analogc.runtime.trainer", "analogc.runtime.chip"),
-    ("analogc.mapper.place", "analogc.mapper.cpsat_place"),
-    ("analogc.commands", "analogc.mapper"),
-    ("analogc.commands", "analogc.mapper.compile"),
-    ("analogc.commands", "analogc.plan_view"),
-    ("analogc.commands", "analogc.runtime.program"),
-    ("analogc.commands", "analogc.runtime.spec"),
-}
+# Known exceptions, each to be removed when fixed (a stale entry fails the test).
+KNOWN_CYCLES: set[frozenset] = set()
+KNOWN_UNEXPLAINED: set[tuple[str, str]] = set()
 
 
 @dataclass(frozen=True)

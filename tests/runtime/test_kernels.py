@@ -225,13 +225,13 @@ def test_dac_twins_agree(flags):
     spec = dataclasses.replace(PERIPHERY, **flags)
     x = dac_input()
     with np.errstate(invalid="ignore"):
-        ref_x, ref_scale = periphery.dac(x, spec, compiled=False)
+        ref_x, ref_scale = periphery.dac(x, spec)
     got_x, got_scale = kernels.dac_compiled(x, spec)
     assert got_x.dtype == ref_x.dtype and got_scale.dtype == ref_scale.dtype and got_scale.shape == ref_scale.shape
     np.testing.assert_array_equal(got_x, ref_x)
     np.testing.assert_array_equal(got_scale, ref_scale)
-    # periphery.dac dispatches to the compiled twin for float32 input.
-    np.testing.assert_array_equal(periphery.dac(x, spec)[0], ref_x)
+    # kernels.dac dispatches to the compiled twin for float32 input.
+    np.testing.assert_array_equal(kernels.dac(x, spec)[0], ref_x)
 
 
 def test_dac_dispatch_keeps_numpy_for_other_inputs():
@@ -239,7 +239,7 @@ def test_dac_dispatch_keeps_numpy_for_other_inputs():
     assert not kernels.dac_compiles(x)
     assert not kernels.dac_compiles(np.zeros((3, 0), np.float32))
     with np.errstate(invalid="ignore"):
-        x_n, scale = periphery.dac(x, PERIPHERY)
+        x_n, scale = kernels.dac(x, PERIPHERY)
     assert x_n.dtype == np.float64 and scale.dtype == np.float64
 
 
@@ -314,7 +314,7 @@ def test_import_without_numba_falls_back(tmp_path):
         "kernels.adc_accumulate_numpy(ref, 0, y, y * y * 1e-3, 0.5, None, spec, kernels.new_key(np.random.default_rng(0)))\n"
         "assert np.array_equal(acc, ref)\n"
         "assert not kernels.dac_compiles(y)\n"
-        "x_n, scale = periphery.dac(y, spec)\n"
+        "x_n, scale = kernels.dac(y, spec)\n"
         "assert np.allclose(scale.ravel(), np.abs(y).max(axis=1))\n"
     )
     done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, cwd=REPO)
@@ -399,7 +399,7 @@ def test_dac_layer_twins_agree(bias, squares, flags):
         got = kernels.dac_layer(x, bias, spec, squares)
         # The reference is periphery.dac on the inputs with a column of ones appended.
         appended = np.hstack([x, np.ones((len(x), 1), np.float32)]) if bias else x
-        by_definition = periphery.dac(appended, spec, compiled=False)
+        by_definition = periphery.dac(appended, spec)
     np.testing.assert_array_equal(reference[0], by_definition[0])
     np.testing.assert_array_equal(reference[2], by_definition[1])
     for a, b in zip(got, reference):
