@@ -209,11 +209,7 @@ def check_array_headers(archive: zipfile.ZipFile, arrays: dict, path: Path) -> N
     """arrays.npz holds exactly `arrays`, each .npy header giving its dtype and shape
     (the data were hashed as they were written; not read back)."""
     where = f"{path}: {ARRAYS}"
-    try:
-        info = archive.getinfo(ARRAYS)
-    except KeyError:
-        raise AnalogcError(f"{path}: member {ARRAYS} is missing") from None
-    check_zip_member(info, f"{path}: member {ARRAYS}")
+    info = member_info(archive, ARRAYS, path)
     try:
         with member_window(archive, info) as stream, zipfile.ZipFile(stream) as npz:
             found = {}
@@ -277,13 +273,19 @@ def member_window(archive: zipfile.ZipFile, info: zipfile.ZipInfo):
     return Window(handle, info.header_offset + 30 + name_length + extra_length, info.compress_size)
 
 
-def read_member(archive: zipfile.ZipFile, name: str, path: Path) -> bytes:
-    """One member, refusing sizes that are absurd or compress like a zip bomb."""
+def member_info(archive: zipfile.ZipFile, name: str, path: Path) -> zipfile.ZipInfo:
+    """A member's directory entry, present and of a sane size (checked before any read)."""
     try:
         info = archive.getinfo(name)
     except KeyError:
         raise AnalogcError(f"{path}: member {name} is missing") from None
     check_zip_member(info, f"{path}: member {name}")
+    return info
+
+
+def read_member(archive: zipfile.ZipFile, name: str, path: Path) -> bytes:
+    """One member, refusing sizes that are absurd or compress like a zip bomb."""
+    member_info(archive, name, path)
     try:
         return archive.read(name)
     except (zipfile.BadZipFile, zlib.error, OSError, EOFError, ValueError, NotImplementedError) as exc:
