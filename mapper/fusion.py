@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 import onnx
 
-from analogc.mapper.fusion_by_value import fuse_by_value
+from analogc.mapper.fusion_by_value import absorb, fuse_by_value
 from analogc.mapper.layer_graph import Dense
 from analogc.mapper.model_facts import Context
 from analogc.mapper.node_attrs import attributes, node_label, text_attribute
@@ -71,14 +71,6 @@ def other_input(node: onnx.NodeProto, tensor: str) -> str | None:
     """The other input of a two-input node that reads `tensor` once."""
     inputs = list(node.input)
     return inputs[1 - inputs.index(tensor)] if len(inputs) == 2 and inputs.count(tensor) == 1 else None
-
-
-def absorb(dense: Dense, fused: list, ctx: Context, activation: str, nodes: list) -> None:
-    dense.activation, dense.activation_params = activation, {}
-    dense.output = nodes[-1][1].output[0]
-    dense.onnx_nodes += [node_label(node, index) for index, node in nodes]
-    fused += [index for index, _ in nodes]
-    ctx.claimed.update(index for index, _ in nodes)
 
 
 def fuse_silu(dense: Dense, fused: list, ctx: Context) -> bool:

@@ -116,6 +116,8 @@ def matching_activation(result: np.ndarray) -> str | None:
 
 
 def absorb(dense: Dense, fused: list, ctx: Context, name: str, region: list) -> None:
+    """Make the nodes of `region` ([(index, node)], the last giving the output) the layer's
+    activation `name`; the pattern matchers in mapper/fusion.py use it too."""
     dense.activation, dense.activation_params = name, {}
     dense.output = region[-1][1].output[0]
     dense.onnx_nodes += [node_label(node, index) for index, node in region]
