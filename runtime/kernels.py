@@ -103,12 +103,26 @@ def _radius(e, ln_m):
 # --- numpy twin. --------------------------------------------------------------------------
 
 
-def splitmix64(key: int, counter: np.ndarray) -> np.ndarray:
-    """The counter-th output of splitmix64 seeded with key (uint64 arithmetic, wrapping)."""
-    z = np.uint64(key) + (counter.astype(np.uint64) + ONE_U) * GOLDEN
+def mix64(z):
+    """splitmix64's output function on Weyl state z (uint64 arithmetic, wrapping): the one
+    definition of the mix. Written for uint64 numpy arrays, compiled by numba for uint64
+    scalars (`_splitmix64_nb`), and for a Python int through `mix64_int`."""
     z = (z ^ (z >> SHIFT_30)) * MIX1
     z = (z ^ (z >> SHIFT_27)) * MIX2
     return z ^ (z >> SHIFT_31)
+
+
+def splitmix64(key: int, counter: np.ndarray) -> np.ndarray:
+    """The counter-th output of splitmix64 seeded with key (uint64 arithmetic, wrapping)."""
+    return mix64(np.uint64(key) + (counter.astype(np.uint64) + ONE_U) * GOLDEN)
+
+
+def mix64_int(z: int) -> int:
+    """`mix64` of one Python int in [0, 2⁶⁴): the compiled scalar when numba is there (a
+    numpy scalar would warn on the wrapping multiply), else a one-element array."""
+    if HAVE_NUMBA:
+        return int(_splitmix64_nb(np.uint64(z)))
+    return int(mix64(np.array([z], dtype=np.uint64))[0])
 
 
 def normal_pairs(key: int, counter: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -215,12 +229,7 @@ if HAVE_NUMBA:
     _sin_cos_nb = _jit_inline(_sin_cos)
     _radius_nb = _jit_inline(_radius)
 
-    @_jit_inline
-    def _splitmix64_nb(z):
-        """The output for Weyl state z = key + (counter + 1)·GOLDEN (see `splitmix64`)."""
-        z = (z ^ (z >> SHIFT_30)) * MIX1
-        z = (z ^ (z >> SHIFT_27)) * MIX2
-        return z ^ (z >> SHIFT_31)
+    _splitmix64_nb = _jit_inline(mix64)  # of Weyl state z = key + (counter + 1)·GOLDEN
 
     @_jit_inline
     def _normal_pair_nb(h):

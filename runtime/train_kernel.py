@@ -67,13 +67,7 @@ if HAVE_NUMBA:
     drop_stale_builds()
 
     _jit = numba.njit(fastmath=False, error_model="numpy", cache=True)
-    U30, U27, U31 = np.uint64(30), np.uint64(27), np.uint64(31)
-
-    @_jit
-    def _finalise(z):
-        z = (z ^ (z >> U30)) * kernels.MIX1
-        z = (z ^ (z >> U27)) * kernels.MIX2
-        return z ^ (z >> U31)
+    _finalise = kernels._splitmix64_nb
 
     @_jit
     def _example_keys(run_key, example, keys):

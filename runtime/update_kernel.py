@@ -45,11 +45,7 @@ MASK64 = (1 << 64) - 1
 GOLDEN_INT = int(kernels.GOLDEN)  # splitmix64's Weyl increment, as a Python int
 
 
-def _finalise(z: int) -> int:
-    """splitmix64's output function on one 64-bit Python int."""
-    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & MASK64
-    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & MASK64
-    return z ^ (z >> 31)
+_finalise = kernels.mix64_int  # splitmix64's output function on one 64-bit Python int
 
 
 def mix_key(*parts: int) -> int:

@@ -26,6 +26,30 @@ PERIPHERY = load_target(None).periphery
 # --- The normal generator. --------------------------------------------------------------------
 
 
+def _splitmix64_reference(seed: int, count: int) -> list[int]:
+    """Vigna's splitmix64.c transcribed to Python ints: x += golden; mix x; return."""
+    mask, x, out = (1 << 64) - 1, seed, []
+    for _ in range(count):
+        x = (x + 0x9E3779B97F4A7C15) & mask
+        z = ((x ^ (x >> 30)) * 0xBF58476D1CE4E5B9) & mask
+        z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & mask
+        out.append(z ^ (z >> 31))
+    return out
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2**63 + 12345, 2**64 - 1])
+def test_splitmix64_every_form_matches_the_reference(seed):
+    """The one mix (kernels.mix64) as numpy array, compiled scalar and Python int."""
+    expected = _splitmix64_reference(seed, 40)
+    assert kernels.splitmix64(seed, np.arange(40, dtype=np.uint64)).tolist() == expected
+    states = [(seed + (c + 1) * 0x9E3779B97F4A7C15) & ((1 << 64) - 1) for c in range(40)]
+    assert [kernels.mix64_int(z) for z in states] == expected
+    if kernels.HAVE_NUMBA:
+        assert [int(kernels._splitmix64_nb(np.uint64(z))) for z in states] == expected
+    if seed == 0:
+        assert expected[0] == 0xE220A8397B1DCDAF  # the published first output for seed 0
+
+
 @pytest.fixture(scope="module")
 def million():
     return kernels.counter_normal(20240601, (1000, 1000)).ravel().astype(np.float64)
@@ -316,6 +340,7 @@ def test_import_without_numba_falls_back(tmp_path):
         "assert not kernels.dac_compiles(y)\n"
         "x_n, scale = kernels.dac(y, spec)\n"
         "assert np.allclose(scale.ravel(), np.abs(y).max(axis=1))\n"
+        "assert kernels.mix64_int(0x9E3779B97F4A7C15) == 0xE220A8397B1DCDAF\n"
     )
     done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, cwd=REPO)
     assert done.returncode == 0, done.stderr
