@@ -37,8 +37,8 @@ def layer_entry(dense, spec) -> dict:
 
 def weight_scale(dense, spec) -> dict:
     """The layer's weight range w_max over the array matrix (weights and analog bias; the
-    spec's rule, mapper/weight_range.py) and the µS per weight unit that maps w_max to
-    F·g_prog_max."""
+    spec's rule, mapper/weight_range.py). The µS per weight unit is not stored: the
+    runtime derives it from w_max and the program's target (`us_per_weight`)."""
     with_bias = dense.bias is not None and bias_on_array(True, spec)
     # In memory order (a view, also for Gemm's transposed weights): no |w| copy of a
     # layer of 100 M weights is made (weight_range.parts_w_max).
@@ -49,7 +49,7 @@ def weight_scale(dense, spec) -> dict:
 
 
 def magnitude_scale(magnitudes: np.ndarray, spec) -> dict:
-    """w_max, µS per weight unit and (with `periphery.adc_range = "quantile"`) the ADC's
+    """w_max and (with `periphery.adc_range = "quantile"`) the ADC's
     range, for a layer whose array holds weights of these magnitudes."""
     return parts_scale([np.asarray(magnitudes).ravel()], spec)
 
@@ -57,7 +57,7 @@ def magnitude_scale(magnitudes: np.ndarray, spec) -> dict:
 def parts_scale(parts: list, spec) -> dict:
     stats = parts_stats(parts)
     w_max = parts_w_max(parts, spec, stats=stats)
-    scale = {"w_max": w_max, "us_per_weight": spec.cell.gain_f * spec.pcm.g_prog_max / w_max}
+    scale = {"w_max": w_max}
     if spec.periphery.adc_range == "quantile":
         scale["adc_range"] = parts_w_max(parts, spec, rule="quantile", stats=stats)
     return scale

@@ -28,7 +28,7 @@ MAX_SAMPLES = 1 << 14  # larger layers are judged on an even stride of this many
 GRID = 48  # w_max candidates scanned (geometric) before the bounded Brent refinement
 
 
-def layer_w_max(magnitudes: np.ndarray, spec, rule: str | None = None, scratch: bool = False) -> float:
+def w_max_by_rule(magnitudes: np.ndarray, spec, rule: str | None = None, scratch: bool = False) -> float:
     """w_max for one layer's |w| (weights and analog bias, any shape) under `rule` (the
     spec's `cell.w_max_rule` when None); 1 for a layer with no nonzero finite weight.
     With `scratch` the caller hands over a flat array of magnitudes that the quantile
@@ -71,15 +71,15 @@ QUANTILE_MARGIN = 0.01  # the candidates of a quantile q: |w| at or above the sa
 
 
 def parts_w_max(parts: list, spec, rule: str | None = None, stats: tuple | None = None) -> float:
-    """`layer_w_max` of the magnitudes of `parts` (flat arrays, signed or not, taken one
+    """`w_max_by_rule` of the magnitudes of `parts` (flat arrays, signed or not, taken one
     after the other) without a |w| copy of the layer: max and finiteness in passes that
     allocate nothing, the sample by strides, a quantile from the few candidates above a
-    threshold (`parts_quantile`). The same value as layer_w_max on their concatenation.
+    threshold (`parts_quantile`). The same value as w_max_by_rule on their concatenation.
     `stats` is `parts_stats(parts)` when the caller has it (two passes over the layer)."""
     n, top = parts_stats(parts) if stats is None else stats
     if n == 0 or not np.isfinite(top):
         joined = np.concatenate([np.abs(p) for p in parts]) if parts else np.zeros(0)
-        return layer_w_max(joined, spec, rule, scratch=True)  # NaN or inf: the general path filters them
+        return w_max_by_rule(joined, spec, rule, scratch=True)  # NaN or inf: the general path filters them
     if not top > 0:
         return 1.0
     rule = rule or spec.cell.w_max_rule

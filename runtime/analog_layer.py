@@ -24,7 +24,7 @@ from __future__ import annotations
 import numpy as np
 
 from analogc.runtime import devices, periphery, read_kernel, update_kernel
-from analogc.runtime.layer_devices import FAULT_NONE, LayerDevices, redraw_drift
+from analogc.runtime.layer_devices import FAULT_NONE, LayerDevices, redraw_drift, us_per_weight
 from analogc.runtime.spec import has_capacitor
 
 
@@ -32,7 +32,7 @@ class TrainableLayer:
     def __init__(self, entry: dict, blocks: list, state: LayerDevices, spec, w_max: float, digital_bias: np.ndarray | None, compiled: bool | None = None):
         self.name, self.entry, self.spec, self.state = entry["name"], entry, spec, state
         self.w_max = float(w_max)
-        self.us = spec.cell.gain_f * spec.pcm.g_prog_max / self.w_max  # µS per weight unit
+        self.us = us_per_weight(spec, self.w_max)  # µS per weight unit
         self.blocks = sorted((b["rows"][0], b["rows"][1], b["cols"][0], b["cols"][1]) for b in blocks)
         self.block_array = np.array(self.blocks, dtype=np.int64).reshape(-1, 4)
         # Column segments of the plan's blocks: pulses are tallied per row and segment,

@@ -19,12 +19,15 @@ from analogc.memory import check_fits, human
 from analogc.runtime import im2col, kernels, opcounts, replicas, tile_reads, tiles
 from analogc.runtime.activations import apply_activation
 from analogc.runtime.host import make_session, run_session
-from analogc.runtime.layer_devices import LayerDevices, has_device_state
+from analogc.runtime.layer_devices import LayerDevices, has_device_state, us_per_weight
 from analogc.runtime.spec import spec_from_dict
 
 
-def layer_w_max(matrix: np.ndarray) -> float:
-    """The layer's largest |weight| (its range), 1 for an all-zero layer."""
+def stored_w_max(layer: dict, matrix: np.ndarray) -> float:
+    """The layer's weight range: the w_max the compiler (or training) stored, or, in a
+    program without one, the array matrix's largest |weight| (1 for an all-zero layer)."""
+    if layer.get("w_max"):
+        return float(layer["w_max"])
     w_max = float(np.max(np.abs(matrix))) if matrix.size else 0.0
     return w_max if w_max > 0 else 1.0
 
@@ -72,9 +75,8 @@ class Chip:
         self.layers = {layer["name"]: layer for layer in program.layers}
         self.blocks = {b["id"]: b for b in program.blocks}
         self.matrices = {name: self.array_matrix(layer) for name, layer in self.layers.items()}
-        self.w_max = {name: float(layer.get("w_max") or layer_w_max(self.matrices[name])) for name, layer in self.layers.items()}
-        # µS per weight unit: the layer's range maps to the largest PCM pair difference.
-        self.us_per_weight = {name: self.spec.cell.gain_f * self.spec.pcm.g_prog_max / w for name, w in self.w_max.items()}
+        self.w_max = {name: stored_w_max(layer, self.matrices[name]) for name, layer in self.layers.items()}
+        self.us_per_weight = {name: us_per_weight(self.spec, w) for name, w in self.w_max.items()}
         # The ADC's units (bound, noise, step) in weight units: the layer's ADC range when
         # the compiler set one apart from w_max (periphery.adc_range), else w_max.
         self.adc_range = {name: float(layer.get("adc_range") or self.w_max[name]) for name, layer in self.layers.items()}

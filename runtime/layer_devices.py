@@ -88,6 +88,14 @@ class LayerDevices:
                    pulses_since_transfer=int(device.get("pulses_since_transfer", 0)))
 
 
+def us_per_weight(spec, w_max: float) -> float:
+    """µS per weight unit: the layer's range w_max maps to F·g_prog_max, the largest PCM
+    pair difference. The one definition, for inference and training alike. Programs store
+    w_max, not this factor: a sweep runs a compiled program on variants of its target
+    (another g_prog_max or F), and a stored factor would then be stale."""
+    return spec.cell.gain_f * spec.pcm.g_prog_max / w_max
+
+
 def has_device_state(program, layer: str) -> bool:
     return all(f"device/{layer}/{name}" in program.arrays for name in FIELDS)
 

@@ -33,7 +33,7 @@ from analogc.runtime.cost import OpCounts, price, static_block_counts
 from analogc.runtime.opcounts import layer_program_counts
 from analogc.runtime.float_sgd import FloatChain, activation_grad, append_one, softmax_cross_entropy
 from analogc.runtime.infer import accuracy, batch_size_of, run_batched
-from analogc.runtime.layer_devices import LayerDevices, has_device_state, program_layer
+from analogc.runtime.layer_devices import LayerDevices, has_device_state, program_layer, us_per_weight
 from analogc.runtime.program import Program, program_identity
 from analogc.runtime.spec import check_trainable, has_capacitor, spec_from_dict
 from analogc.runtime.train_state import Position, restore_state, save_state
@@ -115,9 +115,8 @@ class Trainer:
             return layer, layer.weights(), None if bias is None else np.array(bias, dtype=F32)
         matrix, bias = initial_weights(self.program, entry, self.options.init, init_rng)
         w_max = training_w_max(entry, matrix, self.spec)
-        us = self.spec.cell.gain_f * self.spec.pcm.g_prog_max / w_max
         regions = [(slice(*b["rows"]), slice(*b["cols"])) for b in blocks]
-        state = program_layer(matrix.astype(np.float64) * us, regions, self.spec, program_rng)
+        state = program_layer(matrix.astype(np.float64) * us_per_weight(self.spec, w_max), regions, self.spec, program_rng)
         layer = TrainableLayer(entry, blocks, state, self.spec, w_max, None if bias is None else bias.copy())
         return layer, matrix, bias
 
@@ -313,7 +312,7 @@ class Trainer:
             arrays.update(layer.state.to_arrays(layer.name))
             entry["w_max"] = layer.w_max
             entry.pop("adc_range", None)  # training reads through the ADC in units of its w_max
-            entry["us_per_weight"] = layer.us
+            entry.pop("us_per_weight", None)  # derived from w_max and the target (us_per_weight)
             entry["device"] = {"sign": layer.state.sign, "examples_since_transfer": layer.state.examples_since_transfer,
                                "pulses_since_transfer": layer.state.pulses_since_transfer}
             entry["trained"] = True

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from analogc.mapper import compile_model
-from analogc.mapper.weight_range import compensation, device_variance, layer_w_max, weight_error
+from analogc.mapper.weight_range import compensation, device_variance, w_max_by_rule, weight_error
 from analogc.runtime import devices
 from analogc.runtime.chip import Chip
 from analogc.runtime.spec import load_target
@@ -76,7 +76,7 @@ def test_device_variance_matches_a_monte_carlo_of_the_simulator():
 def test_min_error_w_max_beats_a_brute_force_scan(design_time):
     spec = spec_with(cell__w_max_design_time=design_time)
     magnitudes = np.abs(np.random.default_rng(3).standard_t(3, size=5000)) * 0.1
-    chosen = layer_w_max(magnitudes, spec)
+    chosen = w_max_by_rule(magnitudes, spec)
     scan = np.linspace(np.median(magnitudes), magnitudes.max(), 4000)
     errors = np.array([weight_error(magnitudes, w, spec) for w in scan])
     assert weight_error(magnitudes, chosen, spec) <= errors.min() * (1 + 1e-6)
@@ -87,21 +87,21 @@ def test_min_error_w_max_beats_a_brute_force_scan(design_time):
 def test_without_device_noise_nothing_is_worth_clipping():
     spec = spec_with(pcm__programming_noise=False, pcm__read_noise=False, pcm__drift=False)
     magnitudes = np.abs(np.random.default_rng(1).standard_normal(1000))
-    assert layer_w_max(magnitudes, spec) == pytest.approx(magnitudes.max(), rel=1e-6)
+    assert w_max_by_rule(magnitudes, spec) == pytest.approx(magnitudes.max(), rel=1e-6)
 
 
 def test_a_later_design_time_clips_more():
     magnitudes = np.abs(np.random.default_rng(2).standard_t(4, size=5000))
-    early = layer_w_max(magnitudes, spec_with(cell__w_max_design_time=20.0))
-    late = layer_w_max(magnitudes, spec_with(cell__w_max_design_time=365 * DAY))
+    early = w_max_by_rule(magnitudes, spec_with(cell__w_max_design_time=20.0))
+    late = w_max_by_rule(magnitudes, spec_with(cell__w_max_design_time=365 * DAY))
     assert late < early
 
 
 def test_rules_and_degenerate_layers():
     w = np.arange(1, 1001, dtype=np.float64)
-    assert layer_w_max(w, spec_with(), rule="quantile") == pytest.approx(999.001)
-    assert layer_w_max(np.zeros(10), spec_with()) == 1.0
-    assert layer_w_max(np.array([np.nan, 0.0, 2.0, np.inf]), spec_with(cell__w_max_rule="quantile", cell__w_max_quantile=1.0)) == 2.0
+    assert w_max_by_rule(w, spec_with(), rule="quantile") == pytest.approx(999.001)
+    assert w_max_by_rule(np.zeros(10), spec_with()) == 1.0
+    assert w_max_by_rule(np.array([np.nan, 0.0, 2.0, np.inf]), spec_with(cell__w_max_rule="quantile", cell__w_max_quantile=1.0)) == 2.0
 
 
 @pytest.fixture(scope="module")

@@ -14,6 +14,7 @@ from analogc.mapper.emit import weight_scale
 from analogc.mapper.layer_graph import Dense
 from analogc.runtime import tiles
 from analogc.runtime.chip import Chip
+from analogc.runtime.layer_devices import us_per_weight
 from analogc.runtime.spec import load_target
 from analogc.runtime.tile_reads import BlockMatrices, LayerReads
 from tests.mapper.onnx_builders import mlp_model, random_feeds, save
@@ -115,7 +116,8 @@ def test_weight_range_quantile_hand_values():
     magnitudes = np.sort(np.concatenate([np.abs(w).ravel(), [5000.0] + [0.5] * 9]))
     expected = magnitudes[1007] + 0.991 * (magnitudes[1008] - magnitudes[1007])
     assert with_bias["w_max"] == pytest.approx(expected)
-    assert with_bias["us_per_weight"] == pytest.approx(3.0 * 20.0 / expected)
+    # µS per weight unit: F·g_prog_max (3 × 20 µS in the default target) over w_max.
+    assert us_per_weight(spec_with_quantile(0.999), with_bias["w_max"]) == pytest.approx(3.0 * 20.0 / expected)
 
 
 def test_default_weight_range_minimises_error_and_adc_keeps_the_0999_quantile():
