@@ -10,8 +10,8 @@ from analogc.console import console_for, print_json
 from analogc.errors import AnalogcError
 from analogc.phases import Phases, report_phases
 from analogc.plan_view import plan_json, print_plan
-from analogc.runtime.program import load_program, save_program
-from analogc.runtime.spec import DEFAULT_TARGET, load_spec, load_target, shipped_targets, spec_summary
+from analogc.runtime.format.program import load_program, save_program
+from analogc.runtime.format.spec import DEFAULT_TARGET, load_spec, load_target, shipped_targets, spec_summary
 
 
 def cmd_compile(args) -> int:
@@ -88,7 +88,7 @@ def cmd_targets(args) -> int:
 
 
 def cmd_export(args) -> int:
-    from analogc.runtime.export import export_bytes  # heavy: onnx (0.7 s), only for export
+    from analogc.runtime.chip.export import export_bytes  # heavy: onnx (0.7 s), only for export
 
     output = Path(args.output)
     if output.suffix != ".onnx":

@@ -10,8 +10,8 @@ from analogc.console import console_for, print_json
 from analogc.cost_view import cost_json, draw_cost, estimate_for, print_cost
 from analogc.errors import AnalogcError
 from analogc.phases import Phases, report_phases
-from analogc.runtime.cost import summary_lines
-from analogc.runtime.program import load_program
+from analogc.runtime.cost.pricing import summary_lines
+from analogc.runtime.format.program import load_program
 
 
 def cmd_cost(args) -> int:

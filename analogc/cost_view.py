@@ -12,9 +12,9 @@ from rich.console import Console
 from rich.table import Table
 
 from analogc.atomic import atomic_path
-from analogc.runtime.cost import price, static_block_counts
-from analogc.runtime.opcounts import STEP_KINDS, WORK_KINDS
-from analogc.runtime.spec import load_target, spec_from_dict
+from analogc.runtime.cost.opcounts import STEP_KINDS, WORK_KINDS
+from analogc.runtime.cost.pricing import price, static_block_counts
+from analogc.runtime.format.spec import load_target, spec_from_dict
 
 
 def estimate_for(program, target: str | None = None):

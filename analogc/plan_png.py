@@ -13,7 +13,7 @@ from matplotlib.patches import FancyArrowPatch, Patch, Rectangle  # noqa: E402
 
 from analogc.atomic import atomic_path  # noqa: E402
 from analogc.plan_labels import Block, name_blocks  # noqa: E402
-from analogc.runtime.dataflow import block_flows, program_views  # noqa: E402
+from analogc.runtime.cost.dataflow import block_flows, program_views  # noqa: E402
 from analogc.wording import count  # noqa: E402
 
 MAX_TICKS = 32  # tick labels per axis; larger grids label every k-th tile

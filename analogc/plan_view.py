@@ -5,8 +5,8 @@ from __future__ import annotations
 from rich.console import Console
 from rich.table import Table
 
-from analogc.runtime.cost import inference_estimate, summary_lines
-from analogc.runtime.dataflow import share_lines, tile_steps
+from analogc.runtime.cost.dataflow import share_lines, tile_steps
+from analogc.runtime.cost.pricing import inference_estimate, summary_lines
 from analogc.wording import count
 
 MAX_REASONS_SHOWN = 10  # host reasons listed without -v (a ShuffleNet has dozens of depthwise convs)

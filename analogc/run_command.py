@@ -18,10 +18,10 @@ from analogc.memory import check_fits
 from analogc.phases import Phases, report_phases
 from analogc.run_arrays import check_output_path, read_input_arrays, write_outputs
 from analogc.run_view import report_run
-from analogc.runtime.chip import Chip
-from analogc.runtime.cost import price
-from analogc.runtime.infer import Reference, accuracy, batch_bytes, batch_size_of, chip_runner, run_batched, single_input
-from analogc.runtime.program import load_program
+from analogc.runtime.chip.chip import Chip
+from analogc.runtime.chip.infer import Reference, accuracy, batch_bytes, batch_size_of, chip_runner, run_batched, single_input
+from analogc.runtime.cost.pricing import price
+from analogc.runtime.format.program import load_program
 
 
 def cmd_run(args) -> int:

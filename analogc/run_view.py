@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from analogc.console import console_for, print_json
 from analogc.kernel_status import FIRST_RUN_NOTE
-from analogc.runtime.cost import summary_lines
+from analogc.runtime.cost.pricing import summary_lines
 
 
 def compensation_text(result: dict) -> str:

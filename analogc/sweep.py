@@ -27,8 +27,8 @@ from analogc.console import console_for, print_json
 from analogc.data import fit_to_input, load_dataset
 from analogc.errors import AnalogcError
 from analogc.phases import Phases, report_phases
-from analogc.runtime.infer import single_input
-from analogc.runtime.program import load_program_bytes, sha256
+from analogc.runtime.chip.infer import single_input
+from analogc.runtime.format.program import load_program_bytes, sha256
 from analogc.sweep_file import Job, Sweep, expand, load_sweep
 from analogc.sweep_job import NAMED_DATA, carry, run_job
 from analogc.sweep_table import job_row, read_table, schema, write_table

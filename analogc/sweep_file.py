@@ -34,8 +34,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from analogc.errors import AnalogcError
-from analogc.runtime.program_check import check_program
-from analogc.runtime.spec import TABLES, spec_from_dict
+from analogc.runtime.format.program_check import check_program
+from analogc.runtime.format.spec import TABLES, check_knob_option, spec_from_dict
 from analogc.toml_read import read_toml
 
 MAX_JOBS = 10_000  # a sweep bigger than this is almost surely a typo in a range
@@ -50,9 +50,10 @@ class Option:
     """One command option a sweep may fix or vary: its type and what values it takes."""
 
     kind: type
-    check: typing.Callable[[object], bool]
-    rule: str
+    check: typing.Callable[[object], bool] = lambda v: True
+    rule: str = ""
     choices: tuple = ()
+    knob: tuple = ()  # (table, name): the spec knob the option stands in for, whose range it takes
 
 
 OPTIONS = {
@@ -63,10 +64,10 @@ OPTIONS = {
         "batch_size": Option(int, lambda v: v > 0, "a positive integer"),
     },
     "train": {
-        "epochs": Option(int, lambda v: 0 < v <= 100_000, "an integer in [1, 100000]"),
+        "epochs": Option(int, knob=("training", "epochs")),
         "init": Option(str, lambda v: v in ("compiled", "random"), "compiled or random", ("compiled", "random")),
         "limit": Option(int, lambda v: v > 0, "a positive integer"),
-        "learning_rate": Option(float, lambda v: 0 < v < 100 and math.isfinite(v), "a number in (0, 100)"),
+        "learning_rate": Option(float, knob=("training", "learning_rate")),
     },
 }
 
@@ -174,6 +175,8 @@ def check_option(command: str, key: str, value, where: str):
     if key not in known:
         raise AnalogcError(f"{where}: unknown option {key!r} for {command} (known: {', '.join(known)})")
     option = known[key]
+    if option.knob:
+        return check_knob_option(*option.knob, value, f"{where} {key}")
     if option.kind is float and isinstance(value, int) and not isinstance(value, bool):
         value = float(value)
     if type(value) is not option.kind or not option.check(value):

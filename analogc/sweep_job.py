@@ -20,9 +20,9 @@ import numpy as np
 import analogc
 from analogc.data import image_feeds, load_dataset
 from analogc.errors import AnalogcError
-from analogc.runtime.infer import accuracy, batch_size_of, chip_runner, run_batched, single_input
-from analogc.runtime.program import load_program_bytes
-from analogc.runtime.spec import spec_from_dict
+from analogc.runtime.chip.infer import accuracy, batch_size_of, chip_runner, run_batched, single_input
+from analogc.runtime.format.program import load_program_bytes
+from analogc.runtime.format.spec import spec_from_dict
 
 NAMED_DATA = ("digits", "fashion-mnist")
 
@@ -89,7 +89,7 @@ def run_inference(program, dataset, seed: int, options: dict) -> dict:
     # heavy: the chip's numba kernels (about 1 s), loaded on the workers only, not by
     # the client that imports this module to submit the jobs
     from analogc.run_command import run_cost
-    from analogc.runtime.chip import Chip
+    from analogc.runtime.chip.chip import Chip
     limit = options.get("limit")
     x, y = dataset.x_test[:limit], dataset.y_test[:limit] if dataset.y_test is not None else None
     if y is None:
@@ -108,7 +108,7 @@ def run_inference(program, dataset, seed: int, options: dict) -> dict:
 def run_training(program, dataset, seed: int, options: dict) -> dict:
     """`analogc train` (no output file): final test accuracy, training examples/s, and the
     cost of training per training example."""
-    from analogc.runtime.trainer import Trainer, TrainOptions  # heavy: numba kernels, on the workers only (as above)
+    from analogc.runtime.training.trainer import Trainer, TrainOptions  # heavy: numba kernels, on the workers only (as above)
     spec = spec_from_dict(program.meta["target"], origin="sweep variant")
     train_options = TrainOptions(
         epochs=options.get("epochs", spec.training.epochs), init=options.get("init", "compiled"), seed=seed,

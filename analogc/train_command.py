@@ -6,7 +6,6 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-import numpy as np
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
@@ -16,13 +15,13 @@ from analogc.data import image_feeds, load_dataset
 from analogc.errors import AnalogcError
 from analogc.kernel_status import FIRST_RUN_NOTE, kernel_compilations
 from analogc.phases import Phases, report_phases
-from analogc.runtime.checkpoint import check_folder
-from analogc.runtime.cost import summary_lines
-from analogc.runtime.infer import single_input
-from analogc.runtime.program import load_program, save_program
-from analogc.runtime.replicas import refuse_training
-from analogc.runtime.spec import knob_range, spec_from_dict
-from analogc.runtime.trainer import Trainer, TrainOptions
+from analogc.runtime.chip.infer import single_input
+from analogc.runtime.cost.pricing import summary_lines
+from analogc.runtime.format.program import load_program, save_program
+from analogc.runtime.format.replicas import refuse_training
+from analogc.runtime.format.spec import check_knob_option, spec_from_dict
+from analogc.runtime.training.checkpoint import check_folder
+from analogc.runtime.training.trainer import Trainer, TrainOptions
 from analogc.wording import count
 
 
@@ -32,16 +31,13 @@ def cmd_train(args) -> int:
         program = load_program(args.program)
     refuse_training(program, args.program)
     spec = spec_from_dict(program.meta["target"], origin=f"{args.program}: target")
-    epochs = spec.training.epochs if args.epochs is None else args.epochs
-    lo, hi = knob_range(type(spec.training), "epochs")
-    if not lo <= epochs <= hi:
-        raise AnalogcError(f"--epochs must be in {lo}..{hi} (the range of the spec's [training] epochs), got {epochs}")
+    epochs = spec.training.epochs if args.epochs is None else check_knob_option("training", "epochs", args.epochs, "--epochs")
     if args.limit is not None and args.limit <= 0:
         raise AnalogcError(f"--limit must be positive, got {args.limit}")
     if args.checkpoint_every <= 0:
         raise AnalogcError(f"--checkpoint-every must be positive, got {args.checkpoint_every}")
-    if args.learning_rate is not None and not (0 < args.learning_rate < 100 and np.isfinite(args.learning_rate)):
-        raise AnalogcError(f"--learning-rate must be in (0, 100), got {args.learning_rate}")
+    if args.learning_rate is not None:
+        check_knob_option("training", "learning_rate", args.learning_rate, "--learning-rate")
     if args.resume and not args.checkpoint:
         raise AnalogcError("--resume needs --checkpoint DIR")
     if args.checkpoint:

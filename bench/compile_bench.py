@@ -25,7 +25,7 @@ from analogc.mapper import compile_model
 from analogc.mapper.partition import partition
 from analogc.mapper.place import lower_bound_tiles
 from analogc.mapper.placers import place
-from analogc.runtime.spec import load_target
+from analogc.runtime.format.spec import load_target
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -37,7 +37,7 @@ from analogc.mapper import frontend
 from analogc.mapper.frontend import load_layer_graph
 from analogc.mapper.partition import partition
 from analogc.mapper.place import lower_bound_tiles
-from analogc.runtime.spec import load_target
+from analogc.runtime.format.spec import load_target
 
 ROOT = Path(__file__).resolve().parents[1]
 LIGHT = Path(onnx.__file__).parent / "backend" / "test" / "data" / "light"

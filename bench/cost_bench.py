@@ -23,10 +23,10 @@ from pathlib import Path
 
 from analogc.data import fit_to_input, load_dataset
 from analogc.mapper import compile_model
-from analogc.runtime.chip import Chip
-from analogc.runtime.cost import peak_figures, price, static_block_counts
-from analogc.runtime.infer import run_batched
-from analogc.runtime.spec import load_spec, load_target
+from analogc.runtime.chip.chip import Chip
+from analogc.runtime.chip.infer import run_batched
+from analogc.runtime.cost.pricing import peak_figures, price, static_block_counts
+from analogc.runtime.format.spec import load_spec, load_target
 
 ROOT = Path(__file__).resolve().parents[1]
 PAPER = {"gops_per_w": 28065.0, "gops_per_mm2": 3600.0, "source": "Ambrogio et al., Nature 558 (2018), projection"}

@@ -21,10 +21,11 @@ import numpy as np
 
 from analogc.data import fit_to_input, load_dataset
 from analogc.mapper import compile_model
-from analogc.runtime import devices, tiles
-from analogc.runtime.chip import Chip
-from analogc.runtime.infer import accuracy, run_batched
-from analogc.runtime.spec import load_target
+from analogc.runtime.chip import tiles
+from analogc.runtime.chip.chip import Chip
+from analogc.runtime.chip.infer import accuracy, run_batched
+from analogc.runtime.format.spec import load_target
+from analogc.runtime.physics import devices
 
 ROOT = Path(__file__).resolve().parents[1]
 DAY = 86400.0

@@ -22,9 +22,9 @@ import numpy as np  # noqa: E402
 
 from analogc.data import fit_to_input, load_dataset  # noqa: E402
 from analogc.mapper import compile_model  # noqa: E402
-from analogc.runtime.chip import Chip  # noqa: E402
-from analogc.runtime.infer import Reference, accuracy, run_batched  # noqa: E402
-from analogc.runtime.spec import load_target  # noqa: E402
+from analogc.runtime.chip.chip import Chip  # noqa: E402
+from analogc.runtime.chip.infer import Reference, accuracy, run_batched  # noqa: E402
+from analogc.runtime.format.spec import load_target  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 TIMES = {"0 s": 0.0, "1 hour": 3600.0, "1 day": 86400.0, "1 month": 30 * 86400.0, "1 year": 365 * 86400.0}

@@ -1,6 +1,6 @@
 """A compiled (numba) per-example float SGD loop: the limit of per-example training here.
 
-The same maths as runtime/float_sgd.py's FloatChain.step (float32, per example, analog
+The same maths as runtime/training/float_sgd.py's FloatChain.step (float32, per example, analog
 bias as the weight matrix's last row, softmax cross-entropy, ΔW = −η·xᵀδ) for chains
 whose hidden activations are sigmoid, tanh, relu or identity, written as loops numba
 compiles; train_bench.py times it next to the chip and the numpy loop.

@@ -20,7 +20,7 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from analogc.mapper import compile_model
-from analogc.runtime.spec import load_target
+from analogc.runtime.format.spec import load_target
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -19,10 +19,10 @@ import numpy as np
 
 from analogc.data import fit_to_input, load_dataset
 from analogc.mapper import compile_model
-from analogc.runtime import kernels, periphery
-from analogc.runtime.chip import Chip
-from analogc.runtime.infer import run_batched
-from analogc.runtime.spec import load_target
+from analogc.runtime.chip.chip import Chip
+from analogc.runtime.chip.infer import run_batched
+from analogc.runtime.format.spec import load_target
+from analogc.runtime.physics import kernels, periphery
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -22,10 +22,10 @@ import numpy as np
 
 from analogc.data import fit_to_input, load_dataset
 from analogc.mapper import compile_model
-from analogc.runtime.chip import Chip
-from analogc.runtime.cost import inference_estimate
-from analogc.runtime.infer import Reference, accuracy, run_batched
-from analogc.runtime.spec import load_target
+from analogc.runtime.chip.chip import Chip
+from analogc.runtime.chip.infer import Reference, accuracy, run_batched
+from analogc.runtime.cost.pricing import inference_estimate
+from analogc.runtime.format.spec import load_target
 
 ROOT = Path(__file__).resolve().parents[1]
 TIMES = {"default (t0)": None, "1 day": 86400.0, "1 year": 365 * 86400.0}

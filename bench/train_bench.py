@@ -74,8 +74,8 @@ def compile_model(model: str, folder: Path) -> Path:
 def train_job(job: dict) -> dict:
     """One training run (a process of its own in the pool)."""
     from analogc.data import fit_to_input, load_dataset
-    from analogc.runtime.program import load_program
-    from analogc.runtime.trainer import Trainer, TrainOptions
+    from analogc.runtime.format.program import load_program
+    from analogc.runtime.training.trainer import Trainer, TrainOptions
 
     program = load_program(job["program"])
     for table, values in job["overrides"].items():
@@ -141,18 +141,18 @@ def speed(main_runs: list) -> dict:
         "chip_examples_per_s_median": float(np.median(chip)),
         "float_loop_examples_per_s_median": float(np.median(flt)),
         "ratio_median": float(np.median(np.array(chip) / np.array(flt))),
-        "note": "both timed in the same process, epoch by epoch; the float loop is runtime/float_sgd.py (numpy, per-example, float32)",
+        "note": "both timed in the same process, epoch by epoch; the float loop is runtime/training/float_sgd.py (numpy, per-example, float32)",
     }
 
 
 def speed_section(program_path: str, data_name: str, examples: int, repeats: int) -> dict:
-    """Examples/s of the chip (every nonideality on), the numpy float loop (runtime/float_sgd.py)
+    """Examples/s of the chip (every nonideality on), the numpy float loop (runtime/training/float_sgd.py)
     and a compiled float loop (bench/float_numba.py) on the same examples, interleaved:
     per round, one chip epoch of `examples` examples, the numpy loop on the same ones
     (timed by the trainer right after), then the numba loop on them; best of the rounds."""
     from analogc.data import fit_to_input, load_dataset
-    from analogc.runtime.program import load_program
-    from analogc.runtime.trainer import Trainer, TrainOptions
+    from analogc.runtime.format.program import load_program
+    from analogc.runtime.training.trainer import Trainer, TrainOptions
 
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     from float_numba import NumbaFloatChain

@@ -28,7 +28,7 @@ import train_bench as tb
 def deployed(program, trainer):
     """The program with the float baseline's weights in it, scaled by the spec's rule."""
     from analogc.mapper.emit import magnitude_scale
-    from analogc.runtime.spec import spec_from_dict
+    from analogc.runtime.format.spec import spec_from_dict
 
     spec = spec_from_dict(program.meta["target"])
     out = copy.copy(program)
@@ -50,10 +50,10 @@ def deployed(program, trainer):
 
 def main() -> int:
     from analogc.data import fit_to_input, load_dataset
-    from analogc.runtime.chip import Chip
-    from analogc.runtime.infer import accuracy, run_batched
-    from analogc.runtime.program import load_program
-    from analogc.runtime.trainer import Trainer, TrainOptions
+    from analogc.runtime.chip.chip import Chip
+    from analogc.runtime.chip.infer import accuracy, run_batched
+    from analogc.runtime.format.program import load_program
+    from analogc.runtime.training.trainer import Trainer, TrainOptions
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", default="digits", choices=list(tb.DATASETS))

@@ -13,10 +13,10 @@ from analogc.mapper.placers import place
 from analogc.mapper.replicate import check_mode
 from analogc.mapper.replicate_place import annotate_copies, place_replicated
 from analogc.mapper.strip_weights import strip_weights
-from analogc.runtime.host import make_session
-from analogc.runtime.original_model import checkable_original
-from analogc.runtime.program import Program, load_program
-from analogc.runtime.program_check import RANGE_LIMITS, is_range
+from analogc.runtime.chip.host import make_session
+from analogc.runtime.format.original_model import checkable_original
+from analogc.runtime.format.program import Program, load_program
+from analogc.runtime.format.program_check import RANGE_LIMITS, is_range
 
 
 def compile_model(model_path: str | Path, spec, placer: str = "cpsat", time_limit: float = 5.0, seed: int = 0, replicate: str = "none",

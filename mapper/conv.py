@@ -24,7 +24,7 @@ import onnx
 from analogc.mapper.frontend import ANALOG_DTYPES, Context, Converted, as_float32, attributes, converter, fuse_activation, node_label, text_attribute
 from analogc.mapper.fusion import fold_batch_norm
 from analogc.mapper.layer_graph import ConvGeometry, Dense, type_dims
-from analogc.runtime.im2col import AUTO_PADS, resolve_pads
+from analogc.runtime.chip.im2col import AUTO_PADS, resolve_pads
 
 # Up to this many groups the block-diagonal weight wastes at most 3/4 of its cells (AlexNet's
 # two groups, ShuffleNet's four); a depthwise convolution would use 1/C_in of them.

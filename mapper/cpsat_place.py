@@ -33,7 +33,7 @@ from analogc.mapper.local_search import improve_positions
 from analogc.mapper.partition import Block
 from analogc.mapper.place import Placement, check_fits, first_fit_pack, lower_bound_tiles, usable_or_error
 from analogc.mapper.traffic import block_flows, hops, traffic
-from analogc.runtime.dataflow import share_lines
+from analogc.runtime.cost.dataflow import share_lines
 
 MAX_PACKING_FRAGMENTS = 160
 MAX_CONFLICT_PAIRS = 600

@@ -9,7 +9,7 @@ import analogc
 from analogc.mapper.partition import array_shape, bias_on_array
 from analogc.mapper.place import lower_bound_tiles
 from analogc.mapper.weight_range import parts_stats, parts_w_max
-from analogc.runtime.program import Program
+from analogc.runtime.format.program import Program
 
 
 def layer_entry(dense, spec) -> dict:

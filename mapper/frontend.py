@@ -27,7 +27,7 @@ from analogc.mapper.no_ops import without_no_ops
 from analogc.mapper.node_attrs import attributes, node_label, text_attribute
 from analogc.mapper.onnx_load import load_onnx, upgrade_old_opset
 from analogc.mapper.shape_probe import probe_unknown_ranks
-from analogc.runtime.program_check import all_finite
+from analogc.runtime.format.program_check import all_finite
 
 ANALOG_DTYPES = {onnx.TensorProto.FLOAT: "float32", onnx.TensorProto.FLOAT16: "float16", onnx.TensorProto.DOUBLE: "float64"}
 

@@ -17,7 +17,7 @@ from analogc.mapper.fusion_by_value import absorb, fuse_by_value
 from analogc.mapper.layer_graph import Dense
 from analogc.mapper.model_facts import Context
 from analogc.mapper.node_attrs import attributes, node_label, text_attribute
-from analogc.runtime.activations import PARAMETERS
+from analogc.runtime.chip.activations import PARAMETERS
 
 ACTIVATION_CONVERTERS = {}
 

@@ -21,7 +21,7 @@ import numpy as np
 from analogc.mapper.layer_graph import Dense
 from analogc.mapper.model_facts import Context
 from analogc.mapper.node_attrs import node_label
-from analogc.runtime import activations
+from analogc.runtime.chip import activations
 
 
 def erf(values):

@@ -15,9 +15,8 @@ from math import prod
 import networkx as nx
 import numpy as np
 
-from analogc.runtime.im2col import output_shape, resolve_pads
+from analogc.runtime.chip.im2col import output_shape, resolve_pads
 
-ACTIVATIONS = ("identity", "relu", "sigmoid", "tanh", "leaky_relu", "silu", "gelu", "gelu_tanh", "elu", "selu", "softplus", "softsign", "hard_sigmoid", "softmax", "log_softmax")
 
 
 @dataclass

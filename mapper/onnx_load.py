@@ -14,8 +14,8 @@ import onnx
 from onnx import external_data_helper, shape_inference, version_converter
 
 from analogc.errors import AnalogcError
-from analogc.memory import check_fits, human
 from analogc.mapper.onnx_sniff import unreadable_reason
+from analogc.memory import check_fits, human
 
 MAX_MODEL_BYTES = 2 << 30  # protobuf's own limit for one serialised model
 

@@ -3,7 +3,7 @@
 Packing: throughput copies go on tile diagonals (the layout the copy choice counts on,
 see replicate.py); accuracy copies too when they fit so, else first-fit. Grid positions
 are then chosen as for every plan (`cpsat_place.place_tiles`: CP-SAT on
-Σ flow · Manhattan distance, with the copy-aware flows of runtime/dataflow.py).
+Σ flow · Manhattan distance, with the copy-aware flows of runtime/cost/dataflow.py).
 When replication gains nothing (every copy count is 1), `place_replicated` returns
 None and the compiler places the plan as without replication.
 """
@@ -18,7 +18,7 @@ from analogc.mapper.partition import Block
 from analogc.mapper.place import Placement, first_fit_pack, lower_bound_tiles, usable_or_error
 from analogc.mapper.replicate import MAX_ACCURACY_COPIES, bottleneck, demands_of, diagonal_capacity, throughput_copies
 from analogc.mapper.traffic import block_flows, traffic
-from analogc.runtime.dataflow import LayerView
+from analogc.runtime.cost.dataflow import LayerView
 
 
 def copied_blocks(blocks: list, layers: list, copies: dict) -> list[Block]:

@@ -15,7 +15,7 @@ import numpy as np
 import onnx
 from onnx import helper
 
-from analogc.runtime.host import make_session, run_session
+from analogc.runtime.chip.host import make_session, run_session
 
 ZERO_FEED_DIM = 1  # a symbolic input dimension, when probing
 

@@ -5,7 +5,7 @@ VGG-19 FC stack would hold its 123 M weights twice (the layer arrays and the mod
 initializers). Each large float32 initializer that is exactly a layer's weight matrix
 (or its transpose, Gemm's transB) is kept in `original.onnx` as a placeholder (name,
 type, dims, and external-data entries naming the array, data never written), and listed
-in `meta["model"]["stripped_initializers"]`; runtime/original_model.py puts the data
+in `meta["model"]["stripped_initializers"]`; runtime/format/original_model.py puts the data
 back from the arrays. An initializer that differs in any bit (alpha-scaled, folded,
 another type) is kept as it is.
 """

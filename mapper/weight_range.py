@@ -13,7 +13,7 @@ exponents that spread more, σ_ν up to 0.045, and drift more on average). Two r
   (µS²) of one device programmed to g, seen at the design time t = `cell.w_max_design_time`
   through global drift compensation (`weight_error`, `device_variance`).
 
-Only the published device formulas of runtime/devices.py enter; the periphery (output
+Only the published device formulas of runtime/physics/devices.py enter; the periphery (output
 noise, ADC bound) does not, since its share depends on the inputs, unknown at compile time.
 """
 
@@ -22,7 +22,7 @@ from __future__ import annotations
 import numpy as np
 
 from analogc.mapper.bounded_minimum import bounded_minimum
-from analogc.runtime import devices
+from analogc.runtime.physics import devices
 
 MAX_SAMPLES = 1 << 14  # larger layers are judged on an even stride of this many weights
 GRID = 48  # w_max candidates scanned (geometric) before the bounded Brent refinement

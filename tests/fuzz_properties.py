@@ -35,7 +35,7 @@ from hypothesis.extra import numpy as hnp
 from onnx import TensorProto, helper, numpy_helper
 
 from analogc.cli import main
-from analogc.runtime.spec import TABLES
+from analogc.runtime.format.spec import TABLES
 from tests.corpus import make_corpus as corpus
 
 FUZZ_MEMORY_LIMIT = "1G"  # hostile sizes are refused early instead of filling the machine

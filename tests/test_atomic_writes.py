@@ -12,7 +12,7 @@ import matplotlib.figure
 import numpy as np
 import pytest
 
-import analogc.runtime.program as program_module
+import analogc.runtime.format.program as program_module
 from tests.corpus import make_corpus as corpus
 from tests.test_bad_inputs import snapshot
 

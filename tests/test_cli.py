@@ -17,7 +17,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from analogc.cli import main
 from analogc.data import load_digits
-from analogc.runtime.spec import shipped_targets
+from analogc.runtime.format.spec import shipped_targets
 
 SHIPPED_TARGETS = {"pcm3t1c-2018", "tiny", "hermes-64"}
 

@@ -111,7 +111,7 @@ def test_cost_legends_cover_no_bar(tmp_path):
     import matplotlib.pyplot as plt
 
     from analogc.cost_view import cost_figure, estimate_for
-    from analogc.runtime.program import load_program
+    from analogc.runtime.format.program import load_program
     from tests.conftest import MODELS
 
     assert main(["compile", str(MODELS / "digits_mlp.onnx"), "-o", str(tmp_path / "d.atp"), "-q"]) == 0

@@ -15,8 +15,8 @@ import onnxruntime as ort
 import pytest
 
 from analogc.mapper import compile_model
-from analogc.runtime.chip import Chip
-from analogc.runtime.spec import load_target
+from analogc.runtime.chip.chip import Chip
+from analogc.runtime.format.spec import load_target
 
 FIXTURES = sorted((Path(__file__).parent / "fixtures" / "exporters").glob("*.onnx"))
 

@@ -41,7 +41,7 @@ def test_plan_png_has_the_zoom_panel_beside_the_grid(cli, tmp_path):
 
 def figure_of(cli, tmp_path, model, *target):
     from analogc.plan_png import plan_figure
-    from analogc.runtime.program import load_program
+    from analogc.runtime.format.program import load_program
 
     path = tmp_path / "m.atp"
     assert cli("compile", MODELS / model, *target, "-o", path, "-q").code == 0

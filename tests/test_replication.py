@@ -15,8 +15,8 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from analogc.data import load_digits
-from analogc.runtime.chip import Chip
-from analogc.runtime.program import load_program, program_identity
+from analogc.runtime.chip.chip import Chip
+from analogc.runtime.format.program import load_program, program_identity
 from tests.conftest import MODELS, assert_user_error
 
 
@@ -183,7 +183,7 @@ def test_run_counts_match_the_static_estimate(tmp_path, cli):
     program = load_program(tmp_path / "t.atp")
     chip = Chip(program, ideal=True)
     chip.run({"x": np.ones((4, 7, 16), dtype=np.float32)})
-    from analogc.runtime.cost import static_block_counts
+    from analogc.runtime.cost.pricing import static_block_counts
 
     assert chip.op_counts().table == static_block_counts(program, "inference", 4).table
 
@@ -203,7 +203,7 @@ def test_bad_replicate_value_is_a_usage_error(cli, tmp_path):
 @pytest.fixture(scope="module")
 def replicated_program():
     from analogc.mapper import compile_model
-    from analogc.runtime.spec import load_target
+    from analogc.runtime.format.spec import load_target
 
     return compile_model(MODELS / "digits_mlp.onnx", load_target("tiny"), time_limit=1, replicate="accuracy")
 
@@ -232,7 +232,7 @@ def edit_copies(meta, what):
 def test_edited_copies_are_refused_in_one_line(cli, tmp_path, replicated_program, what, message):
     import copy
 
-    from analogc.runtime.program import Program, save_program
+    from analogc.runtime.format.program import Program, save_program
 
     meta = copy.deepcopy(replicated_program.meta)
     edit_copies(meta, what)

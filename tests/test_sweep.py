@@ -109,7 +109,7 @@ def test_a_job_matches_analogc_train(tiny_sweep, program, cli, tmp_path):
     """A sweep row is the same training as `analogc train` with that spec and seed."""
     _, out = tiny_sweep
     row = next(r for r in pq.read_table(out / "results.parquet").to_pylist() if r["capacitor.step_mismatch"] == 0.5 and r["seed"] == 1)
-    from analogc.runtime.program import load_program, save_program
+    from analogc.runtime.format.program import load_program, save_program
 
     prog = load_program(program)
     prog.meta["target"]["capacitor"]["step_mismatch"] = 0.5
@@ -270,7 +270,8 @@ BAD_SWEEPS = [
     ('command = "train"\n[grid]\n"pcm.g_prog_max" = [20, 30]\n', "g_prog_max (30.0) exceeds g_max"),
     ('command = "train"\n[grid]\n"run.drift_time" = [20]\n', "the command is train"),
     ('command = "run"\n[train]\nepochs = 2\n[grid]\n"pcm.drift" = [true]\n', "[train] options given"),
-    ('command = "train"\n[train]\nepochs = 0\n[grid]\n"pcm.drift" = [true]\n', "epochs must be an integer in [1, 100000]"),
+    ('command = "train"\n[train]\nlearning_rate = 101\n[grid]\n"pcm.drift" = [true]\n', "learning_rate (the spec's [training] learning_rate) must be in [0.0, 100.0], got 101.0"),
+    ('command = "train"\n[train]\nepochs = 0\n[grid]\n"pcm.drift" = [true]\n', "epochs (the spec's [training] epochs) must be in [1, 100000], got 0"),
     ('command = "train"\n[train]\nbatch_size = 2\n[grid]\n"pcm.drift" = [true]\n', "unknown option 'batch_size' for train"),
     ('command = "run"\n[grid]\n"run.ideal" = [1]\n', "ideal must be true or false"),
     ('command = "fly"\n[grid]\n"pcm.drift" = [true]\n', "command must be one of run, train"),
@@ -327,7 +328,7 @@ def test_refuses_a_folder_of_another_sweep(program, cli, tmp_path, tiny_sweep):
 
 
 def test_grid_expansion_and_job_ids(program):
-    from analogc.runtime.program import load_program
+    from analogc.runtime.format.program import load_program
 
     prog = load_program(program)
     sweep = sweep_from_dict({
@@ -346,7 +347,7 @@ def test_grid_expansion_and_job_ids(program):
 
 
 def test_load_program_bytes(program):
-    from analogc.runtime.program import load_program, load_program_bytes
+    from analogc.runtime.format.program import load_program, load_program_bytes
 
     data = program.read_bytes()
     a, b = load_program(program), load_program_bytes(data)
@@ -386,7 +387,7 @@ def test_npz_data_is_shipped_to_the_workers(program, cluster, cli, tmp_path):
     sweep = write(tmp_path, 'command = "run"\nseeds = [1]\n[grid]\n"pcm.read_noise" = [true]\n')
     result = cli("sweep", program, "--data", data, "--sweep", sweep, "--scheduler", cluster.scheduler.address, "-o", tmp_path / "out", "--json")
     assert result.code == 0, result.err
-    from analogc.runtime.program import load_program
+    from analogc.runtime.format.program import load_program
     from analogc.sweep import load_data
 
     carried, _ = load_data(str(data), load_program(program), "run")

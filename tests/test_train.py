@@ -11,9 +11,9 @@ import onnxruntime as ort
 import pytest
 
 from analogc.data import load_dataset
-from analogc.runtime.program import load_program
-from analogc.runtime.train_kernel import HAVE_NUMBA
-from analogc.runtime.trainer import Trainer, TrainOptions
+from analogc.runtime.format.program import load_program
+from analogc.runtime.training.loop_kernel import HAVE_NUMBA
+from analogc.runtime.training.trainer import Trainer, TrainOptions
 
 from .conftest import MODELS, assert_user_error
 
@@ -207,8 +207,10 @@ def test_resume_refuses_a_checkpoint_of_another_run(digits_program, cli, tmp_pat
 
 def test_train_refusals(digits_program, cli, tmp_path):
     assert_user_error(cli("train", digits_program, "--data", "digits", "--resume"), "--resume needs --checkpoint")
-    assert_user_error(cli("train", digits_program, "--data", "digits", "--epochs", "0"), "--epochs must be in 1..100000")
-    assert_user_error(cli("train", digits_program, "--data", "digits", "--epochs", str(10**20)), "--epochs must be in 1..100000")
+    assert_user_error(cli("train", digits_program, "--data", "digits", "--epochs", "0"), "--epochs (the spec's [training] epochs) must be in [1, 100000], got")
+    assert_user_error(cli("train", digits_program, "--data", "digits", "--epochs", str(10**20)), "--epochs (the spec's [training] epochs) must be in [1, 100000], got")
+    for bad in ("-0.1", "101", "nan"):  # the knob's range, as a spec file would be held to it
+        assert_user_error(cli("train", digits_program, "--data", "digits", "--learning-rate", bad), "--learning-rate (the spec's [training] learning_rate) must be")
     assert_user_error(cli("train", digits_program, "--data", "digits", "-o", tmp_path / "x.onnx"), "must end in .atp")
     (tmp_path / "file").write_text("x")
     assert_user_error(cli("train", digits_program, "--data", "digits", "--checkpoint", tmp_path / "file"), "must be a folder")
@@ -257,7 +259,7 @@ def test_a_conv_model_trains_its_dense_layer_and_says_what_is_frozen(cli, tmp_pa
     ],
 )
 def test_damaged_device_state_is_refused(trained, cli, tmp_path, edit, message):
-    from analogc.runtime.program import save_program
+    from analogc.runtime.format.program import save_program
 
     program = load_program(trained[0])
     edit(program)
@@ -393,10 +395,10 @@ def test_other_hidden_activations_train_and_export(op, attrs, cli, tmp_path):
 
 def test_resume_accepts_the_same_program_compiled_again(digits_program, tmp_path):
     """A recompile differs only in the placement solver's seconds: its checkpoint resumes."""
-    from analogc.runtime.program import save_program
+    from analogc.runtime.format.program import save_program
 
     from analogc.mapper import compile_model
-    from analogc.runtime.spec import spec_from_dict
+    from analogc.runtime.format.spec import spec_from_dict
 
     make_trainer(digits_program, tmp_path / "ckpt", epochs=1, baseline=False).train()
     compiled = load_program(digits_program)

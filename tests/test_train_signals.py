@@ -12,7 +12,7 @@ import time
 import numpy as np
 import pytest
 
-from analogc.runtime.program import load_program
+from analogc.runtime.format.program import load_program
 
 from .conftest import MODELS
 
@@ -74,7 +74,7 @@ def test_a_background_job_of_a_script_stops_on_sigint(tmp_path):
     assert shell.returncode == 130, err
     assert "analogc: interrupted" in err
     assert not (tmp_path / "t.atp").exists()
-    from analogc.runtime.checkpoint import load_checkpoint
+    from analogc.runtime.training.checkpoint import load_checkpoint
 
     _, meta = load_checkpoint(checkpoint)  # intact (resuming from it is the test above)
     assert meta["position"]["total"] > 0

@@ -11,8 +11,8 @@ import onnxruntime as ort
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from analogc.runtime.original_model import original_bytes
-from analogc.runtime.program import load_program
+from analogc.runtime.format.original_model import original_bytes
+from analogc.runtime.format.program import load_program
 
 from .conftest import assert_user_error
 
@@ -85,7 +85,7 @@ def test_a_scaled_weight_is_kept_in_the_model(tmp_path, cli):
 
 
 def test_a_stripped_entry_naming_no_array_is_refused(compiled, cli, tmp_path):
-    from analogc.runtime.program import save_program
+    from analogc.runtime.format.program import save_program
 
     _, atp = compiled
     program = load_program(atp)

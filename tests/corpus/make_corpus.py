@@ -183,8 +183,8 @@ def tiny_with(old: str, new: str) -> bytes:
 def program_members(spec_text: bytes | None = None) -> dict:
     """Members of a valid program: x[N, 64] -> Abs (host) -> Gemm 64->10 -> y, on tiny."""
     from analogc.mapper import compile_model
-    from analogc.runtime.program import save_program
-    from analogc.runtime.spec import load_target
+    from analogc.runtime.format.program import save_program
+    from analogc.runtime.format.spec import load_target
 
     rng = np.random.default_rng(3)
     model = chain_model(
@@ -210,7 +210,7 @@ def program_bytes() -> bytes:
 def with_members(fresh_checksums: bool, edit_meta=None, replace=None) -> bytes:
     """The valid program with members replaced ({name: bytes}, None: removed), program.json
     edited by `edit_meta(meta)`; checksums recomputed when asked, else left stale."""
-    from analogc.runtime.program import meta_digest, sha256
+    from analogc.runtime.format.program import meta_digest, sha256
 
     members = dict(program_members())
     for name, data in (replace or {}).items():
@@ -585,7 +585,7 @@ def sweep_folder() -> dict:
     import pyarrow.csv as pa_csv
     import pyarrow.parquet as pq
 
-    from analogc.runtime.program import load_program_bytes, sha256
+    from analogc.runtime.format.program import load_program_bytes, sha256
     from analogc.sweep import load_data, sweep_record
     from analogc.sweep_file import expand, load_sweep
     from analogc.sweep_table import job_row, schema

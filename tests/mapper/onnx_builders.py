@@ -19,8 +19,8 @@ import onnxruntime as ort
 from onnx import TensorProto, helper, numpy_helper
 
 from analogc.cli import main
-from analogc.runtime.chip import Chip
-from analogc.runtime.program import load_program
+from analogc.runtime.chip.chip import Chip
+from analogc.runtime.format.program import load_program
 
 FLOAT, DOUBLE, FLOAT16 = TensorProto.FLOAT, TensorProto.DOUBLE, TensorProto.FLOAT16
 NP_DTYPE = {FLOAT: np.float32, DOUBLE: np.float64, FLOAT16: np.float16}

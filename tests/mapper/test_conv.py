@@ -17,8 +17,8 @@ import onnxruntime as ort
 import pytest
 from onnx.reference import ReferenceEvaluator
 
-from analogc.runtime.chip import Chip
-from analogc.runtime.program import load_program
+from analogc.runtime.chip.chip import Chip
+from analogc.runtime.format.program import load_program
 from tests.mapper.conv_builders import conv_input, conv_model
 
 RTOL, ATOL = 1e-4, 1e-5

@@ -13,8 +13,8 @@ from analogc.mapper.cpsat_joint import solve_joint
 from analogc.mapper.cpsat_place import conflicts_of, make_solver
 from analogc.mapper.partition import Block
 from analogc.mapper.traffic import hops
-from analogc.runtime.program import load_program, program_identity, save_program
-from analogc.runtime.spec import load_spec, load_target
+from analogc.runtime.format.program import load_program, program_identity, save_program
+from analogc.runtime.format.spec import load_spec, load_target
 from tests.mapper.placement_checks import check_placement
 from tests.mapper.test_place import mlp
 
@@ -140,7 +140,7 @@ def test_faulty_tiles_never_used_by_cpsat(tmp_path):
 def test_ideal_run_still_matches_after_cuts(tmp_path):
     import onnxruntime as ort
 
-    from analogc.runtime.chip import Chip
+    from analogc.runtime.chip.chip import Chip
 
     model = mlp(tmp_path / "m.onnx", [70, 90, 10])
     program = compile_model(model, load_target("tiny"), time_limit=2)

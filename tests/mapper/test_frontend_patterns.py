@@ -18,10 +18,10 @@ from onnx import helper
 from analogc.errors import AnalogcError
 from analogc.mapper import compile_model
 from analogc.mapper.frontend import load_layer_graph
-from analogc.runtime.chip import Chip
-from analogc.runtime.export import export_model
-from analogc.runtime.spec import load_target
-from analogc.runtime.train_chain import find_chain
+from analogc.runtime.chip.chip import Chip
+from analogc.runtime.chip.export import export_model
+from analogc.runtime.format.spec import load_target
+from analogc.runtime.training.chain import find_chain
 from tests.conftest import assert_user_error
 from tests.mapper.onnx_builders import (
     DOUBLE,
@@ -402,7 +402,7 @@ def test_dequantized_int8_weights(tmp_path, cli, per_axis):
     """Weight-only quantised models (int8 weights through DequantizeLinear): the weights
     go on the tiles, and the ideal chip computes the graph's float32 product, checked
     against numpy; `run --ideal` reports agreement with onnxruntime, whose default would
-    quantise the activations too (MatMulNBits at accuracy level 4, `runtime/host.py`)."""
+    quantise the activations too (MatMulNBits at accuracy level 4, `runtime/chip/host.py`)."""
     rng = np.random.default_rng(11)
     k, n = 96, 80
     wq = rng.integers(-127, 128, size=(k, n)).astype(np.int8)

@@ -9,7 +9,7 @@ import pytest
 
 from analogc.mapper.layer_graph import Dense
 from analogc.mapper.partition import array_shape, partition
-from analogc.runtime.spec import load_target
+from analogc.runtime.format.spec import load_target
 
 
 def dense(name, k, n, bias=True):
@@ -36,7 +36,7 @@ def test_digital_bias_takes_no_row(tmp_path):
     text = load_target("tiny").to_dict()
     path = tmp_path / "digital.toml"
     path.write_text("[chip]\ntile_rows = 64\ntile_cols = 64\nbias = \"digital\"\n")
-    from analogc.runtime.spec import load_spec
+    from analogc.runtime.format.spec import load_spec
 
     spec = load_spec(path)
     assert array_shape(dense("L", 64, 5), spec) == (64, 5)

@@ -9,7 +9,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from analogc.errors import AnalogcError
 from analogc.mapper import compile_model
-from analogc.runtime.spec import load_spec, load_target
+from analogc.runtime.format.spec import load_spec, load_target
 from tests.conftest import assert_user_error
 from tests.mapper.placement_checks import check_placement
 

@@ -13,7 +13,7 @@ from analogc.errors import AnalogcError
 from analogc.mapper.partition import Block
 from analogc.mapper.replicate import LayerDemand, bottleneck, check_mode, layer_tiles, step_values, throughput_copies
 from analogc.mapper.replicate_place import copied_blocks, diagonal_packing
-from analogc.runtime.dataflow import share_lines
+from analogc.runtime.cost.dataflow import share_lines
 
 
 def brute_force(demands, tile_rows, tile_cols, usable):

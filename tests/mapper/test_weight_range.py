@@ -12,9 +12,9 @@ import pytest
 
 from analogc.mapper import compile_model
 from analogc.mapper.weight_range import compensation, device_variance, w_max_by_rule, weight_error
-from analogc.runtime import devices
-from analogc.runtime.chip import Chip
-from analogc.runtime.spec import load_target
+from analogc.runtime.chip.chip import Chip
+from analogc.runtime.format.spec import load_target
+from analogc.runtime.physics import devices
 from tests.mapper.test_place import mlp
 
 DAY = 86400.0

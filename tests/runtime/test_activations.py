@@ -7,9 +7,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from analogc.runtime.activations import apply_activation
-from analogc.runtime.float_sgd import activation_grad
-from analogc.runtime.train_chain import HIDDEN_ACTIVATIONS
+from analogc.runtime.chip.activations import ACTIVATIONS, apply_activation
+from analogc.runtime.cost.periphery_ops import ACTIVATION_OPS, DERIVATIVE_OPS
+from analogc.runtime.format.vocabulary import ACTIVATION_NAMES
+from analogc.runtime.training.chain import HIDDEN_ACTIVATIONS
+from analogc.runtime.training.float_sgd import activation_grad
 
 PARAMS = {"leaky_relu": {"alpha": 0.1}, "elu": {"alpha": 0.7}, "hard_sigmoid": {"alpha": 0.3, "beta": 0.4}}
 
@@ -33,3 +35,10 @@ def test_selu_defaults_are_onnxs():
     """Selu with no attributes: ONNX's α and γ (float32), y = γ·(α(eᶻ − 1)) below 0."""
     y = apply_activation(np.array([-1.0, 2.0]), {"op": "selu"})
     np.testing.assert_allclose(y, [1.0507009873554805 * 1.6732632423543772 * (np.exp(-1) - 1), 1.0507009873554805 * 2], rtol=1e-7)
+
+
+def test_the_runtime_implements_exactly_the_formats_activation_names():
+    """The program checker accepts the names in the format's vocabulary; the chip must run
+    each of them, and run nothing the checker would refuse."""
+    assert tuple(ACTIVATIONS) == ACTIVATION_NAMES
+    assert set(ACTIVATION_OPS) == set(DERIVATIVE_OPS) == set(ACTIVATION_NAMES)  # the cost model prices each

@@ -8,10 +8,10 @@ import dataclasses
 import numpy as np
 import pytest
 
-from analogc.runtime import devices
-from analogc.runtime.analog_layer import TrainableLayer
-from analogc.runtime.layer_devices import program_layer
-from analogc.runtime.spec import load_target
+from analogc.runtime.format.spec import load_target
+from analogc.runtime.physics import devices
+from analogc.runtime.physics.layer_devices import program_layer
+from analogc.runtime.training.analog_layer import TrainableLayer
 
 F32 = np.float32
 

@@ -7,8 +7,8 @@ import dataclasses
 import numpy as np
 import pytest
 
-from analogc.runtime import capacitor
-from analogc.runtime.spec import load_target
+from analogc.runtime.format.spec import load_target
+from analogc.runtime.physics import capacitor
 
 CAP = load_target(None).capacitor
 

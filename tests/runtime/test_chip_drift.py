@@ -12,11 +12,11 @@ import pytest
 from analogc.mapper import compile_model
 from analogc.mapper.emit import weight_scale
 from analogc.mapper.layer_graph import Dense
-from analogc.runtime import tiles
-from analogc.runtime.chip import Chip
-from analogc.runtime.layer_devices import us_per_weight
-from analogc.runtime.spec import load_target
-from analogc.runtime.tile_reads import BlockMatrices, LayerReads
+from analogc.runtime.chip import tiles
+from analogc.runtime.chip.chip import Chip
+from analogc.runtime.chip.tile_reads import BlockMatrices, LayerReads
+from analogc.runtime.format.spec import load_target
+from analogc.runtime.physics.layer_devices import us_per_weight
 from tests.mapper.onnx_builders import mlp_model, random_feeds, save
 
 DAY = 86400.0

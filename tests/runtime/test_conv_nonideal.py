@@ -9,8 +9,8 @@ import json
 import numpy as np
 import pytest
 
-from analogc.runtime.chip import Chip
-from analogc.runtime.program import load_program
+from analogc.runtime.chip.chip import Chip
+from analogc.runtime.format.program import load_program
 from tests.conftest import MODELS
 
 

@@ -12,11 +12,11 @@ from onnx import TensorProto, helper, numpy_helper
 
 from analogc.errors import AnalogcError
 from analogc.mapper import compile_model
-from analogc.runtime.chip import Chip
-from analogc.runtime.cost import OpCounts, price, static_block_counts, summary_lines
-from analogc.runtime.host_flops import segment_flops
-from analogc.runtime.opcounts import layer_program_counts, per_vector_table
-from analogc.runtime.spec import CostSpec, load_target
+from analogc.runtime.chip.chip import Chip
+from analogc.runtime.cost.host_flops import segment_flops
+from analogc.runtime.cost.opcounts import layer_program_counts, per_vector_table
+from analogc.runtime.cost.pricing import OpCounts, price, static_block_counts, summary_lines
+from analogc.runtime.format.spec import CostSpec, load_target
 from tests.test_cli import random_mlp
 
 # 100-70-10 (bias on fc1 only, Relu after fc1) on `tiny` (64x64 tiles), first fit. The

@@ -8,8 +8,8 @@ import math
 import numpy as np
 import pytest
 
-from analogc.runtime import devices, periphery
-from analogc.runtime.spec import load_target
+from analogc.runtime.format.spec import load_target
+from analogc.runtime.physics import devices, periphery
 
 PCM = load_target(None).pcm
 N = 100_000
@@ -146,7 +146,7 @@ def test_closed_loop_matches_the_whole_array_loop_bit_for_bit(contiguous):
 def test_read_noise_amplitude_follows_the_programmed_conductance():
     # Programmed to 10 µS (ĝ = 0.4), drifted to 6 µS a day later: σ = 6·Q(0.4, day), the
     # published fit's form (Q of the target, amplitude of the drifted G), not 6·Q(0.24).
-    from analogc.runtime import tiles
+    from analogc.runtime.chip import tiles
 
     day = 86400.0
 

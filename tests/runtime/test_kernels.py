@@ -1,4 +1,4 @@
-"""The compiled twins in runtime/kernels.py against their numpy references, the counter-based
+"""The compiled twins in runtime/physics/kernels.py against their numpy references, the counter-based
 normal generator's statistics, and the chip's determinism with the compiled path in place."""
 
 from __future__ import annotations
@@ -13,9 +13,9 @@ import pytest
 from scipy.special import ndtr
 
 from analogc.mapper import compile_model
-from analogc.runtime import kernels, periphery
-from analogc.runtime.chip import Chip
-from analogc.runtime.spec import load_target
+from analogc.runtime.chip.chip import Chip
+from analogc.runtime.format.spec import load_target
+from analogc.runtime.physics import kernels, periphery
 from tests.conftest import REPO
 from tests.mapper.onnx_builders import mlp_model, random_feeds, save
 
@@ -327,8 +327,8 @@ def test_import_without_numba_falls_back(tmp_path):
         "import sys\n"
         "sys.modules['numba'] = None  # import numba -> ImportError\n"
         "import numpy as np\n"
-        "from analogc.runtime import kernels, periphery\n"
-        "from analogc.runtime.spec import load_target\n"
+        "from analogc.runtime.physics import kernels, periphery\n"
+        "from analogc.runtime.format.spec import load_target\n"
         "assert not kernels.HAVE_NUMBA\n"
         "spec = load_target(None).periphery\n"
         "y = np.linspace(-3, 3, 24, dtype=np.float32).reshape(4, 6)\n"

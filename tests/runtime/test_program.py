@@ -19,8 +19,8 @@ import numpy as np
 import pytest
 
 from analogc.errors import AnalogcError
-from analogc.runtime import program as program_module
-from analogc.runtime.program import FORMAT_VERSION, Program, load_program, program_identity, save_program
+from analogc.runtime.format import program as program_module
+from analogc.runtime.format.program import FORMAT_VERSION, Program, load_program, program_identity, save_program
 
 
 def sha(data: bytes) -> str:

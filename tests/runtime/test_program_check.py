@@ -9,8 +9,8 @@ import pytest
 
 from analogc.errors import AnalogcError
 from analogc.mapper import compile_model
-from analogc.runtime.program import Program, load_program, save_program
-from analogc.runtime.spec import load_target
+from analogc.runtime.format.program import Program, load_program, save_program
+from analogc.runtime.format.spec import load_target
 from tests.conftest import assert_user_error
 from tests.mapper.test_place import mlp
 

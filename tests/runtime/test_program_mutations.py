@@ -9,8 +9,8 @@ import random
 import pytest
 
 from analogc.mapper import compile_model
-from analogc.runtime.program import Program, save_program
-from analogc.runtime.spec import load_target
+from analogc.runtime.format.program import Program, save_program
+from analogc.runtime.format.spec import load_target
 from tests.conftest import MODELS
 
 VALUES = [None, -1, 0, 10**12, "x", [], {}, [1], 1.5, True, float("nan")]

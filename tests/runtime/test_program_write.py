@@ -12,8 +12,8 @@ import zipfile
 import numpy as np
 import pytest
 
-from analogc.runtime.program import load_program, save_program, write_npy
-from analogc.runtime.program_check import all_finite
+from analogc.runtime.format.program import load_program, save_program, write_npy
+from analogc.runtime.format.program_check import all_finite
 
 from .test_program import sample_program
 

@@ -6,10 +6,10 @@ from __future__ import annotations
 import pytest
 
 from analogc.mapper import compile_model
-from analogc.runtime.opcounts import OpCounts, layer_vector_counts
-from analogc.runtime.program import load_program, save_program
-from analogc.runtime.replica_counts import read_counts, shared_positions
-from analogc.runtime.spec import load_target
+from analogc.runtime.cost.opcounts import OpCounts, layer_vector_counts
+from analogc.runtime.cost.replica_counts import read_counts, shared_positions
+from analogc.runtime.format.program import load_program, save_program
+from analogc.runtime.format.spec import load_target
 from tests.conftest import MODELS
 
 
@@ -35,7 +35,7 @@ def test_shared_positions_by_hand():
 def test_position_rows_is_the_modulo_rule():
     import numpy as np
 
-    from analogc.runtime.replicas import position_rows
+    from analogc.runtime.format.replicas import position_rows
 
     for rows, positions, copies in [(0, 1, 3), (12, 4, 3), (35, 7, 7), (35, 7, 10), (30, 1, 4), (20, 6, 4), (64 * 5, 64, 51)]:
         expected = [np.flatnonzero((np.arange(rows) % positions) % copies == c) for c in range(copies)]

@@ -10,9 +10,9 @@ import pytest
 
 from analogc.data import fit_to_input, load_digits
 from analogc.mapper import compile_model
-from analogc.runtime.chip import Chip
-from analogc.runtime.infer import Reference, accuracy, run_batched
-from analogc.runtime.spec import load_target
+from analogc.runtime.chip.chip import Chip
+from analogc.runtime.chip.infer import Reference, accuracy, run_batched
+from analogc.runtime.format.spec import load_target
 from tests.conftest import MODELS
 
 SHIPPED = sorted(MODELS.glob("*.onnx"))

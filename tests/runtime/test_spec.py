@@ -8,7 +8,7 @@ import tomllib
 import pytest
 
 from analogc.errors import AnalogcError
-from analogc.runtime.spec import TABLES, load_spec, load_target, shipped_targets, spec_from_dict
+from analogc.runtime.format.spec import TABLES, load_spec, load_target, shipped_targets, spec_from_dict
 
 
 def test_shipped_targets_are_the_three_named():

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from analogc.runtime import update_kernel as uk
+from analogc.runtime.training import update_kernel as uk
 
 F32 = np.float32
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from analogc.errors import AnalogcError
-from analogc.runtime.replicas import refuse_training
+from analogc.runtime.format.replicas import refuse_training
 
 LOGIT_ACTIVATIONS = ("softmax", "log_softmax", "identity")
 HIDDEN_ACTIVATIONS = ("identity", "relu", "leaky_relu", "sigmoid", "tanh", "silu", "gelu", "gelu_tanh", "elu", "selu", "softplus", "softsign", "hard_sigmoid")

@@ -25,7 +25,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from analogc.runtime.host import make_session, run_session
+from analogc.runtime.chip.host import make_session, run_session
 
 OPSET = 17
 SPIN = False  # whether the sessions' threads spin between calls (see the module docstring)

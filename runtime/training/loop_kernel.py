@@ -29,7 +29,8 @@ from __future__ import annotations
 import numpy as np
 
 from analogc.atomic import write_text_atomic
-from analogc.runtime import kernels, read_kernel, update_kernel
+from analogc.runtime.physics import kernels
+from analogc.runtime.training import read_kernel, update_kernel
 
 HAVE_NUMBA = kernels.HAVE_NUMBA
 # Hidden activations the compiled loop computes (the rest train through `Trainer.step`).
@@ -47,13 +48,13 @@ def drop_stale_builds() -> None:
 
     here = Path(__file__).resolve()
     cache = here.parent / "__pycache__"
-    sources = [here, *(here.parent / f"{name}.py" for name in ("read_kernel", "update_kernel", "kernels"))]
+    sources = [here, *(Path(module.__file__) for module in (read_kernel, update_kernel, kernels))]
     try:
         digest = hashlib.sha256(b"".join(p.read_bytes() for p in sources)).hexdigest()
-        stamp = cache / "train_kernel.sources"
+        stamp = cache / f"{here.stem}.sources"
         if stamp.is_file() and stamp.read_text() == digest:
             return
-        for build in cache.glob("train_kernel.*.nb[ic]"):
+        for build in cache.glob(f"{here.stem}.*.nb[ic]"):
             build.unlink()
         cache.mkdir(exist_ok=True)
         write_text_atomic(stamp, digest)

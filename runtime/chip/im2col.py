@@ -20,8 +20,7 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
 from analogc.errors import AnalogcError
-
-AUTO_PADS = ("NOTSET", "SAME_UPPER", "SAME_LOWER", "VALID")
+from analogc.runtime.format.vocabulary import AUTO_PADS
 
 
 def extent(kernel: int, dilation: int) -> int:

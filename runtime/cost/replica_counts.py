@@ -1,6 +1,6 @@
 """Read-pass operation counts with each layer's own number of reads and copies.
 
-The per-vector table of runtime/opcounts.py counts one vector through every block; that
+The per-vector table of runtime/cost/opcounts.py counts one vector through every block; that
 is exact when every block reads every vector of its layer. Replicated layers break it:
 a throughput copy reads only its positions, a flow between copies carries only the
 positions both read, and a throughput layer's read steps are per round (its copies
@@ -25,9 +25,9 @@ from functools import lru_cache
 
 import numpy as np
 
-from analogc.runtime.activations import ACTIVATION_OPS
-from analogc.runtime.dataflow import hops, labelled_flows, one_read_views, program_views, tile_steps
-from analogc.runtime.replicas import copies_of, mode_of, positions_of_copy, rounds
+from analogc.runtime.cost.dataflow import hops, labelled_flows, one_read_views, program_views, tile_steps
+from analogc.runtime.cost.periphery_ops import ACTIVATION_OPS
+from analogc.runtime.format.replicas import copies_of, mode_of, positions_of_copy, rounds
 
 
 @lru_cache(maxsize=4096)

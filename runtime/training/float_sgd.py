@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 from scipy.special import erf
 
-from analogc.runtime.activations import GELU_TANH_C, PARAMETERS, apply_activation
+from analogc.runtime.chip.activations import GELU_TANH_C, PARAMETERS, apply_activation
 
 F32 = np.float32
 

@@ -25,7 +25,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from math import gcd
 
-from analogc.runtime.replicas import positions_of_copy
+from analogc.runtime.format.replicas import positions_of_copy
 
 
 @dataclass(frozen=True)

@@ -6,15 +6,14 @@ from __future__ import annotations
 import numpy as np
 
 from analogc.errors import AnalogcError
-from analogc.runtime import activations
-from analogc.runtime.replicas import check_copies
-from analogc.runtime.im2col import AUTO_PADS
-from analogc.runtime.layer_devices import FIELDS
-from analogc.runtime.spec import spec_from_dict
+from analogc.runtime.format.replicas import check_copies
+from analogc.runtime.format.spec import spec_from_dict
+from analogc.runtime.format.vocabulary import ACTIVATION_NAMES as ACTIVATIONS
+from analogc.runtime.format.vocabulary import AUTO_PADS, FAULT_DEAD, FAULT_NONE, FAULT_STUCK_HIGH
+from analogc.runtime.format.vocabulary import DEVICE_FIELDS as FIELDS
 
 # Tuples, not sets: membership must not hash a value that may be a list or dict.
 OPS = ("host", "load", "mvm", "store")
-ACTIVATIONS = tuple(activations.ACTIVATIONS)
 DTYPES = ("float16", "float32", "float64")
 KINDS = ("dense", "conv")
 
@@ -312,6 +311,6 @@ def device_value_problem(name: str, get, g_max: float) -> str | None:
         if np.any(get(field) > g_max):
             return f"device array {field!r} of layer {name!r} has conductances above g_max ({g_max:g} µS)"
     for field in ("faults_plus", "faults_minus"):
-        if not np.all(np.isin(get(field), (0, 1, 2))):
+        if not np.all(np.isin(get(field), (FAULT_NONE, FAULT_STUCK_HIGH, FAULT_DEAD))):
             return f"device array {field!r} of layer {name!r} has unknown fault codes"
     return None

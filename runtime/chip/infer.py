@@ -10,8 +10,8 @@ from __future__ import annotations
 import numpy as np
 
 from analogc.errors import AnalogcError
-from analogc.runtime.host import make_session, run_session
-from analogc.runtime.original_model import original_bytes
+from analogc.runtime.chip.host import make_session, run_session
+from analogc.runtime.format.original_model import original_bytes
 
 DEFAULT_BATCH = 256
 
@@ -99,7 +99,7 @@ class Reference:
 
     def __init__(self, program):
         if program.meta.get("training"):
-            from analogc.runtime.export import export_bytes  # heavy: onnx (0.5 s), only for a trained program
+            from analogc.runtime.chip.export import export_bytes  # heavy: onnx (0.5 s), only for a trained program
 
             self.session = make_session(export_bytes(program), "the trained model")
         else:

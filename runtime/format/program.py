@@ -31,8 +31,8 @@ from analogc.errors import AnalogcError
 from analogc.memory import check_fits
 from analogc.npy_read import MAX_COMPRESSION_RATIO, MAX_MEMBER_BYTES  # noqa: F401 (the limits, for tests)
 from analogc.npy_read import check_unique_members, check_zip_member, read_header, read_npz
-from analogc.runtime.original_model import check_stripped
-from analogc.runtime.program_check import check_program
+from analogc.runtime.format.original_model import check_stripped
+from analogc.runtime.format.program_check import check_program
 
 FORMAT_VERSION = 1
 PROGRAM_JSON = "program.json"

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from analogc.runtime import kernels
+from analogc.runtime.physics import kernels
 
 HAVE_NUMBA = kernels.HAVE_NUMBA
 

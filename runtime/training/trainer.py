@@ -1,6 +1,6 @@
 """In-situ training on the simulated chip (Ambrogio et al. 2018), with checkpoints.
 
-Per-example SGD over the trainable chain (`train_chain`): forward through DAC, tiles
+Per-example SGD over the trainable chain (`chain`): forward through DAC, tiles
 and ADCs, digital activations; softmax cross-entropy; backward by transpose reads of
 the same tiles; ΔW = −η·xᵀδ as pulses on the capacitor pairs; the capacitors' share
 moves to the PCM pairs and the polarity flips (`analog_layer`) when a layer's cells have
@@ -26,20 +26,20 @@ from pathlib import Path
 import numpy as np
 
 from analogc.errors import AnalogcError
-from analogc.runtime.activations import apply_activation
-from analogc.runtime.analog_layer import TrainableLayer, transfer_schedule
-from analogc.runtime.chip import Chip
-from analogc.runtime.cost import OpCounts, price, static_block_counts
-from analogc.runtime.opcounts import layer_program_counts
-from analogc.runtime.float_sgd import FloatChain, activation_grad, append_one, softmax_cross_entropy
-from analogc.runtime.infer import accuracy, batch_size_of, run_batched
-from analogc.runtime.layer_devices import LayerDevices, has_device_state, program_layer, us_per_weight
-from analogc.runtime.program import Program, program_identity
-from analogc.runtime.spec import check_trainable, has_capacitor, spec_from_dict
-from analogc.runtime.train_state import Position, restore_state, save_state
-from analogc.runtime.train_kernel import CompiledChain, supports
-from analogc.runtime.train_chain import find_chain, initial_weights, training_w_max
-from analogc.runtime.update_kernel import mix_key, slot_keys
+from analogc.runtime.chip.activations import apply_activation
+from analogc.runtime.chip.chip import Chip
+from analogc.runtime.chip.infer import accuracy, batch_size_of, run_batched
+from analogc.runtime.cost.opcounts import layer_program_counts
+from analogc.runtime.cost.pricing import OpCounts, price, static_block_counts
+from analogc.runtime.format.program import Program, program_identity
+from analogc.runtime.format.spec import check_trainable, has_capacitor, spec_from_dict
+from analogc.runtime.physics.layer_devices import LayerDevices, has_device_state, program_layer, us_per_weight
+from analogc.runtime.training.analog_layer import TrainableLayer, transfer_schedule
+from analogc.runtime.training.chain import find_chain, initial_weights, training_w_max
+from analogc.runtime.training.float_sgd import FloatChain, activation_grad, append_one, softmax_cross_entropy
+from analogc.runtime.training.loop_kernel import CompiledChain, supports
+from analogc.runtime.training.state import Position, restore_state, save_state
+from analogc.runtime.training.update_kernel import mix_key, slot_keys
 
 F32 = np.float32
 LEAK_EVERY = 64  # examples between applications of capacitor leakage (when leak_tau > 0)
@@ -96,7 +96,7 @@ class Trainer:
         self.features = self.chain_inputs(x_train)
         self.test_features = self.chain_inputs(x_test) if options.baseline else None
         self.position = Position()
-        # The compiled loop (`train_kernel`) where it covers the chain, else `step`.
+        # The compiled loop (`loop_kernel`) where it covers the chain, else `step`.
         self.compiled = CompiledChain(self.layers, self.spec, self.features, self.y_train) if supports(self.layers) else None
         self.settings = self.run_settings()
         self.fingerprint = hashlib.sha256(json.dumps(self.settings, sort_keys=True).encode()).hexdigest()
@@ -213,7 +213,7 @@ class Trainer:
         return pos.index + max(count, 1)
 
     def run_compiled(self, order: np.ndarray) -> None:
-        """Examples order[0], order[1], … through `train_kernel` (the same model as `step`),
+        """Examples order[0], order[1], … through `loop_kernel` (the same model as `step`),
         until the run's end or a transfer falls due."""
         pos = self.position
         sums = np.array([pos.loss_sum, pos.correct], dtype=np.float64)
@@ -364,7 +364,7 @@ class Trainer:
         """Energy, time and area of the training run so far: every example's forward
         pass through the whole network (frozen parts included), the transpose reads and
         updates of the trained layers, the pulses fired, and the transfers' reads and
-        PCM programming (`runtime/cost.py`)."""
+        PCM programming (`runtime/cost/pricing.py`)."""
         n, names = self.position.total, [l.name for l in self.layers]
         counts = OpCounts()
         counts.merge(static_block_counts(self.program, "forward", n))

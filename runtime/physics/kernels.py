@@ -35,7 +35,7 @@ import math
 
 import numpy as np
 
-from analogc.runtime import periphery as _periphery
+from analogc.runtime.physics import periphery as _periphery
 
 try:
     import numba

@@ -13,10 +13,10 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from analogc.errors import AnalogcError
-from analogc.runtime.checkpoint import load_checkpoint, save_checkpoint, settings_difference
-from analogc.runtime.cost import OpCounts
-from analogc.runtime.layer_devices import FIELDS
-from analogc.runtime.program_check import device_value_problem
+from analogc.runtime.cost.pricing import OpCounts
+from analogc.runtime.format.program_check import device_value_problem
+from analogc.runtime.format.vocabulary import DEVICE_FIELDS as FIELDS
+from analogc.runtime.training.checkpoint import load_checkpoint, save_checkpoint, settings_difference
 
 F32 = np.float32
 

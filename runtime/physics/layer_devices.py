@@ -20,23 +20,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from analogc.runtime import capacitor, devices
-from analogc.runtime.spec import has_capacitor
+from analogc.runtime.format.spec import has_capacitor
+from analogc.runtime.format.vocabulary import DEVICE_FIELDS as FIELDS
+from analogc.runtime.format.vocabulary import FAULT_DEAD, FAULT_NONE, FAULT_STUCK_HIGH
+from analogc.runtime.physics import capacitor, devices
 
-FAULT_NONE, FAULT_STUCK_HIGH, FAULT_DEAD = 0, 1, 2
-FIELDS = {
-    "g_plus": np.float64,
-    "g_minus": np.float64,
-    "nu_plus": np.float32,
-    "nu_minus": np.float32,
-    "faults_plus": np.int8,
-    "faults_minus": np.int8,
-    "v": np.float32,
-    "dv_up": np.float32,
-    "dv_down": np.float32,
-    "read_gain": np.float32,
-    "cap_base": np.float32,
-}
 
 
 @dataclass

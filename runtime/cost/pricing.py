@@ -2,7 +2,7 @@
 
 API (what `run`, `plan`, `cost` and the trainer call):
 
-    from analogc.runtime.cost import OpCounts, static_block_counts, price
+    from analogc.runtime.cost.pricing import OpCounts, static_block_counts, price
 
     counts = OpCounts()
     counts.merge(static_block_counts(program, "forward", batch))    # data-independent
@@ -16,7 +16,7 @@ API (what `run`, `plan`, `cost` and the trainer call):
 
 - `OpCounts.add(phase, layer, tile, **kinds)` adds integer counts; phases are
   inference, forward, backward, update, transfer and program (one-time set-up); kinds
-  are listed in runtime/opcounts.py (work kinds cost energy, *_steps cost time).
+  are listed in runtime/cost/opcounts.py (work kinds cost energy, *_steps cost time).
 - `static_block_counts(program, phase, batch, layers=None)` gives one pass over every
   block (or the named layers) for `batch` vectors; it multiplies a per-vector table
   cached on the program, so it costs O(blocks) per call, never O(batch).
@@ -37,8 +37,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from analogc.runtime.opcounts import STEP_KINDS, WORK_KINDS, OpCounts, static_block_counts
-from analogc.runtime.spec import spec_from_dict
+from analogc.runtime.cost.opcounts import STEP_KINDS, WORK_KINDS, OpCounts, static_block_counts
+from analogc.runtime.format.spec import spec_from_dict
 from analogc.wording import count
 
 __all__ = ["OpCounts", "static_block_counts", "price", "CostReport", "summary_lines", "peak_figures", "inference_estimate"]

@@ -7,7 +7,7 @@ inference instructions block by block: DAC, tile read with 1/f read noise, ADC, 
 compensation, partial sums, digital bias and activation, host segments (onnxruntime).
 With `count_ops` (the default) the chip tallies the vectors each layer reads and the
 host calls it makes (O(1) per instruction); `chip.op_counts()` turns them into exact
-operation counts (runtime/opcounts.py) for the cost model.
+operation counts (runtime/cost/opcounts.py) for the cost model.
 """
 
 from __future__ import annotations
@@ -16,11 +16,14 @@ import numpy as np
 
 from analogc.errors import AnalogcError
 from analogc.memory import check_fits, human
-from analogc.runtime import im2col, kernels, opcounts, replicas, tile_reads, tiles
-from analogc.runtime.activations import apply_activation
-from analogc.runtime.host import make_session, run_session
-from analogc.runtime.layer_devices import LayerDevices, has_device_state, us_per_weight
-from analogc.runtime.spec import spec_from_dict
+from analogc.runtime.chip import im2col, tile_reads, tiles
+from analogc.runtime.chip.activations import apply_activation
+from analogc.runtime.chip.host import make_session, run_session
+from analogc.runtime.cost import opcounts
+from analogc.runtime.format import replicas
+from analogc.runtime.format.spec import spec_from_dict
+from analogc.runtime.physics import kernels
+from analogc.runtime.physics.layer_devices import LayerDevices, has_device_state, us_per_weight
 
 
 def stored_w_max(layer: dict, matrix: np.ndarray) -> float:

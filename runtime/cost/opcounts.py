@@ -1,7 +1,7 @@
 """Exact operation counts of a tile program, keyed by (phase, layer, tile).
 
 `OpCounts` holds integer counts per kind. Work kinds cost energy; step kinds are the
-sequential steps on the critical path and cost time (see `runtime/cost.py`, which
+sequential steps on the critical path and cost time (see `runtime/cost/pricing.py`, which
 prices both). Counts describe the target hardware running the program, so they are the
 same in `--ideal` mode: ideal switches the physics off, not the periphery.
 
@@ -29,12 +29,12 @@ convolution; a layer reads `reads_per_example` of them per example), per block o
   count (a row's cells are programmed in parallel); drift-compensation calibration
   reads of whole tiles (`pcm_reads`, `adc_conversions`).
 
-Mesh traffic (runtime/dataflow.py rules, the placer's): `words_moved` and `word_hops`
+Mesh traffic (runtime/cost/dataflow.py rules, the placer's): `words_moved` and `word_hops`
 (words × Manhattan hops) for flows between different tiles, charged to the sending
 block. Step kinds, per layer: `read_steps` = slowest tile's sequential reads (blocks of
 the layer sharing rows or columns in a tile take turns); `hop_steps` = longest
 partial-sum flow then longest output flow, each `words + hops − 1` (one word per
-link per hop time). Host segments: `host_flops` (runtime/host_flops.py).
+link per hop time). Host segments: `host_flops` (runtime/cost/host_flops.py).
 """
 
 from __future__ import annotations
@@ -44,9 +44,9 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from analogc.errors import AnalogcError
-from analogc.runtime.activations import ACTIVATION_OPS, DERIVATIVE_OPS
-from analogc.runtime.dataflow import backward_flows, hops, labelled_flows, one_read_views, program_views, tile_steps
-from analogc.runtime.replica_counts import needs_own_counts, read_counts
+from analogc.runtime.cost.dataflow import backward_flows, hops, labelled_flows, one_read_views, program_views, tile_steps
+from analogc.runtime.cost.periphery_ops import ACTIVATION_OPS, DERIVATIVE_OPS
+from analogc.runtime.cost.replica_counts import needs_own_counts, read_counts
 
 PHASES = ("inference", "forward", "backward", "update", "transfer", "program")
 WORK_KINDS = (
@@ -135,7 +135,7 @@ def static_block_counts(program, phase: str, batch: int, layers=None) -> OpCount
     wanted = None if layers is None else set(layers)
     reads = reads_per_example(program)
     if phase in ("inference", "forward") and wanted is None and needs_own_counts(program):
-        # Copies read as their replication says (runtime/replica_counts.py).
+        # Copies read as their replication says (runtime/cost/replica_counts.py).
         read_counts(program, phase, {name: {n: batch} for name, n in reads.items()}, counts)
     else:
         for (p, layer, tile), kinds in per_vector_table(program, phase).items():
@@ -266,7 +266,7 @@ def host_flops_per_example(program) -> dict:
         # heavy: onnx (0.5 s), needed only by programs with host segments
         import onnx
 
-        from analogc.runtime.host_flops import per_example_input_shapes, segment_flops
+        from analogc.runtime.cost.host_flops import per_example_input_shapes, segment_flops
 
         per_example = {}
         for segment in program.meta.get("host_segments", []):
@@ -286,7 +286,7 @@ def host_call_flops(program, segment: dict, shapes: dict) -> int:
         # heavy: onnx (0.5 s), needed only by programs with host segments
         import onnx
 
-        from analogc.runtime.host_flops import segment_flops
+        from analogc.runtime.cost.host_flops import segment_flops
 
         cache[key] = segment_flops(onnx.load_from_string(program.members[segment["member"]]), shapes)[0]
     return cache[key]

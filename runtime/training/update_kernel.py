@@ -28,7 +28,7 @@ import types
 
 import numpy as np
 
-from analogc.runtime import kernels
+from analogc.runtime.physics import kernels
 
 HAVE_NUMBA = kernels.HAVE_NUMBA
 SHIFT_40 = np.uint64(40)

@@ -23,9 +23,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from analogc.runtime import devices, periphery, read_kernel, update_kernel
-from analogc.runtime.layer_devices import FAULT_NONE, LayerDevices, redraw_drift, us_per_weight
-from analogc.runtime.spec import has_capacitor
+from analogc.runtime.format.spec import has_capacitor
+from analogc.runtime.format.vocabulary import FAULT_NONE
+from analogc.runtime.physics import devices, periphery
+from analogc.runtime.physics.layer_devices import LayerDevices, redraw_drift, us_per_weight
+from analogc.runtime.training import read_kernel, update_kernel
 
 
 class TrainableLayer:

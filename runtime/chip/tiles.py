@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from analogc.runtime import capacitor, devices
+from analogc.runtime.physics import capacitor, devices
 
 
 @dataclass

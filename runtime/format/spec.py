@@ -32,10 +32,16 @@ def knob(default, doc: str, unit: str = "", lo=None, hi=None, choices=None):
     return field(default=default, metadata=meta)
 
 
-def knob_range(table: type, name: str) -> tuple:
-    """A knob's allowed (lo, hi), for command-line options that stand in for it."""
-    meta = next(f.metadata for f in dataclasses.fields(table) if f.name == name)
-    return meta["lo"], meta["hi"]
+def check_knob_option(table: str, name: str, value, option: str):
+    """A command option that stands in for the knob [table] name: the knob's own type and
+    range, one rule for the command line, sweeps and spec files. Returns the value as the
+    knob's type, or raises naming the option."""
+    cls = TABLES[table]
+    meta = next(f.metadata for f in dataclasses.fields(cls) if f.name == name)
+    kind = typing.get_type_hints(cls)[name]
+    if kind is float and isinstance(value, int) and not isinstance(value, bool):
+        value = float(value)
+    return check_value("", value, kind, meta, f"{option} (the spec's [{table}] {name})")
 
 
 @dataclass(frozen=True)
@@ -186,7 +192,7 @@ class TrainingSpec:
 @dataclass(frozen=True)
 class CostSpec:
     """[cost]: energy and time per operation, and tile area, for the cost model
-    (runtime/cost.py). The defaults are those of pcm3t1c-2018: a tile read is priced
+    (runtime/cost/pricing.py). The defaults are those of pcm3t1c-2018: a tile read is priced
     so that a full 256x256 read costs what one core of IBM's 64-core 14 nm chip spends
     (10.5 TOPS/W, 1.59 TOPS/mm² per core, Nature Electronics 2023); how that energy
     splits between cells, DACs and ADCs, and every other number, is an assumption."""
@@ -349,31 +355,32 @@ def table_from_dict(cls, values: dict, where: str):
 
 def check_value(key: str, value, kind, meta, where: str):
     """One value against its declared type, range and choices."""
+    subject = f"{where} {key}" if key else where
     if kind is bool:
         if not isinstance(value, bool):
-            raise AnalogcError(f"{where} {key} must be true or false, got {value!r}")
+            raise AnalogcError(f"{subject} must be true or false, got {value!r}")
         return value
     if kind is int:
         if isinstance(value, bool) or not isinstance(value, int):
-            raise AnalogcError(f"{where} {key} must be an integer, got {value!r}")
+            raise AnalogcError(f"{subject} must be an integer, got {value!r}")
     elif kind is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise AnalogcError(f"{where} {key} must be a number, got {value!r}")
+            raise AnalogcError(f"{subject} must be a number, got {value!r}")
         value = float(value)
         if not math.isfinite(value):
-            raise AnalogcError(f"{where} {key} must be finite, got {value!r}")
+            raise AnalogcError(f"{subject} must be finite, got {value!r}")
     elif kind is str:
         if not isinstance(value, str):
-            raise AnalogcError(f"{where} {key} must be a string, got {value!r}")
+            raise AnalogcError(f"{subject} must be a string, got {value!r}")
         if meta["choices"] and value not in meta["choices"]:
-            raise AnalogcError(f"{where} {key} must be one of {', '.join(meta['choices'])}, got {value!r}")
+            raise AnalogcError(f"{subject} must be one of {', '.join(meta['choices'])}, got {value!r}")
         return value
     elif kind is list:
         return check_tile_list(key, value, where)
     lo, hi = meta["lo"], meta["hi"]
     if (lo is not None and value < lo) or (hi is not None and value > hi):
         unit = f" {meta['unit']}" if meta["unit"] else ""
-        raise AnalogcError(f"{where} {key} must be in [{lo}, {hi}]{unit}, got {value!r}")
+        raise AnalogcError(f"{subject} must be in [{lo}, {hi}]{unit}, got {value!r}")
     return value
 
 
