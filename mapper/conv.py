@@ -13,7 +13,8 @@ dense layers, the converter absorbs
 Grouped convolutions: with at most `MAX_DIAGONAL_GROUPS` groups the weight goes on the
 tiles as a block-diagonal matrix (group × the cells of the group's blocks, zeros
 between them); more groups (depthwise convolutions) stay on the host, and the reason is
-recorded in `ctx.notes` for `plan` to print. So does every other Conv left on the host.
+recorded in `ctx.notes` for `plan` to print. So does every other Conv left on the host, and
+every op in `HOST_ONLY` (transposed and integer convolutions and products).
 """
 
 from __future__ import annotations
@@ -73,6 +74,27 @@ def convert_conv(node: onnx.NodeProto, index: int, ctx: Context) -> Converted | 
     if found is None or found[1].op_type not in SOFTMAX_OPS:
         fuse_activation(dense, fused, None, ctx)
     return Converted(dense, fused)
+
+
+# Ops that do a tile layer's work but stay on the host, each with the reason `plan` prints.
+HOST_ONLY = {
+    "ConvTranspose": "transposed convolution: each input position scatters into overlapping outputs "
+                     "(col2im), which the tiles' periphery does not do; it runs on the host",
+    "ConvInteger": "integer convolution: tiles hold real-valued weights; compile the float model",
+    "QLinearConv": "quantized convolution: tiles hold real-valued weights; compile the float model",
+    "MatMulInteger": "integer matrix product: tiles hold real-valued weights; compile the float model",
+    "QLinearMatMul": "quantized matrix product: tiles hold real-valued weights; compile the float model",
+}
+
+
+def register_host_only(op_type: str, reason: str) -> None:
+    @converter(op_type)
+    def stays_on_host(node: onnx.NodeProto, index: int, ctx: Context) -> None:
+        return host(ctx, node, index, reason)
+
+
+for _op, _reason in HOST_ONLY.items():
+    register_host_only(_op, _reason)
 
 
 def conv_geometry(node: onnx.NodeProto, weight: np.ndarray, ctx: Context) -> ConvGeometry | str:
