@@ -412,7 +412,7 @@ def atp_cases() -> list:
         ("program-json-not-json", with_members(False, replace={"program.json": b"{ not json"}), "p.atp: program.json is not valid JSON"),
         ("program-json-a-list", zip_of({"program.json": b"[1, 2]"}), "p.atp: program.json must hold an object"),
         ("no-format-version", zip_of({"program.json": b'{"format_version": "1"}'}), "p.atp: program.json has no integer format_version"),
-        ("newer-format-version", with_members(True, set_in(("format_version",), 2)), "p.atp: tile program format version 2 is newer than this analogc reads (1); upgrade analogc"),
+        ("newer-format-version", with_members(True, set_in(("format_version",), 3)), "p.atp: tile program format version 3 is newer than this analogc reads (2); upgrade analogc"),
         ("format-version-zero", with_members(True, set_in(("format_version",), 0)), "p.atp: unknown tile program format version 0"),
         ("missing-layers", with_members(True, lambda m: m.pop("layers")), "p.atp: program.json lacks 'layers'"),
         ("stale-program-digest", with_members(False, set_in(("layers", 0, "w_max"), 5.0)), "p.atp: checksum mismatch for program.json (file corrupted or edited)"),

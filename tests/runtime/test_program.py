@@ -378,6 +378,13 @@ def test_newer_format_version(saved):
     assert "99" in message and "newer" in message and str(FORMAT_VERSION) in message
 
 
+def test_a_version_1_program_still_loads(saved):
+    """Version 2 added fields (convolutions, copies) without changing version 1's: a dense
+    program written before them reads as it did."""
+    rewrite(saved, meta_edit=lambda meta: meta.update(format_version=1))
+    assert load_program(saved).meta["format_version"] == 1
+
+
 @pytest.mark.parametrize("version", [0, "1", None, 1.0, True])
 def test_bad_format_version(saved, version):
     rewrite(saved, meta_edit=lambda meta: meta.update(format_version=version))
