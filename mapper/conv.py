@@ -14,7 +14,7 @@ Grouped convolutions: with at most `MAX_DIAGONAL_GROUPS` groups the weight goes 
 tiles as a block-diagonal matrix (group × the cells of the group's blocks, zeros
 between them); more groups (depthwise convolutions) stay on the host, and the reason is
 recorded in `ctx.notes` for `plan` to print. So does every other Conv left on the host, and
-every op in `HOST_ONLY` (transposed and integer convolutions and products).
+every op in `HOST_ONLY` (transposed and integer convolutions and products, recurrent layers).
 """
 
 from __future__ import annotations
@@ -84,6 +84,8 @@ HOST_ONLY = {
     "QLinearConv": "quantized convolution: tiles hold real-valued weights; compile the float model",
     "MatMulInteger": "integer matrix product: tiles hold real-valued weights; compile the float model",
     "QLinearMatMul": "quantized matrix product: tiles hold real-valued weights; compile the float model",
+    **{op: f"recurrent layer ({op}): its input and state products sit inside one ONNX op with its gates "
+           "and time loop, which only the host runs" for op in ("RNN", "GRU", "LSTM")},
 }
 
 

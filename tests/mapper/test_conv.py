@@ -169,7 +169,7 @@ def test_conv_with_a_runtime_weight_stays_on_the_host_and_plan_says_why(cli, tmp
 
 
 def host_only_model(path, op: str):
-    """x → op (a constant weight, the op's own types) → Gemm → y: the op stays on the host
+    """x → op (constant weights, the op's own types) → Gemm → y: the op stays on the host
     with its reason, the Gemm goes on the tiles."""
     from onnx import TensorProto, helper, numpy_helper
 
@@ -178,21 +178,28 @@ def host_only_model(path, op: str):
     if op == "ConvTranspose":  # [N, 3, 3, 3] → [N, 2, 5, 5]
         x_type, inits = TensorProto.FLOAT, [numpy_helper.from_array(rng.standard_normal((3, 2, 3, 3)).astype(np.float32), "W")]
         nodes = [helper.make_node("ConvTranspose", ["x", "W"], ["c"], name="up", kernel_shape=[3, 3])]
+    elif op == "GRU":  # [T=3, N=2, 5] → last state [1, 2, 50] → [2, 50]
+        x_type = TensorProto.FLOAT
+        inits = [numpy_helper.from_array(rng.standard_normal((1, 150, 5)).astype(np.float32), "W"),
+                 numpy_helper.from_array(0.3 * rng.standard_normal((1, 150, 50)).astype(np.float32), "R"),
+                 numpy_helper.from_array(np.array([0], np.int64), "axes")]
+        nodes = [helper.make_node("GRU", ["x", "W", "R"], ["", "h"], name="up", hidden_size=50),
+                 helper.make_node("Squeeze", ["h", "axes"], ["c"], name="squeeze")]
     else:  # ConvInteger: uint8 [N, 3, 7, 7] ⊛ uint8 [2, 3, 3, 3] → int32 [N, 2, 5, 5]
         x_type, inits = TensorProto.UINT8, [numpy_helper.from_array(rng.integers(0, 4, (2, 3, 3, 3)).astype(np.uint8), "W")]
         nodes = [helper.make_node("ConvInteger", ["x", "W"], ["ci"], name="up", kernel_shape=[3, 3]),
                  helper.make_node("Cast", ["ci"], ["c"], name="cast", to=TensorProto.FLOAT)]
     nodes += [helper.make_node("Flatten", ["c"], ["f"], name="flat"), helper.make_node("Gemm", ["f", "G"], ["y"], name="fc")]
-    size = 3 if op == "ConvTranspose" else 7
-    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", x_type, ["N", 3, size, size])],
-                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 3])], [*inits, gemm_w])
+    shape = {"ConvTranspose": ["N", 3, 3, 3], "GRU": [3, 2, 5]}.get(op, ["N", 3, 7, 7])
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", x_type, shape)],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [shape[1] if op == "GRU" else "N", 3])], [*inits, gemm_w])
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
     model.ir_version = 8
     onnx.save(model, str(path))
     return path
 
 
-@pytest.mark.parametrize("op, words", [("ConvTranspose", "transposed convolution"), ("ConvInteger", "integer convolution")])
+@pytest.mark.parametrize("op, words", [("ConvTranspose", "transposed convolution"), ("ConvInteger", "integer convolution"), ("GRU", "recurrent layer")])
 def test_transposed_and_integer_convolutions_stay_on_the_host_and_plan_says_why(cli, tmp_path, op, words):
     model = host_only_model(tmp_path / "model.onnx", op)
     program = compile_to_file(cli, model, tmp_path)
@@ -202,7 +209,8 @@ def test_transposed_and_integer_convolutions_stay_on_the_host_and_plan_says_why(
     assert (note["node"], note["op"]) == ("up", op) and words in note["reason"]
     assert words in cli("plan", program).out
     session = ort.InferenceSession(str(model), providers=["CPUExecutionProvider"])
-    x = (np.random.default_rng(2).standard_normal((4, 3, 3, 3)).astype(np.float32) if op == "ConvTranspose"
-         else np.random.default_rng(2).integers(0, 8, (4, 3, 7, 7)).astype(np.uint8))
+    rng = np.random.default_rng(2)
+    x = {"ConvTranspose": lambda: rng.standard_normal((4, 3, 3, 3)).astype(np.float32), "GRU": lambda: rng.standard_normal((3, 2, 5)).astype(np.float32),
+         "ConvInteger": lambda: rng.integers(0, 8, (4, 3, 7, 7)).astype(np.uint8)}[op]()
     expected = session.run(None, {"x": x})[0]
     np.testing.assert_allclose(run_ideal(cli, program, x, tmp_path), expected, rtol=RTOL, atol=ATOL * max(1.0, np.abs(expected).max()))
