@@ -53,6 +53,7 @@ def plan_json(program) -> dict:
                 "name": layer["name"],
                 "kind": layer.get("kind", "dense"),
                 "reads_per_example": layer.get("reads_per_example", 1),
+                "reads_per_example_exact": layer.get("reads_per_example_exact", True),
                 **conv_fields(layer),
                 "shape": layer["shape"],
                 "array_shape": split["array_shape"],
@@ -217,13 +218,15 @@ def print_plan(program, console: Console, verbose: bool = False) -> None:
             f"{layer['array_shape'][0]} x {layer['array_shape'][1]}",
             layer["bias"],
             layer["activation"],
-            str(layer["reads_per_example"]),
+            ("" if layer["reads_per_example_exact"] else "≥") + str(layer["reads_per_example"]),
             str(layer["blocks"]),
             str(layer["tiles"]),
             str(layer["copies"]) + ("" if layer["copies"] == 1 else f" ({layer['replicate']})"),
             " + ".join(split) or "-",
         )
     console.print(table)
+    if not all(layer["reads_per_example_exact"] for layer in plan["layers"]):
+        console.print("≥: a symbolic input dim sets the reads; counted as 1, so the cost estimate is per unit of it")
     tiles = Table(title="tiles", title_justify="left")
     for column in ("tile", "blocks", "cells", "utilization", "layers"):
         tiles.add_column(column)

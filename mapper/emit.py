@@ -22,6 +22,7 @@ def layer_entry(dense, spec) -> dict:
         "name": dense.name,
         "kind": dense.kind,
         "reads_per_example": dense.reads_per_example,
+        **({} if dense.reads_per_example_exact else {"reads_per_example_exact": False}),
         "input": dense.input,
         "output": dense.output,
         "shape": list(dense.shape),

@@ -95,6 +95,16 @@ class Dense:
             return 1
         return max(1, prod(d for d in shape[1:-1] if d is not None))
 
+    @property
+    def reads_per_example_exact(self) -> bool:
+        """False when a dim that sets the reads is unknown (symbolic): `reads_per_example`
+        then counts it as 1, a lower bound, and the cost estimate is per unit of that dim."""
+        shape = self.input_shape
+        if self.conv is not None:
+            spatial = output_positions(shape[2:] if shape and len(shape) >= 3 else None, self.conv)
+            return spatial is not None and None not in spatial
+        return not shape or len(shape) < 3 or None not in shape[1:-1]
+
 
 @dataclass
 class HostSegment:

@@ -35,7 +35,8 @@ from analogc.runtime.format.original_model import check_stripped
 from analogc.runtime.format.program_check import check_program
 
 # 1: dense layers. 2: convolution layers (`kind`, `kernel`, `strides`, `pads`, `dilations`,
-# `group`, `auto_pad`), replicated layers (`copies`, block `copy`), `reads_per_example`;
+# `group`, `auto_pad`), replicated layers (`copies`, block `copy`), `reads_per_example`
+# (and `reads_per_example_exact`: false when a symbolic dim was counted as 1);
 # the layer's weight-to-µS factor is no longer stored (the runtime derives it from w_max).
 # A reader takes every version up to its own: a version-1 program is a version-2 one
 # without those fields. An older analogc refuses a newer file instead of misreading it.

@@ -91,6 +91,8 @@ def check_types(meta: dict, fail) -> None:
             check_conv(layer, fail)
         if "reads_per_example" in layer and not (is_count(layer["reads_per_example"]) and layer["reads_per_example"] >= 1):
             fail(f"layer {layer['name']!r} has a bad reads_per_example (a count ≥ 1)")
+        if layer.get("reads_per_example_exact", True) is not True and layer.get("reads_per_example_exact") is not False:
+            fail(f"layer {layer['name']!r} has a bad reads_per_example_exact (true or false)")
         if layer.get("dtype") not in DTYPES:
             fail(f"layer {layer['name']!r} has dtype {str(layer.get('dtype'))[:30]!r}")
         for key in ("w_max", "adc_range"):

@@ -214,3 +214,26 @@ def test_transposed_and_integer_convolutions_stay_on_the_host_and_plan_says_why(
          "ConvInteger": lambda: rng.integers(0, 8, (4, 3, 7, 7)).astype(np.uint8)}[op]()
     expected = session.run(None, {"x": x})[0]
     np.testing.assert_allclose(run_ideal(cli, program, x, tmp_path), expected, rtol=RTOL, atol=ATOL * max(1.0, np.abs(expected).max()))
+
+
+def test_reads_per_example_says_when_a_symbolic_dim_was_counted_as_one(cli, tmp_path):
+    """A conv over [N, 2, H, W] cannot know its output positions: the plan says the count
+    (1 per unknown dim) is a lower bound; with the sizes known it is exact."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    weight = numpy_helper.from_array(np.ones((3, 2, 3, 3), np.float32), "W")
+    plans = {}
+    for dims in (["N", 2, "H", "W"], ["N", 2, 6, 5]):
+        node = helper.make_node("Conv", ["x", "W"], ["y"], name="conv", kernel_shape=[3, 3])
+        graph = helper.make_graph([node], "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, dims)],
+                                  [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 3, None, None])], [weight])
+        model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+        model.ir_version = 8
+        onnx.save(model, str(tmp_path / "model.onnx"))
+        program = compile_to_file(cli, tmp_path / "model.onnx", tmp_path)
+        plans[str(dims[2])] = (json.loads(cli("plan", program, "--json").out)["layers"][0], cli("plan", program).out)
+    (symbolic, text), (known, known_text) = plans["H"], plans["6"]
+    assert (symbolic["reads_per_example"], symbolic["reads_per_example_exact"]) == (1, False)
+    assert "≥1" in text and "symbolic input dim" in text
+    assert (known["reads_per_example"], known["reads_per_example_exact"]) == (4 * 3, True)
+    assert "≥" not in known_text
