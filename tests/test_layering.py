@@ -1,4 +1,4 @@
-"""The floors of the code, read from its own source (docs: style point 8).
+"""The floors of the code, read from its own source (docs/code.md).
 
 Ground: the basics (errors, atomic writes, memory checks, safe readers, wording) import
 nothing of ours but each other. Middle: runtime/ imports only itself and the basics;
@@ -138,7 +138,7 @@ def floor(name: str) -> str:
     return "top"
 
 
-# The runtime's rooms, each importing only itself and the rooms before it (docs: style point 8).
+# The runtime's rooms, each importing only itself and the rooms before it (docs/code.md).
 RUNTIME_ROOMS = ("format", "physics", "cost", "chip", "training")
 
 
