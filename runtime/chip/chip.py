@@ -266,7 +266,8 @@ class Chip:
         k, n = layer["shape"]
         lead, fold = x.shape[:-1], None
         if layer.get("kind") == "conv":  # the periphery cuts the input into patches, one read each
-            flat, fold = im2col.layer_patches(x, layer)
+            # (with DACs, they gather the patches themselves: no patch matrix)
+            flat, fold = im2col.layer_patches(x, layer) if self.spec.ideal else im2col.layer_gather(x, layer)
             lead = x.shape[:1]
         elif x.shape[-1] != k:
             raise AnalogcError(f"layer {layer['name']}: input has {x.shape[-1]} features, the weights expect {k}")

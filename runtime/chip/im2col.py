@@ -21,6 +21,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 
 from analogc.errors import AnalogcError
 from analogc.runtime.format.vocabulary import AUTO_PADS
+from analogc.runtime.physics.kernels import RowGather
 
 
 def extent(kernel: int, dilation: int) -> int:
@@ -54,13 +55,19 @@ def output_shape(spatial, kernel, strides, dilations, pads) -> list[int]:
     ]
 
 
+def padded(x: np.ndarray, pads) -> np.ndarray:
+    """x [B, C, *spatial] with ONNX's resolved [begin..., end...] zero `pads`."""
+    rank = len(pads) // 2
+    if not any(pads):
+        return x
+    return np.pad(x, [(0, 0), (0, 0)] + [(pads[a], pads[a + rank]) for a in range(rank)])
+
+
 def patches(x: np.ndarray, kernel, strides, dilations, pads) -> tuple[np.ndarray, list[int]]:
     """(rows [B·positions, C·prod(kernel)] in (c, kernel offsets) order, output spatial
     shape) of an input [B, C, *spatial] with resolved `pads`."""
     rank = len(kernel)
-    if any(pads):
-        width = [(0, 0), (0, 0)] + [(pads[a], pads[a + rank]) for a in range(rank)]
-        x = np.pad(x, width)
+    x = padded(x, pads)
     out = output_shape(x.shape[2:], kernel, strides, dilations, [0] * (2 * rank))
     axes = tuple(range(2, 2 + rank))
     spans = tuple(extent(k, d) for k, d in zip(kernel, dilations))
@@ -76,20 +83,49 @@ def patches(x: np.ndarray, kernel, strides, dilations, pads) -> tuple[np.ndarray
     return np.ascontiguousarray(rows), out
 
 
-def layer_patches(x: np.ndarray, layer: dict) -> tuple[np.ndarray, tuple]:
-    """A conv layer's patches of input x (the program's layer entry gives the geometry),
-    and the (batch, output spatial shape) that `fold` needs afterwards."""
+def check_input(x: np.ndarray, layer: dict) -> None:
+    """A conv layer's input must be [batch, channels, *spatial] of the kernel's rank."""
     conv = layer["conv"]
-    kernel = conv["kernel"]
-    rank = len(kernel)
+    rank = len(conv["kernel"])
     if x.ndim != rank + 2 or x.shape[1] != conv["channels"]:
         raise AnalogcError(
             f"layer {layer['name']}: input of shape {list(x.shape)}, the convolution expects "
             f"[batch, {conv['channels']}, {rank} spatial dims]"
         )
+
+
+def layer_patches(x: np.ndarray, layer: dict) -> tuple[np.ndarray, tuple]:
+    """A conv layer's patches of input x (the program's layer entry gives the geometry),
+    and the (batch, output spatial shape) that `fold` needs afterwards."""
+    conv = layer["conv"]
+    kernel = conv["kernel"]
+    check_input(x, layer)
     pads = resolve_pads(x.shape[2:], kernel, conv["strides"], conv["dilations"], conv["pads"], conv["auto_pad"])
     rows, out = patches(x, kernel, conv["strides"], conv["dilations"], pads)
     return rows, (x.shape[0], out)
+
+
+def layer_gather(x: np.ndarray, layer: dict) -> tuple[RowGather, tuple]:
+    """`layer_patches` as a `RowGather` over the padded input (float32): the same rows,
+    for the DAC to gather itself (kernels.dac_gathered)."""
+    conv = layer["conv"]
+    kernel, strides, dilations = conv["kernel"], conv["strides"], conv["dilations"]
+    check_input(x, layer)
+    pads = resolve_pads(x.shape[2:], kernel, strides, dilations, conv["pads"], conv["auto_pad"])
+    source = np.ascontiguousarray(padded(x, pads), dtype=np.float32)
+    out = output_shape(source.shape[2:], kernel, strides, dilations, [0] * (2 * len(kernel)))
+    # Element strides of the padded input: [channel, *spatial]; a window starts at
+    # position·stride on each axis, its offsets are channel and dilated kernel steps.
+    step = [s // source.itemsize for s in source.strides[1:]]
+    starts, offsets = np.zeros(out, dtype=np.int64), np.zeros([source.shape[1], *kernel], dtype=np.int64)
+    offsets += (np.arange(source.shape[1]) * step[0]).reshape(-1, *[1] * len(kernel))
+    for a in range(len(kernel)):
+        axis = [1] * len(kernel)
+        axis[a] = -1
+        starts += (np.arange(out[a]) * strides[a] * step[1 + a]).reshape(axis)
+        offsets += (np.arange(kernel[a]) * dilations[a] * step[1 + a]).reshape(1, *axis)
+    gather = RowGather(source.reshape(-1), x.shape[0], int(np.prod(source.shape[1:])), starts.reshape(-1), offsets.reshape(-1))
+    return gather, (x.shape[0], out)
 
 
 def fold(y: np.ndarray, batch: int, out_spatial) -> np.ndarray:

@@ -32,6 +32,7 @@ point falls back to the numpy twin.
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
 import numpy as np
 
@@ -357,53 +358,77 @@ if HAVE_NUMBA:
 
     ABS_BITS = np.int32(0x7FFFFFFF)
 
-    @_jit_loop
-    def _abs_max_row(x):
-        """max |x| as np.max(np.abs(x)) sees it, NaN included: an integer max over the
-        bits of |x| (ordered as the floats are, and a NaN's bits exceed +inf's), which
-        vectorises where a float max with NaN checks would not."""
-        top = np.int32(0)
-        for j in range(x.size):
-            top = max(top, _f32_bits(x[j]) & ABS_BITS)
-        return _bits_f32(top)
+    # The DAC kernels index flat arrays with unsigned integers (numba adds no negative-index
+    # wraparound to those) and give each row one gathering loop and one element loop: a
+    # short row (a 5x5 patch and its bias input is 26) costs its loop overheads, not its
+    # arithmetic, so every extra pass or 1-D view per row shows.
 
-    @_jit_loop
-    def _normalise_row(out, x, scale, dac_range):
-        for j in range(x.size):
-            out[j] = x[j] / scale * dac_range
-
-    @_jit_loop
-    def _square_run(out, x):
-        for j in range(x.size):
-            out[j] = x[j] * x[j]
+    @_jit_inline
+    def _dac_row(x_n, x_sq, o, cols, top, bias, dac_range, quantize, step, squares):
+        """Row o … o + cols − 1 of flat x_n holds the inputs (and a last slot for the bias
+        input); top is max |x| as int32 bits. The operations of periphery.dac, in its order
+        (a NaN or zero maximum gives scale 1, as np.where(scale > 0) does): returns s."""
+        if bias:
+            top = max(top, _f32_bits(ONE))
+            x_n[o + np.uint64(cols - 1)] = ONE
+        s = _bits_f32(top)
+        if not s > ZERO:
+            s = ONE
+        for j in range(cols):
+            c = o + np.uint64(j)
+            v = x_n[c] / s * dac_range
+            if quantize:
+                v = min(max(np.rint(v / step) * step, -dac_range), dac_range)
+            x_n[c] = v
+            if squares:
+                x_sq[c] = v * v
+        return s
 
     @numba.njit(fastmath=False, error_model="numpy", cache=True)
     def _dac_nb(x, bias, dac_range, quantize, step, squares):
-        """Row by row: abs-max, normalise, quantise; float32, the operations of
-        periphery.dac (a NaN or zero maximum gives scale 1, as np.where(scale > 0) does).
-        With `bias` the row gets one more input, the constant 1, before the DAC (it takes
-        part in the abs-max); with `squares` the squared outputs too (else a 0-row array)."""
+        """Row by row: copy while taking max |x| (an integer max over the bits of |x|,
+        ordered as the floats are, a NaN's above +inf's, as np.max(np.abs(x)) sees it, and
+        it vectorises where a float max with NaN checks would not), then `_dac_row`. With
+        `bias` the row gets one more input, the constant 1, before the DAC (it takes part
+        in the abs-max); with `squares` the squared outputs too (else a 0-row array)."""
         rows, k = x.shape
         cols = k + 1 if bias else k
-        x_n = np.empty((rows, cols), dtype=np.float32)
-        x_sq = np.empty((rows if squares else 0, cols), dtype=np.float32)
+        src = x.ravel()
+        x_n = np.empty(rows * cols, dtype=np.float32)
+        x_sq = np.empty((rows if squares else 0) * cols, dtype=np.float32)
         scale = np.empty((rows, 1), dtype=np.float32)
-        one_bits = _f32_bits(ONE)
         for i in range(rows):
-            s = _abs_max_row(x[i])
-            if bias:
-                s = _bits_f32(max(_f32_bits(s), one_bits))
-            if not s > ZERO:
-                s = ONE
-            _normalise_row(x_n[i, :k], x[i], s, dac_range)
-            if bias:
-                x_n[i, k] = ONE / s * dac_range
-            if quantize:
-                _quantize_run(x_n[i], step, dac_range)
-            if squares:
-                _square_run(x_sq[i], x_n[i])
-            scale[i, 0] = s / dac_range
-        return x_n, x_sq, scale
+            base, o = np.uint64(i * k), np.uint64(i * cols)
+            top = np.int32(0)
+            for j in range(k):
+                v = src[base + np.uint64(j)]
+                x_n[o + np.uint64(j)] = v
+                top = max(top, _f32_bits(v) & ABS_BITS)
+            scale[i, 0] = _dac_row(x_n, x_sq, o, cols, top, bias, dac_range, quantize, step, squares) / dac_range
+        return x_n.reshape(rows, cols), x_sq.reshape(-1, cols), scale
+
+    @numba.njit(fastmath=False, error_model="numpy", cache=True)
+    def _dac_gather_nb(source, examples, example_stride, position_base, offsets, bias, dac_range, quantize, step, squares):
+        """`_dac_nb` of the rows of a `RowGather` (its fields are the first five
+        arguments), gathered straight into the DAC's output: no patch matrix in between."""
+        positions = position_base.size
+        examples = examples if positions else 0
+        k = offsets.size
+        cols = k + 1 if bias else k
+        x_n = np.empty(examples * positions * cols, dtype=np.float32)
+        x_sq = np.empty((examples * positions if squares else 0) * cols, dtype=np.float32)
+        scale = np.empty((examples * positions, 1), dtype=np.float32)
+        for b in range(examples):
+            for p in range(positions):
+                i = b * positions + p
+                base, o = np.uint64(b * example_stride + position_base[p]), np.uint64(i * cols)
+                top = np.int32(0)
+                for j in range(k):
+                    v = source[base + np.uint64(offsets[j])]
+                    x_n[o + np.uint64(j)] = v
+                    top = max(top, _f32_bits(v) & ABS_BITS)
+                scale[i, 0] = _dac_row(x_n, x_sq, o, cols, top, bias, dac_range, quantize, step, squares) / dac_range
+        return x_n.reshape(-1, cols), x_sq.reshape(-1, cols), scale
 
 
 def adc_accumulate_compiled(acc, col0, y, variance, w_max, alpha, spec, key, gain=None) -> None:
@@ -487,16 +512,53 @@ def dac_layer_numpy(flat: np.ndarray, bias: bool, spec, squares: bool) -> tuple:
     return x_n, (np.square(x_n) if squares else None), scale
 
 
-def dac_layer(flat: np.ndarray, bias: bool, spec, squares: bool, compiled: bool | None = None) -> tuple:
+def dac_layer(flat, bias: bool, spec, squares: bool, compiled: bool | None = None) -> tuple:
     """`dac_layer_numpy` in one compiled pass (same bits) when numba is importable, flat
     (taken as float32, as the reference does) is 2-D and has a column or a bias;
-    `compiled` forces the choice."""
+    `compiled` forces the choice. flat may be a `RowGather` (`dac_gathered`)."""
+    if isinstance(flat, RowGather):
+        return dac_gathered(flat, bias, spec, squares, compiled)
     flat = np.asarray(flat).astype(np.float32, copy=False)
     if compiled is None:
         compiled = HAVE_NUMBA and flat.ndim == 2 and (flat.shape[1] > 0 or bias)
     if not compiled:
         return dac_layer_numpy(flat, bias, spec, squares)
     x_n, x_sq, scale = _dac_nb(np.ascontiguousarray(flat), bool(bias), *_dac_args(spec), bool(squares))
+    return x_n, (x_sq if squares else None), scale
+
+
+class RowGather(NamedTuple):
+    """Rows read out of a flat float32 source: row b·P + p (b < examples, p < P =
+    len(position_base)) is source[b·example_stride + position_base[p] + offsets], so a
+    convolution's patches (`im2col.layer_gather`) need no patch matrix."""
+
+    source: np.ndarray
+    examples: int
+    example_stride: int
+    position_base: np.ndarray
+    offsets: np.ndarray
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        """The shape of the gathered rows."""
+        return self.examples * len(self.position_base), len(self.offsets)
+
+    def rows(self) -> np.ndarray:
+        """The gathered rows [examples·P, len(offsets)] (float32), in numpy."""
+        starts = np.arange(self.examples, dtype=np.int64)[:, None] * self.example_stride + self.position_base[None, :]
+        return self.source[starts.reshape(-1, 1) + self.offsets[None, :]]
+
+
+def dac_gathered(gather: RowGather, bias: bool, spec, squares: bool, compiled: bool | None = None) -> tuple:
+    """`dac_layer(gather.rows(), …)` (same bits) without forming the rows when numba is
+    importable (`compiled` forces the choice)."""
+    if compiled is None:
+        compiled = HAVE_NUMBA
+    if not compiled:
+        return dac_layer_numpy(gather.rows(), bias, spec, squares)
+    x_n, x_sq, scale = _dac_gather_nb(
+        gather.source, gather.examples, gather.example_stride, gather.position_base, gather.offsets, bool(bias), *_dac_args(spec), bool(squares)
+    )
     return x_n, (x_sq if squares else None), scale
 
 
