@@ -9,6 +9,7 @@ case is checked against onnx's reference evaluator instead.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
@@ -17,8 +18,11 @@ import onnxruntime as ort
 import pytest
 from onnx.reference import ReferenceEvaluator
 
+from analogc.runtime.chip import im2col
 from analogc.runtime.chip.chip import Chip
 from analogc.runtime.format.program import load_program
+from analogc.runtime.format.spec import load_target
+from analogc.runtime.physics import kernels
 from tests.mapper.conv_builders import conv_input, conv_model
 
 RTOL, ATOL = 1e-4, 1e-5
@@ -237,3 +241,24 @@ def test_reads_per_example_says_when_a_symbolic_dim_was_counted_as_one(cli, tmp_
     assert "≥1" in text and "symbolic input dim" in text
     assert (known["reads_per_example"], known["reads_per_example_exact"]) == (4 * 3, True)
     assert "≥" not in known_text
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_the_dacs_gather_the_same_patches_as_im2col(cli, tmp_path, case):
+    """In default mode the DACs read each patch straight from the padded input
+    (im2col.layer_gather): the same rows as the sliding-window im2col that the ideal
+    chip uses (checked against onnxruntime above), and the same DAC bits."""
+    model = conv_model(tmp_path / "model.onnx", **CASES[case])
+    program = load_program(compile_to_file(cli, model, tmp_path))
+    spec = dataclasses.replace(load_target("tiny").periphery, quantization=True)
+    x = conv_input(model)
+    for layer in (layer for layer in program.layers if layer["kind"] == "conv"):
+        patches, fold = im2col.layer_patches(x, layer)
+        gather, gather_fold = im2col.layer_gather(x, layer)
+        assert gather_fold == fold and gather.shape == patches.shape
+        np.testing.assert_array_equal(gather.rows(), patches)
+        for bias in (False, True):
+            expected = kernels.dac_layer_numpy(patches.astype(np.float32), bias, spec, squares=True)
+            for got in (kernels.dac_layer(gather, bias, spec, squares=True), kernels.dac_gathered(gather, bias, spec, True, compiled=False)):
+                for a, b in zip(got, expected):
+                    np.testing.assert_array_equal(a, b)

@@ -13,6 +13,7 @@ import pytest
 from scipy.special import ndtr
 
 from analogc.mapper import compile_model
+from analogc.runtime.chip import im2col
 from analogc.runtime.chip.chip import Chip
 from analogc.runtime.format.spec import load_target
 from analogc.runtime.physics import kernels, periphery
@@ -444,3 +445,35 @@ def test_dac_layer_takes_other_dtypes_as_float32():
     ref = kernels.dac_layer_numpy(x64.astype(np.float32), True, PERIPHERY, True)
     for a, b in zip(got, ref):
         np.testing.assert_array_equal(a, b)
+
+
+CONV = {"name": "c", "conv": {"kernel": [3, 2], "strides": [2, 1], "dilations": [1, 2], "pads": [1, 0, 0, 2], "auto_pad": "NOTSET", "channels": 2}}
+
+
+@pytest.mark.parametrize("bias", [True, False], ids=["bias-input", "no-bias"])
+@pytest.mark.parametrize("flags", [dict(), dict(quantization=False)], ids=["default", "no-quantization"])
+def test_dac_gathered_equals_the_dac_of_the_patch_rows(bias, flags):
+    """Patches with a NaN, an infinity, all zeros (scale 1) and negative maxima: the
+    compiled gather gives the bits of periphery's DAC on im2col's patch rows."""
+    spec = dataclasses.replace(PERIPHERY, **flags)
+    x = np.random.default_rng(3).normal(size=(4, 2, 7, 6)).astype(np.float32)
+    x[1] = 0.0
+    x[2, 0, 3, 3], x[3, 1, 0, 0] = np.nan, -np.inf
+    patches, _ = im2col.layer_patches(x, CONV)
+    gather, _ = im2col.layer_gather(x.astype(np.float64), CONV)  # taken as float32
+    with np.errstate(invalid="ignore"):
+        expected = kernels.dac_layer_numpy(patches, bias, spec, squares=True)
+        for compiled in (True, False) if kernels.HAVE_NUMBA else (False,):
+            got = kernels.dac_gathered(gather, bias, spec, True, compiled=compiled)
+            for a, b in zip(got, expected):
+                assert a.dtype == b.dtype
+                np.testing.assert_array_equal(a, b)
+    assert np.isnan(expected[0]).any() and (expected[2] == 1 / spec.dac_range).any()
+
+
+def test_dac_gathered_without_positions():
+    layer = {"name": "c", "conv": dict(CONV["conv"], pads=[0, 0, 0, 0], kernel=[9, 2])}
+    gather, (batch, out) = im2col.layer_gather(np.ones((3, 2, 7, 6), np.float32), layer)
+    assert gather.shape == (0, 36) and batch == 3 and out[0] == 0
+    x_n, x_sq, scale = kernels.dac_gathered(gather, True, PERIPHERY, True)
+    assert x_n.shape == (0, 37) and x_sq.shape == (0, 37) and scale.shape == (0, 1)
