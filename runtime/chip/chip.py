@@ -70,6 +70,7 @@ class Chip:
         self.vectors: dict[str, int] = {}  # layer -> input rows read (cost model)
         self.examples: dict[str, dict] = {}  # layer -> {reads per example: examples} (cost model)
         self.host_calls: dict[tuple, int] = {}  # (segment, input shapes) -> calls
+        self.dac_scratch: dict[str, dict] = {}  # layer -> its DAC outputs, refilled by the next batch
         spec = spec_from_dict(program.meta["target"], origin="program target")
         self.spec = spec.without_nonidealities() if ideal else spec
         program_seed, self.read_seed = np.random.SeedSequence(seed).spawn(2)
@@ -287,7 +288,9 @@ class Chip:
                 x2[:, k] = 1.0
         else:
             # Bias input, DAC and the squares for the read-noise variance in one pass.
-            x2, x_sq, scale = kernels.dac_layer(flat, bias, self.spec.periphery, squares=bool(self.block_variance))
+            # The reads below are the outputs' only users: the next batch may refill them.
+            scratch = self.dac_scratch.setdefault(layer["name"], {})
+            x2, x_sq, scale = kernels.dac_layer(flat, bias, self.spec.periphery, squares=bool(self.block_variance), scratch=scratch)
         readers, state = self.readers[layer["name"]], {"lead": lead, "scale": scale, "rows_of": None, "fold": fold}
         if replicas.mode_of(layer) == "throughput":
             # Each copy reads its own positions: a row is read once, by one copy.

@@ -385,18 +385,16 @@ if HAVE_NUMBA:
         return s
 
     @numba.njit(fastmath=False, error_model="numpy", cache=True)
-    def _dac_nb(x, bias, dac_range, quantize, step, squares):
+    def _dac_nb(x, bias, dac_range, quantize, step, squares, x_n, x_sq, scale):
         """Row by row: copy while taking max |x| (an integer max over the bits of |x|,
         ordered as the floats are, a NaN's above +inf's, as np.max(np.abs(x)) sees it, and
         it vectorises where a float max with NaN checks would not), then `_dac_row`. With
         `bias` the row gets one more input, the constant 1, before the DAC (it takes part
-        in the abs-max); with `squares` the squared outputs too (else a 0-row array)."""
+        in the abs-max); with `squares` the squared outputs too. Outputs into the flat
+        x_n, x_sq and scale of `_dac_outputs`."""
         rows, k = x.shape
         cols = k + 1 if bias else k
         src = x.ravel()
-        x_n = np.empty(rows * cols, dtype=np.float32)
-        x_sq = np.empty((rows if squares else 0) * cols, dtype=np.float32)
-        scale = np.empty((rows, 1), dtype=np.float32)
         for i in range(rows):
             base, o = np.uint64(i * k), np.uint64(i * cols)
             top = np.int32(0)
@@ -404,21 +402,16 @@ if HAVE_NUMBA:
                 v = src[base + np.uint64(j)]
                 x_n[o + np.uint64(j)] = v
                 top = max(top, _f32_bits(v) & ABS_BITS)
-            scale[i, 0] = _dac_row(x_n, x_sq, o, cols, top, bias, dac_range, quantize, step, squares) / dac_range
-        return x_n.reshape(rows, cols), x_sq.reshape(-1, cols), scale
+            scale[i] = _dac_row(x_n, x_sq, o, cols, top, bias, dac_range, quantize, step, squares) / dac_range
 
     @numba.njit(fastmath=False, error_model="numpy", cache=True)
-    def _dac_gather_nb(source, examples, example_stride, position_base, offsets, bias, dac_range, quantize, step, squares):
+    def _dac_gather_nb(source, examples, example_stride, position_base, offsets, bias, dac_range, quantize, step, squares, x_n, x_sq, scale):
         """`_dac_nb` of the rows of a `RowGather` (its fields are the first five
         arguments), gathered straight into the DAC's output: no patch matrix in between."""
         positions = position_base.size
-        examples = examples if positions else 0
         k = offsets.size
         cols = k + 1 if bias else k
-        x_n = np.empty(examples * positions * cols, dtype=np.float32)
-        x_sq = np.empty((examples * positions if squares else 0) * cols, dtype=np.float32)
-        scale = np.empty((examples * positions, 1), dtype=np.float32)
-        for b in range(examples):
+        for b in range(examples if positions else 0):
             for p in range(positions):
                 i = b * positions + p
                 base, o = np.uint64(b * example_stride + position_base[p]), np.uint64(i * cols)
@@ -427,8 +420,7 @@ if HAVE_NUMBA:
                     v = source[base + np.uint64(offsets[j])]
                     x_n[o + np.uint64(j)] = v
                     top = max(top, _f32_bits(v) & ABS_BITS)
-                scale[i, 0] = _dac_row(x_n, x_sq, o, cols, top, bias, dac_range, quantize, step, squares) / dac_range
-        return x_n.reshape(-1, cols), x_sq.reshape(-1, cols), scale
+                scale[i] = _dac_row(x_n, x_sq, o, cols, top, bias, dac_range, quantize, step, squares) / dac_range
 
 
 def adc_accumulate_compiled(acc, col0, y, variance, w_max, alpha, spec, key, gain=None) -> None:
@@ -489,8 +481,26 @@ def adc_accumulate(acc, col0, y, variance, w_max, alpha, spec, rng: np.random.Ge
 def dac_compiled(x: np.ndarray, spec) -> tuple[np.ndarray, np.ndarray]:
     """The numba twin of `periphery.dac` for a 2-D float32 x with at least one column
     (same result, bit for bit): (normalised, quantised input, per-example scale)."""
-    x_n, _, scale = _dac_nb(np.ascontiguousarray(x), False, *_dac_args(spec), False)
+    x_n, _, scale = _dac_outputs(x.shape[0], x.shape[1], False)
+    _dac_nb(np.ascontiguousarray(x), False, *_dac_args(spec), False, x_n.reshape(-1), _flat_or_empty(None), scale.reshape(-1))
     return x_n, scale
+
+
+def _dac_outputs(rows: int, cols: int, squares: bool, scratch: dict | None = None) -> tuple:
+    """(x_n [rows, cols], x_sq [rows, cols] or None, scale [rows, 1]) for a compiled DAC to
+    fill. A conv layer's x_n and x_sq are tens of MB per batch, and the first write to
+    fresh memory faults its pages in, which cost about as much as the DAC's arithmetic:
+    with `scratch` (a dict the caller keeps) the previous call's x_n and x_sq of the same
+    shape are filled again, so the caller must be done with them."""
+    key = (rows, cols, squares)
+    if scratch is None or scratch.get("key") != key:
+        x_n = np.empty((rows, cols), dtype=np.float32)
+        x_sq = np.empty((rows, cols), dtype=np.float32) if squares else None
+        if scratch is not None:
+            scratch.update(key=key, x_n=x_n, x_sq=x_sq)
+    else:
+        x_n, x_sq = scratch["x_n"], scratch["x_sq"]
+    return x_n, x_sq, np.empty((rows, 1), dtype=np.float32)
 
 
 def _dac_args(spec) -> tuple:
@@ -512,19 +522,21 @@ def dac_layer_numpy(flat: np.ndarray, bias: bool, spec, squares: bool) -> tuple:
     return x_n, (np.square(x_n) if squares else None), scale
 
 
-def dac_layer(flat, bias: bool, spec, squares: bool, compiled: bool | None = None) -> tuple:
+def dac_layer(flat, bias: bool, spec, squares: bool, compiled: bool | None = None, scratch: dict | None = None) -> tuple:
     """`dac_layer_numpy` in one compiled pass (same bits) when numba is importable, flat
     (taken as float32, as the reference does) is 2-D and has a column or a bias;
-    `compiled` forces the choice. flat may be a `RowGather` (`dac_gathered`)."""
+    `compiled` forces the choice. flat may be a `RowGather` (`dac_gathered`). With
+    `scratch`, the compiled pass refills the x_n and x_sq of its last call (`_dac_outputs`)."""
     if isinstance(flat, RowGather):
-        return dac_gathered(flat, bias, spec, squares, compiled)
+        return dac_gathered(flat, bias, spec, squares, compiled, scratch)
     flat = np.asarray(flat).astype(np.float32, copy=False)
     if compiled is None:
         compiled = HAVE_NUMBA and flat.ndim == 2 and (flat.shape[1] > 0 or bias)
     if not compiled:
         return dac_layer_numpy(flat, bias, spec, squares)
-    x_n, x_sq, scale = _dac_nb(np.ascontiguousarray(flat), bool(bias), *_dac_args(spec), bool(squares))
-    return x_n, (x_sq if squares else None), scale
+    x_n, x_sq, scale = _dac_outputs(flat.shape[0], flat.shape[1] + bool(bias), squares, scratch)
+    _dac_nb(np.ascontiguousarray(flat), bool(bias), *_dac_args(spec), bool(squares), x_n.reshape(-1), _flat_or_empty(x_sq), scale.reshape(-1))
+    return x_n, x_sq, scale
 
 
 class RowGather(NamedTuple):
@@ -549,17 +561,24 @@ class RowGather(NamedTuple):
         return self.source[starts.reshape(-1, 1) + self.offsets[None, :]]
 
 
-def dac_gathered(gather: RowGather, bias: bool, spec, squares: bool, compiled: bool | None = None) -> tuple:
+def dac_gathered(gather: RowGather, bias: bool, spec, squares: bool, compiled: bool | None = None, scratch: dict | None = None) -> tuple:
     """`dac_layer(gather.rows(), …)` (same bits) without forming the rows when numba is
-    importable (`compiled` forces the choice)."""
+    importable (`compiled` forces the choice; `scratch` as `dac_layer`)."""
     if compiled is None:
         compiled = HAVE_NUMBA
     if not compiled:
         return dac_layer_numpy(gather.rows(), bias, spec, squares)
-    x_n, x_sq, scale = _dac_gather_nb(
-        gather.source, gather.examples, gather.example_stride, gather.position_base, gather.offsets, bool(bias), *_dac_args(spec), bool(squares)
+    x_n, x_sq, scale = _dac_outputs(gather.shape[0], gather.shape[1] + bool(bias), squares, scratch)
+    _dac_gather_nb(
+        gather.source, gather.examples, gather.example_stride, gather.position_base, gather.offsets,
+        bool(bias), *_dac_args(spec), bool(squares), x_n.reshape(-1), _flat_or_empty(x_sq), scale.reshape(-1),
     )
-    return x_n, (x_sq if squares else None), scale
+    return x_n, x_sq, scale
+
+
+def _flat_or_empty(x: np.ndarray | None) -> np.ndarray:
+    """A compiled DAC's squares output: x flat, or an empty array when squares are off."""
+    return np.empty(0, dtype=np.float32) if x is None else x.reshape(-1)
 
 
 def dac(x: np.ndarray, spec) -> tuple[np.ndarray, np.ndarray]:
