@@ -22,7 +22,7 @@ from analogc.mapper import compile_model
 from analogc.runtime.chip.chip import Chip
 from analogc.runtime.chip.infer import run_batched
 from analogc.runtime.format.spec import load_target
-from analogc.runtime.physics import kernels, periphery
+from analogc.runtime.physics import counter_rng, kernels, periphery
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -51,13 +51,13 @@ def per_call(repeats):
         "adc_numpy_us": best_us(lambda: kernels.adc_accumulate_numpy(acc, 0, y, var, 0.7, None, spec, 1), repeats, 20),
         "dac_numpy_us": best_us(lambda: periphery.dac(x, spec), repeats, 50),
         "normals_numpy_sfc64_us": best_us(lambda: sfc.standard_normal(y.shape, dtype=np.float32), repeats, 100),
-        "normals_counter_numpy_us": best_us(lambda: kernels.counter_normal(1, y.shape), repeats, 20),
+        "normals_counter_numpy_us": best_us(lambda: counter_rng.counter_normal(1, y.shape), repeats, 20),
     }
     if kernels.HAVE_NUMBA:
         rows |= {
             "adc_compiled_us": best_us(lambda: kernels.adc_accumulate_compiled(acc, 0, y, var, 0.7, None, spec, 1), repeats, 100),
             "dac_compiled_us": best_us(lambda: kernels.dac_compiled(x, spec), repeats, 100),
-            "normals_counter_compiled_us": best_us(lambda: kernels._normal_pairs_nb(np.uint64(1), 0, z_cos, z_sin), repeats, 100),
+            "normals_counter_compiled_us": best_us(lambda: counter_rng._normal_pairs_nb(np.uint64(1), 0, z_cos, z_sin), repeats, 100),
         }
     return rows
 

@@ -28,52 +28,28 @@ from __future__ import annotations
 
 import numpy as np
 
-from analogc.atomic import write_text_atomic
-from analogc.runtime.physics import kernels
+from analogc.runtime.physics import counter_rng
+from analogc.runtime.physics.numba_cache import drop_stale_builds
 from analogc.runtime.training import read_kernel, update_kernel
 
-HAVE_NUMBA = kernels.HAVE_NUMBA
+HAVE_NUMBA = counter_rng.HAVE_NUMBA
 # Hidden activations the compiled loop computes (the rest train through `Trainer.step`).
 ACTIVATION_CODES = {"identity": 0, "relu": 1, "sigmoid": 2, "tanh": 3, "leaky_relu": 4}
-
-
-
-def drop_stale_builds() -> None:
-    """numba keys a cached build by its own source file only, but `_run_examples` compiles
-    in the code of read_kernel, update_kernel and kernels: after a change there its old
-    build would run (and crash, its callees' signatures changed). So this module's cached
-    builds are dropped when those sources' hash differs from the one stamped beside them."""
-    import hashlib
-    from pathlib import Path
-
-    here = Path(__file__).resolve()
-    cache = here.parent / "__pycache__"
-    sources = [here, *(Path(module.__file__) for module in (read_kernel, update_kernel, kernels))]
-    try:
-        digest = hashlib.sha256(b"".join(p.read_bytes() for p in sources)).hexdigest()
-        stamp = cache / f"{here.stem}.sources"
-        if stamp.is_file() and stamp.read_text() == digest:
-            return
-        for build in cache.glob(f"{here.stem}.*.nb[ic]"):
-            build.unlink()
-        cache.mkdir(exist_ok=True)
-        write_text_atomic(stamp, digest)
-    except OSError:
-        pass  # a read-only install: numba then caches elsewhere or not at all
 
 
 if HAVE_NUMBA:
     import numba
 
-    drop_stale_builds()
+    # `_run_examples` compiles in the code of read_kernel, update_kernel and counter_rng.
+    drop_stale_builds(__file__, [read_kernel, update_kernel, counter_rng])
 
     _jit = numba.njit(fastmath=False, error_model="numpy", cache=True)
-    _finalise = kernels._splitmix64_nb
+    _finalise = counter_rng._splitmix64_nb
 
     @_jit
     def _example_keys(run_key, example, keys):
         """keys[s − 1] = slot_keys(mix_key(run_key, example), len(keys))[s − 1]."""
-        g = kernels.GOLDEN
+        g = counter_rng.GOLDEN
         base = _finalise(_finalise(run_key + g) + np.uint64(example) + g)
         first = _finalise(base + g) + g
         for s in range(keys.size):

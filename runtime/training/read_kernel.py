@@ -9,7 +9,7 @@ read of `analog_layer.TrainableLayer.forward`/`backward` in one numba call:
   vectorised loops over the tile's own memory (no copy of the block);
 - ADC per block output: y/w_max + sqrt(var/w_max² + σ_out²)·z, bound, quantisation,
   back to weight units, added into the layer output; finally the DAC scale.
-z is a standard normal from the counter-based generator of `kernels` (splitmix64 +
+z is a standard normal from the counter-based generator of `counter_rng` (splitmix64 +
 Box-Muller; both normals of a pair are used, by consecutive outputs of the read, in
 the order blocks and outputs are visited), keyed per read, so a run is fixed
 by its seed and restartable from a checkpoint. Without numba the numpy path of
@@ -20,12 +20,15 @@ from __future__ import annotations
 
 import numpy as np
 
-from analogc.runtime.physics import kernels
+from analogc.runtime.physics import counter_rng
+from analogc.runtime.physics.numba_cache import drop_stale_builds
 
-HAVE_NUMBA = kernels.HAVE_NUMBA
+HAVE_NUMBA = counter_rng.HAVE_NUMBA
 
 if HAVE_NUMBA:
     import numba
+
+    drop_stale_builds(__file__, [counter_rng])  # its kernels compile in counter_rng's
 
     _jit = numba.njit(fastmath=False, error_model="numpy", cache=True)
 
@@ -134,7 +137,7 @@ if HAVE_NUMBA:
                         z, spare_ok = spare, False
                     else:
                         counter += np.uint64(1)
-                        z, spare = kernels._normal_pair_nb(kernels._splitmix64_nb(key + counter * kernels.GOLDEN))
+                        z, spare = counter_rng._normal_pair_nb(counter_rng._splitmix64_nb(key + counter * counter_rng.GOLDEN))
                         spare_ok = True
                     sd = np.sqrt(s[k] * inv_ww + sigma2) if has_var else np.sqrt(sigma2)
                     v = v + sd * z

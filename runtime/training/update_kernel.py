@@ -11,7 +11,7 @@ the tiles present (float32, weight units) moves by wgain_ij·ΔV_C, wgain = s·g
 over µS per weight: nothing is ever read out to update (the paper's point).
 
 Random numbers: u_ij = frac(r_i + c_j) with one uniform r_i per row and one c_j per
-column, from the counter-based splitmix64 of `kernels` keyed per update (r_i from
+column, from the counter-based splitmix64 of `counter_rng` keyed per update (r_i from
 counter i + 1, c_j from counter rows + j + 1; the top 24 bits of each hash). Each u_ij is uniform on
 [0, 1) (so every cell's rounding is unbiased) and, for a given row or a given column,
 independent across the other index; the randomness lives in the periphery, one number
@@ -28,9 +28,10 @@ import types
 
 import numpy as np
 
-from analogc.runtime.physics import kernels
+from analogc.runtime.physics import counter_rng
+from analogc.runtime.physics.numba_cache import drop_stale_builds
 
-HAVE_NUMBA = kernels.HAVE_NUMBA
+HAVE_NUMBA = counter_rng.HAVE_NUMBA
 SHIFT_40 = np.uint64(40)
 TWO_M24 = np.float32(2.0**-24)
 # Layers of at least this many cells update on all cores (the float loop's BLAS uses them
@@ -42,10 +43,10 @@ COUNT_CHUNK = 4096
 
 
 MASK64 = (1 << 64) - 1
-GOLDEN_INT = int(kernels.GOLDEN)  # splitmix64's Weyl increment, as a Python int
+GOLDEN_INT = int(counter_rng.GOLDEN)  # splitmix64's Weyl increment, as a Python int
 
 
-_finalise = kernels.mix64_int  # splitmix64's output function on one 64-bit Python int
+_finalise = counter_rng.mix64_int  # splitmix64's output function on one 64-bit Python int
 
 
 def mix_key(*parts: int) -> int:
@@ -68,7 +69,7 @@ def slot_keys(base: int, count: int) -> list[int]:
 
 def offsets(key: int, rows: int, cols: int) -> tuple[np.ndarray, np.ndarray]:
     """(r, c): the row and column offsets of one update, float32 multiples of 2⁻²⁴ in [0, 1)."""
-    h = kernels.splitmix64(key, np.arange(rows + cols, dtype=np.uint64))
+    h = counter_rng.splitmix64(key, np.arange(rows + cols, dtype=np.uint64))
     u = (h >> SHIFT_40).astype(np.float32) * TWO_M24
     return u[:rows], u[rows:]
 
@@ -104,9 +105,11 @@ def update_numpy(w, v, wgain, dv_up, dv_down, x, delta, coef, max_pulses, v_min,
 if HAVE_NUMBA:
     import numba
 
+    drop_stale_builds(__file__, [counter_rng])  # its kernels compile in counter_rng's
+
     @numba.njit(fastmath=False, error_model="numpy", cache=True)
     def _offset_nb(key, counter):
-        h = kernels._splitmix64_nb(key + np.uint64(counter + 1) * kernels.GOLDEN)
+        h = counter_rng._splitmix64_nb(key + np.uint64(counter + 1) * counter_rng.GOLDEN)
         return np.float32(h >> np.uint64(40)) * np.float32(2.0**-24)
 
     @numba.njit(fastmath=False, error_model="numpy", cache=True)

@@ -16,7 +16,7 @@ from analogc.mapper import compile_model
 from analogc.runtime.chip import im2col
 from analogc.runtime.chip.chip import Chip
 from analogc.runtime.format.spec import load_target
-from analogc.runtime.physics import kernels, periphery
+from analogc.runtime.physics import counter_rng, kernels, periphery
 from tests.conftest import REPO
 from tests.mapper.onnx_builders import mlp_model, random_feeds, save
 
@@ -40,20 +40,20 @@ def _splitmix64_reference(seed: int, count: int) -> list[int]:
 
 @pytest.mark.parametrize("seed", [0, 1, 2**63 + 12345, 2**64 - 1])
 def test_splitmix64_every_form_matches_the_reference(seed):
-    """The one mix (kernels.mix64) as numpy array, compiled scalar and Python int."""
+    """The one mix (counter_rng.mix64) as numpy array, compiled scalar and Python int."""
     expected = _splitmix64_reference(seed, 40)
-    assert kernels.splitmix64(seed, np.arange(40, dtype=np.uint64)).tolist() == expected
+    assert counter_rng.splitmix64(seed, np.arange(40, dtype=np.uint64)).tolist() == expected
     states = [(seed + (c + 1) * 0x9E3779B97F4A7C15) & ((1 << 64) - 1) for c in range(40)]
-    assert [kernels.mix64_int(z) for z in states] == expected
+    assert [counter_rng.mix64_int(z) for z in states] == expected
     if kernels.HAVE_NUMBA:
-        assert [int(kernels._splitmix64_nb(np.uint64(z))) for z in states] == expected
+        assert [int(counter_rng._splitmix64_nb(np.uint64(z))) for z in states] == expected
     if seed == 0:
         assert expected[0] == 0xE220A8397B1DCDAF  # the published first output for seed 0
 
 
 @pytest.fixture(scope="module")
 def million():
-    return kernels.counter_normal(20240601, (1000, 1000)).ravel().astype(np.float64)
+    return counter_rng.counter_normal(20240601, (1000, 1000)).ravel().astype(np.float64)
 
 
 def test_normal_moments(million):
@@ -92,28 +92,28 @@ def test_normal_tails_and_distribution(million):
 
 
 def test_normal_deterministic_per_key():
-    a = kernels.counter_normal(7, (64, 33))
-    np.testing.assert_array_equal(a, kernels.counter_normal(7, (64, 33)))
-    b = kernels.counter_normal(8, (64, 33))
+    a = counter_rng.counter_normal(7, (64, 33))
+    np.testing.assert_array_equal(a, counter_rng.counter_normal(7, (64, 33)))
+    b = counter_rng.counter_normal(8, (64, 33))
     assert not np.any(a == b)
     assert abs(np.corrcoef(a.ravel(), b.ravel())[0, 1]) < 0.1
 
 
 def test_counter_normal_layout():
     # n = 15 outputs, H = 8 pairs: outputs 0..7 are the cosines, 8..14 the sines of pairs 0..6.
-    z_cos, z_sin = kernels.normal_pairs(5, np.arange(8, dtype=np.uint64))
-    got = kernels.counter_normal(5, (3, 5))
+    z_cos, z_sin = counter_rng.normal_pairs(5, np.arange(8, dtype=np.uint64))
+    got = counter_rng.counter_normal(5, (3, 5))
     assert got.shape == (3, 5) and got.dtype == np.float32
     np.testing.assert_array_equal(got.ravel(), np.concatenate([z_cos, z_sin[:7]]))
-    np.testing.assert_array_equal(kernels.counter_normal(5, 15), got.ravel())
-    assert kernels.counter_normal(5, (0, 4)).shape == (0, 4)
+    np.testing.assert_array_equal(counter_rng.counter_normal(5, 15), got.ravel())
+    assert counter_rng.counter_normal(5, (0, 4)).shape == (0, 4)
 
 
 def test_counter_normal_stands_in_for_a_generator():
-    rng = kernels.CounterNormal(11)
+    rng = counter_rng.CounterNormal(11)
     z = rng.standard_normal((4, 6), dtype=np.float32)
     assert z.dtype == np.float32
-    np.testing.assert_array_equal(z, kernels.counter_normal(11, (4, 6)))
+    np.testing.assert_array_equal(z, counter_rng.counter_normal(11, (4, 6)))
 
 
 @needs_numba
@@ -121,8 +121,8 @@ def test_counter_normal_stands_in_for_a_generator():
 @pytest.mark.parametrize("first, count", [(0, 1), (0, 4099), (1_000_003, 777)])
 def test_compiled_normals_match_numpy(key, first, count):
     z_cos, z_sin = np.empty(count, np.float32), np.empty(count, np.float32)
-    kernels._normal_pairs_nb(np.uint64(key), first, z_cos, z_sin)
-    ref_cos, ref_sin = kernels.normal_pairs(key, np.arange(first, first + count, dtype=np.uint64))
+    counter_rng._normal_pairs_nb(np.uint64(key), first, z_cos, z_sin)
+    ref_cos, ref_sin = counter_rng.normal_pairs(key, np.arange(first, first + count, dtype=np.uint64))
     np.testing.assert_array_equal(z_cos, ref_cos)
     np.testing.assert_array_equal(z_sin, ref_sin)
 
@@ -172,7 +172,7 @@ def test_adc_numpy_twin_against_float64():
     """The numpy twin against the equation in float64, the same normals."""
     y, var = read(64, 30)
     w_max, alpha, key = 0.37, 0.93, 5
-    z = kernels.counter_normal(key, y.shape).astype(np.float64)
+    z = counter_rng.counter_normal(key, y.shape).astype(np.float64)
     sigma = PERIPHERY.output_noise
     expected = (y / w_max + np.sqrt(var / w_max**2 + sigma**2) * z).astype(np.float64)
 
@@ -200,7 +200,7 @@ def test_adc_dispatch_and_key_from_generator(monkeypatch):
     np.testing.assert_array_equal(*results)
     # The key is one draw from the generator: the same generator state, the same result.
     expected = np.zeros_like(y)
-    kernels.adc_accumulate_numpy(expected, 0, y, var, 0.5, None, PERIPHERY, kernels.new_key(np.random.default_rng(3)))
+    kernels.adc_accumulate_numpy(expected, 0, y, var, 0.5, None, PERIPHERY, counter_rng.new_key(np.random.default_rng(3)))
     np.testing.assert_array_equal(results[0], expected)
 
 
@@ -328,7 +328,7 @@ def test_import_without_numba_falls_back(tmp_path):
         "import sys\n"
         "sys.modules['numba'] = None  # import numba -> ImportError\n"
         "import numpy as np\n"
-        "from analogc.runtime.physics import kernels, periphery\n"
+        "from analogc.runtime.physics import counter_rng, kernels, periphery\n"
         "from analogc.runtime.format.spec import load_target\n"
         "assert not kernels.HAVE_NUMBA\n"
         "spec = load_target(None).periphery\n"
@@ -336,12 +336,15 @@ def test_import_without_numba_falls_back(tmp_path):
         "acc = np.zeros_like(y)\n"
         "kernels.adc_accumulate(acc, 0, y, y * y * 1e-3, 0.5, None, spec, np.random.default_rng(0))\n"
         "ref = np.zeros_like(y)\n"
-        "kernels.adc_accumulate_numpy(ref, 0, y, y * y * 1e-3, 0.5, None, spec, kernels.new_key(np.random.default_rng(0)))\n"
+        "kernels.adc_accumulate_numpy(ref, 0, y, y * y * 1e-3, 0.5, None, spec, counter_rng.new_key(np.random.default_rng(0)))\n"
         "assert np.array_equal(acc, ref)\n"
         "assert not kernels.dac_compiles(y)\n"
         "x_n, scale = kernels.dac(y, spec)\n"
         "assert np.allclose(scale.ravel(), np.abs(y).max(axis=1))\n"
-        "assert kernels.mix64_int(0x9E3779B97F4A7C15) == 0xE220A8397B1DCDAF\n"
+        "assert counter_rng.mix64_int(0x9E3779B97F4A7C15) == 0xE220A8397B1DCDAF\n"
+        "gather = kernels.RowGather(y.ravel(), 2, 12, np.array([0, 6]), np.arange(6))  # y's rows\n"
+        "for a, b in zip(kernels.dac_layer(gather, True, spec, True), kernels.dac_layer_numpy(y, True, spec, True)):\n"
+        "    assert np.array_equal(a, b)\n"
     )
     done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, cwd=REPO)
     assert done.returncode == 0, done.stderr
@@ -371,7 +374,7 @@ def test_adc_gain_leaves_output_noise_unscaled():
     spec = dataclasses.replace(PERIPHERY, quantization=False)
     y, var = read(40, 30)
     w, g, key, sigma = 0.37, 1.6, 11, PERIPHERY.output_noise
-    z = kernels.counter_normal(key, y.shape).astype(np.float64)
+    z = counter_rng.counter_normal(key, y.shape).astype(np.float64)
     got = np.zeros_like(y)
     kernels.adc_accumulate_numpy(got, 0, y, var, w, None, spec, key, gain=g)
     expected = w * (g * y / w + np.sqrt(g**2 * var / w**2 + sigma**2) * z)
