@@ -1,8 +1,9 @@
-"""The simulated chip: tiles of programmed unit cells, and the instruction executor.
+"""The simulated chip: the layers' programmed unit cells, and the instruction executor.
 
-`Chip(program, ideal=..., seed=..., drift_time=...)` programs every block of the plan
-onto its tile through the PCM closed loop (or writes exact weights in ideal mode), lets
-the devices drift to `drift_time`, then `chip.run(feeds)` executes the program's
+`Chip(program, ideal=..., seed=..., drift_time=...)` programs each layer's devices (one
+`LayerDevices` store per layer and copy, the store training uses too; each block of the
+plan is a window onto it, placed on its tile) through the PCM closed loop, or writes
+exact weights in ideal mode, lets the devices drift to `drift_time`, then `chip.run(feeds)` executes the program's
 inference instructions block by block: DAC, tile read with 1/f read noise, ADC, drift
 compensation, partial sums, digital bias and activation, host segments (onnxruntime).
 With `count_ops` (the default) the chip tallies the vectors each layer reads and the
@@ -16,14 +17,16 @@ import numpy as np
 
 from analogc.errors import AnalogcError
 from analogc.memory import check_fits, human
-from analogc.runtime.chip import im2col, tile_reads, tiles
+from analogc.runtime.chip import im2col, tile_reads
 from analogc.runtime.chip.activations import apply_activation
 from analogc.runtime.chip.host import make_session, run_session
 from analogc.runtime.cost import opcounts
 from analogc.runtime.format import replicas
 from analogc.runtime.format.spec import spec_from_dict
 from analogc.runtime.physics import kernels
-from analogc.runtime.physics.layer_devices import LayerDevices, has_device_state, us_per_weight
+from analogc.runtime.physics.layer_devices import (
+    BYTES_PER_CELL, LayerDevices, effective_us, has_device_state, program_layer, read_variance_us, us_per_weight,
+)
 
 
 def stored_w_max(layer: dict, matrix: np.ndarray) -> float:
@@ -35,21 +38,15 @@ def stored_w_max(layer: dict, matrix: np.ndarray) -> float:
     return w_max if w_max > 0 else 1.0
 
 
-def place_trained(state: tiles.TileState, rows: slice, cols: slice, block: dict, devices: LayerDevices, cap_us: np.ndarray) -> None:
-    """Copy a block's window of a trained layer's devices (and of its capacitor
-    contribution `cap_us`, µS) into its tile."""
+def window(block: dict) -> tuple[slice, slice]:
+    """A block's cells in its layer's array (and so in its layer's device store)."""
     (r0, r1), (c0, c1) = block["rows"], block["cols"]
-    window = (slice(r0, r1), slice(c0, c1))
-    state.g_plus[rows, cols] = devices.g_plus[window]
-    state.g_minus[rows, cols] = devices.g_minus[window]
-    state.nu_plus[rows, cols] = devices.nu_plus[window]
-    state.nu_minus[rows, cols] = devices.nu_minus[window]
-    state.cap_diff[rows, cols] = cap_us[window]
-    state.dv_up[rows, cols], state.dv_down[rows, cols] = devices.dv_up[window], devices.dv_down[window]
+    return slice(r0, r1), slice(c0, c1)
 
 
 class Chip:
-    """Device state per tile, effective block weights at the current time, executor."""
+    """Device state per layer (blocks are windows onto it), effective block weights at
+    the current time, executor."""
 
     def __init__(
         self,
@@ -84,15 +81,11 @@ class Chip:
         # The ADC's units (bound, noise, step) in weight units: the layer's ADC range when
         # the compiler set one apart from w_max (periphery.adc_range), else w_max.
         self.adc_range = {name: float(layer.get("adc_range") or self.w_max[name]) for name, layer in self.layers.items()}
-        self.states: dict[tuple, tiles.TileState] = {}
-        self.devices: dict = {}
+        self.stores: dict[tuple[str, int], LayerDevices] = {}  # (layer, copy) -> its devices
+        self.trained: set[str] = set()  # layers whose devices a training run left
         if not self.spec.ideal:
             self.check_device_memory(origin)
-            self.devices = dict(devices or {})
-            for name, layer in self.layers.items():
-                if name not in self.devices and has_device_state(program, name):
-                    self.devices[name] = LayerDevices.from_arrays(program.arrays, name, layer)
-            self.program_devices(np.random.default_rng(program_seed))
+            self.program_devices(dict(devices or {}), np.random.default_rng(program_seed))
         self.sessions = {
             seg["name"]: (seg, make_session(program.members[seg["member"]], f"host segment {seg['name']}", spin=tile_reads.SPIN))
             for seg in program.meta.get("host_segments", [])
@@ -101,11 +94,9 @@ class Chip:
         self.set_time(self.spec.pcm.drift_t0 if drift_time is None else drift_time)
 
     def check_device_memory(self, origin: str) -> None:
-        """Device state is kept for whole tiles: refuse before allocating what cannot fit."""
-        chip = self.spec.chip
-        used = {tuple(b["tile"]) for b in self.program.blocks}
-        per_tile = chip.tile_rows * chip.tile_cols * tiles.BYTES_PER_CELL
-        check_fits(len(used) * per_tile, f"the device state of its {len(used)} tiles of {chip.tile_rows}x{chip.tile_cols} cells ({human(per_tile)} each)", origin)
+        """Device state is kept per layer and copy: refuse before allocating what cannot fit."""
+        cells = sum(self.matrices[name].size * replicas.copies_of(layer) for name, layer in self.layers.items())
+        check_fits(cells * BYTES_PER_CELL, f"the device state of its {cells:,} cells ({BYTES_PER_CELL} bytes each)", origin)
 
     def array_matrix(self, layer: dict) -> np.ndarray:
         """The layer's weights with the bias row appended when the bias is analog."""
@@ -115,29 +106,32 @@ class Chip:
         return weight
 
     def region(self, block: dict) -> tuple[slice, slice]:
+        """A block's cells in its tile."""
         (r0, r1), (c0, c1), (o_r, o_c) = block["rows"], block["cols"], block["offset"]
         return slice(o_r, o_r + r1 - r0), slice(o_c, o_c + c1 - c0)
 
     def target(self, block: dict) -> np.ndarray:
-        (r0, r1), (c0, c1) = block["rows"], block["cols"]
-        return self.matrices[block["layer"]][r0:r1, c0:c1]
+        return self.matrices[block["layer"]][window(block)]
 
-    def program_devices(self, rng: np.random.Generator) -> None:
-        """Closed-loop programming of every block, in block order (deterministic)."""
-        chip = self.spec.chip
-        cap_us: dict[str, np.ndarray] = {}
-        for block in self.program.blocks:
-            key = tuple(block["tile"])
-            if key not in self.states:
-                self.states[key] = tiles.new_tile((chip.tile_rows, chip.tile_cols))
-            rows, cols = self.region(block)
-            if block["layer"] in self.devices:
-                if block["layer"] not in cap_us:  # once per layer, not once per block
-                    cap_us[block["layer"]] = self.devices[block["layer"]].capacitor_us(self.spec)
-                place_trained(self.states[key], rows, cols, block, self.devices[block["layer"]], cap_us[block["layer"]])
-                continue
-            target_us = self.target(block).astype(np.float64) * self.us_per_weight[block["layer"]]
-            tiles.program_block(self.states[key], rows, cols, target_us, self.spec, rng)
+    def store_of(self, block: dict) -> LayerDevices:
+        return self.stores[(block["layer"], block.get("copy", 0))]
+
+    def program_devices(self, trained: dict, rng: np.random.Generator) -> None:
+        """Each layer's devices, in layer then copy order (deterministic): the state a
+        training run left (`trained`, or the program's device arrays), else programmed by
+        closed loop with training's `program_layer` (the shared reference cell of a 3T1C
+        column is one per block column: a block's columns share its tile's columns)."""
+        for name, layer in self.layers.items():
+            if name not in trained and has_device_state(self.program, name):
+                trained[name] = LayerDevices.from_arrays(self.program.arrays, name, layer)
+            for copy in range(replicas.copies_of(layer)):
+                if name in trained:  # every copy reads the one trained state
+                    self.stores[(name, copy)] = trained[name]
+                    self.trained.add(name)
+                    continue
+                regions = [window(b) for b in self.program.blocks if b["layer"] == name and b.get("copy", 0) == copy]
+                target_us = self.matrices[name].astype(np.float64) * self.us_per_weight[name]
+                self.stores[(name, copy)] = program_layer(target_us, regions, self.spec, rng)
 
     def set_time(self, t: float) -> None:
         """Let the devices drift to t seconds after programming; precompute block reads."""
@@ -150,11 +144,11 @@ class Chip:
             if self.spec.ideal:
                 self.block_weights[bid] = np.ascontiguousarray(self.target(block))
                 continue
-            state, (rows, cols) = self.states[tuple(block["tile"])], self.region(block)
+            store, cells = self.store_of(block), window(block)
             scale = self.us_per_weight[block["layer"]]
-            self.block_weights[bid] = (tiles.effective_us(state, rows, cols, t, self.spec) / scale).astype(np.float32)
+            self.block_weights[bid] = (effective_us(store, cells, t, self.spec) / scale).astype(np.float32)
             if pcm.read_noise:
-                variance = tiles.read_variance_us(state, rows, cols, t, self.spec) / scale**2
+                variance = read_variance_us(store, cells, t, self.spec) / scale**2
                 self.block_variance[bid] = variance.astype(np.float32)
         if not self.spec.ideal and pcm.drift and pcm.drift_compensation and t > pcm.drift_t0:
             self.compensation = self.calibrate(t)
@@ -178,17 +172,25 @@ class Chip:
         summed column currents with the same read taken right after programming (t0)."""
         alphas = {}
         rng = np.random.default_rng(np.random.SeedSequence(self.read_seed.entropy, spawn_key=(7,)))
-        for key, state in sorted(self.states.items()):
-            everything = (slice(None), slice(None))
-
-            def read(at):
-                w = tiles.effective_us(state, *everything, at, self.spec)
-                sd = np.sqrt(tiles.read_variance_us(state, *everything, at, self.spec).sum(axis=0))
-                return np.abs(w.sum(axis=0) + sd * rng.standard_normal(w.shape[1])).sum()
-
-            reference, now = read(self.spec.pcm.drift_t0), read(t)
+        blocks_of: dict[tuple, list] = {}
+        for block in self.program.blocks:
+            blocks_of.setdefault(tuple(block["tile"]), []).append(block)
+        for key in sorted(blocks_of):
+            reference, now = self.tile_current(blocks_of[key], self.spec.pcm.drift_t0, rng), self.tile_current(blocks_of[key], t, rng)
             alphas[key] = float(reference / now) if now > 0 else 1.0
         return alphas
+
+    def tile_current(self, blocks: list, t: float, rng: np.random.Generator) -> float:
+        """Σ over a tile's columns of |column current| with every row driven by 1, at time
+        t, with the read noise of the summed column (µS): the tile's blocks are windows
+        onto their layers' stores, placed side by side or stacked in the tile."""
+        columns = self.spec.chip.tile_cols
+        current, variance = np.zeros(columns), np.zeros(columns)
+        for block in blocks:
+            store, cells, (_, tile_cols) = self.store_of(block), window(block), self.region(block)
+            current[tile_cols] += effective_us(store, cells, t, self.spec).sum(axis=0)
+            variance[tile_cols] += read_variance_us(store, cells, t, self.spec).sum(axis=0)
+        return float(np.abs(current + np.sqrt(variance) * rng.standard_normal(columns)).sum())
 
     def programming_error(self) -> list[dict]:
         """Per layer: mean |W programmed − W target| over the layer's range (at t0, no read noise)."""
@@ -196,17 +198,17 @@ class Chip:
         for name, layer in self.layers.items():
             errors, cells = 0.0, 0
             iterations = 0
-            if name in self.devices:
+            if name in self.trained:
                 rows.append({"layer": name, "w_max": self.w_max[name], "mean_abs_error_rel": None, "programming_iterations_per_cell": None, "trained": True})
                 continue
             for block in self.program.blocks:
                 if block["layer"] != name or self.spec.ideal:
                     continue
-                state, (r, c) = self.states[tuple(block["tile"])], self.region(block)
-                programmed = tiles.effective_us(state, r, c, self.spec.pcm.drift_t0, self.spec) / self.us_per_weight[name]
+                store, cells_of_block = self.store_of(block), window(block)
+                programmed = effective_us(store, cells_of_block, self.spec.pcm.drift_t0, self.spec) / self.us_per_weight[name]
                 errors += float(np.abs(programmed - self.target(block)).sum())
                 cells += programmed.size
-                iterations += int(state.iterations[r, c].sum())
+                iterations += int(store.iterations[cells_of_block].sum())
             rows.append(
                 {
                     "layer": name,
@@ -216,6 +218,11 @@ class Chip:
                 }
             )
         return rows
+
+    def block_iterations(self, block: dict) -> np.ndarray | None:
+        """The closed-loop iterations each cell of a block took (None: trained devices)."""
+        iterations = self.store_of(block).iterations
+        return None if iterations is None else iterations[window(block)]
 
     def read_block(self, block: dict, state: dict) -> tuple[np.ndarray, np.ndarray | None]:
         """One tile read: x[:, rows] through the block's cells, and the variance of each
@@ -339,8 +346,8 @@ class Chip:
             segment = self.sessions[name][0]
             flops = opcounts.host_call_flops(self.program, segment, dict(zip(segment["inputs"], shapes)))
             counts.add("inference", name, None, host_flops=flops * calls)
-        if self.states:
-            counts.merge(opcounts.programming_counts(self.states, self.program.blocks, self.region))
+        if self.stores:
+            counts.merge(opcounts.programming_counts(self.program.blocks, self.block_iterations))
         if self.compensation:
             counts.merge(opcounts.calibration_counts(sorted(self.compensation), (self.spec.chip.tile_rows, self.spec.chip.tile_cols)))
         return counts

@@ -297,36 +297,34 @@ def layer_program_counts(program, phase: str, layer: str, iterations) -> OpCount
     layer's array shape, rows incl. the bias row): iterations per tile, and the slowest
     tile's sequential slots (Σ over its rows of the row's largest count). For the
     trainer's transfers and refreshes."""
-    counts = OpCounts()
     iterations = np.asarray(iterations)
+    blocks = [b for b in program.blocks if b["layer"] == layer]
+    return block_program_counts(phase, layer, blocks, lambda b: iterations[b["rows"][0]:b["rows"][1], b["cols"][0]:b["cols"][1]])
+
+
+def programming_counts(blocks: list, iterations_of) -> OpCounts:
+    """The one-time closed-loop programming of the chip's devices: iterations per block
+    (each a verify read + a pulse; `iterations_of(block)` gives the block's per-cell
+    counts, None for devices a training run left), and the slowest tile's sequential
+    iteration slots."""
+    return block_program_counts("program", CHIP, blocks, iterations_of)
+
+
+def block_program_counts(phase: str, owner: str, blocks: list, iterations_of) -> OpCounts:
+    """Iterations per block on its tile, and under `owner` the slowest tile's sequential
+    slots: Σ over the tile's rows of the largest count on the row (across the tile's
+    blocks), as a row's cells are programmed in parallel."""
+    counts = OpCounts()
     rows_max: dict = {}
-    for block in program.blocks:
-        if block["layer"] != layer:
-            continue
-        (r0, r1), (c0, c1), tile = block["rows"], block["cols"], tuple(block["tile"])
-        window = iterations[r0:r1, c0:c1]
-        counts.add(phase, layer, tile, pcm_program_iterations=int(window.sum()))
+    for block in blocks:
+        tile, window = tuple(block["tile"]), iterations_of(block)
+        counts.add(phase, block["layer"], tile, pcm_program_iterations=0 if window is None else int(window.sum()))
         per_row = rows_max.setdefault(tile, {})
-        for offset, value in enumerate(window.max(axis=1).tolist() if window.size else []):
+        for offset, value in enumerate(window.max(axis=1).tolist() if window is not None and window.size else []):
             row = block["offset"][0] + offset
             per_row[row] = max(per_row.get(row, 0), int(value))
     steps = max((sum(per_row.values()) for per_row in rows_max.values()), default=0)
-    counts.add(phase, layer, None, program_steps=steps)
-    return counts
-
-
-def programming_counts(states: dict, blocks: list, region) -> OpCounts:
-    """The one-time closed-loop programming of the chip's devices: iterations per block
-    (each a verify read + a pulse), and the slowest tile's sequential iteration slots."""
-    counts = OpCounts()
-    for block in blocks:
-        rows, cols = region(block)
-        iterations = int(states[tuple(block["tile"])].iterations[rows, cols].sum())
-        counts.add("program", block["layer"], tuple(block["tile"]), pcm_program_iterations=iterations)
-    steps = 0
-    for state in states.values():
-        steps = max(steps, int(state.iterations.max(axis=1).sum()))
-    counts.add("program", CHIP, None, program_steps=steps)
+    counts.add(phase, owner, None, program_steps=steps)
     return counts
 
 

@@ -1,15 +1,17 @@
-"""The devices of one layer's array, as training sees them, and their place in a program.
+"""The devices of one layer's array: the one device store of inference and training.
 
-Training works on a layer's whole array (K weight rows, plus the bias row when the bias
-is analog, by N columns); the tiles of the plan are windows onto it (each block's
-region). One `LayerDevices` holds, per cell: the PCM pair (G⁺, G⁻ in µS, drift exponents,
+A layer's array is K weight rows (plus the bias row when the bias is analog) by N
+columns; the plan's blocks (and so its tiles) are windows onto it: block rows [r0, r1)
+and cols [c0, c1) of the layer's store. The chip holds one store per layer (per copy of
+a replicated layer), training one per trained layer, both programmed by `program_layer`. One `LayerDevices` holds, per cell: the PCM pair (G⁺, G⁻ in µS, drift exponents,
 fault codes), the 3T1C cell (capacitor voltage V_C, its own up/down step, its read
 transistor's gain, and `cap_base` = its read offset minus the shared reference cell's
 conductance), and per layer the polarity s. The cell's weight in µS is
 
     W = F·(G⁺ − G⁻) + s·(gain·dg/dV·V_C + cap_base).
 
-A trained program stores these arrays as `device/<layer>/<field>` in arrays.npz and the
+At time t after programming the PCM conductances have drifted to G·(t/t0)^(−ν)
+(`effective_us`, `read_variance_us` on a window). A trained program stores these arrays as `device/<layer>/<field>` in arrays.npz and the
 polarity in the layer's `device` entry, so `run` measures the chip as trained and
 `train` continues from it.
 """
@@ -25,6 +27,8 @@ from analogc.runtime.format.vocabulary import DEVICE_FIELDS as FIELDS
 from analogc.runtime.format.vocabulary import FAULT_DEAD, FAULT_NONE, FAULT_STUCK_HIGH
 from analogc.runtime.physics import capacitor, devices
 
+# Memory per cell of a store: the stored fields and the closed loop's iteration counts.
+BYTES_PER_CELL = sum(np.dtype(dtype).itemsize for dtype in FIELDS.values()) + np.dtype(np.int32).itemsize
 
 
 @dataclass
@@ -43,6 +47,9 @@ class LayerDevices:
     sign: float = 1.0
     examples_since_transfer: int = 0
     pulses_since_transfer: int = 0
+    # Closed-loop iterations per cell (both devices) of `program_layer`, for the cost
+    # model's one-time programming counts; None for devices read from a program.
+    iterations: np.ndarray | None = None
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -94,14 +101,15 @@ def program_layer(weights_us: np.ndarray, regions: list, spec, rng: np.random.Ge
     shared reference cell is one per tile column (one per block column in `regions`,
     a list of (row slice, col slice))."""
     pcm, gain, shape = spec.pcm, spec.cell.gain_f, weights_us.shape
-    g_plus, _ = devices.program_closed_loop(np.maximum(weights_us, 0) / gain, pcm, rng)
-    g_minus, _ = devices.program_closed_loop(np.maximum(-weights_us, 0) / gain, pcm, rng)
+    g_plus, it_plus = devices.program_closed_loop(np.maximum(weights_us, 0) / gain, pcm, rng)
+    g_minus, it_minus = devices.program_closed_loop(np.maximum(-weights_us, 0) / gain, pcm, rng)
     faults = [draw_faults(shape, pcm, rng) for _ in range(2)]
     zeros32 = lambda: np.zeros(shape, dtype=np.float32)  # noqa: E731
     state = LayerDevices(
         g_plus, g_minus, zeros32(), zeros32(), faults[0], faults[1],
         np.full(shape, spec.capacitor.v_init, dtype=np.float32), zeros32(), zeros32(), np.ones(shape, dtype=np.float32), zeros32(),
     )
+    state.iterations = it_plus + it_minus
     state.apply_faults(spec)
     redraw_drift(state, np.ones(shape, dtype=bool), np.ones(shape, dtype=bool), spec, rng)
     if has_capacitor(spec):
@@ -131,3 +139,35 @@ def redraw_drift(state: LayerDevices, plus: np.ndarray, minus: np.ndarray, spec,
         idx = np.nonzero(mask)
         if len(idx[0]):
             nu[idx] = devices.drift_exponents(g[idx], spec.pcm, rng)
+
+
+def drifted(state: LayerDevices, window: tuple, t: float, pcm) -> tuple[np.ndarray, np.ndarray]:
+    """(G⁺, G⁻) of a window's cells at time t after programming, µS (float64, as ν is
+    widened before the power)."""
+    (rows, cols) = window
+    g_plus = state.g_plus[rows, cols] * devices.drift_factor(state.nu_plus[rows, cols].astype(np.float64), t, pcm)
+    g_minus = state.g_minus[rows, cols] * devices.drift_factor(state.nu_minus[rows, cols].astype(np.float64), t, pcm)
+    return g_plus, g_minus
+
+
+def effective_us(state: LayerDevices, window: tuple, t: float, spec) -> np.ndarray:
+    """W (µS) of a window's cells at time t after programming (drift, no read noise):
+    F·(G⁺(t) − G⁻(t)) + s·(g(V_C) − g_shared)."""
+    g_plus, g_minus = drifted(state, window, t, spec.pcm)
+    (rows, cols) = window
+    cap = 0.0
+    if has_capacitor(spec):
+        g = state.read_gain[rows, cols].astype(np.float64) * spec.capacitor.g_per_volt * state.v[rows, cols] + state.cap_base[rows, cols]
+        cap = state.sign * g
+    return spec.cell.gain_f * (g_plus - g_minus) + cap
+
+
+def read_variance_us(state: LayerDevices, window: tuple, t: float, spec) -> np.ndarray:
+    """Per-cell variance (µS²) of one read of W: F²·((G⁺Q⁺)² + (G⁻Q⁻)²) at time t, G
+    drifted and Q of the programmed conductance (`devices.read_noise_q`)."""
+    pcm = spec.pcm
+    g_plus, g_minus = drifted(state, window, t, pcm)
+    (rows, cols) = window
+    sd_plus = g_plus * devices.read_noise_q(state.g_plus[rows, cols], t, pcm)
+    sd_minus = g_minus * devices.read_noise_q(state.g_minus[rows, cols], t, pcm)
+    return spec.cell.gain_f**2 * (sd_plus**2 + sd_minus**2)

@@ -12,7 +12,6 @@ import pytest
 from analogc.mapper import compile_model
 from analogc.mapper.emit import weight_scale
 from analogc.mapper.layer_graph import Dense
-from analogc.runtime.chip import tiles
 from analogc.runtime.chip.chip import Chip
 from analogc.runtime.chip.tile_reads import BlockMatrices, LayerReads
 from analogc.runtime.format.spec import load_target
@@ -80,17 +79,58 @@ def test_calibration_without_read_noise_is_the_column_sum_ratio(program_and_feed
     program, _ = program_and_feeds
     chip = Chip(with_target(program, **{"pcm.read_noise": False}), seed=2, drift_time=DAY)
     assert chip.compensation
-    everything = (slice(None), slice(None))
-    for key, state in chip.states.items():
-        before = np.abs(tiles.effective_us(state, *everything, 20.0, chip.spec).sum(axis=0)).sum()
-        after = np.abs(tiles.effective_us(state, *everything, DAY, chip.spec).sum(axis=0)).sum()
-        assert chip.compensation[key] == pytest.approx(before / after, rel=1e-12)
+    alphas, now = dict(chip.compensation), tile_column_currents(chip)
+    chip.set_time(20.0)
+    before = tile_column_currents(chip)
+    assert set(alphas) == set(now) and len(alphas) > 1
+    for key, alpha in alphas.items():  # the chip's block weights are float32
+        assert alpha == pytest.approx(np.abs(before[key]).sum() / np.abs(now[key]).sum(), rel=1e-5)
+
+
+def tile_column_currents(chip) -> dict:
+    """Per tile, the column sums of W (µS) over every block placed on it, from the
+    chip's effective block weights (weight units) at its current time."""
+    columns = {}
+    for bid, block in chip.blocks.items():
+        current = columns.setdefault(tuple(block["tile"]), np.zeros(chip.spec.chip.tile_cols))
+        c0 = block["offset"][1]
+        weights = chip.block_weights[bid].astype(np.float64) * chip.us_per_weight[block["layer"]]
+        current[c0:c0 + weights.shape[1]] += weights.sum(axis=0)
+    return columns
 
 
 def test_no_compensation_at_t0_or_when_switched_off(program_and_feeds):
     program, _ = program_and_feeds
     assert Chip(program, seed=1).compensation == {}
     assert Chip(with_target(program, **{"pcm.drift_compensation": False}), seed=1, drift_time=DAY).compensation == {}
+
+
+def test_weight_to_us_follows_the_programs_target(program_and_feeds):
+    """Programs store w_max, not µS per weight: a target variant (as a sweep makes) with
+    another g_prog_max and F maps the same w_max to F·g_prog_max, and the devices hold it."""
+    program, _ = program_and_feeds
+    assert all("us_per_weight" not in layer for layer in program.layers)
+    changed = with_target(program, **{"pcm.g_prog_max": 10.0, "cell.gain_f": 2.0, "pcm.programming_noise": False,
+                                      "pcm.stuck_high_fraction": 0.0, "pcm.dead_fraction": 0.0, "capacitor.enabled": False})
+    chip = Chip(changed, seed=0)
+    for layer in program.layers:
+        assert chip.us_per_weight[layer["name"]] == pytest.approx(2.0 * 10.0 / layer["w_max"])
+        store, matrix = chip.stores[(layer["name"], 0)], chip.matrices[layer["name"]]
+        held = 2.0 * (store.g_plus - store.g_minus)  # F·(G⁺ − G⁻), µS, exact without programming noise
+        np.testing.assert_allclose(held, np.clip(matrix / layer["w_max"], -1, 1) * 20.0, rtol=1e-6, atol=1e-9)
+
+
+def test_devices_are_held_per_layer_not_per_tile(tmp_path):
+    """One device store per layer, of the layer's array shape, whatever the tile size: a
+    program for 65536 x 65536 tiles needs the memory of its layers' cells only."""
+    spec = load_target("tiny")
+    spec = dataclasses.replace(spec, chip=dataclasses.replace(spec.chip, tile_rows=65536, tile_cols=65536))
+    model = mlp_model(13)
+    program = compile_model(save(model, tmp_path), spec, placer="greedy", time_limit=2)
+    chip = Chip(program, seed=0)
+    assert {key: store.shape for key, store in chip.stores.items()} == {(name, 0): m.shape for name, m in chip.matrices.items()}
+    got = outputs(program, random_feeds(model, batch=8, seed=4), seed=0)
+    assert all(np.isfinite(y).all() for y in got)
 
 
 # --- The weight range. ------------------------------------------------------------------------

@@ -192,7 +192,7 @@ def test_chip_counts_what_it_ran(hand_program):
     counts = chip.op_counts()
     inference = {k: v for k, v in counts.table.items() if k[0] == "inference"}
     assert inference == static_block_counts(hand_program, "inference", 7).table
-    iterations = sum(int(state.iterations.sum()) for state in chip.states.values())
+    iterations = sum(int(store.iterations.sum()) for store in chip.stores.values())
     assert counts.total("pcm_program_iterations", phase="program") == iterations > 0
     # drift compensation: two whole-tile reads of each of the 3 tiles
     assert counts.total("pcm_reads", phase="program") == 3 * 2 * 64 * 64

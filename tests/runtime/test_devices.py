@@ -10,6 +10,7 @@ import pytest
 
 from analogc.runtime.format.spec import load_target
 from analogc.runtime.physics import devices, periphery
+from analogc.runtime.physics.layer_devices import FIELDS, LayerDevices, read_variance_us
 
 PCM = load_target(None).pcm
 N = 100_000
@@ -146,8 +147,6 @@ def test_closed_loop_matches_the_whole_array_loop_bit_for_bit(contiguous):
 def test_read_noise_amplitude_follows_the_programmed_conductance():
     # Programmed to 10 µS (ĝ = 0.4), drifted to 6 µS a day later: σ = 6·Q(0.4, day), the
     # published fit's form (Q of the target, amplitude of the drifted G), not 6·Q(0.24).
-    from analogc.runtime.chip import tiles
-
     day = 86400.0
 
     def q(g_hat):
@@ -157,10 +156,10 @@ def test_read_noise_amplitude_follows_the_programmed_conductance():
     assert reads.std() == pytest.approx(6.0 * q(0.4), rel=0.03)
     # The tile's output-referred variance uses the same rule: F²·((G⁺(t)·Q(G⁺ programmed))² + …).
     spec = load_target(None)
-    state = tiles.new_tile((2, 3))
+    state = LayerDevices(**{name: np.zeros((2, 3), dtype) for name, dtype in FIELDS.items()})
     state.g_plus[:], state.g_minus[:] = 10.0, 2.0
     state.nu_plus[:] = state.nu_minus[:] = 0.06
-    factor = (day / 20.0) ** -0.06
+    factor = (day / 20.0) ** -np.float64(np.float32(0.06))  # ν is stored as float32
     expected = spec.cell.gain_f**2 * ((10.0 * factor * q(0.4)) ** 2 + (2.0 * factor * q(0.08)) ** 2)
-    every = (slice(None), slice(None))
-    np.testing.assert_allclose(tiles.read_variance_us(state, *every, day, spec), expected, rtol=1e-12)
+    window = (slice(0, 2), slice(1, 3))
+    np.testing.assert_allclose(read_variance_us(state, window, day, spec), np.full((2, 2), expected), rtol=1e-12)
