@@ -36,7 +36,7 @@ IBM = {
     "speech_chip_tops_per_w": 12.4,
     "source": "Le Gallo et al., Nature Electronics 2023 (64-core, per core); Ambrogio et al., Nature 2023 (speech chip, chip level)",
 }
-DATASET = {"fashion_mlp.onnx": "fashion-mnist", "digits_mlp.onnx": "digits", "digits_conv.onnx": "digits"}
+DATASET = {"fashion_mlp.onnx": "fashion-mnist", "fashion_cnn.onnx": "fashion-mnist", "digits_mlp.onnx": "digits", "digits_conv.onnx": "digits"}
 FIGURES = ("energy_per_example_j", "latency_per_example_s", "throughput_examples_per_s", "gops_per_w", "gops_per_mm2")
 
 

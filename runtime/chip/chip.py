@@ -119,8 +119,8 @@ class Chip:
     def program_devices(self, trained: dict, rng: np.random.Generator) -> None:
         """Each layer's devices, in layer then copy order (deterministic): the state a
         training run left (`trained`, or the program's device arrays), else programmed by
-        closed loop with training's `program_layer` (the shared reference cell of a 3T1C
-        column is one per block column: a block's columns share its tile's columns)."""
+        closed loop with training's `program_layer`, whose regions (one shared 3T1C
+        reference cell per column of each) are this copy's blocks."""
         for name, layer in self.layers.items():
             if name not in trained and has_device_state(self.program, name):
                 trained[name] = LayerDevices.from_arrays(self.program.arrays, name, layer)
