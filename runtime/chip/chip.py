@@ -3,9 +3,10 @@
 `Chip(program, ideal=..., seed=..., drift_time=...)` programs each layer's devices (one
 `LayerDevices` store per layer and copy, the store training uses too; each block of the
 plan is a window onto it, placed on its tile) through the PCM closed loop, or writes
-exact weights in ideal mode, lets the devices drift to `drift_time`, then `chip.run(feeds)` executes the program's
-inference instructions block by block: DAC, tile read with 1/f read noise, ADC, drift
-compensation, partial sums, digital bias and activation, host segments (onnxruntime).
+exact weights in ideal mode, lets the devices drift to `drift_time`, then
+`chip.run(feeds)` executes the program's inference instructions block by block: DAC,
+tile read with 1/f read noise, ADC, drift compensation, partial sums, digital bias and
+activation, host segments (onnxruntime).
 With `count_ops` (the default) the chip tallies the vectors each layer reads and the
 host calls it makes (O(1) per instruction); `chip.op_counts()` turns them into exact
 operation counts (runtime/cost/opcounts.py) for the cost model.
@@ -16,7 +17,7 @@ from __future__ import annotations
 import numpy as np
 
 from analogc.errors import AnalogcError
-from analogc.memory import check_fits, human
+from analogc.memory import check_fits
 from analogc.runtime.chip import im2col, tile_reads
 from analogc.runtime.chip.activations import apply_activation
 from analogc.runtime.chip.host import make_session, run_session

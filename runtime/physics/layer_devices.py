@@ -3,7 +3,8 @@
 A layer's array is K weight rows (plus the bias row when the bias is analog) by N
 columns; the plan's blocks (and so its tiles) are windows onto it: block rows [r0, r1)
 and cols [c0, c1) of the layer's store. The chip holds one store per layer (per copy of
-a replicated layer), training one per trained layer, both programmed by `program_layer`. One `LayerDevices` holds, per cell: the PCM pair (G⁺, G⁻ in µS, drift exponents,
+a replicated layer), training one per trained layer, both programmed by `program_layer`.
+One `LayerDevices` holds, per cell: the PCM pair (G⁺, G⁻ in µS, drift exponents,
 fault codes), the 3T1C cell (capacitor voltage V_C, its own up/down step, its read
 transistor's gain, and `cap_base` = its read offset minus the shared reference cell's
 conductance), and per layer the polarity s. The cell's weight in µS is
@@ -11,9 +12,9 @@ conductance), and per layer the polarity s. The cell's weight in µS is
     W = F·(G⁺ − G⁻) + s·(gain·dg/dV·V_C + cap_base).
 
 At time t after programming the PCM conductances have drifted to G·(t/t0)^(−ν)
-(`effective_us`, `read_variance_us` on a window). A trained program stores these arrays as `device/<layer>/<field>` in arrays.npz and the
-polarity in the layer's `device` entry, so `run` measures the chip as trained and
-`train` continues from it.
+(`effective_us`, `read_variance_us` on a window). A trained program stores these arrays
+as `device/<layer>/<field>` in arrays.npz and the polarity in the layer's `device`
+entry, so `run` measures the chip as trained and `train` continues from it.
 """
 
 from __future__ import annotations
@@ -55,11 +56,13 @@ class LayerDevices:
     def shape(self) -> tuple[int, int]:
         return self.g_plus.shape
 
-    def capacitor_us(self, spec) -> np.ndarray:
-        """s·(g(V_C) − g_shared) per cell, µS (0 for a 2-PCM cell)."""
+    def capacitor_us(self, spec, window: tuple = (slice(None), slice(None))) -> np.ndarray:
+        """s·(g(V_C) − g_shared) per cell of `window` (all cells by default), µS (0 for a
+        2-PCM cell)."""
+        rows, cols = window
         if not has_capacitor(spec):
-            return np.zeros(self.shape)
-        g = self.read_gain.astype(np.float64) * spec.capacitor.g_per_volt * self.v + self.cap_base
+            return np.zeros(self.v[rows, cols].shape)
+        g = self.read_gain[rows, cols].astype(np.float64) * spec.capacitor.g_per_volt * self.v[rows, cols] + self.cap_base[rows, cols]
         return self.sign * g
 
     def weights_us(self, spec) -> np.ndarray:
@@ -154,12 +157,7 @@ def effective_us(state: LayerDevices, window: tuple, t: float, spec) -> np.ndarr
     """W (µS) of a window's cells at time t after programming (drift, no read noise):
     F·(G⁺(t) − G⁻(t)) + s·(g(V_C) − g_shared)."""
     g_plus, g_minus = drifted(state, window, t, spec.pcm)
-    (rows, cols) = window
-    cap = 0.0
-    if has_capacitor(spec):
-        g = state.read_gain[rows, cols].astype(np.float64) * spec.capacitor.g_per_volt * state.v[rows, cols] + state.cap_base[rows, cols]
-        cap = state.sign * g
-    return spec.cell.gain_f * (g_plus - g_minus) + cap
+    return spec.cell.gain_f * (g_plus - g_minus) + state.capacitor_us(spec, window)
 
 
 def read_variance_us(state: LayerDevices, window: tuple, t: float, spec) -> np.ndarray:
