@@ -26,7 +26,7 @@ import numpy as np
 from analogc.runtime.format.spec import has_capacitor
 from analogc.runtime.format.vocabulary import FAULT_NONE
 from analogc.runtime.physics import devices, periphery
-from analogc.runtime.physics.layer_devices import LayerDevices, redraw_drift, us_per_weight
+from analogc.runtime.physics.layer_devices import LayerDevices, read_variance_us, redraw_drift, us_per_weight
 from analogc.runtime.training import read_kernel, update_kernel
 
 
@@ -62,11 +62,9 @@ class TrainableLayer:
         spec, state = self.spec, self.state
         self.w = np.ascontiguousarray(state.weights_us(spec) / self.us, dtype=np.float32)
         self.var = None
-        if spec.pcm.read_noise:
-            t = spec.pcm.drift_t0
-            sd_p = state.g_plus * devices.read_noise_q(state.g_plus, t, spec.pcm)
-            sd_m = state.g_minus * devices.read_noise_q(state.g_minus, t, spec.pcm)
-            self.var = np.ascontiguousarray(spec.cell.gain_f**2 * (sd_p**2 + sd_m**2) / self.us**2, dtype=np.float32)
+        if spec.pcm.read_noise:  # the chip's rule, at t0: no drift during training
+            every_cell = (slice(None), slice(None))
+            self.var = np.ascontiguousarray(read_variance_us(state, every_cell, spec.pcm.drift_t0, spec) / self.us**2, dtype=np.float32)
         if self.capacitor:
             self.wgain = np.ascontiguousarray(state.sign * state.read_gain * np.float32(spec.capacitor.g_per_volt / self.us), dtype=np.float32)
 
