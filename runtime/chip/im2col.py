@@ -5,8 +5,11 @@ c·kh·kw + i·kw + j, the ONNX weight [C_out, C_in, kh, kw] reshaped to [C_out,
 transposed). The periphery forms one patch per output position, in that row order, and
 each patch is one tile read: its own DAC scaling, read noise and ADC. `patches` cuts an
 input [B, C, *spatial] into rows [B·positions, C·prod(kernel)] with numpy's stride
-tricks (one copy, no Python loop over positions); `fold` turns the layer's
-[B·positions, C_out] outputs back into ONNX's [B, C_out, *out_spatial].
+tricks (one copy, no Python loop over positions): the ideal chip reads those rows.
+With DACs the chip uses `layer_gather` instead: the padded input and, per output
+position and per patch entry, the offsets of the same rows in it, which the DAC kernel
+reads directly (no patch matrix). `fold` turns the layer's [B·positions, C_out]
+outputs back into ONNX's [B, C_out, *out_spatial].
 
 Padding follows ONNX Conv: explicit `pads` [begin..., end...] for NOTSET, none for
 VALID, and for SAME_UPPER / SAME_LOWER a total of max(0, (out − 1)·stride + extent − in)

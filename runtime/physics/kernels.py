@@ -16,6 +16,9 @@ DAC. `dac_compiled` is the twin of `periphery.dac` (per-example abs-max scaling 
 quantisation); `dac` dispatches to it. `dac_layer` is a layer's whole input stage in one
 pass: the constant-1 bias input appended, the DAC, and the squared DAC outputs that the
 read-noise variance needs; its reference is `dac_layer_numpy` (the same three steps in numpy).
+For a convolution it takes a `RowGather` instead of rows: each patch is read from the
+padded input straight into the DAC's output (`dac_gathered`), so no patch matrix is
+formed; with a scratch dict the outputs of the previous batch are refilled.
 
 Noise. z is a standard normal from the counter-based generator of `counter_rng`, keyed
 once per read from the chip's generator.
