@@ -175,9 +175,9 @@ def test_adaptive_transfer_moves_each_layer_when_its_own_pulses_reach_the_thresh
             original(*args)  # (the compiled loop sets last_fired itself)
             layer.last_fired = layer.state.pulses_since_transfer - before
 
-        def transfer(rng, layer=layer, original=layer.transfer):
+        def transfer(rng, key=None, layer=layer, original=layer.transfer):
             events[layer.name].append((layer.state.pulses_since_transfer, layer.last_fired))
-            original(rng)
+            original(rng, key)
 
         layer.update, layer.transfer = update, transfer
     result = trainer.train()

@@ -27,7 +27,7 @@ from analogc.runtime.format.spec import has_capacitor
 from analogc.runtime.format.vocabulary import FAULT_NONE
 from analogc.runtime.physics import devices, periphery
 from analogc.runtime.physics.layer_devices import LayerDevices, read_variance_us, redraw_drift, us_per_weight
-from analogc.runtime.training import read_kernel, update_kernel
+from analogc.runtime.training import read_kernel, transfer_kernel, update_kernel
 
 
 class TrainableLayer:
@@ -194,8 +194,13 @@ class TrainableLayer:
         per_cell = self.spec.training.transfer_pulses
         return self.capacitor and per_cell > 0 and self.state.pulses_since_transfer >= per_cell * self.w.size
 
-    def transfer(self, rng: np.random.Generator) -> None:
-        """Move the capacitor's share into the PCM pair; reset capacitors; flip s."""
+    def transfer(self, rng: np.random.Generator, key: int | None = None) -> None:
+        """Move the capacitor's share into the PCM pair; reset capacitors; flip s. With a
+        `key` (and numba) in one compiled pass with counter-keyed draws (`transfer_kernel`,
+        the same model), else here in numpy with `rng`'s."""
+        if key is not None and self.compiled and transfer_kernel.HAVE_NUMBA:
+            self.transfer_compiled(key)
+            return
         spec, state, pcm, gain = self.spec, self.state, self.spec.pcm, self.spec.cell.gain_f
         if spec.training.transfer_read == "weight":
             g_plus = devices.read_with_noise(state.g_plus, pcm.drift_t0, pcm, rng)
@@ -252,6 +257,20 @@ class TrainableLayer:
             self.write_back(missed, rng)
         state.examples_since_transfer = 0
         state.pulses_since_transfer = 0
+        self.transfers += 1
+        self.sync()
+
+    def transfer_compiled(self, key: int) -> None:
+        refreshed, pulses, iterations, moved = transfer_kernel.transfer(self.state, self.spec, key, self.col_cuts, self.pulse_tally)
+        self.refreshed += refreshed
+        self.pulses += pulses
+        self.pcm_iterations += int(iterations.sum())
+        if self.on_program is not None:  # the cost model, as program_pair and the verify read report it
+            self.on_program(iterations)
+            if self.spec.training.transfer_residual == "verify":
+                self.on_program(2 * moved.astype(np.int64))
+        self.state.examples_since_transfer = 0
+        self.state.pulses_since_transfer = 0
         self.transfers += 1
         self.sync()
 

@@ -44,6 +44,7 @@ from analogc.runtime.training.update_kernel import mix_key, slot_keys
 F32 = np.float32
 LEAK_EVERY = 64  # examples between applications of capacitor leakage (when leak_tau > 0)
 PROGRESS_EVERY = 256
+TRANSFER_TAG = 0x7472616E73666572  # 'transfer': keys of the compiled transfers
 
 
 @dataclass
@@ -255,8 +256,8 @@ class Trainer:
         saturating pairs (2-PCM cells), for the layers due: all of them every
         transfer_interval examples, or each on its own pulse count (transfer_pulses)."""
         for layer in layers:
-            if layer.capacitor:
-                layer.transfer(self.rng)
+            if layer.capacitor:  # keyed by layer and transfer number (compiled), or the generator's draws
+                layer.transfer(self.rng, mix_key(self.run_key, TRANSFER_TAG, self.layers.index(layer), layer.transfers))
             else:
                 layer.refresh(self.rng)
                 layer.transfers += 1

@@ -43,6 +43,11 @@ def toy_layer(spec, weights: np.ndarray, w_max: float = 1.0, seed: int = 0, bloc
     return TrainableLayer(entry, blocks, state, spec, w_max, None)
 
 
+def transfer(layer: TrainableLayer, seed: int, compiled: bool) -> None:
+    """A transfer in numpy (the generator's draws) or compiled (`transfer_kernel`, keyed draws)."""
+    layer.transfer(np.random.default_rng(seed), key=seed if compiled else None)
+
+
 def regression_error(polarity_inversion: bool, asymmetry: float = 0.3, seed: int = 0) -> float:
     """Per-example SGD on noisy targets y = x·W* + N(0, 0.5²) from W = 0, every cell's
     up step (1 + a) and down step (1 − a) times nominal, inputs active 10% of the time
@@ -92,12 +97,13 @@ def moved_layer(spec, seed=0):
     return layer
 
 
-def test_transfer_is_exact_without_noise_and_flips_polarity():
+@pytest.mark.parametrize("compiled", [False, True])
+def test_transfer_is_exact_without_noise_and_flips_polarity(compiled):
     spec = quiet_spec()
     layer = moved_layer(spec)
     before, sign = layer.weights(), layer.state.sign
     assert np.abs(layer.state.v - spec.capacitor.v_init).max() > 0.01  # the capacitors moved
-    layer.transfer(np.random.default_rng(1))
+    transfer(layer, 1, compiled)
     assert layer.state.sign == -sign
     assert np.all(layer.state.v == np.float32(spec.capacitor.v_init))
     # Devices already within the closed loop's tolerance of their target are left alone.
@@ -106,13 +112,14 @@ def test_transfer_is_exact_without_noise_and_flips_polarity():
     np.testing.assert_array_equal(layer.w, layer.weights())
 
 
-def test_transfer_keeps_weights_within_programming_error():
+@pytest.mark.parametrize("compiled", [False, True])
+def test_transfer_keeps_weights_within_programming_error(compiled):
     spec = load_target("pcm3t1c-2018")
     spec = dataclasses.replace(spec, training=dataclasses.replace(spec.training, transfer_offset=0.0, transfer_threshold=0.0))
     layer = moved_layer(spec)
     before_us = layer.state.weights_us(spec)
     plus_before, minus_before = layer.state.g_plus.copy(), layer.state.g_minus.copy()
-    layer.transfer(np.random.default_rng(2))
+    transfer(layer, 2, compiled)
     error = layer.state.weights_us(spec) - before_us
     # Each reprogrammed device lands within N(0, σ(g)) of its target; reading W first
     # adds the read noise. Bound: F·sqrt(2)·σ at the largest conductance, 5 sd per cell,
@@ -155,7 +162,8 @@ def test_noisy_reads_are_unbiased_and_bounded():
     assert np.abs(reads).max() <= bound + 1e-4
 
 
-def test_stochastic_transfer_is_unbiased_and_leaves_most_pairs_alone():
+@pytest.mark.parametrize("compiled", [False, True])
+def test_stochastic_transfer_is_unbiased_and_leaves_most_pairs_alone(compiled):
     spec = quiet_spec(transfer_threshold=3.0)  # µS
     layer = toy_layer(spec, np.full((60, 50), 0.3, F32))
     # Give every capacitor the same small share: +0.6 µS of weight, 1/5 of the threshold.
@@ -165,7 +173,7 @@ def test_stochastic_transfer_is_unbiased_and_leaves_most_pairs_alone():
     layer.sync()
     before = layer.state.weights_us(spec)
     plus, minus = layer.state.g_plus.copy(), layer.state.g_minus.copy()
-    layer.transfer(np.random.default_rng(7))
+    transfer(layer, 7, compiled)
     after = layer.state.weights_us(spec)
     moved = (layer.state.g_plus != plus) | (layer.state.g_minus != minus)
     # About |c|/θ = 20% of the pairs are programmed (by θ), the rest keep their devices.
@@ -175,7 +183,8 @@ def test_stochastic_transfer_is_unbiased_and_leaves_most_pairs_alone():
     assert abs(after.mean() - before.mean()) < 0.2
 
 
-def test_capacitor_read_transfer_keeps_pcm_read_noise_out_of_the_weights():
+@pytest.mark.parametrize("compiled", [False, True])
+def test_capacitor_read_transfer_keeps_pcm_read_noise_out_of_the_weights(compiled):
     """Programming exact, PCM reads noisy: a transfer that reads the whole weight writes
     that read's 1/f noise into the PCM pair; one that reads only the capacitor pair's
     share moves the pair by exactly that share (to the closed loop's tolerance)."""
@@ -185,14 +194,15 @@ def test_capacitor_read_transfer_keeps_pcm_read_noise_out_of_the_weights():
         spec = dataclasses.replace(spec, pcm=dataclasses.replace(spec.pcm, read_noise=True))
         layer = moved_layer(spec)
         before = layer.weights()
-        layer.transfer(np.random.default_rng(3))
+        transfer(layer, 3, compiled)
         errors[mode] = np.abs(layer.weights() - before)
         tolerance = spec.cell.gain_f * spec.pcm.prog_tolerance / layer.us
     assert errors["capacitor"].max() <= tolerance * 1.001
     assert errors["weight"].max() > 5 * tolerance
 
 
-def test_residual_write_back_keeps_what_the_pcm_did_not_take():
+@pytest.mark.parametrize("compiled", [False, True])
+def test_residual_write_back_keeps_what_the_pcm_did_not_take(compiled):
     """Noise-free chip: a pair whose change is within the closed loop's tolerance keeps
     its devices; with "drop" its share is lost at the capacitor reset, with "keep" it is
     pulsed back (to within one pulse of stochastic rounding)."""
@@ -202,7 +212,7 @@ def test_residual_write_back_keeps_what_the_pcm_did_not_take():
         layer = moved_layer(spec)
         before = layer.weights().astype(np.float64)
         plus, minus = layer.state.g_plus.copy(), layer.state.g_minus.copy()
-        layer.transfer(np.random.default_rng(4))
+        transfer(layer, 4, compiled)
         unmoved = (layer.state.g_plus == plus) & (layer.state.g_minus == minus)
         assert unmoved.any() and not unmoved.all()
         errors[mode] = np.abs(layer.weights() - before)[unmoved]
@@ -214,21 +224,22 @@ def test_residual_write_back_keeps_what_the_pcm_did_not_take():
 
 
 @pytest.mark.parametrize("offset", [0.0, 2.0])
-def test_deadband_holds_small_changes_and_keep_defers_them(offset):
+@pytest.mark.parametrize("compiled", [False, True])
+def test_deadband_holds_small_changes_and_keep_defers_them(offset, compiled):
     """Noise-free chip: pairs whose change is below the deadband keep their devices (the
     offset rule included) and, with "keep", their share is back in the capacitor to
     within one pulse; larger changes are programmed as without a deadband."""
     exact = moved_layer(quiet_spec())  # noise-free and no offset: ΔG is the share exactly
     plus, minus = exact.state.g_plus.copy(), exact.state.g_minus.copy()
-    exact.transfer(np.random.default_rng(4))
+    transfer(exact, 4, compiled)
     change = np.abs(exact.spec.cell.gain_f * ((exact.state.g_plus - plus) - (exact.state.g_minus - minus)))
     deadband = float(np.median(change[change > 0]))
     free = moved_layer(quiet_spec(transfer_offset=offset))  # no deadband, same offset
-    free.transfer(np.random.default_rng(4))
+    transfer(free, 4, compiled)
     spec = quiet_spec(transfer_offset=offset, transfer_deadband=deadband, transfer_residual="keep")
     layer = moved_layer(spec)
     before = layer.weights().astype(np.float64)
-    layer.transfer(np.random.default_rng(4))
+    transfer(layer, 4, compiled)
     untouched = (layer.state.g_plus == plus) & (layer.state.g_minus == minus)
     small = change < deadband - 1e-9
     assert small.sum() > 100 and (~small).sum() > 100
@@ -239,7 +250,8 @@ def test_deadband_holds_small_changes_and_keep_defers_them(offset):
     assert np.abs(layer.weights() - before)[small].max() <= pulse * 1.001
 
 
-def test_verify_puts_what_programming_missed_into_the_capacitor():
+@pytest.mark.parametrize("compiled", [False, True])
+def test_verify_puts_what_programming_missed_into_the_capacitor(compiled):
     """Programming noise on, everything else quiet: with "keep" a programmed pair keeps
     its programming error; with "verify" one read after programming (noise-free here)
     sends what it missed into the capacitor, to within one pulse where the capacitor's
@@ -251,10 +263,51 @@ def test_verify_puts_what_programming_missed_into_the_capacitor():
         layer = moved_layer(spec)
         before = layer.weights().astype(np.float64)
         plus, minus = layer.state.g_plus.copy(), layer.state.g_minus.copy()
-        layer.transfer(np.random.default_rng(4))
+        transfer(layer, 4, compiled)
         moved = (layer.state.g_plus != plus) | (layer.state.g_minus != minus)
         assert moved.sum() > 500
         errors[mode] = np.abs(layer.weights() - before)[moved]
         pulse = spec.capacitor.g_per_volt * spec.capacitor.dv_up / layer.us
     assert np.mean(errors["verify"] <= pulse * 1.001) > 0.95
     assert errors["keep"].mean() > 5 * errors["verify"].mean()
+
+
+@pytest.mark.parametrize("offset", [0.0, 2.0])
+def test_compiled_transfer_is_the_numpy_transfer_where_nothing_is_random(offset):
+    """Programming exact, reads exact, the residual dropped (no stochastic rounding):
+    the compiled transfer and the numpy one must leave the same devices, bit for bit,
+    through the deadband, the offset rule and the refreshes."""
+    spec = quiet_spec(transfer_offset=offset, transfer_deadband=0.5, refresh_threshold=0.5)
+    layers = [moved_layer(spec, seed=3) for _ in range(2)]
+    transfer(layers[0], 5, False)
+    transfer(layers[1], 5, True)
+    numpy_state, compiled_state = layers[0].state, layers[1].state
+    assert layers[0].refreshed > 0 and layers[0].refreshed == layers[1].refreshed
+    for name in ("g_plus", "g_minus", "v", "nu_plus", "nu_minus"):
+        np.testing.assert_array_equal(getattr(compiled_state, name), getattr(numpy_state, name), err_msg=name)
+    assert compiled_state.sign == numpy_state.sign
+    np.testing.assert_array_equal(layers[1].w, layers[0].w)
+
+
+def test_compiled_transfer_matches_the_numpy_transfer_in_distribution():
+    """Every noise source on (the default chip): the two transfers draw different random
+    numbers from the same model, so over 40 x 30 cells and 8 transfers each their
+    weight errors, programmed pairs and closed-loop iterations agree statistically."""
+    spec = load_target("pcm3t1c-2018")
+    stats = {}
+    for compiled in (False, True):
+        errors, moved, iterations = [], [], []
+        for seed in range(8):
+            layer = moved_layer(spec, seed=seed)
+            before = layer.state.weights_us(spec)
+            plus, minus = layer.state.g_plus.copy(), layer.state.g_minus.copy()
+            transfer(layer, 100 + seed, compiled)
+            errors.append(layer.state.weights_us(spec) - before)
+            moved.append(np.mean((layer.state.g_plus != plus) | (layer.state.g_minus != minus)))
+            iterations.append(layer.pcm_iterations)
+        stats[compiled] = (np.mean(errors), np.std(errors), np.mean(moved), np.mean(iterations))
+    (mean0, sd0, moved0, it0), (mean1, sd1, moved1, it1) = stats[False], stats[True]
+    assert abs(mean1 - mean0) < 0.1 * sd0  # 9,600 errors each: sd of a mean ≈ 0.01·sd
+    assert abs(sd1 / sd0 - 1) < 0.1
+    assert abs(moved1 / moved0 - 1) < 0.1
+    assert abs(it1 / it0 - 1) < 0.1

@@ -1,0 +1,242 @@
+"""A capacitor → PCM transfer of one layer in one compiled pass over its cells.
+
+`TrainableLayer.transfer` does a transfer as some forty numpy passes over the layer's
+arrays (float64, a fresh array each) with a Generator; for Fashion-MNIST's first layer
+(785 x 250) that was ~50 ms a transfer, a third of training's time. A transfer is cell by
+cell: what one pair's devices do depends only on that cell's state and its own random
+numbers. So this kernel visits each cell once and does the whole model there, the same
+model in the same order (`analog_layer` and `devices` are the reference):
+- read: the capacitor pair's share (transfer_read "capacitor"), or the whole weight,
+  each PCM device with its 1/f read noise ("weight");
+- target: the new polarity's reset value taken off; the deadband (held pairs keep their
+  devices), the stochastic threshold, the offset rule;
+- programming (`devices.program_from`): RESET and start again (a pair past the refresh
+  limit, or an offset reset) or go on from the present state, the read-verify-pulse loop
+  with partial SETs that saturate and spread cycle to cycle, the programming relaxation
+  N(0, σ(g_T)); then faults (stuck, dead) and fresh drift exponents for moved devices;
+- the capacitor reset to v_init, and the residual ("keep"/"verify") pulsed back by
+  stochastic rounding of the nominal step, each cell stepping by its own up/down size.
+
+Random numbers are counter-keyed (`counter_rng`'s splitmix64, float32 Box-Muller normals as
+the reads use): cell c's draws come from the key mix(key + (c + 1)·golden), each draw
+from a fixed slot of it, so a transfer is fixed by its key (the trainer keys it by run,
+layer and transfer number) and a resumed run transfers as an uninterrupted one.
+The numpy path (no numba, or a layer not compiled) draws from the trainer's Generator.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from analogc.runtime.format import vocabulary
+from analogc.runtime.format.vocabulary import FAULT_DEAD, FAULT_STUCK_HIGH
+from analogc.runtime.physics import counter_rng
+from analogc.runtime.physics.numba_cache import drop_stale_builds
+
+HAVE_NUMBA = counter_rng.HAVE_NUMBA
+RESIDUAL_MODES = {"drop": 0, "keep": 1, "verify": 2}
+# Per-cell draw slots: fixed ones, then the closed loops' iterations and relaxation (G⁺, then G⁻).
+SLOT_READ, SLOT_THRESHOLD, SLOT_DRIFT, SLOT_VERIFY, SLOT_WRITE_BACK, SLOT_LOOP = 1, 2, 3, 4, 5, 8
+
+
+def transfer_params(spec) -> np.ndarray:
+    """The spec's constants a transfer uses, float64, in the kernel's order."""
+    pcm, cap, t = spec.pcm, spec.capacitor, spec.training
+    read_q_time = np.sqrt(np.log((pcm.drift_t0 + pcm.t_read) / (2 * pcm.t_read)))  # reads at t0 (`devices.read_noise_q`)
+    return np.array([
+        spec.cell.gain_f, cap.g_per_volt, cap.v_init, cap.v_min, cap.v_max, 0.5 * (cap.dv_up + cap.dv_down),
+        t.transfer_deadband, t.transfer_threshold, t.transfer_offset, t.refresh_threshold * pcm.g_max,
+        pcm.g_max, pcm.g_prog_max, pcm.reset_g, pcm.prog_tolerance, pcm.set_step, pcm.set_step_noise,
+        pcm.prog_noise_c0, pcm.prog_noise_c1, pcm.prog_noise_c2,
+        pcm.drift_nu_mean_a, pcm.drift_nu_mean_b, pcm.drift_nu_mean_lo, pcm.drift_nu_mean_hi,
+        pcm.drift_nu_std_a, pcm.drift_nu_std_b, pcm.drift_nu_std_lo, pcm.drift_nu_std_hi,
+        pcm.read_noise_q0, pcm.read_noise_qexp, pcm.read_noise_qmax, read_q_time if pcm.read_noise else 0.0,
+    ], dtype=np.float64)
+
+
+def transfer_flags(spec) -> np.ndarray:
+    """The spec's switches a transfer uses, int64, in the kernel's order."""
+    pcm, t = spec.pcm, spec.training
+    return np.array([
+        t.transfer_read == "weight", t.polarity_inversion, RESIDUAL_MODES[t.transfer_residual],
+        pcm.programming_noise, pcm.drift, pcm.prog_max_iterations,
+    ], dtype=np.int64)
+
+
+if HAVE_NUMBA:
+    import numba
+
+    drop_stale_builds(__file__, [counter_rng, vocabulary])  # their code and constants are compiled in
+    _jit = numba.njit(fastmath=False, error_model="numpy", cache=True)
+    G_HAT_FLOOR = 1e-6  # as devices.G_HAT_FLOOR
+
+    @_jit
+    def _draw(cell_key, slot):
+        return counter_rng._splitmix64_nb(cell_key + np.uint64(slot) * counter_rng.GOLDEN)
+
+    @_jit
+    def _normals(cell_key, slot):
+        """Two standard normals (float64 of float32 Box-Muller) from one slot."""
+        z0, z1 = counter_rng._normal_pair_nb(_draw(cell_key, slot))
+        return np.float64(z0), np.float64(z1)
+
+    @_jit
+    def _uniform(cell_key, slot):
+        """Uniform on [0, 1), 53 bits."""
+        return np.float64(_draw(cell_key, slot) >> np.uint64(11)) * 2.0**-53
+
+    @_jit
+    def _read_q(g, p):
+        """`devices.read_noise_q` at t0 for a device at g (µS)."""
+        g_hat = max(g / p[10], G_HAT_FLOOR)
+        return min(p[27] / g_hat ** p[28], p[29]) * p[30]
+
+    @_jit
+    def _program(g, target, p, cell_key, first_slot, noisy, max_iterations):
+        """`devices.program_from` for one device: (G, iterations)."""
+        tolerance, g_max = p[13], p[10]
+        target = min(max(target, 0.0), p[11])
+        if not abs(target - g) > tolerance:
+            return g, 0
+        if not noisy:
+            return target, 0
+        iterations = 0
+        for k in range(max_iterations):
+            if not abs(target - g) > tolerance:
+                break
+            error = target - g
+            iterations += 1
+            if error < -tolerance:
+                g = p[12]  # RESET
+            else:
+                response = min(max(1.0 - g / g_max, 0.02), 1.0)
+                nominal = min(0.8 * max(error, 0.0) / response, p[14])
+                z, _ = _normals(cell_key, first_slot + k)
+                g = g + max(nominal * response * (1.0 + p[15] * z), 0.0)
+            g = min(max(g, 0.0), g_max)
+        g_hat = max(target / g_max, 0.0)
+        sigma = max(p[16] + p[17] * g_hat + p[18] * g_hat * g_hat, 0.0)
+        z, _ = _normals(cell_key, first_slot + max_iterations)
+        return min(max(g + sigma * z, 0.0), g_max), iterations
+
+    @_jit
+    def _fault(g, code, g_max):
+        if code == FAULT_STUCK_HIGH:
+            return g_max
+        if code == FAULT_DEAD:
+            return 0.0
+        return g
+
+    @_jit
+    def _drift_nu(g, p, z):
+        log_g = np.log(max(g / p[10], G_HAT_FLOOR))
+        mean = min(max(p[19] * log_g + p[20], p[21]), p[22])
+        std = min(max(p[23] * log_g + p[24], p[25]), p[26])
+        return np.float32(max(mean + std * z, 0.0))
+
+    @_jit
+    def _transfer_nb(key, sign, g_plus, g_minus, nu_plus, nu_minus, faults_plus, faults_minus, v, dv_up, dv_down,
+                     read_gain, cap_base, p, flags, col_cuts, tally, iterations, moved):
+        """The whole transfer in place; iterations[i, j] gets the pair's closed-loop
+        iterations, moved[i, j] whether a device of it was programmed. Returns
+        (refreshed pairs, write-back pulses)."""
+        gain, g_per_volt, v_init, v_min, v_max, dv_nominal = p[0], p[1], p[2], p[3], p[4], p[5]
+        deadband, theta, offset, limit, g_max, g_prog_max = p[6], p[7], p[8], p[9], p[10], p[11]
+        weight_read, invert, residual, noisy, drift, max_it = flags[0], flags[1], flags[2], flags[3], flags[4], flags[5]
+        new_sign = -sign if invert else sign
+        per_pulse = new_sign * g_per_volt * dv_nominal  # weight µS of one nominal 'up' pulse
+        refreshed = 0
+        pulses = 0
+        rows, cols = g_plus.shape
+        for i in range(rows):
+            for s in range(col_cuts.size - 1):
+                fired_row = 0
+                for j in range(col_cuts[s], col_cuts[s + 1]):
+                    cell_key = counter_rng._splitmix64_nb(key + np.uint64(i * cols + j + 1) * counter_rng.GOLDEN)
+                    gp0, gm0 = g_plus[i, j], g_minus[i, j]
+                    gp_read, gm_read = gp0, gm0
+                    if weight_read:
+                        z0, z1 = _normals(cell_key, SLOT_READ)
+                        gp_read = gp0 + gp0 * _read_q(gp0, p) * z0
+                        gm_read = gm0 + gm0 * _read_q(gm0, p) * z1
+                    rg = np.float64(read_gain[i, j])
+                    base = np.float64(cap_base[i, j])
+                    pcm_read = gain * (gp_read - gm_read)
+                    wanted = pcm_read + sign * (rg * g_per_volt * np.float64(v[i, j]) + base)
+                    wanted = wanted - new_sign * (rg * g_per_volt * v_init + base)
+                    full = wanted
+                    keep = gain * (gp0 - gm0)
+                    held = deadband > 0 and abs(wanted - pcm_read) < deadband
+                    if held:
+                        wanted = keep
+                    if theta > 0:
+                        change = wanted - pcm_read
+                        if abs(change) < theta:
+                            if _uniform(cell_key, SLOT_THRESHOLD) < abs(change) / theta:
+                                wanted = pcm_read + np.sign(change) * theta
+                            else:
+                                wanted = keep
+                    target = wanted - offset
+                    reset_both = wanted > 0 and wanted < offset and not held
+                    if held:
+                        target = wanted
+                    if reset_both:
+                        target = 0.0
+                    # program_pair: SETs on top of the present state, or RESET and start again
+                    diff = target / gain
+                    need = diff - (gp0 - gm0)
+                    plus_target = gp0 + need if need > 0 else gp0
+                    minus_target = gm0 - need if need < 0 else gm0
+                    refresh = reset_both or max(plus_target, minus_target) > min(limit, g_prog_max)
+                    plus_start, minus_start = gp0, gm0
+                    if refresh:
+                        refreshed += 1
+                        plus_start = minus_start = p[12]
+                        plus_target, minus_target = max(diff, 0.0), max(-diff, 0.0)
+                    gp, it_p = _program(plus_start, plus_target, p, cell_key, SLOT_LOOP, noisy, max_it)
+                    gm, it_m = _program(minus_start, minus_target, p, cell_key, SLOT_LOOP + max_it + 1, noisy, max_it)
+                    iterations[i, j] = it_p + it_m
+                    moved_p, moved_m = gp != gp0, gm != gm0
+                    gp = _fault(gp, faults_plus[i, j], g_max)
+                    gm = _fault(gm, faults_minus[i, j], g_max)
+                    if drift and (moved_p or moved_m):
+                        z0, z1 = _normals(cell_key, SLOT_DRIFT)
+                        if moved_p:
+                            nu_plus[i, j] = _drift_nu(gp, p, z0)
+                        if moved_m:
+                            nu_minus[i, j] = _drift_nu(gm, p, z1)
+                    g_plus[i, j], g_minus[i, j] = gp, gm
+                    unmoved = gp == gp0 and gm == gm0
+                    moved[i, j] = not unmoved
+                    v_new = np.float32(v_init)
+                    if residual > 0:
+                        kept = full if held else wanted
+                        missed = kept - gain * (gp - gm) if unmoved else 0.0
+                        if residual == 2 and not unmoved:  # one noisy read of the programmed pair
+                            z0, z1 = _normals(cell_key, SLOT_VERIFY)
+                            missed = kept - gain * ((gp + gp * _read_q(gp, p) * z0) - (gm + gm * _read_q(gm, p) * z1))
+                        if missed != 0.0:
+                            n = np.floor(missed / per_pulse + _uniform(cell_key, SLOT_WRITE_BACK))
+                            if n != 0:
+                                step = np.float64(dv_up[i, j]) if n > 0 else np.float64(dv_down[i, j])
+                                v_new = np.float32(min(max(np.float64(v_new) + n * step, v_min), v_max))
+                                fired_row += int(abs(n))
+                    v[i, j] = v_new
+                tally[i, s] += fired_row
+                pulses += fired_row
+        return refreshed, pulses
+
+
+def transfer(state, spec, key: int, col_cuts: np.ndarray, tally: np.ndarray) -> tuple[int, int, np.ndarray, np.ndarray]:
+    """One transfer of `state` (a LayerDevices, updated in place, polarity flipped);
+    returns (refreshed pairs, write-back pulses, iterations per cell, moved pairs)."""
+    iterations = np.zeros(state.shape, dtype=np.int32)
+    moved = np.zeros(state.shape, dtype=np.bool_)
+    refreshed, pulses = _transfer_nb(
+        np.uint64(key), float(state.sign), state.g_plus, state.g_minus, state.nu_plus, state.nu_minus,
+        state.faults_plus, state.faults_minus, state.v, state.dv_up, state.dv_down, state.read_gain, state.cap_base,
+        transfer_params(spec), transfer_flags(spec), np.asarray(col_cuts, dtype=np.int64), tally, iterations, moved,
+    )
+    if spec.training.polarity_inversion:
+        state.sign = -state.sign
+    return int(refreshed), int(pulses), iterations, moved
