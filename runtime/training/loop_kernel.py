@@ -93,7 +93,7 @@ if HAVE_NUMBA:
 
     @_jit
     def _run_examples(features, labels, order, first_example, run_key, lr, ws, variances, blocks, has_var, w_max, settings,
-                      wgains, vs, dv_ups, dv_downs, col_cuts, tallies, biases, has_bias, analog_bias, codes, alphas,
+                      wgains, gains, vs, dv_ups, dv_downs, col_cuts, tallies, biases, has_bias, analog_bias, codes, alphas,
                       coef_per_lr, cap_limits, counts, due, sums):
         n_layers = len(ws)
         keys = np.empty(4 * n_layers, dtype=np.uint64)
@@ -157,8 +157,12 @@ if HAVE_NUMBA:
                 # Serial (update_kernel's threaded build is not called from here: on the shared
                 # 2-core machine it ran 9 ms against 0.2 ms for the 785x250 layer, and a cached
                 # caller of a parallel build crashed when reloaded in a new process).
-                fired = update_kernel._update_nb(ws[l], vs[l], wgains[l], dv_ups[l], dv_downs[l], inputs[l], delta,
-                                                 coef, cap, v_min, v_max, keys[slot], col_cuts[l], tallies[l])
+                if gains[l] == gains[l]:  # every cell's wgain is gains[l] (NaN: they differ)
+                    fired = update_kernel._update_nb(ws[l], vs[l], wgains[l], dv_ups[l], dv_downs[l], inputs[l], delta,
+                                                     coef, cap, v_min, v_max, keys[slot], col_cuts[l], tallies[l], gains[l])
+                else:
+                    fired = update_kernel._update_nb(ws[l], vs[l], wgains[l], dv_ups[l], dv_downs[l], inputs[l], delta,
+                                                     coef, cap, v_min, v_max, keys[slot], col_cuts[l], tallies[l], None)
                 slot += 1
                 counts[l, 0] += fired  # pulses
                 counts[l, 1] += fired  # pulses since the last transfer
@@ -211,6 +215,11 @@ class CompiledChain:
         self.col_cuts = tuple(l.col_cuts for l in layers)
         self.w_max = np.array([l.w_max for l in layers], dtype=np.float32)
 
+    def uniform_gains(self) -> np.ndarray:
+        """Per layer, the wgain all its cells share, or NaN (the update then streams wgain)."""
+        gains = [update_kernel.uniform_gain(l.wgain) for l in self.layers]
+        return np.array([np.nan if g is None else g for g in gains], dtype=np.float32)
+
     def run(self, order: np.ndarray, first_example: int, run_key: int, lr: float, sums: np.ndarray) -> int:
         """Train on features[order] (examples first_example, first_example + 1, …); stops
         early after an example that makes a transfer due. Adds (loss, correct) into
@@ -224,7 +233,8 @@ class CompiledChain:
         done = _run_examples(
             self.features, self.labels, np.ascontiguousarray(order, dtype=np.int64), first_example, np.uint64(run_key), float(lr),
             tuple(l.w for l in layers), tuple(l.w if l.var is None else l.var for l in layers), self.blocks, self.has_var,
-            self.w_max, self.settings, tuple(l.wgain for l in layers), tuple(l.state.v for l in layers),
+            self.w_max, self.settings, tuple(l.wgain for l in layers), self.uniform_gains(),
+            tuple(l.state.v for l in layers),
             tuple(l.state.dv_up for l in layers), tuple(l.state.dv_down for l in layers), self.col_cuts,
             tuple(l.pulse_tally for l in layers), tuple(empty if l.digital_bias is None else l.digital_bias for l in layers),
             self.has_bias, self.analog_bias, self.codes, self.alphas, coef_per_lr, self.cap_limits,

@@ -113,13 +113,17 @@ if HAVE_NUMBA:
         return np.float32(h >> np.uint64(40)) * np.float32(2.0**-24)
 
     @numba.njit(fastmath=False, error_model="numpy", cache=True)
-    def _row_update(w, v, wgain, dv_up, dv_down, delta, col_u, base, c0, count, a, r, cap, v_min, v_max):
+    def _row_update(w, v, wgain, dv_up, dv_down, delta, col_u, base, c0, count, a, r, cap, v_min, v_max, gain):
         """One row's cells over one column segment: columns c0 … c0 + count − 1 of the
         flat (raveled) arrays from `base` (the row's first cell). Branch-free, so LLVM
         vectorises it (a cell without a pulse is selected back to its old value, which is
         the same bits as skipping it). Unsigned indices: numba adds no negative-index
         wraparound to them, which would turn the loads into gathers; flat arrays, not a
-        row's 1-D views: five views per row cost more than a short row's arithmetic."""
+        row's 1-D views: five views per row cost more than a short row's arithmetic.
+        The loop is memory- and op-bound, so two arguments may be None, each compiled
+        away (numba prunes `is None` branches on an argument's type): cap, when the row
+        cannot reach ±max_pulses (no clamp), and gain, else every cell's wgain (a scalar
+        when the layer's read transistors all match: one array fewer to stream)."""
         one = np.float32(1.0)
         fired = np.int32(0)  # an integer sum vectorises (a float one would need reassociation)
         for k in range(count):
@@ -128,23 +132,31 @@ if HAVE_NUMBA:
             u = r + col_u[j]
             u = u - one if u >= one else u
             n = np.floor(a * delta[j] + u)
-            n = min(max(n, -cap), cap)
+            if cap is not None:
+                n = min(max(n, -cap), cap)
             up = dv_up[cell]
             down = dv_down[cell]
             step = n * (up if n > 0 else down)
             old = v[cell]
             new = min(max(old + step, v_min), v_max)
             new = old if n == 0 else new  # no pulse, no change (even beyond the rails)
-            w[cell] += wgain[cell] * (new - old)
+            if gain is None:
+                w[cell] += wgain[cell] * (new - old)
+            else:
+                w[cell] += gain * (new - old)
             v[cell] = new
             fired = np.int32(fired + np.int32(abs(n)))  # kept int32 (numba widens a sum to int64, which halves the vector width)
         return fired
 
-    def _update_body(w, v, wgain, dv_up, dv_down, x, delta, coef, cap, v_min, v_max, key, col_cuts, tally):
+    def _update_body(w, v, wgain, dv_up, dv_down, x, delta, coef, cap, v_min, v_max, key, col_cuts, tally, gain):
+        """`update`'s kernel; gain: None, or every cell's wgain when they are all equal."""
         rows, cols = w.shape
         col_u = np.empty(cols, dtype=np.float32)
         for j in range(cols):
             col_u[j] = _offset_nb(key, rows + j)
+        delta_max = np.float32(0.0)
+        for j in range(cols):
+            delta_max = max(delta_max, abs(delta[j]))
         pulses = 0
         # Views of the C-contiguous arrays, made once (numba's ravel of a C array is a view).
         w_flat, v_flat, g_flat, up_flat, down_flat = w.ravel(), v.ravel(), wgain.ravel(), dv_up.ravel(), dv_down.ravel()
@@ -157,8 +169,12 @@ if HAVE_NUMBA:
                 fired = 0
                 for c0 in range(col_cuts[seg], col_cuts[seg + 1], COUNT_CHUNK):
                     c1 = min(c0 + COUNT_CHUNK, col_cuts[seg + 1])
-                    fired += _row_update(w_flat, v_flat, g_flat, up_flat, down_flat, delta, col_u, i * cols, c0, c1 - c0,
-                                         a, r, cap, v_min, v_max)
+                    if abs(a) * delta_max < cap - np.float32(2.0):  # |n| ≤ |a·δ| + 1 (+ rounding) < cap: no clamp
+                        fired += _row_update(w_flat, v_flat, g_flat, up_flat, down_flat, delta, col_u, i * cols, c0,
+                                             c1 - c0, a, r, None, v_min, v_max, gain)
+                    else:
+                        fired += _row_update(w_flat, v_flat, g_flat, up_flat, down_flat, delta, col_u, i * cols, c0,
+                                             c1 - c0, a, r, cap, v_min, v_max, gain)
                 tally[i, seg] += fired
                 pulses += fired
         return pulses
@@ -173,6 +189,13 @@ if HAVE_NUMBA:
 
     _update_nb = numba.njit(fastmath=False, error_model="numpy", cache=True)(_renamed(_update_body, "_update_serial"))
     _update_nb_parallel = numba.njit(fastmath=False, error_model="numpy", cache=True, parallel=True)(_renamed(_update_body, "_update_parallel"))
+
+
+def uniform_gain(wgain: np.ndarray) -> np.float32 | None:
+    """wgain's one value if every cell has it (matched read transistors), else None."""
+    if wgain.size and (wgain == wgain.flat[0]).all():
+        return np.float32(wgain.flat[0])
+    return None
 
 
 def update(w, v, wgain, dv_up, dv_down, x, delta, coef, max_pulses, v_min, v_max, key: int, col_cuts=None, tally=None,
@@ -196,5 +219,6 @@ def update(w, v, wgain, dv_up, dv_down, x, delta, coef, max_pulses, v_min, v_max
         kernel(
             w, v, wgain, dv_up, dv_down, c(x, dtype=f32), c(delta, dtype=f32),
             f32(coef), f32(max_pulses), f32(v_min), f32(v_max), np.uint64(key), np.asarray(col_cuts, dtype=np.int64), tally,
+            uniform_gain(wgain),
         )
     )
