@@ -302,6 +302,9 @@ def main() -> int:
             ablation_runs.setdefault(job["name"], []).append(res)
         res = summarise(main_runs, ablation_runs, baseline)
         res["speed"] = speed(main_runs)
+        # Measured afresh with every full run: a --merge of one data set used to drop it.
+        print(f"{data}: speed ({args.speed_rounds} rounds of {args.speed_examples} examples, interleaved)", flush=True)
+        res["speed_interleaved"] = speed_section(program, data, args.speed_examples, args.speed_rounds)
         report["datasets"][data] = res
         print(json.dumps({k: res[k] for k in ("chip_test_accuracy_mean", "float_test_accuracy_mean", "gap_pp_per_epoch", "speed")}, indent=1), flush=True)
     from analogc.atomic import write_text_atomic
