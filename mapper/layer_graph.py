@@ -83,27 +83,28 @@ class Dense:
         return "dense" if self.conv is None else "conv"
 
     @property
-    def reads_per_example(self) -> int:
-        """Tile reads one example needs: the product of the input's dims between the batch
-        axis and the features (1 for a vector, T for a sequence [B, T, K]); for a conv, its
-        output positions. A dim shape inference did not know counts as 1."""
+    def read_dims(self) -> list | None:
+        """The dims whose product is the tile reads one example needs (None where shape
+        inference did not know one; None for the whole list when a conv's input rank is
+        unknown): the input's dims between the batch axis and the features (none for a
+        vector, [T] for a sequence [B, T, K]); for a conv, its output positions."""
         shape = self.input_shape
         if self.conv is not None:
-            spatial = output_positions(shape[2:] if shape and len(shape) >= 3 else None, self.conv)
-            return max(1, prod(d for d in spatial if d is not None)) if spatial else 1
-        if not shape or len(shape) < 3:
-            return 1
-        return max(1, prod(d for d in shape[1:-1] if d is not None))
+            return output_positions(shape[2:] if shape and len(shape) >= 3 else None, self.conv)
+        return [] if not shape or len(shape) < 3 else list(shape[1:-1])
+
+    @property
+    def reads_per_example(self) -> int:
+        """The product of `read_dims`; an unknown dim counts as 1."""
+        dims = self.read_dims
+        return max(1, prod(d for d in dims if d is not None)) if dims else 1
 
     @property
     def reads_per_example_exact(self) -> bool:
         """False when a dim that sets the reads is unknown (symbolic): `reads_per_example`
         then counts it as 1, a lower bound, and the cost estimate is per unit of that dim."""
-        shape = self.input_shape
-        if self.conv is not None:
-            spatial = output_positions(shape[2:] if shape and len(shape) >= 3 else None, self.conv)
-            return spatial is not None and None not in spatial
-        return not shape or len(shape) < 3 or None not in shape[1:-1]
+        dims = self.read_dims
+        return dims is not None and None not in dims
 
 
 @dataclass
