@@ -36,7 +36,7 @@ import numpy as np
 from analogc.runtime.physics import counter_rng
 from analogc.runtime.physics import periphery as _periphery
 from analogc.runtime.physics.counter_rng import HAVE_NUMBA, ONE, ZERO, CounterNormal, new_key
-from analogc.runtime.physics.numba_cache import drop_stale_builds
+from analogc.runtime.physics.numba_cache import drop_stale_builds, renamed
 
 if HAVE_NUMBA:
     import numba
@@ -46,6 +46,9 @@ if HAVE_NUMBA:
     drop_stale_builds(__file__, [counter_rng])  # the ADC kernel compiles in the normals
 
 CHUNK_PAIRS = 4096  # normal pairs the compiled ADC kernel draws ahead (2 × 16 KiB of float32)
+# A conv layer's DAC runs on all cores from this many outputs (a batch of Fashion-MNIST
+# patches is 5·10⁶, about 6 ms on one core); starting the threads costs ~10 µs.
+PARALLEL_DAC_VALUES = 1 << 18
 
 
 def adc_input_scale(w_max: float, gain: float | None) -> np.float32:
@@ -222,14 +225,15 @@ if HAVE_NUMBA:
                 top = max(top, _f32_bits(v) & ABS_BITS)
             scale[i] = _dac_row(x_n, x_sq, o, cols, top, bias, dac_range, quantize, step, squares) / dac_range
 
-    @numba.njit(fastmath=False, error_model="numpy", cache=True)
-    def _dac_gather_nb(source, examples, example_stride, position_base, offsets, bias, dac_range, quantize, step, squares, x_n, x_sq, scale):
+    def _dac_gather_body(source, examples, example_stride, position_base, offsets, bias, dac_range, quantize, step, squares, x_n, x_sq, scale):
         """`_dac_nb` of the rows of a `RowGather` (its fields are the first five
-        arguments), gathered straight into the DAC's output: no patch matrix in between."""
+        arguments), gathered straight into the DAC's output: no patch matrix in between.
+        Examples are independent (no random draw, no sum across rows): the same bits on
+        one thread or two."""
         positions = position_base.size
         k = offsets.size
         cols = k + 1 if bias else k
-        for b in range(examples if positions else 0):
+        for b in numba.prange(examples):
             for p in range(positions):
                 i = b * positions + p
                 base, o = np.uint64(b * example_stride + position_base[p]), np.uint64(i * cols)
@@ -239,6 +243,11 @@ if HAVE_NUMBA:
                     x_n[o + np.uint64(j)] = v
                     top = max(top, _f32_bits(v) & ABS_BITS)
                 scale[i] = _dac_row(x_n, x_sq, o, cols, top, bias, dac_range, quantize, step, squares) / dac_range
+
+    _dac_gather_nb = numba.njit(fastmath=False, error_model="numpy", cache=True)(renamed(_dac_gather_body, "_dac_gather_serial"))
+    _dac_gather_parallel = numba.njit(fastmath=False, error_model="numpy", cache=True, parallel=True)(
+        renamed(_dac_gather_body, "_dac_gather_parallel")
+    )
 
 
 def adc_accumulate_compiled(acc, col0, y, variance, w_max, alpha, spec, key, gain=None) -> None:
@@ -387,7 +396,8 @@ def dac_gathered(gather: RowGather, bias: bool, spec, squares: bool, compiled: b
     if not compiled:
         return dac_layer_numpy(gather.rows(), bias, spec, squares)
     x_n, x_sq, scale = _dac_outputs(gather.shape[0], gather.shape[1] + bool(bias), squares, scratch)
-    _dac_gather_nb(
+    kernel = _dac_gather_parallel if x_n.size >= PARALLEL_DAC_VALUES and gather.examples > 1 else _dac_gather_nb
+    kernel(
         gather.source, gather.examples, gather.example_stride, gather.position_base, gather.offsets,
         bool(bias), *_dac_args(spec), bool(squares), x_n.reshape(-1), _flat_or_empty(x_sq), scale.reshape(-1),
     )

@@ -24,12 +24,10 @@ the same bits (tests/runtime/test_update_kernel.py). Rows with x_i = 0 get no pu
 
 from __future__ import annotations
 
-import types
-
 import numpy as np
 
 from analogc.runtime.physics import counter_rng
-from analogc.runtime.physics.numba_cache import drop_stale_builds
+from analogc.runtime.physics.numba_cache import drop_stale_builds, renamed
 
 HAVE_NUMBA = counter_rng.HAVE_NUMBA
 SHIFT_40 = np.uint64(40)
@@ -179,16 +177,8 @@ if HAVE_NUMBA:
                 pulses += fired
         return pulses
 
-    def _renamed(function, name: str):
-        """A copy of `function` under another name: numba's on-disk cache is keyed by the
-        function's name and line, so two dispatchers of one function (serial and parallel)
-        would load each other's machine code (the serial one ran the parallel build)."""
-        copy = types.FunctionType(function.__code__.replace(co_name=name, co_qualname=name), function.__globals__, name)
-        copy.__qualname__ = name
-        return copy
-
-    _update_nb = numba.njit(fastmath=False, error_model="numpy", cache=True)(_renamed(_update_body, "_update_serial"))
-    _update_nb_parallel = numba.njit(fastmath=False, error_model="numpy", cache=True, parallel=True)(_renamed(_update_body, "_update_parallel"))
+    _update_nb = numba.njit(fastmath=False, error_model="numpy", cache=True)(renamed(_update_body, "_update_serial"))
+    _update_nb_parallel = numba.njit(fastmath=False, error_model="numpy", cache=True, parallel=True)(renamed(_update_body, "_update_parallel"))
 
 
 def uniform_gain(wgain: np.ndarray) -> np.float32 | None:

@@ -474,6 +474,24 @@ def test_dac_gathered_equals_the_dac_of_the_patch_rows(bias, flags):
     assert np.isnan(expected[0]).any() and (expected[2] == 1 / spec.dac_range).any()
 
 
+@needs_numba
+def test_dac_gathered_same_bits_on_one_thread_or_all(monkeypatch):
+    import numba  # optional: the test is skipped without it
+
+    x = np.random.default_rng(4).normal(size=(9, 2, 11, 10)).astype(np.float32)
+    gather, _ = im2col.layer_gather(x, CONV)
+    serial = kernels.dac_gathered(gather, True, PERIPHERY, True)
+    monkeypatch.setattr(kernels, "PARALLEL_DAC_VALUES", 0)
+    for threads in sorted({1, numba.config.NUMBA_NUM_THREADS}):
+        numba.set_num_threads(threads)
+        try:
+            parallel = kernels.dac_gathered(gather, True, PERIPHERY, True)
+        finally:
+            numba.set_num_threads(numba.config.NUMBA_NUM_THREADS)
+        for a, b in zip(parallel, serial):
+            np.testing.assert_array_equal(a, b)
+
+
 def test_dac_gathered_without_positions():
     layer = {"name": "c", "conv": dict(CONV["conv"], pads=[0, 0, 0, 0], kernel=[9, 2])}
     gather, (batch, out) = im2col.layer_gather(np.ones((3, 2, 7, 6), np.float32), layer)
