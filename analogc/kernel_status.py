@@ -6,7 +6,12 @@ from __future__ import annotations
 
 import sys
 
-KERNEL_MODULES = ("analogc.runtime.physics.kernels", "analogc.runtime.training.read_kernel", "analogc.runtime.training.update_kernel")
+KERNEL_MODULES = (
+    "analogc.runtime.physics.kernels",
+    "analogc.runtime.physics.dac_kernels",
+    "analogc.runtime.training.read_kernel",
+    "analogc.runtime.training.update_kernel",
+)
 FIRST_RUN_NOTE = "includes compiling the simulator's kernels, once per installation: later runs are faster"
 
 

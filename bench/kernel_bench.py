@@ -22,7 +22,7 @@ from analogc.mapper import compile_model
 from analogc.runtime.chip.chip import Chip
 from analogc.runtime.chip.infer import run_batched
 from analogc.runtime.format.spec import load_target
-from analogc.runtime.physics import counter_rng, kernels, periphery
+from analogc.runtime.physics import counter_rng, dac_kernels, kernels, periphery
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -56,7 +56,7 @@ def per_call(repeats):
     if kernels.HAVE_NUMBA:
         rows |= {
             "adc_compiled_us": best_us(lambda: kernels.adc_accumulate_compiled(acc, 0, y, var, 0.7, None, spec, 1), repeats, 100),
-            "dac_compiled_us": best_us(lambda: kernels.dac_compiled(x, spec), repeats, 100),
+            "dac_compiled_us": best_us(lambda: dac_kernels.dac_compiled(x, spec), repeats, 100),
             "normals_counter_compiled_us": best_us(lambda: counter_rng._normal_pairs_nb(np.uint64(1), 0, z_cos, z_sin), repeats, 100),
         }
     return rows

@@ -24,7 +24,7 @@ from analogc.runtime.chip.host import make_session, run_session
 from analogc.runtime.cost import opcounts
 from analogc.runtime.format import replicas
 from analogc.runtime.format.spec import spec_from_dict
-from analogc.runtime.physics import kernels
+from analogc.runtime.physics import dac_kernels, kernels
 from analogc.runtime.physics.layer_devices import (
     BYTES_PER_CELL, LayerDevices, effective_us, has_device_state, program_layer, read_variance_us, us_per_weight,
 )
@@ -298,7 +298,7 @@ class Chip:
             # Bias input, DAC and the squares for the read-noise variance in one pass.
             # The reads below are the outputs' only users: the next batch may refill them.
             scratch = self.dac_scratch.setdefault(layer["name"], {})
-            x2, x_sq, scale = kernels.dac_layer(flat, bias, self.spec.periphery, squares=bool(self.block_variance), scratch=scratch)
+            x2, x_sq, scale = dac_kernels.dac_layer(flat, bias, self.spec.periphery, squares=bool(self.block_variance), scratch=scratch)
         readers, state = self.readers[layer["name"]], {"lead": lead, "scale": scale, "rows_of": None, "fold": fold}
         if replicas.mode_of(layer) == "throughput":
             # Each copy reads its own positions: a row is read once, by one copy.

@@ -24,7 +24,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 
 from analogc.errors import AnalogcError
 from analogc.runtime.format.vocabulary import AUTO_PADS
-from analogc.runtime.physics.kernels import RowGather
+from analogc.runtime.physics.dac_kernels import RowGather
 
 
 def extent(kernel: int, dilation: int) -> int:
@@ -110,7 +110,7 @@ def layer_patches(x: np.ndarray, layer: dict) -> tuple[np.ndarray, tuple]:
 
 def layer_gather(x: np.ndarray, layer: dict) -> tuple[RowGather, tuple]:
     """`layer_patches` as a `RowGather` over the padded input (float32): the same rows,
-    for the DAC to gather itself (kernels.dac_gathered)."""
+    for the DAC to gather itself (dac_kernels.dac_gathered)."""
     conv = layer["conv"]
     kernel, strides, dilations = conv["kernel"], conv["strides"], conv["dilations"]
     check_input(x, layer)

@@ -1,4 +1,4 @@
-"""Compiled (numba) twins of the read path's element-wise kernels, and their numpy references.
+"""The ADC's compiled (numba) kernel and its numpy reference.
 
 ADC. A block read leaves, per output, the ideal sum y (weight units) and the devices'
 read-noise variance (weight units²). `adc_accumulate` adds into the layer accumulator
@@ -12,13 +12,7 @@ as a digital factor α on its output ("digital"); the other is 1. Its numpy twin
 `adc_accumulate_numpy` calls `periphery.adc` itself, so the documented reference is the
 code that runs without numba; g/w_max is applied as one multiply by the float32 g·(1/w_max).
 
-DAC. `dac_compiled` is the twin of `periphery.dac` (per-example abs-max scaling and
-quantisation); `dac` dispatches to it. `dac_layer` is a layer's whole input stage in one
-pass: the constant-1 bias input appended, the DAC, and the squared DAC outputs that the
-read-noise variance needs; its reference is `dac_layer_numpy` (the same three steps in numpy).
-For a convolution it takes a `RowGather` instead of rows: each patch is read from the
-padded input straight into the DAC's output (`dac_gathered`), so no patch matrix is
-formed; with a scratch dict the outputs of the previous batch are refilled.
+The DAC's kernels are in `dac_kernels`.
 
 Noise. z is a standard normal from the counter-based generator of `counter_rng`, keyed
 once per read from the chip's generator.
@@ -29,26 +23,24 @@ point falls back to the numpy twin.
 
 from __future__ import annotations
 
-from typing import NamedTuple
-
 import numpy as np
 
 from analogc.runtime.physics import counter_rng
 from analogc.runtime.physics import periphery as _periphery
-from analogc.runtime.physics.counter_rng import HAVE_NUMBA, ONE, ZERO, CounterNormal, new_key
+from analogc.runtime.physics.cores import CHOICE, parallel_threads
+from analogc.runtime.physics.counter_rng import HAVE_NUMBA, ONE, CounterNormal, new_key
 from analogc.runtime.physics.numba_cache import drop_stale_builds, renamed
 
 if HAVE_NUMBA:
     import numba
 
-    from analogc.runtime.physics.counter_rng import _bits_f32, _f32_bits, _jit_inline, _normal_pairs_nb
+    from analogc.runtime.physics.counter_rng import _normal_pairs_nb
 
     drop_stale_builds(__file__, [counter_rng])  # the ADC kernel compiles in the normals
 
 CHUNK_PAIRS = 4096  # normal pairs the compiled ADC kernel draws ahead (2 × 16 KiB of float32)
-# A conv layer's DAC runs on all cores from this many outputs (a batch of Fashion-MNIST
-# patches is 5·10⁶, about 6 ms on one core); starting the threads costs ~10 µs.
-PARALLEL_DAC_VALUES = 1 << 18
+# A read may run on all cores from this many outputs (a conv layer's batch: 0.4-1.6·10⁶).
+PARALLEL_ADC_OUTPUTS = 1 << 18
 
 
 def adc_input_scale(w_max: float, gain: float | None) -> np.float32:
@@ -153,100 +145,39 @@ if HAVE_NUMBA:
                      has_var, noisy, w, inv_w, inv_ww, sigma, s2, quantize, step, bound, alpha)
             done += n
 
-    # Serial on purpose. A block read is only ~10⁵ outputs between two OpenBLAS matmuls
-    # that already use every core. On the 2-core bench machine a prange over the chunks
-    # ran bench/infer_bench.py at 8k examples/s with numba's OpenMP layer (its spinning
-    # workers and OpenBLAS's starve each other), 115k with OMP_WAIT_POLICY=passive, 113k
-    # with the workqueue layer, against 127k serial.
-    @numba.njit(fastmath=False, error_model="numpy", cache=True)
-    def _adc_accumulate_nb(acc, col0, y, var, has_var, key, noisy, w, inv_w, inv_ww, sigma, s2, quantize, step, bound, alpha):
+    # Small reads stay serial: a dense layer's read is ~10⁵ outputs between two matrix
+    # products that already use every core, and on the 2-core bench machine a prange over
+    # its chunks ran bench/infer_bench.py at 8k examples/s with numba's OpenMP layer (its
+    # spinning workers and the products' starve each other) against 127k serial. A conv
+    # layer's read (10⁶ outputs a batch) may run on every core (`cores.CHOICE`).
+    def _adc_accumulate_body(acc, col0, y, var, has_var, key, noisy, w, inv_w, inv_ww, sigma, s2, quantize, step, bound, alpha, parts):
         """CHUNK_PAIRS normal pairs at a time (one flat loop), then their cosine outputs
         and their sine outputs (the read's first and second half, C order). acc, y and
-        var are C-contiguous; α = 1 without drift compensation (an exact no-op)."""
+        var are C-contiguous; α = 1 without drift compensation (an exact no-op). The
+        chunks are cut into `parts` runs of chunks (one per thread); a chunk's normals
+        depend on its counters alone and its outputs are its own, so the bits depend
+        neither on `parts` nor on the thread count."""
         total = y.size
         half = (total + 1) // 2
-        z_cos = np.zeros(min(CHUNK_PAIRS, half), dtype=np.float32)
-        z_sin = np.zeros(min(CHUNK_PAIRS, half), dtype=np.float32)
-        v = np.empty(min(CHUNK_PAIRS, half), dtype=np.float32)
-        for first in range(0, half, CHUNK_PAIRS):
-            n = min(CHUNK_PAIRS, half - first)
-            if noisy:
-                _normal_pairs_nb(key, first, z_cos[:n], z_sin[:n])
-            _adc_span(acc, col0, y, var, first, z_cos[:n], v, has_var, noisy, w, inv_w, inv_ww, sigma, s2, quantize, step, bound, alpha)
-            m = min(n, total - half - first)
-            if m > 0:
-                _adc_span(acc, col0, y, var, half + first, z_sin[:m], v, has_var, noisy, w, inv_w, inv_ww, sigma, s2, quantize, step, bound, alpha)
+        chunks = (half + CHUNK_PAIRS - 1) // CHUNK_PAIRS
+        runs = min(chunks, parts)
+        for r in numba.prange(runs):
+            z_cos = np.zeros(min(CHUNK_PAIRS, half), dtype=np.float32)
+            z_sin = np.zeros(min(CHUNK_PAIRS, half), dtype=np.float32)
+            v = np.empty(min(CHUNK_PAIRS, half), dtype=np.float32)
+            for c in range(chunks * r // runs, chunks * (r + 1) // runs):
+                first = c * CHUNK_PAIRS
+                n = min(CHUNK_PAIRS, half - first)
+                if noisy:
+                    _normal_pairs_nb(key, first, z_cos[:n], z_sin[:n])
+                _adc_span(acc, col0, y, var, first, z_cos[:n], v, has_var, noisy, w, inv_w, inv_ww, sigma, s2, quantize, step, bound, alpha)
+                m = min(n, total - half - first)
+                if m > 0:
+                    _adc_span(acc, col0, y, var, half + first, z_sin[:m], v, has_var, noisy, w, inv_w, inv_ww, sigma, s2, quantize, step, bound, alpha)
 
-    ABS_BITS = np.int32(0x7FFFFFFF)
-
-    # The DAC kernels index flat arrays with unsigned integers (numba adds no negative-index
-    # wraparound to those) and give each row one gathering loop and one element loop: a
-    # short row (a 5x5 patch and its bias input is 26) costs its loop overheads, not its
-    # arithmetic, so every extra pass or 1-D view per row shows.
-
-    @_jit_inline
-    def _dac_row(x_n, x_sq, o, cols, top, bias, dac_range, quantize, step, squares):
-        """Row o … o + cols − 1 of flat x_n holds the inputs (and a last slot for the bias
-        input); top is max |x| as int32 bits. The operations of periphery.dac, in its order
-        (a NaN or zero maximum gives scale 1, as np.where(scale > 0) does): returns s."""
-        if bias:
-            top = max(top, _f32_bits(ONE))
-            x_n[o + np.uint64(cols - 1)] = ONE
-        s = _bits_f32(top)
-        if not s > ZERO:
-            s = ONE
-        for j in range(cols):
-            c = o + np.uint64(j)
-            v = x_n[c] / s * dac_range
-            if quantize:
-                v = min(max(np.rint(v / step) * step, -dac_range), dac_range)
-            x_n[c] = v
-            if squares:
-                x_sq[c] = v * v
-        return s
-
-    @numba.njit(fastmath=False, error_model="numpy", cache=True)
-    def _dac_nb(x, bias, dac_range, quantize, step, squares, x_n, x_sq, scale):
-        """Row by row: copy while taking max |x| (an integer max over the bits of |x|,
-        ordered as the floats are, a NaN's above +inf's, as np.max(np.abs(x)) sees it, and
-        it vectorises where a float max with NaN checks would not), then `_dac_row`. With
-        `bias` the row gets one more input, the constant 1, before the DAC (it takes part
-        in the abs-max); with `squares` the squared outputs too. Outputs into the flat
-        x_n, x_sq and scale of `_dac_outputs`."""
-        rows, k = x.shape
-        cols = k + 1 if bias else k
-        src = x.ravel()
-        for i in range(rows):
-            base, o = np.uint64(i * k), np.uint64(i * cols)
-            top = np.int32(0)
-            for j in range(k):
-                v = src[base + np.uint64(j)]
-                x_n[o + np.uint64(j)] = v
-                top = max(top, _f32_bits(v) & ABS_BITS)
-            scale[i] = _dac_row(x_n, x_sq, o, cols, top, bias, dac_range, quantize, step, squares) / dac_range
-
-    def _dac_gather_body(source, examples, example_stride, position_base, offsets, bias, dac_range, quantize, step, squares, x_n, x_sq, scale):
-        """`_dac_nb` of the rows of a `RowGather` (its fields are the first five
-        arguments), gathered straight into the DAC's output: no patch matrix in between.
-        Examples are independent (no random draw, no sum across rows): the same bits on
-        one thread or two."""
-        positions = position_base.size
-        k = offsets.size
-        cols = k + 1 if bias else k
-        for b in numba.prange(examples):
-            for p in range(positions):
-                i = b * positions + p
-                base, o = np.uint64(b * example_stride + position_base[p]), np.uint64(i * cols)
-                top = np.int32(0)
-                for j in range(k):
-                    v = source[base + np.uint64(offsets[j])]
-                    x_n[o + np.uint64(j)] = v
-                    top = max(top, _f32_bits(v) & ABS_BITS)
-                scale[i] = _dac_row(x_n, x_sq, o, cols, top, bias, dac_range, quantize, step, squares) / dac_range
-
-    _dac_gather_nb = numba.njit(fastmath=False, error_model="numpy", cache=True)(renamed(_dac_gather_body, "_dac_gather_serial"))
-    _dac_gather_parallel = numba.njit(fastmath=False, error_model="numpy", cache=True, parallel=True)(
-        renamed(_dac_gather_body, "_dac_gather_parallel")
+    _adc_accumulate_nb = numba.njit(fastmath=False, error_model="numpy", cache=True)(renamed(_adc_accumulate_body, "_adc_accumulate_serial"))
+    _adc_accumulate_parallel = numba.njit(fastmath=False, error_model="numpy", cache=True, parallel=True)(
+        renamed(_adc_accumulate_body, "_adc_accumulate_parallel")
     )
 
 
@@ -267,7 +198,7 @@ def adc_accumulate_compiled(acc, col0, y, variance, w_max, alpha, spec, key, gai
     inv_w = adc_input_scale(w, gain)
     sigma = float(spec.output_noise) if spec.output_noise_enabled else 0.0
     bits = spec.adc_bits
-    _adc_accumulate_nb(
+    args = (
         acc,
         col0,
         y,
@@ -284,7 +215,12 @@ def adc_accumulate_compiled(acc, col0, y, variance, w_max, alpha, spec, key, gai
         np.float32(spec.adc_bound / max(2 ** (bits - 1) - 1, 1)),
         np.float32(spec.adc_bound),
         np.float32(1.0 if alpha is None else alpha),
+        parallel_threads(),
     )
+    if y.size >= PARALLEL_ADC_OUTPUTS:
+        CHOICE.run(("adc", acc.shape, y.shape, has_var), y.size, _adc_accumulate_nb, _adc_accumulate_parallel, *args)
+    else:
+        _adc_accumulate_nb(*args)
 
 
 def adc_accumulate(acc, col0, y, variance, w_max, alpha, spec, rng: np.random.Generator, compiled: bool | None = None, gain=None) -> None:
@@ -303,117 +239,3 @@ def adc_accumulate(acc, col0, y, variance, w_max, alpha, spec, rng: np.random.Ge
         adc_accumulate_compiled(acc, col0, y, variance, w_max, alpha, spec, key, gain)
     else:
         adc_accumulate_numpy(acc, col0, y, variance, w_max, alpha, spec, key, gain)
-
-
-def dac_compiled(x: np.ndarray, spec) -> tuple[np.ndarray, np.ndarray]:
-    """The numba twin of `periphery.dac` for a 2-D float32 x with at least one column
-    (same result, bit for bit): (normalised, quantised input, per-example scale)."""
-    x_n, _, scale = _dac_outputs(x.shape[0], x.shape[1], False)
-    _dac_nb(np.ascontiguousarray(x), False, *_dac_args(spec), False, x_n.reshape(-1), _flat_or_empty(None), scale.reshape(-1))
-    return x_n, scale
-
-
-def _dac_outputs(rows: int, cols: int, squares: bool, scratch: dict | None = None) -> tuple:
-    """(x_n [rows, cols], x_sq [rows, cols] or None, scale [rows, 1]) for a compiled DAC to
-    fill. A conv layer's x_n and x_sq are tens of MB per batch, and the first write to
-    fresh memory faults its pages in, which cost about as much as the DAC's arithmetic:
-    with `scratch` (a dict the caller keeps) the previous call's x_n and x_sq of the same
-    shape are filled again, so the caller must be done with them."""
-    key = (rows, cols, squares)
-    if scratch is None or scratch.get("key") != key:
-        x_n = np.empty((rows, cols), dtype=np.float32)
-        x_sq = np.empty((rows, cols), dtype=np.float32) if squares else None
-        if scratch is not None:
-            scratch.update(key=key, x_n=x_n, x_sq=x_sq)
-    else:
-        x_n, x_sq = scratch["x_n"], scratch["x_sq"]
-    return x_n, x_sq, np.empty((rows, 1), dtype=np.float32)
-
-
-def _dac_args(spec) -> tuple:
-    """(dac_range, quantise?, step) as the compiled DAC takes them (float32)."""
-    step = np.float32(spec.dac_range / max(2 ** (spec.dac_bits - 1) - 1, 1))
-    return np.float32(spec.dac_range), bool(spec.quantization), step
-
-
-def dac_layer_numpy(flat: np.ndarray, bias: bool, spec, squares: bool) -> tuple:
-    """A layer's input stage, the reference for `dac_layer`: the rows of flat (float32)
-    with the constant-1 bias input appended when `bias`, through `periphery.dac`; returns
-    (x_n, x_n² or None, per-example scale)."""
-    k = flat.shape[1]
-    x = np.empty((flat.shape[0], k + 1), dtype=np.float32) if bias else flat.astype(np.float32, copy=False)
-    if bias:
-        x[:, :k] = flat
-        x[:, k] = 1.0
-    x_n, scale = _periphery.dac(x, spec)
-    return x_n, (np.square(x_n) if squares else None), scale
-
-
-def dac_layer(flat, bias: bool, spec, squares: bool, compiled: bool | None = None, scratch: dict | None = None) -> tuple:
-    """`dac_layer_numpy` in one compiled pass (same bits) when numba is importable, flat
-    (taken as float32, as the reference does) is 2-D and has a column or a bias;
-    `compiled` forces the choice. flat may be a `RowGather` (`dac_gathered`). With
-    `scratch`, the compiled pass refills the x_n and x_sq of its last call (`_dac_outputs`)."""
-    if isinstance(flat, RowGather):
-        return dac_gathered(flat, bias, spec, squares, compiled, scratch)
-    flat = np.asarray(flat).astype(np.float32, copy=False)
-    if compiled is None:
-        compiled = HAVE_NUMBA and flat.ndim == 2 and (flat.shape[1] > 0 or bias)
-    if not compiled:
-        return dac_layer_numpy(flat, bias, spec, squares)
-    x_n, x_sq, scale = _dac_outputs(flat.shape[0], flat.shape[1] + bool(bias), squares, scratch)
-    _dac_nb(np.ascontiguousarray(flat), bool(bias), *_dac_args(spec), bool(squares), x_n.reshape(-1), _flat_or_empty(x_sq), scale.reshape(-1))
-    return x_n, x_sq, scale
-
-
-class RowGather(NamedTuple):
-    """Rows read out of a flat float32 source: row b·P + p (b < examples, p < P =
-    len(position_base)) is source[b·example_stride + position_base[p] + offsets], so a
-    convolution's patches (`im2col.layer_gather`) need no patch matrix."""
-
-    source: np.ndarray
-    examples: int
-    example_stride: int
-    position_base: np.ndarray
-    offsets: np.ndarray
-
-    @property
-    def shape(self) -> tuple[int, int]:
-        """The shape of the gathered rows."""
-        return self.examples * len(self.position_base), len(self.offsets)
-
-    def rows(self) -> np.ndarray:
-        """The gathered rows [examples·P, len(offsets)] (float32), in numpy."""
-        starts = np.arange(self.examples, dtype=np.int64)[:, None] * self.example_stride + self.position_base[None, :]
-        return self.source[starts.reshape(-1, 1) + self.offsets[None, :]]
-
-
-def dac_gathered(gather: RowGather, bias: bool, spec, squares: bool, compiled: bool | None = None, scratch: dict | None = None) -> tuple:
-    """`dac_layer(gather.rows(), …)` (same bits) without forming the rows when numba is
-    importable (`compiled` forces the choice; `scratch` as `dac_layer`)."""
-    if compiled is None:
-        compiled = HAVE_NUMBA
-    if not compiled:
-        return dac_layer_numpy(gather.rows(), bias, spec, squares)
-    x_n, x_sq, scale = _dac_outputs(gather.shape[0], gather.shape[1] + bool(bias), squares, scratch)
-    kernel = _dac_gather_parallel if x_n.size >= PARALLEL_DAC_VALUES and gather.examples > 1 else _dac_gather_nb
-    kernel(
-        gather.source, gather.examples, gather.example_stride, gather.position_base, gather.offsets,
-        bool(bias), *_dac_args(spec), bool(squares), x_n.reshape(-1), _flat_or_empty(x_sq), scale.reshape(-1),
-    )
-    return x_n, x_sq, scale
-
-
-def _flat_or_empty(x: np.ndarray | None) -> np.ndarray:
-    """A compiled DAC's squares output: x flat, or an empty array when squares are off."""
-    return np.empty(0, dtype=np.float32) if x is None else x.reshape(-1)
-
-
-def dac(x: np.ndarray, spec) -> tuple[np.ndarray, np.ndarray]:
-    """`periphery.dac`, through its compiled twin when that takes x (same bits)."""
-    return dac_compiled(x, spec) if dac_compiles(x) else _periphery.dac(x, spec)
-
-
-def dac_compiles(x: np.ndarray) -> bool:
-    """Whether `dac_compiled` takes x (numba importable, 2-D float32, at least one column)."""
-    return HAVE_NUMBA and isinstance(x, np.ndarray) and x.dtype == np.float32 and x.ndim == 2 and x.shape[1] > 0

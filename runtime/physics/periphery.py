@@ -23,7 +23,7 @@ def quantize(x: np.ndarray, bound: float, bits: int) -> np.ndarray:
 def dac(x: np.ndarray, periphery) -> tuple[np.ndarray, np.ndarray]:
     """(normalised, quantised input, per-example scale): x ≈ x_n · scale.
 
-    The numpy reference; `kernels.dac` runs its numba twin `kernels.dac_compiled` (same
+    The numpy reference; `dac_kernels.dac` runs its numba twin `dac_kernels.dac_compiled` (same
     bits, tests/runtime/test_kernels.py) where that takes x.
     """
     scale = np.max(np.abs(x), axis=1, keepdims=True)

@@ -22,7 +22,7 @@ from analogc.runtime.chip import im2col
 from analogc.runtime.chip.chip import Chip
 from analogc.runtime.format.program import load_program
 from analogc.runtime.format.spec import load_target
-from analogc.runtime.physics import kernels
+from analogc.runtime.physics import dac_kernels
 from tests.mapper.conv_builders import conv_input, conv_model
 
 RTOL, ATOL = 1e-4, 1e-5
@@ -258,7 +258,7 @@ def test_the_dacs_gather_the_same_patches_as_im2col(cli, tmp_path, case):
         assert gather_fold == fold and gather.shape == patches.shape
         np.testing.assert_array_equal(gather.rows(), patches)
         for bias in (False, True):
-            expected = kernels.dac_layer_numpy(patches.astype(np.float32), bias, spec, squares=True)
-            for got in (kernels.dac_layer(gather, bias, spec, squares=True), kernels.dac_gathered(gather, bias, spec, True, compiled=False)):
+            expected = dac_kernels.dac_layer_numpy(patches.astype(np.float32), bias, spec, squares=True)
+            for got in (dac_kernels.dac_layer(gather, bias, spec, squares=True), dac_kernels.dac_gathered(gather, bias, spec, True, compiled=False)):
                 for a, b in zip(got, expected):
                     np.testing.assert_array_equal(a, b)

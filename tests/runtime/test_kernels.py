@@ -1,4 +1,4 @@
-"""The compiled twins in runtime/physics/kernels.py against their numpy references, the counter-based
+"""The compiled twins in runtime/physics/kernels.py and dac_kernels.py against their numpy references, the counter-based
 normal generator's statistics, and the chip's determinism with the compiled path in place."""
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from analogc.mapper import compile_model
 from analogc.runtime.chip import im2col
 from analogc.runtime.chip.chip import Chip
 from analogc.runtime.format.spec import load_target
-from analogc.runtime.physics import counter_rng, kernels, periphery
+from analogc.runtime.physics import counter_rng, dac_kernels, kernels, periphery
 from tests.conftest import REPO
 from tests.mapper.onnx_builders import mlp_model, random_feeds, save
 
@@ -251,20 +251,20 @@ def test_dac_twins_agree(flags):
     x = dac_input()
     with np.errstate(invalid="ignore"):
         ref_x, ref_scale = periphery.dac(x, spec)
-    got_x, got_scale = kernels.dac_compiled(x, spec)
+    got_x, got_scale = dac_kernels.dac_compiled(x, spec)
     assert got_x.dtype == ref_x.dtype and got_scale.dtype == ref_scale.dtype and got_scale.shape == ref_scale.shape
     np.testing.assert_array_equal(got_x, ref_x)
     np.testing.assert_array_equal(got_scale, ref_scale)
-    # kernels.dac dispatches to the compiled twin for float32 input.
-    np.testing.assert_array_equal(kernels.dac(x, spec)[0], ref_x)
+    # dac_kernels.dac dispatches to the compiled twin for float32 input.
+    np.testing.assert_array_equal(dac_kernels.dac(x, spec)[0], ref_x)
 
 
 def test_dac_dispatch_keeps_numpy_for_other_inputs():
     x = dac_input().astype(np.float64)
-    assert not kernels.dac_compiles(x)
-    assert not kernels.dac_compiles(np.zeros((3, 0), np.float32))
+    assert not dac_kernels.dac_compiles(x)
+    assert not dac_kernels.dac_compiles(np.zeros((3, 0), np.float32))
     with np.errstate(invalid="ignore"):
-        x_n, scale = kernels.dac(x, PERIPHERY)
+        x_n, scale = dac_kernels.dac(x, PERIPHERY)
     assert x_n.dtype == np.float64 and scale.dtype == np.float64
 
 
@@ -315,7 +315,8 @@ def test_ideal_chip_bypasses_the_kernels(program_and_feeds, monkeypatch):
         raise AssertionError("the ideal chip must not go through the periphery kernels")
 
     monkeypatch.setattr(kernels, "adc_accumulate", forbidden)
-    monkeypatch.setattr(kernels, "dac_compiled", forbidden)
+    monkeypatch.setattr(dac_kernels, "dac_compiled", forbidden)
+    monkeypatch.setattr(dac_kernels, "dac_layer", forbidden)
     monkeypatch.setattr(periphery, "dac", forbidden)
     for a, b in zip(chip_outputs(program, feeds, ideal=True), expected):
         np.testing.assert_array_equal(a, b)
@@ -328,7 +329,7 @@ def test_import_without_numba_falls_back(tmp_path):
         "import sys\n"
         "sys.modules['numba'] = None  # import numba -> ImportError\n"
         "import numpy as np\n"
-        "from analogc.runtime.physics import counter_rng, kernels, periphery\n"
+        "from analogc.runtime.physics import counter_rng, dac_kernels, kernels, periphery\n"
         "from analogc.runtime.format.spec import load_target\n"
         "assert not kernels.HAVE_NUMBA\n"
         "spec = load_target(None).periphery\n"
@@ -338,12 +339,12 @@ def test_import_without_numba_falls_back(tmp_path):
         "ref = np.zeros_like(y)\n"
         "kernels.adc_accumulate_numpy(ref, 0, y, y * y * 1e-3, 0.5, None, spec, counter_rng.new_key(np.random.default_rng(0)))\n"
         "assert np.array_equal(acc, ref)\n"
-        "assert not kernels.dac_compiles(y)\n"
-        "x_n, scale = kernels.dac(y, spec)\n"
+        "assert not dac_kernels.dac_compiles(y)\n"
+        "x_n, scale = dac_kernels.dac(y, spec)\n"
         "assert np.allclose(scale.ravel(), np.abs(y).max(axis=1))\n"
         "assert counter_rng.mix64_int(0x9E3779B97F4A7C15) == 0xE220A8397B1DCDAF\n"
-        "gather = kernels.RowGather(y.ravel(), 2, 12, np.array([0, 6]), np.arange(6))  # y's rows\n"
-        "for a, b in zip(kernels.dac_layer(gather, True, spec, True), kernels.dac_layer_numpy(y, True, spec, True)):\n"
+        "gather = dac_kernels.RowGather(y.ravel(), 2, 12, np.array([0, 6]), np.arange(6))  # y's rows\n"
+        "for a, b in zip(dac_kernels.dac_layer(gather, True, spec, True), dac_kernels.dac_layer_numpy(y, True, spec, True)):\n"
         "    assert np.array_equal(a, b)\n"
     )
     done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, cwd=REPO)
@@ -402,14 +403,14 @@ def test_adc_gain_twins_agree(flags, variance):
 def test_dac_layer_hand_values():
     x = np.array([[0.5, -0.25], [0.0, 0.0], [4.0, -2.0]], dtype=np.float32)
     for compiled in ([False, True] if kernels.HAVE_NUMBA else [False]):
-        x_n, x_sq, scale = kernels.dac_layer(x, True, PERIPHERY, squares=True, compiled=compiled)
+        x_n, x_sq, scale = dac_kernels.dac_layer(x, True, PERIPHERY, squares=True, compiled=compiled)
         # Row 0: the bias input 1 is the largest magnitude, scale 1; 8 bits: k/127, ties to even.
         # Row 1: zeros and the bias: scale 1. Row 2: scale 4, the bias input becomes 1/4.
         expected = np.array([[64 / 127, -32 / 127, 1.0], [0.0, 0.0, 1.0], [1.0, -64 / 127, 32 / 127]])
         np.testing.assert_allclose(x_n, expected, rtol=1e-6)
         np.testing.assert_array_equal(x_sq, x_n * x_n)
         np.testing.assert_array_equal(scale, np.array([[1.0], [1.0], [4.0]], dtype=np.float32))
-        x_n, x_sq, scale = kernels.dac_layer(x, False, PERIPHERY, squares=False, compiled=compiled)
+        x_n, x_sq, scale = dac_kernels.dac_layer(x, False, PERIPHERY, squares=False, compiled=compiled)
         assert x_sq is None and x_n.shape == (3, 2)
         np.testing.assert_allclose(x_n[0], [1.0, -64 / 127], rtol=1e-6)  # no bias: scale 0.5
 
@@ -424,8 +425,8 @@ def test_dac_layer_twins_agree(bias, squares, flags):
     spec = dataclasses.replace(PERIPHERY, **flags)
     x = dac_input() * np.float32(0.7)  # most rows below 1, so the bias input sets their scale
     with np.errstate(invalid="ignore"):
-        reference = kernels.dac_layer_numpy(x, bias, spec, squares)
-        got = kernels.dac_layer(x, bias, spec, squares)
+        reference = dac_kernels.dac_layer_numpy(x, bias, spec, squares)
+        got = dac_kernels.dac_layer(x, bias, spec, squares)
         # The reference is periphery.dac on the inputs with a column of ones appended.
         appended = np.hstack([x, np.ones((len(x), 1), np.float32)]) if bias else x
         by_definition = periphery.dac(appended, spec)
@@ -441,11 +442,11 @@ def test_dac_layer_twins_agree(bias, squares, flags):
 
 def test_dac_layer_takes_other_dtypes_as_float32():
     x = dac_input()[:, :0]
-    x_n, _, scale = kernels.dac_layer(x, True, PERIPHERY, squares=False)  # only the bias input
+    x_n, _, scale = dac_kernels.dac_layer(x, True, PERIPHERY, squares=False)  # only the bias input
     np.testing.assert_array_equal(x_n, np.ones((len(x), 1), np.float32))
     x64 = np.nan_to_num(dac_input()).astype(np.float64)
-    got = kernels.dac_layer(x64, True, PERIPHERY, squares=True)
-    ref = kernels.dac_layer_numpy(x64.astype(np.float32), True, PERIPHERY, True)
+    got = dac_kernels.dac_layer(x64, True, PERIPHERY, squares=True)
+    ref = dac_kernels.dac_layer_numpy(x64.astype(np.float32), True, PERIPHERY, True)
     for a, b in zip(got, ref):
         np.testing.assert_array_equal(a, b)
 
@@ -465,36 +466,18 @@ def test_dac_gathered_equals_the_dac_of_the_patch_rows(bias, flags):
     patches, _ = im2col.layer_patches(x, CONV)
     gather, _ = im2col.layer_gather(x.astype(np.float64), CONV)  # taken as float32
     with np.errstate(invalid="ignore"):
-        expected = kernels.dac_layer_numpy(patches, bias, spec, squares=True)
+        expected = dac_kernels.dac_layer_numpy(patches, bias, spec, squares=True)
         for compiled in (True, False) if kernels.HAVE_NUMBA else (False,):
-            got = kernels.dac_gathered(gather, bias, spec, True, compiled=compiled)
+            got = dac_kernels.dac_gathered(gather, bias, spec, True, compiled=compiled)
             for a, b in zip(got, expected):
                 assert a.dtype == b.dtype
                 np.testing.assert_array_equal(a, b)
     assert np.isnan(expected[0]).any() and (expected[2] == 1 / spec.dac_range).any()
 
 
-@needs_numba
-def test_dac_gathered_same_bits_on_one_thread_or_all(monkeypatch):
-    import numba  # optional: the test is skipped without it
-
-    x = np.random.default_rng(4).normal(size=(9, 2, 11, 10)).astype(np.float32)
-    gather, _ = im2col.layer_gather(x, CONV)
-    serial = kernels.dac_gathered(gather, True, PERIPHERY, True)
-    monkeypatch.setattr(kernels, "PARALLEL_DAC_VALUES", 0)
-    for threads in sorted({1, numba.config.NUMBA_NUM_THREADS}):
-        numba.set_num_threads(threads)
-        try:
-            parallel = kernels.dac_gathered(gather, True, PERIPHERY, True)
-        finally:
-            numba.set_num_threads(numba.config.NUMBA_NUM_THREADS)
-        for a, b in zip(parallel, serial):
-            np.testing.assert_array_equal(a, b)
-
-
 def test_dac_gathered_without_positions():
     layer = {"name": "c", "conv": dict(CONV["conv"], pads=[0, 0, 0, 0], kernel=[9, 2])}
     gather, (batch, out) = im2col.layer_gather(np.ones((3, 2, 7, 6), np.float32), layer)
     assert gather.shape == (0, 36) and batch == 3 and out[0] == 0
-    x_n, x_sq, scale = kernels.dac_gathered(gather, True, PERIPHERY, True)
+    x_n, x_sq, scale = dac_kernels.dac_gathered(gather, True, PERIPHERY, True)
     assert x_n.shape == (0, 37) and x_sq.shape == (0, 37) and scale.shape == (0, 1)

@@ -1,0 +1,183 @@
+"""The kernels that may run on every core (the conv DAC's gather, the ADC of a large read)
+give the numpy reference's bits on one thread or several, and `cores.CoreChoice` picks
+the way that measured faster, tries the other now and then, and stays serial on one core.
+The chip's outputs are the same bits whichever way its kernels ran, through the files."""
+
+from __future__ import annotations
+
+import types
+
+import numpy as np
+import pytest
+
+from analogc.cli import main
+from analogc.data import fit_to_input, load_dataset
+from analogc.runtime.chip import im2col
+from analogc.runtime.format.program import load_program
+from analogc.runtime.format.spec import load_target
+from analogc.runtime.physics import cores, dac_kernels, kernels
+from analogc.runtime.physics.counter_rng import new_key
+from tests.conftest import MODELS
+
+needs_numba = pytest.mark.skipif(not kernels.HAVE_NUMBA, reason="numba is not installed")
+PERIPHERY = load_target(None).periphery
+CONV = {"name": "c", "conv": {"kernel": [3, 2], "strides": [2, 1], "dilations": [1, 2], "pads": [1, 0, 0, 2], "auto_pad": "NOTSET", "channels": 2}}
+
+
+def thread_counts() -> list[int]:
+    import numba  # optional: the callers are skipped without it
+
+    return sorted({1, 2, numba.config.NUMBA_NUM_THREADS})
+
+
+def with_threads(threads: int, fn):
+    import numba  # optional: the callers are skipped without it
+
+    numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
+    try:
+        return fn()
+    finally:
+        numba.set_num_threads(numba.config.NUMBA_NUM_THREADS)
+
+
+@pytest.fixture
+def way(monkeypatch):
+    """way(True): every kernel call that may go parallel does; way(False): none does."""
+
+    def force(parallel: bool) -> None:
+        monkeypatch.setattr(dac_kernels, "PARALLEL_DAC_VALUES", 0)
+        monkeypatch.setattr(kernels, "PARALLEL_ADC_OUTPUTS", 0)
+        monkeypatch.setattr(cores.CHOICE, "parallel_next", lambda key: parallel)
+
+    return force
+
+
+@needs_numba
+@pytest.mark.parametrize("parallel", [False, True], ids=["serial", "parallel"])
+def test_dac_gather_equals_the_reference_on_any_thread_count(way, parallel):
+    x = np.random.default_rng(4).normal(size=(9, 2, 11, 10)).astype(np.float32)
+    x[3, 1, 4, 4] = np.nan  # a NaN input and an all-zero example take their own branches
+    x[5] = 0
+    gather, _ = im2col.layer_gather(x, CONV)
+    expected = dac_kernels.dac_layer_numpy(gather.rows(), True, PERIPHERY, True)
+    way(parallel)
+    for threads in thread_counts():
+        got = with_threads(threads, lambda: dac_kernels.dac_gathered(gather, True, PERIPHERY, True))
+        for a, b in zip(got, expected):
+            np.testing.assert_array_equal(a, b)
+
+
+@needs_numba
+@pytest.mark.parametrize("parallel", [False, True], ids=["serial", "parallel"])
+@pytest.mark.parametrize("shape, acc_cols, col0", [((300, 70), 70, 0), ((257, 61), 100, 13), ((3, 5), 5, 0)],
+                         ids=["full-rows", "col-split", "tiny"])
+def test_adc_equals_the_reference_on_any_thread_count(way, parallel, shape, acc_cols, col0):
+    """Reads of several normal chunks (300·70 outputs are 3 chunks of pairs), as whole
+    accumulator rows or as a column piece, and one smaller than a chunk."""
+    rng = np.random.default_rng(11)
+    y = rng.normal(size=shape).astype(np.float32)
+    var = (rng.uniform(0, 0.01, size=shape)).astype(np.float32)
+    start = rng.normal(size=(shape[0], acc_cols)).astype(np.float32)
+    key = new_key(rng)
+    expected = start.copy()
+    kernels.adc_accumulate_numpy(expected, col0, y, var, 0.8, np.float32(0.9), PERIPHERY, key)
+    way(parallel)
+    for threads in thread_counts():
+        got = start.copy()
+        with_threads(threads, lambda: kernels.adc_accumulate_compiled(got, col0, y, var, 0.8, np.float32(0.9), PERIPHERY, key))
+        np.testing.assert_array_equal(got, expected)
+
+
+@needs_numba
+@pytest.mark.parametrize("model, data", [("digits_conv", "digits"), ("fashion_cnn", "fashion-mnist")])
+def test_run_gives_the_same_bits_serial_or_parallel(way, tmp_path, model, data):
+    """`analogc run` of a CNN (every read through the kernels that may go parallel),
+    with every such call forced serial, then forced parallel: the same output file."""
+    program = tmp_path / f"{model}.atp"
+    assert main(["compile", str(MODELS / f"{model}.onnx"), "-o", str(program), "-q"]) == 0
+    info, dataset = load_program(program).meta["model"]["inputs"][0], load_dataset(data)
+    np.save(tmp_path / "x.npy", fit_to_input(dataset.x_test[:300], info["shape"], dataset.name).astype(np.float32))
+    outputs = {}
+    for parallel in (False, True):
+        way(parallel)
+        out = tmp_path / f"out-{parallel}.npy"
+        argv = ["run", str(program), "--input", str(tmp_path / "x.npy"), "--seed", "3", "--drift-time", "86400", "--output", str(out), "-q"]
+        assert main(argv) == 0
+        outputs[parallel] = np.load(out)
+    assert outputs[False].tobytes() == outputs[True].tobytes()
+
+
+# --- The choice between serial and parallel. ----------------------------------------------
+
+
+class FakeMachine:
+    """A clock and two kernels that take `cost[way]` seconds per call on it."""
+
+    def __init__(self, serial: float, parallel: float):
+        self.now = 0.0
+        self.cost = {False: serial, True: parallel}
+        self.ran: list[bool] = []
+
+    def clock(self) -> float:
+        return self.now
+
+    def kernel(self, parallel: bool):
+        def run(value):
+            self.now += self.cost[parallel]
+            self.ran.append(parallel)
+            return value * 2
+
+        return run
+
+    def call(self, choice: cores.CoreChoice, key="k", values=1000):
+        return choice.run(key, values, self.kernel(False), self.kernel(True), 21)
+
+
+@pytest.fixture
+def two_cores(monkeypatch):
+    monkeypatch.setattr(cores, "parallel_threads", lambda: 2)
+    monkeypatch.setattr(cores, "numba", types.SimpleNamespace(set_num_threads=lambda n: None), raising=False)
+
+
+def test_choice_times_both_ways_then_takes_the_faster(two_cores):
+    machine = FakeMachine(serial=2.0, parallel=1.0)
+    choice = cores.CoreChoice(explore_every=8, clock=machine.clock)
+    assert all(machine.call(choice) == 42 for _ in range(40))
+    # Serial, parallel, serial, parallel (warm-ups, then timings), then parallel, except
+    # every 8th call of the kind, which runs serial again.
+    assert machine.ran[:4] == [False, True, False, True]
+    serial_calls = [i for i, p in enumerate(machine.ran) if not p]
+    assert serial_calls == [0, 2, 7, 15, 23, 31, 39]
+
+
+def test_choice_follows_a_change_of_load(two_cores):
+    machine = FakeMachine(serial=2.0, parallel=1.0)
+    choice = cores.CoreChoice(explore_every=8, clock=machine.clock)
+    for _ in range(10):
+        machine.call(choice)
+    machine.cost[True] = 5.0  # the other core got busy: parallel is now the slower way
+    for _ in range(10):
+        machine.call(choice)
+    assert machine.ran[10] is True  # the first parallel call after the change times it
+    assert not any(machine.ran[11:15]) and machine.ran[15] is True  # then serial; the 16th call explores
+    assert machine.ran[16:] == [False] * 4
+
+
+def test_choice_keeps_kinds_apart(two_cores):
+    machine = FakeMachine(serial=2.0, parallel=1.0)
+    choice = cores.CoreChoice(explore_every=100, clock=machine.clock)
+    for _ in range(6):
+        machine.call(choice, key="a")
+    machine.cost = {False: 1.0, True: 3.0}
+    for _ in range(6):
+        machine.call(choice, key="b")
+    assert machine.ran[4:6] == [True, True] and machine.ran[10:12] == [False, False]
+
+
+def test_one_usable_core_runs_serial(monkeypatch):
+    monkeypatch.setattr(cores, "usable_cores", lambda: 1)
+    machine = FakeMachine(serial=2.0, parallel=1.0)
+    choice = cores.CoreChoice(clock=machine.clock)
+    for _ in range(5):
+        machine.call(choice)
+    assert machine.ran == [False] * 5 and choice.kinds == {}
