@@ -20,6 +20,7 @@ from analogc.errors import AnalogcError
 from analogc.memory import check_fits
 from analogc.runtime.chip import im2col, tile_reads
 from analogc.runtime.chip.activations import apply_activation
+from analogc.runtime.chip.conv_store import fused_store
 from analogc.runtime.chip.host import make_session, run_session
 from analogc.runtime.cost import opcounts
 from analogc.runtime.format import replicas
@@ -322,6 +323,12 @@ class Chip:
                 y[rows] = state["accs"][copy]
         elif len(state["accs"]) > 1:  # accuracy copies: the mean of their outputs
             y /= np.float32(len(state["accs"]))
+        elif state.get("fold"):  # a conv layer: scale, bias, ReLU and fold in one pass, if it can
+            bias = self.program.arrays[f"bias/{layer['name']}"] if layer["bias"] == "digital" else None
+            out = fused_store(y, state["scale"], bias, layer["activation"], *state["fold"], layer["dtype"])
+            if out is not None:
+                env[layer["output"]] = out
+                return
         if state["scale"] is not None:
             y *= state["scale"]  # the accumulator is this layer's own buffer
         if layer["bias"] == "digital":
