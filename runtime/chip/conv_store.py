@@ -65,7 +65,7 @@ def fused_store(acc: np.ndarray, scale: np.ndarray | None, bias: np.ndarray | No
     bias_flat = empty if bias is None else np.ascontiguousarray(bias, dtype=np.float32).reshape(-1)
     args = (acc, scale_flat, scale is not None, bias_flat, bias is not None, ACTIVATIONS[activation["op"]], out)
     if out.size >= PARALLEL_VALUES and batch > 1:
-        CHOICE.run(("conv_store", acc.shape, scale is not None, bias is not None), out.size, _store_serial, _store_parallel, *args)
+        CHOICE.run(("conv_store", channels, positions, scale is not None, bias is not None), out.size, _store_serial, _store_parallel, *args)
     else:
         _store_serial(*args)
     return out.reshape(batch, channels, *out_spatial)

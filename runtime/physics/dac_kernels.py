@@ -208,7 +208,7 @@ def dac_gathered(gather: RowGather, bias: bool, spec, squares: bool, compiled: b
         bool(bias), *_dac_args(spec), bool(squares), x_n.reshape(-1), _flat_or_empty(x_sq), scale.reshape(-1),
     )
     if x_n.size >= PARALLEL_DAC_VALUES and gather.examples > 1:
-        CHOICE.run(("dac_gather", x_n.shape, squares), x_n.size, _dac_gather_nb, _dac_gather_parallel, *args)
+        CHOICE.run(("dac_gather", x_n.shape[1], squares), x_n.size, _dac_gather_nb, _dac_gather_parallel, *args)
     else:
         _dac_gather_nb(*args)
     return x_n, x_sq, scale

@@ -218,7 +218,7 @@ def adc_accumulate_compiled(acc, col0, y, variance, w_max, alpha, spec, key, gai
         parallel_threads(),
     )
     if y.size >= PARALLEL_ADC_OUTPUTS:
-        CHOICE.run(("adc", acc.shape, y.shape, has_var), y.size, _adc_accumulate_nb, _adc_accumulate_parallel, *args)
+        CHOICE.run(("adc", acc.shape[1], y.shape[1], has_var), y.size, _adc_accumulate_nb, _adc_accumulate_parallel, *args)
     else:
         _adc_accumulate_nb(*args)
 

@@ -48,6 +48,7 @@ def way(monkeypatch):
         monkeypatch.setattr(dac_kernels, "PARALLEL_DAC_VALUES", 0)
         monkeypatch.setattr(kernels, "PARALLEL_ADC_OUTPUTS", 0)
         monkeypatch.setattr(cores.CHOICE, "parallel_next", lambda key: parallel)
+        monkeypatch.setattr(cores.LOAD, "cores", lambda: 0.0)  # as if the machine were idle
 
     return force
 
@@ -144,10 +145,14 @@ def test_choice_times_both_ways_then_takes_the_faster(two_cores):
     choice = cores.CoreChoice(explore_every=8, clock=machine.clock)
     assert all(machine.call(choice) == 42 for _ in range(40))
     # Serial, parallel, serial, parallel (warm-ups, then timings), then parallel, except
-    # every 8th call of the kind, which runs serial again.
+    # the 8th call, which tries serial again; that confirms parallel, so the next try
+    # comes 16 calls later, then 32.
     assert machine.ran[:4] == [False, True, False, True]
     serial_calls = [i for i, p in enumerate(machine.ran) if not p]
-    assert serial_calls == [0, 2, 7, 15, 23, 31, 39]
+    assert serial_calls == [0, 2, 7, 23]
+    for _ in range(40):
+        machine.call(choice)
+    assert [i for i, p in enumerate(machine.ran) if not p] == [0, 2, 7, 23, 55]
 
 
 def test_choice_follows_a_change_of_load(two_cores):
@@ -156,11 +161,17 @@ def test_choice_follows_a_change_of_load(two_cores):
     for _ in range(10):
         machine.call(choice)
     machine.cost[True] = 5.0  # the other core got busy: parallel is now the slower way
-    for _ in range(10):
+    for _ in range(30):
         machine.call(choice)
-    assert machine.ran[10] is True  # the first parallel call after the change times it
-    assert not any(machine.ran[11:15]) and machine.ran[15] is True  # then serial; the 16th call explores
-    assert machine.ran[16:] == [False] * 4
+    assert machine.ran[7] is False and machine.ran[10] is True  # a try of serial at 7 confirmed parallel
+    # The first parallel call after the change times it, then serial until the next try,
+    # 16 calls after the last; it confirms serial.
+    assert [i for i in range(11, 40) if machine.ran[i]] == [23]
+    machine.cost[True] = 1.0  # free again: the next try (32 calls later) goes back to parallel
+    for _ in range(40):
+        machine.call(choice)
+    # A try that changes the choice restarts the gap: serial is tried again 8 calls on, then 16.
+    assert [i for i in range(40, 80) if not machine.ran[i]] == [*range(40, 55), 63, 79]
 
 
 def test_choice_keeps_kinds_apart(two_cores):
@@ -181,3 +192,40 @@ def test_one_usable_core_runs_serial(monkeypatch):
     for _ in range(5):
         machine.call(choice)
     assert machine.ran == [False] * 5 and choice.kinds == {}
+
+
+def test_others_load_is_the_machine_busy_time_less_our_own(tmp_path):
+    stat = tmp_path / "stat"
+    now, own = [0.0], [0.0]
+    probe = cores.OthersLoad(clock=lambda: now[0], stat_path=str(stat), own_seconds=lambda: own[0])
+    ticks = cores.os.sysconf("SC_CLK_TCK")
+
+    def machine(busy_ticks: int):  # user, nice, system, idle, iowait, irq, softirq, steal, guest, guest_nice
+        stat.write_text(f"cpu  {busy_ticks - 30} 0 10 5000 7 0 10 10 0 0\ncpu0 1 2 3\n")
+
+    machine(1000)
+    assert probe.cores() is None  # no window yet
+    now[0], own[0] = 0.1, 0.05
+    machine(1000 + ticks)  # shorter than a window: the start stays
+    assert probe.cores() is None
+    now[0], own[0] = 0.4, 0.3
+    machine(1000 + round(0.7 * ticks))  # 0.7 s busy in 0.4 s of which 0.3 s ours: 1 core of others
+    assert probe.cores() == pytest.approx(1.0)
+    now[0], own[0] = 1.4, 1.3
+    machine(1000 + round(1.7 * ticks))  # then only us
+    assert probe.cores() == pytest.approx(0.0)
+
+
+def test_others_load_without_proc_stat(tmp_path):
+    probe = cores.OthersLoad(stat_path=str(tmp_path / "missing"))
+    assert probe.cores() is None
+
+
+@needs_numba
+@pytest.mark.parametrize("others, threads", [(None, 2), (0.2, 2), (0.9, 1), (3.0, 1)])
+def test_parallel_threads_are_what_the_others_leave(monkeypatch, others, threads):
+    import numba  # optional: the test is skipped without it
+
+    monkeypatch.setattr(cores, "usable_cores", lambda: 2)
+    monkeypatch.setattr(cores.LOAD, "cores", lambda: others)
+    assert cores.parallel_threads() == min(threads, numba.config.NUMBA_NUM_THREADS)
