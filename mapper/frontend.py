@@ -10,6 +10,7 @@ meaning at the model's opset is "along the last axis".
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from math import prod
 from pathlib import Path
 
 import numpy as np
@@ -21,7 +22,7 @@ from analogc.mapper.constants import fold_constants, initializer_arrays
 from analogc.mapper.fusion import fold_batch_norm, fuse_activation
 from analogc.mapper.host_grouping import declare_layer_output, group_host_segments
 from analogc.mapper.host_segment import node_reads
-from analogc.mapper.layer_graph import Dense, LayerGraph, TensorInfo, build_digraph, type_dims
+from analogc.mapper.layer_graph import Dense, LayerGraph, ModelBatch, TensorInfo, build_digraph, example_dims, symbolic_dims, type_dims
 from analogc.mapper.model_facts import Context
 from analogc.mapper.no_ops import without_no_ops
 from analogc.mapper.node_attrs import attributes, node_label, text_attribute
@@ -286,6 +287,8 @@ def build_layer_graph(model: onnx.ModelProto, origin: str = "model", fold_batchn
         model, origin, constants, value_types, consumers, {o.name for o in graph.output}, opset, set(folded), names,
         fold_batchnorm=fold_batchnorm,
     )
+    batch = ModelBatch.of([symbolic_dims(v.type) for v in graph.input if v.name not in constants])
+    producers = {out: node for node in graph.node for out in node.output}
     items = []  # Dense layers and host NodeProtos in execution order
     for index, node in enumerate(graph.node):
         if index in ctx.claimed:
@@ -299,6 +302,8 @@ def build_layer_graph(model: onnx.ModelProto, origin: str = "model", fold_batchn
         ctx.claimed.update(result.fused)
         if result.dense.input_shape is None:
             result.dense.input_shape = type_dims(ctx.value_types.get(result.dense.input))
+        if result.dense.conv is None:
+            result.dense.per_example_dims = per_example_dims(result.dense, ctx, batch, producers)
         declare_layer_output(result.dense, ctx)  # (a layer after it needs its rank)
         items.extend(result.before)
         items.append(result.dense)
@@ -312,6 +317,34 @@ def build_layer_graph(model: onnx.ModelProto, origin: str = "model", fold_batchn
     steps = group_host_segments(items, ctx, inputs, outputs)
     constant_outputs = {o.name: constants[o.name] for o in outputs if o.name in constants}
     return LayerGraph(inputs, outputs, steps, constant_outputs, build_digraph(steps, inputs), ctx.notes, initializers=initializers)
+
+
+def per_example_dims(dense: Dense, ctx: Context, batch: ModelBatch, producers: dict) -> list | None:
+    """A dense layer's dims between the example and its features (see `example_dims`).
+    A rank-2 input whose rows are not the batch is looked through to the Reshape or
+    Flatten that made it: when the source's last dims make K, its leading dims are the
+    rows, so [N, T, K] → [-1, K] (or [T, N, H, D] → [-1, H·D]) reads T times per example
+    and a flattened example [N, C, H, W] → [N, C·H·W] once; anything else is unknown
+    ([None]: at least one read, said to be a bound)."""
+    dims = symbolic_dims(ctx.value_types.get(dense.input))
+    if not dims:
+        return None
+    rows = dims[0]
+    batch_rows = (isinstance(rows, str) and rows in batch.names) or (batch.size is not None and rows == batch.size)
+    producer = producers.get(dense.input)
+    if len(dims) != 2 or batch_rows or producer is None or producer.op_type not in ("Reshape", "Flatten"):
+        return example_dims(dims, batch)
+    source = symbolic_dims(ctx.value_types.get(producer.input[0]))
+    k = dims[-1]
+    if not source or len(source) < 2 or not isinstance(k, int):
+        return [None]
+    for cut in range(len(source) - 1, 0, -1):  # the shortest suffix of known dims that makes K
+        tail = source[cut:]
+        if not all(isinstance(d, int) for d in tail) or prod(tail) > k:
+            break
+        if prod(tail) == k:
+            return example_dims(source[:cut] + [k], batch)
+    return [None]
 
 
 # ai.onnx.ml ops whose output has the input's shape (and, but for Scaler and Normalizer,

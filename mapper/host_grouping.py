@@ -11,7 +11,7 @@ import numpy as np
 from onnx import helper
 
 from analogc.mapper.host_segment import build_segment_model, node_reads
-from analogc.mapper.layer_graph import Dense, HostSegment, output_positions, type_dims
+from analogc.mapper.layer_graph import Dense, HostSegment, output_positions, symbolic_dims
 from analogc.mapper.model_facts import Context
 
 
@@ -69,7 +69,7 @@ def declare_layer_output(dense: Dense, ctx: Context) -> None:
     if known is not None and known.tensor_type.elem_type and known.tensor_type.HasField("shape"):
         return
     elem_type = ctx.elem_type(dense.input) or helper.np_dtype_to_tensor_dtype(np.dtype(dense.dtype))
-    dims = type_dims(ctx.value_types.get(dense.input))
+    dims = symbolic_dims(ctx.value_types.get(dense.input))  # (a batch symbol stays one)
     shape = None
     if dims and dense.conv is None:
         shape = dims[:-1] + [dense.shape[1]]

@@ -68,6 +68,9 @@ class Dense:
     onnx_nodes: list = field(default_factory=list)
     input_shape: list | None = None  # as shape inference knew it, None for an unknown dim
     conv: ConvGeometry | None = None
+    # A dense layer's dims between the example and its features (None: unknown), when the
+    # frontend found the batch axis; else `read_dims` takes the input's axis 0 as the batch.
+    per_example_dims: list | None = None
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -91,6 +94,8 @@ class Dense:
         shape = self.input_shape
         if self.conv is not None:
             return output_positions(shape[2:] if shape and len(shape) >= 3 else None, self.conv)
+        if self.per_example_dims is not None:
+            return list(self.per_example_dims)
         return [] if not shape or len(shape) < 3 else list(shape[1:-1])
 
     @property
@@ -145,6 +150,59 @@ def type_dims(type_proto) -> list | None:
     if type_proto is None or not type_proto.HasField("tensor_type") or not type_proto.tensor_type.HasField("shape"):
         return None
     return [d.dim_value if d.HasField("dim_value") else None for d in type_proto.tensor_type.shape.dim]
+
+
+def symbolic_dims(type_proto) -> list | None:
+    """As `type_dims`, but a symbolic dim keeps its name (a str), so the model's batch
+    symbol can be told from a sequence's; None for an anonymous dim."""
+    if type_proto is None or not type_proto.HasField("tensor_type") or not type_proto.tensor_type.HasField("shape"):
+        return None
+    return [d.dim_value if d.HasField("dim_value") else (d.dim_param or None) for d in type_proto.tensor_type.shape.dim]
+
+
+@dataclass(frozen=True)
+class ModelBatch:
+    """What the model's inputs say about the batch axis: its symbol(s) (`names`), or the
+    fixed size the inputs share on axis 0 (`size`). The batch symbol is one named like a
+    batch, else what the inputs hold on axis 0, else the inputs' only symbol (a
+    time-major [5, N, 16] input's N)."""
+
+    names: frozenset = frozenset()
+    size: int | None = None
+
+    @classmethod
+    def of(cls, input_dims: list) -> "ModelBatch":
+        shaped = [dims for dims in input_dims if dims]
+        symbols = {d for dims in shaped for d in dims if isinstance(d, str)}
+        names = {s for s in symbols if "batch" in s.lower()} or {dims[0] for dims in shaped if isinstance(dims[0], str)}
+        if not names and len(symbols) == 1:
+            names = symbols
+        sizes = {dims[0] for dims in shaped if isinstance(dims[0], int) and dims[0] > 0}
+        return cls(frozenset(names), sizes.pop() if not names and not symbols and len(sizes) == 1 else None)
+
+
+def example_dims(dims: list | None, batch: ModelBatch) -> list | None:
+    """The dims of a dense layer's input [..., K] that one example reads through (None
+    for an unknown one), or None when nothing tells which axis is the batch.
+    The batch axis is the one holding the inputs' batch symbol (a time-major [T, N, K]
+    reads T times); else the first anonymous or unnamed-by-the-inputs symbolic axis;
+    else, with a fixed batch B, axis 0 if it is B, or the merged axes' product / B when
+    B divides it (a [B·T, K] reshape reads T times)."""
+    if not dims:
+        return None
+    lead = list(dims[:-1])
+    if not lead:
+        return []
+    for axis, d in enumerate(lead):
+        if isinstance(d, str) and d in batch.names:
+            return [e if isinstance(e, int) else None for e in lead[:axis] + lead[axis + 1:]]
+    for axis, d in enumerate(lead):
+        if not isinstance(d, int):
+            return [e if isinstance(e, int) else None for e in lead[:axis] + lead[axis + 1:]]
+    if batch.size is None or lead[0] == batch.size:
+        return lead[1:]
+    total = prod(lead)
+    return [total // batch.size] if total % batch.size == 0 else None
 
 
 def output_positions(spatial: list | None, conv: ConvGeometry) -> list | None:

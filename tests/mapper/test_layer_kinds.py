@@ -40,3 +40,42 @@ def test_dense_layers_report_kind_and_reads_per_example(cli, tmp_path):
     assert plan["cost_estimate"]["counts"]["macs"] == 7 * 13 * 5 + 5 * 3
     text = cli("plan", program)
     assert text.code == 0 and "reads/example" in text.out
+
+
+def reads_of(cli, tmp_path, nodes, x_dims, y_dims, inits) -> dict:
+    """{layer: (reads_per_example, exact)} of the model compiled and planned as a user would."""
+    model, program = tmp_path / "m.onnx", tmp_path / "m.atp"
+    onnx.save(make_model(nodes, [vi("x", x_dims)], [vi("y", y_dims)], inits), str(model))
+    assert cli("compile", model, "-o", program, "--target", "tiny", "--placer", "greedy", "-q").code == 0
+    plan = json.loads(cli("plan", program, "--json").out)
+    return {layer["name"]: (layer["reads_per_example"], layer["reads_per_example_exact"]) for layer in plan["layers"]}
+
+
+def test_a_time_major_sequence_reads_once_per_step(cli, tmp_path):
+    """x [T=5, N, 16] (PyTorch's batch_first=False): the batch is the symbolic axis 1, so
+    one example is 5 reads, not N."""
+    rng = np.random.default_rng(1)
+    nodes = [helper.make_node("MatMul", ["x", "W"], ["y"], name="proj")]
+    assert reads_of(cli, tmp_path, nodes, [5, "N", 16], [5, "N", 8], [init("W", weight(rng, 16, 8))]) == {"proj": (5, True)}
+
+
+def test_rows_that_merge_batch_and_sequence_read_once_per_step(cli, tmp_path):
+    """[N, 5, 8] reshaped to [-1, 8] before a Gemm (an exported attention's out-projection):
+    each example is 5 rows of the Gemm, 5 reads; so are heads merged back ([N, 5, 2, 4] →
+    [-1, 8]). Regrouped to [-1, 10], the rows no longer map to steps: at least one read,
+    and the plan says it is a bound."""
+    rng = np.random.default_rng(2)
+    for x_dims, k, expected in ((["N", 5, 8], 8, (5, True)), (["N", 5, 2, 4], 8, (5, True)), (["N", 5, 8], 10, (1, False))):
+        nodes = [helper.make_node("Reshape", ["x", "shape"], ["rows"]), helper.make_node("Gemm", ["rows", "W"], ["y"], name="out_proj")]
+        inits = [init("shape", np.array([-1, k], np.int64)), init("W", weight(rng, k, 3))]
+        assert reads_of(cli, tmp_path, nodes, x_dims, [None, 3], inits) == {"out_proj": expected}
+
+
+def test_a_fixed_batch_merged_with_its_sequence_reads_once_per_step(cli, tmp_path):
+    """A fixed batch of 2: [2, 6, 8] reshaped to [12, 8] is 6 reads per example, not 12
+    and not 1; a flattened example [2, 48] is one read."""
+    rng = np.random.default_rng(3)
+    for shape, k, expected in (([12, 8], 8, (6, True)), ([2, 48], 48, (1, True))):
+        nodes = [helper.make_node("Reshape", ["x", "shape"], ["rows"]), helper.make_node("Gemm", ["rows", "W"], ["y"], name="fc")]
+        inits = [init("shape", np.array(shape, np.int64)), init("W", weight(rng, k, 3))]
+        assert reads_of(cli, tmp_path, nodes, [2, 6, 8], [shape[0], 3], inits) == {"fc": expected}
