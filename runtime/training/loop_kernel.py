@@ -83,6 +83,31 @@ if HAVE_NUMBA:
         return np.float32(1.0)
 
     @_jit
+    def _backprop(code, alpha, z, h, back, delta_prev):
+        """delta_prev[j] = back[j] · `_derivative`(…, j) for j < delta_prev.size, in one call
+        a layer: per element, the lists' items and a call with array arguments cost ~50 ns
+        (20 µs an example on 784-250-125-10)."""
+        one, zero = np.float32(1.0), np.float32(0.0)
+        n = delta_prev.size
+        # One loop per activation, each `_derivative`'s formula: a call per element (its
+        # array arguments increfed) cost ~30 ns.
+        if code == 1:
+            for j in range(n):
+                delta_prev[j] = back[j] * (one if z[j] > 0 else zero)
+        elif code == 2:
+            for j in range(n):
+                delta_prev[j] = back[j] * (h[j] * (one - h[j]))
+        elif code == 3:
+            for j in range(n):
+                delta_prev[j] = back[j] * (one - h[j] * h[j])
+        elif code == 4:
+            for j in range(n):
+                delta_prev[j] = back[j] * (one if z[j] > 0 else alpha)
+        else:
+            for j in range(n):
+                delta_prev[j] = back[j]
+
+    @_jit
     def _read(x, l, transpose, key, ws, variances, blocks, has_var, w_max, settings):
         ideal, dac_quant, dac_step, dac_range, adc_quant, adc_step, adc_bound, sigma2, output_noise = settings
         out = np.zeros(ws[l].shape[0] if transpose else ws[l].shape[1], dtype=np.float32)
@@ -146,8 +171,7 @@ if HAVE_NUMBA:
                     back = _read(delta, l, True, keys[slot], ws, variances, blocks, has_var, w_max, settings)
                     slot += 1
                     delta_prev = np.empty(k_prev, dtype=np.float32)
-                    for j in range(k_prev):
-                        delta_prev[j] = back[j] * _derivative(codes[l - 1], alphas[l - 1], zs[l - 1], hs[l - 1], j)
+                    _backprop(codes[l - 1], alphas[l - 1], zs[l - 1], hs[l - 1], back, delta_prev)
                 if has_bias[l]:
                     bias = biases[l]
                     for j in range(bias.size):
