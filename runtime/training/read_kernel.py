@@ -58,27 +58,28 @@ if HAVE_NUMBA:
             s[j] += a2 * var_flat[cell]
 
     @numba.njit(fastmath={"reassoc"}, error_model="numpy", cache=True)
-    def _dot(flat, base, b, c0, count):
-        """Σ_j flat[base + j]·b[c0 + j] for j < count, summed in whatever order vectorises
-        (as BLAS would): fixed for a given build, so a run stays bit-identical under its
-        seed. Unsigned indices into the flat matrix (no wraparound checks, no views)."""
-        total = np.float32(0.0)
-        for j in range(count):
-            total += flat[np.uint64(base) + np.uint64(j)] * b[np.uint64(c0) + np.uint64(j)]
-        return total
-
-    @numba.njit(fastmath={"reassoc"}, error_model="numpy", cache=True)
-    def _dot2(flat, var_flat, base, b, b2, c0, count):
-        """(Σ_j flat[base + j]·b[c0 + j], Σ_j var_flat[base + j]·b2[c0 + j]) in one pass,
-        summed in whatever order vectorises (fixed for a build, as `_dot`)."""
-        total = np.float32(0.0)
-        total2 = np.float32(0.0)
-        for j in range(count):
-            cell = np.uint64(base) + np.uint64(j)
-            k = np.uint64(c0) + np.uint64(j)
-            total += flat[cell] * b[k]
-            total2 += var_flat[cell] * b2[k]
-        return total, total2
+    def _dot_rows(flat, var_flat, has_var, cols, r0, r1, c0, count, b, b2, y, s):
+        """A block's transpose read: for each row r0 ≤ r < r1, y[r − r0] = Σ_j flat[r·cols +
+        c0 + j]·b[c0 + j] over j < count (and s[r − r0] the same of var_flat and b2 when
+        has_var), summed in whatever order vectorises (as BLAS would): fixed for a given
+        build, so a run stays bit-identical under its seed. Unsigned indices into the flat
+        matrix (no wraparound checks, no views); one call a block, not a row (the same
+        sums as the per-row calls it replaced, ~1 µs less an example)."""
+        for r in range(r0, r1):
+            base = np.uint64(r * cols + c0)
+            total = np.float32(0.0)
+            if has_var:
+                total2 = np.float32(0.0)
+                for j in range(count):
+                    cell = base + np.uint64(j)
+                    k = np.uint64(c0) + np.uint64(j)
+                    total += flat[cell] * b[k]
+                    total2 += var_flat[cell] * b2[k]
+                s[r - r0] = total2
+            else:
+                for j in range(count):
+                    total += flat[base + np.uint64(j)] * b[np.uint64(c0) + np.uint64(j)]
+            y[r - r0] = total
 
     @_jit
     def _read_layer_nb(x, w, var, blocks, transpose, has_var, ideal, dac_quant, dac_step, dac_range,
@@ -128,11 +129,7 @@ if HAVE_NUMBA:
             y = np.zeros(n_out, dtype=np.float32)
             s = np.zeros(n_out if has_var else 0, dtype=np.float32)
             if transpose:  # each row's output is a dot product over the block's columns
-                for r in range(r0, r1):
-                    if has_var:
-                        y[r - r0], s[r - r0] = _dot2(w_flat, var_flat, r * cols + c0, x_n, x_sq, c0, c1 - c0)
-                    else:
-                        y[r - r0] = _dot(w_flat, r * cols + c0, x_n, c0, c1 - c0)
+                _dot_rows(w_flat, var_flat, has_var, cols, r0, r1, c0, c1 - c0, x_n, x_sq, y, s)
             else:  # row by row into the block's outputs; a row with no input adds nothing
                 for r in range(r0, r1):
                     if x_n[r] != 0:
