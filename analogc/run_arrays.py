@@ -17,6 +17,8 @@ def read_input_arrays(path: Path, program) -> dict:
     inputs = program.meta["model"]["inputs"]
     if not path.is_file():
         raise AnalogcError(f"{path}: no such file")
+    if not inputs:
+        raise AnalogcError(f"{path}: the model has no inputs to feed (its outputs are constants); nothing to run")
     loaded = read_npy_or_npz(path)
     if isinstance(loaded, np.ndarray):
         if len(inputs) != 1:
@@ -52,9 +54,11 @@ def check_input_array(x: np.ndarray, info: dict, path: Path) -> np.ndarray:
     return x.astype(dtype, copy=False)
 
 
-def check_output_path(path: Path) -> None:
+def check_output_path(path: Path, input_path: Path | None = None) -> None:
     if path.suffix not in (".npy", ".npz"):
         raise AnalogcError(f"{path}: --output must end in .npy or .npz")
+    if input_path is not None and path.exists() and input_path.exists() and path.samefile(input_path):
+        raise AnalogcError(f"{path}: --output is the --input file; writing it would replace the inputs: give another name")
     check_writable_path(path)
 
 
@@ -69,7 +73,7 @@ def write_outputs(path: Path, program, outputs: list) -> list[dict]:
         tensors.update(arrays)
         if why:
             left_out.append({"name": name, "why": why})
-    if path.suffix == ".npy" and not (isinstance(outputs[0], np.ndarray) and outputs[0].dtype != object):
+    if path.suffix == ".npy" and not (isinstance(outputs[0], np.ndarray) and names[0] in tensors):
         raise AnalogcError(f"{path}: output {names[0]!r} is not a tensor (e.g. a ZipMap sequence); use --output FILE.npz, "
                            "which holds it as arrays")
     with atomic_path(path) as tmp:
@@ -86,7 +90,11 @@ def output_arrays(name: str, value) -> tuple[dict, str | None]:
     A sequence of maps with the same keys (ZipMap: one {class: probability} per example)
     is a [N, classes] array of the values plus the keys, in the maps' order."""
     if isinstance(value, np.ndarray):
-        return ({name: value}, None) if value.dtype != object else ({}, "a tensor of Python objects")
+        if value.dtype != object:
+            return {name: value}, None
+        if all(isinstance(v, str) for v in value.flat):  # onnxruntime's string tensors (class labels)
+            return {name: value.astype(np.str_)}, None
+        return {}, "a tensor of Python objects"
     if isinstance(value, list) and all(isinstance(v, dict) for v in value):
         keys = list(value[0]) if value else []
         if all(list(v) == keys for v in value):

@@ -38,7 +38,7 @@ def cmd_run(args) -> int:
         if args.input:
             feeds, labels, data_name = read_input_arrays(Path(args.input), program), None, Path(args.input).name
             if args.output:
-                check_output_path(Path(args.output))
+                check_output_path(Path(args.output), Path(args.input))
         else:
             feeds, labels, data_name = dataset_feeds(args.data, program, args.limit)
     if args.limit is not None:
@@ -101,12 +101,12 @@ def evaluate(program, chip, feeds, labels, args, phases: Phases | None = None):
         check_fits(batch_bytes(program, feeds, batch), f"its fixed batch of {batch} examples", str(args.program))
     with progress_bar(args, n, "chip") as advance:
         compiled_before, start = kernel_compilations(), time.perf_counter()
-        chip_out = run_batched(chip_runner(chip), feeds, batch, pad, advance)
+        chip_out = run_batched(chip_runner(chip), feeds, batch, pad, advance, program=program)
         seconds = time.perf_counter() - start
         compiled_during = kernel_compilations() - compiled_before
     phases.add("chip inference", seconds)
     with phases("onnxruntime reference"):
-        ref_out = run_batched(Reference(program), feeds, batch, pad)
+        ref_out = run_batched(Reference(program), feeds, batch, pad, program=program)
     result = {
         "mode": "ideal" if args.ideal else "default",
         "target": program.meta["target"]["name"],

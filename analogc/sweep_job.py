@@ -99,7 +99,7 @@ def run_inference(program, dataset, seed: int, options: dict) -> dict:
     chip = Chip(program, ideal=options.get("ideal", False), seed=seed, drift_time=options.get("drift_time"))
     batch, pad = batch_size_of(program, options.get("batch_size", 256))
     start = time.perf_counter()
-    outputs = run_batched(chip_runner(chip), feeds(program, x, dataset.name), batch, pad)
+    outputs = run_batched(chip_runner(chip), feeds(program, x, dataset.name), batch, pad, program=program)
     seconds = time.perf_counter() - start
     cost = run_cost(chip, len(x)).to_json()
     return {"accuracy": accuracy(outputs, y), "examples_per_s": len(x) / seconds if seconds > 0 else None, **energy(cost)}

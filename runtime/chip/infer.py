@@ -54,13 +54,19 @@ def single_input(program) -> dict:
     return inputs[0]
 
 
-def run_batched(run_fn, feeds: dict, batch: int, pad: bool = False, progress=None) -> list[np.ndarray]:
+def run_batched(run_fn, feeds: dict, batch: int, pad: bool = False, progress=None, program=None) -> list:
     """Call run_fn(feeds_slice) -> list of outputs over batches of `batch` rows.
 
     With `pad`, a short last batch is padded with zeros to `batch` rows and trimmed after.
+    An output holds the examples along its first axis when each batch gives m rows per
+    example fed (m = 1 usually; an exporter's Reshape to [-1, 1] of [N, 3] gives 3): its
+    batches are trimmed and joined. Any other output (a constant of the model always
+    is; a shape that does not follow the batch) must be the same in every batch, and
+    is that value; one that differs depends on how the examples were cut
+    into batches and is refused. `program` names the outputs and tells the constants.
     """
     n = len(next(iter(feeds.values())))
-    chunks: list[list] = []
+    chunks: list[tuple[int, int, list]] = []  # (examples, rows fed, outputs)
     for start in range(0, n, batch):
         stop = min(start + batch, n)
         part = {}
@@ -70,15 +76,61 @@ def run_batched(run_fn, feeds: dict, batch: int, pad: bool = False, progress=Non
                 zeros = np.zeros((batch - (stop - start), *piece.shape[1:]), dtype=piece.dtype)
                 piece = np.concatenate([piece, zeros])
             part[name] = piece
-        outputs = run_fn(part)
-        chunks.append([trim(o, stop - start) for o in outputs])
+        chunks.append((stop - start, len(next(iter(part.values()))), list(run_fn(part))))
         if progress is not None:
             progress(stop - start)
-    return [join([c[i] for c in chunks]) for i in range(len(chunks[0]))] if chunks else []
+    if not chunks:
+        return []
+    names = [o["name"] for o in program.meta["model"]["outputs"]] if program is not None else []
+    constant = set(program.meta["model"].get("constant_outputs", [])) if program is not None else set()
+    out = []
+    for i in range(len(chunks[0][2])):
+        name = names[i] if i < len(names) else f"number {i + 1}"
+        out.append(gather([(rows, fed, outputs[i]) for rows, fed, outputs in chunks], name in constant, name, pad))
+    return out
+
+
+def rows_per_example(output, fed: int) -> int | None:
+    """m when the output has m·fed entries along its first axis (m ≥ 1), else None."""
+    if isinstance(output, np.ndarray):
+        if output.ndim == 0:
+            return None
+        length = output.shape[0]
+    elif isinstance(output, (list, tuple)):
+        length = len(output)
+    else:
+        return None
+    return length // fed if fed > 0 and length >= fed and length % fed == 0 else None
+
+
+def gather(parts: list, constant: bool, name: str, pad: bool):
+    """One output over the batches: [(examples, rows fed, value)] -> its value for all
+    examples (see run_batched)."""
+    if not constant:
+        ms = {rows_per_example(value, fed) for _, fed, value in parts}
+        if len(ms) == 1 and None not in ms:
+            (m,) = ms
+            return join([trim(value, rows * m) for rows, _, value in parts])
+    first = parts[0][2]
+    for _, _, value in parts[1:]:
+        if not same_output(first, value):
+            shape = np.shape(first) if isinstance(first, np.ndarray) else f"a sequence of {len(first)}"
+            fix = "the model's batch size is fixed" if pad else "run them in one batch (--batch-size)"
+            raise AnalogcError(
+                f"output {name!r} of the model (shape {shape} for {parts[0][1]} examples) does not hold the examples "
+                f"along its first axis and differs from batch to batch: it depends on how the examples are batched; {fix}"
+            )
+    return first
+
+
+def same_output(a, b) -> bool:
+    if isinstance(a, np.ndarray) and isinstance(b, np.ndarray):
+        return a.shape == b.shape and a.dtype == b.dtype and np.array_equal(a, b, equal_nan=a.dtype.kind in "fc")
+    return type(a) is type(b) and a == b
 
 
 def trim(output, rows: int):
-    """The first `rows` examples of a batch output (a tensor, or a sequence such as ZipMap's)."""
+    """The first `rows` entries of a batch output (a tensor, or a sequence such as ZipMap's)."""
     if isinstance(output, np.ndarray):
         return output[:rows] if output.ndim else output
     return list(output)[:rows]
@@ -86,10 +138,10 @@ def trim(output, rows: int):
 
 def join(parts: list):
     """Batch outputs joined along the batch axis; sequences are concatenated as lists."""
+    if len(parts) == 1:
+        return parts[0]
     if all(isinstance(p, np.ndarray) and p.ndim for p in parts):
         return np.concatenate(parts)
-    if all(isinstance(p, np.ndarray) for p in parts):
-        return parts[0]  # a scalar output: the same for every batch
     return [item for part in parts for item in part]
 
 

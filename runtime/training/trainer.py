@@ -335,7 +335,7 @@ class Trainer:
         chip = Chip(program, seed=self.options.seed, devices={l.name: l.state for l in self.layers})
         batch, pad = batch_size_of(program)
         names = [o["name"] for o in program.meta["model"]["outputs"]]
-        outputs = run_batched(lambda f: [chip.run(f)[n] for n in names], self.test_feeds, batch, pad)
+        outputs = run_batched(lambda f: [chip.run(f)[n] for n in names], self.test_feeds, batch, pad, program=program)
         return accuracy(outputs, self.y_test)
 
     def result(self) -> dict:
