@@ -13,8 +13,11 @@ PIPE_WIDTH = 100_000  # columns assumed when stdout is not a terminal: lines are
 
 
 def console_for(args) -> Console:
-    """Human output goes to stdout unless --json owns stdout, then to stderr."""
-    console = Console(stderr=bool(getattr(args, "json", False)), highlight=False)
+    """Human output goes to stdout unless --json owns stdout, then to stderr. Text is
+    printed as it is (no rich markup): names come from the user's model and target
+    ("[/]" would be a markup error, "[bold]" would vanish); a line that wants markup
+    asks for it (markup=True) and escapes what it prints."""
+    console = Console(stderr=bool(getattr(args, "json", False)), highlight=False, markup=False)
     if not console.is_terminal:
         # Piped or redirected text is for grep and files: no hard wrap of long lines
         # (rich would cut them at 80 columns), and tables at their natural width.

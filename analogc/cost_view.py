@@ -85,6 +85,7 @@ def cost_figure(report, title: str):
     import matplotlib  # heavy: matplotlib, only for --png
 
     matplotlib.use("Agg")
+    matplotlib.rcParams["text.parse_math"] = False  # layer names are text, never mathtext
     import matplotlib.pyplot as plt
 
     per = max(report.examples, 1)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from analogc.runtime.cost.dataflow import share_lines, tile_steps
@@ -167,8 +168,9 @@ def print_plan(program, console: Console, verbose: bool = False) -> None:
     plan = plan_json(program)
     solver = plan["solver"]
     console.print(
-        f"[bold]{plan['model']}[/] on [bold]{plan['target']}[/]: grid {plan['grid'][0]}x{plan['grid'][1]} tiles "
-        f"of {plan['tile'][0]}x{plan['tile'][1]} cells"
+        f"[bold]{escape(plan['model'])}[/] on [bold]{escape(plan['target'])}[/]: grid {plan['grid'][0]}x{plan['grid'][1]} tiles "
+        f"of {plan['tile'][0]}x{plan['tile'][1]} cells",
+        markup=True,
     )
     proven = "proven optimal" if solver["proven_optimal"] else "not proven optimal"
     console.print(
@@ -199,7 +201,7 @@ def print_plan(program, console: Console, verbose: bool = False) -> None:
                      f"({details['bottleneck_reads_per_example_unreplicated']} without copies; copy counts proven optimal "
                      "with copies on tile diagonals)")
         console.print(line)
-    console.print("cost estimate of one inference (exact counts, the spec's \\[cost] table; details: analogc cost):")
+    console.print("cost estimate of one inference (exact counts, the spec's [cost] table; details: analogc cost):")
     for line in summary_lines(plan["cost_estimate"]):
         console.print(f"  {line}")
     table = Table(title="layers", title_justify="left")

@@ -42,7 +42,7 @@ def report_run(args, program, result: dict) -> None:
                 console.print(f"    {row['layer']:<24} {row['mean_abs_error_rel']:.2%}   {row['programming_iterations_per_cell']:.1f}")
     first = f"; {FIRST_RUN_NOTE}" if result.get("includes_kernel_compilation") else ""
     console.print(f"  {result['examples_per_s']:.0f} examples/s ({result['seconds']:.3f} s{first})")
-    console.print("  cost on the target (exact operation counts priced with the spec's \\[cost] table):")
+    console.print("  cost on the target (exact operation counts priced with the spec's [cost] table):")
     for line in summary_lines(result["cost"]):
         console.print(f"    {line}")
     if "output" in result:

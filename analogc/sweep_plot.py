@@ -94,6 +94,7 @@ def draw(groups: list[dict], args, output: Path, title: str) -> None:
     import matplotlib  # heavy: matplotlib (0.4 s), loaded when drawing, after the table is checked
 
     matplotlib.use("Agg")
+    matplotlib.rcParams["text.parse_math"] = False  # keys and values are text, never mathtext
     import matplotlib.pyplot as plt
 
     xs = sorted({g["x"] for g in groups}, key=sort_key)

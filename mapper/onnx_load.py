@@ -243,6 +243,11 @@ def check_operator_sets(model: onnx.ModelProto, path: Path) -> None:
 def check_node_names(graph: onnx.GraphProto, path: Path) -> None:
     """Node names, where given, are unique: the checker allows repeats, but onnxruntime,
     the reference and the host segments' executor, refuses such a model at `run`."""
+    # A layer's arrays are named after its node, a constant output's after the output, and
+    # a zip member's name ends at a NUL.
+    for kind, name in [("node", n.name) for n in graph.node] + [("graph output", o.name) for o in graph.output]:
+        if "\x00" in name:
+            raise AnalogcError(f"{path}: {kind} name {name[:80]!r} holds a NUL character, which the tile program cannot store")
     seen = set()
     for node in graph.node:
         if node.name and node.name in seen:
