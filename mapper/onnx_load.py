@@ -242,12 +242,18 @@ def check_operator_sets(model: onnx.ModelProto, path: Path) -> None:
 
 def check_node_names(graph: onnx.GraphProto, path: Path) -> None:
     """Node names, where given, are unique: the checker allows repeats, but onnxruntime,
-    the reference and the host segments' executor, refuses such a model at `run`."""
+    the reference and the host segments' executor, refuses such a model at `run`.
+    Names hold no NUL; the graph's inputs and outputs declare no negative dimension."""
     # A layer's arrays are named after its node, a constant output's after the output, and
     # a zip member's name ends at a NUL.
     for kind, name in [("node", n.name) for n in graph.node] + [("graph output", o.name) for o in graph.output]:
         if "\x00" in name:
             raise AnalogcError(f"{path}: {kind} name {name[:80]!r} holds a NUL character, which the tile program cannot store")
+    for kind, value in [("input", v) for v in graph.input] + [("output", v) for v in graph.output]:
+        dims = value.type.tensor_type.shape.dim if value.type.HasField("tensor_type") else []
+        if any(d.HasField("dim_value") and d.dim_value < 0 for d in dims):
+            shape = [d.dim_value if d.HasField("dim_value") else (d.dim_param or "?") for d in dims]
+            raise AnalogcError(f"{path}: graph {kind} {value.name[:80]!r} declares a negative dimension {shape}")
     seen = set()
     for node in graph.node:
         if node.name and node.name in seen:

@@ -294,6 +294,8 @@ def onnx_cases() -> list:
          "m.onnx: the model's weights (largest 'W', 1073741824x1073741824, 4.0 EiB) need 4.0 EiB of memory"),
         ("negative-dim", edited(base, lambda m: m.graph.initializer[0].dims.__setitem__(slice(None), [-8, -4])),
          "m.onnx: tensor 'W' declares a negative dimension [-8, -4]"),
+        ("negative-input-dim", edited(base, lambda m: m.graph.input[0].type.tensor_type.shape.dim[0].__setattr__("dim_value", -3)),
+         "m.onnx: graph input 'x' declares a negative dimension [-3, 8]"),
         ("weight-data-short", edited(base, lambda m: setattr(m.graph.initializer[0], "raw_data", m.graph.initializer[0].raw_data[:12])),
          "m.onnx: tensor 'W' holds 12 bytes, its dims [8, 4] need 128"),
         ("missing-initializer", edited(base, lambda m: m.graph.initializer.__delitem__(0)),
