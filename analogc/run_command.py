@@ -19,7 +19,9 @@ from analogc.phases import Phases, report_phases
 from analogc.run_arrays import check_output_path, read_input_arrays, write_outputs
 from analogc.run_view import report_run
 from analogc.runtime.chip.chip import Chip
-from analogc.runtime.chip.infer import Reference, accuracy, batch_bytes, batch_size_of, chip_runner, run_batched, single_input
+from analogc.runtime.chip.infer import (
+    Reference, accuracy, batch_bytes, batch_size_of, chip_runner, examples_axis, run_batched, single_input,
+)
 from analogc.runtime.cost.pricing import price
 from analogc.runtime.format.program import load_program
 
@@ -42,7 +44,8 @@ def cmd_run(args) -> int:
         else:
             feeds, labels, data_name = dataset_feeds(args.data, program, args.limit)
     if args.limit is not None:
-        feeds = {k: v[: args.limit] for k, v in feeds.items()}
+        axes = {i["name"]: i.get("batch_axis", 0) for i in program.meta["model"]["inputs"]}
+        feeds = {k: v[(slice(None),) * axes.get(k, 0) + (slice(args.limit),)] for k, v in feeds.items()}
         labels = labels[: args.limit] if labels is not None else None
     if len(next(iter(feeds.values()))) == 0:
         raise AnalogcError(f"{data_name}: no examples to run")
@@ -97,6 +100,10 @@ def evaluate(program, chip, feeds, labels, args, phases: Phases | None = None):
     phases = phases or Phases()
     batch, pad = batch_size_of(program, args.batch_size)
     n = len(next(iter(feeds.values())))
+    axis = examples_axis(program)
+    if axis:  # time-major inputs: all examples in one batch, counted along their batch axis
+        batch, pad = max(n, 1), False
+        n = next(np.shape(feeds[i["name"]])[axis] for i in program.meta["model"]["inputs"] if i.get("batch_axis"))
     if pad:  # a fixed batch is padded to its full size, however few the examples
         check_fits(batch_bytes(program, feeds, batch), f"its fixed batch of {batch} examples", str(args.program))
     with progress_bar(args, n, "chip") as advance:

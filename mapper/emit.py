@@ -6,6 +6,7 @@ import numpy as np
 import onnx
 
 import analogc
+from analogc.mapper.layer_graph import ModelBatch, symbolic_dims
 from analogc.mapper.partition import array_shape, bias_on_array
 from analogc.mapper.place import lower_bound_tiles
 from analogc.mapper.weight_range import parts_stats, parts_w_max
@@ -117,7 +118,7 @@ def emit_program(layer_graph, blocks, placement, spec, source_model: onnx.ModelP
         "analogc_version": analogc.__version__,
         "model": {
             "name": model_name,
-            "inputs": [t.to_json() for t in layer_graph.inputs],
+            "inputs": input_entries(layer_graph, source_model),
             "outputs": [t.to_json() for t in layer_graph.outputs],
             "constant_outputs": sorted(layer_graph.constant_outputs),
             "opset": next((i.version for i in source_model.opset_import if i.domain in ("", "ai.onnx")), None),
@@ -148,3 +149,20 @@ def emit_program(layer_graph, blocks, placement, spec, source_model: onnx.ModelP
         "instructions": {"inference": instructions},
     }
     return Program(meta, arrays, members)
+
+
+def input_entries(layer_graph, source_model: onnx.ModelProto) -> list[dict]:
+    """The model's inputs; one whose batch symbol is not on axis 0 (a time-major
+    [T, N, K] sequence with symbolic T and N) says where it is (`batch_axis`): `run`
+    cannot cut its examples along axis 0, which would cut the sequences."""
+    declared = {v.name: symbolic_dims(v.type) for v in source_model.graph.input}
+    batch = ModelBatch.of([declared.get(t.name) for t in layer_graph.inputs])
+    entries = []
+    for tensor in layer_graph.inputs:
+        entry = tensor.to_json()
+        dims = declared.get(tensor.name) or []
+        axis = next((i for i, d in enumerate(dims) if isinstance(d, str) and d in batch.names), None)
+        if axis:
+            entry["batch_axis"] = axis
+        entries.append(entry)
+    return entries

@@ -126,3 +126,27 @@ def test_output_over_the_input_file_is_refused(cli, tmp_path):
     before = (tmp_path / "x.npz").read_bytes()
     assert_user_error(cli("run", tmp_path / "m.atp", "--input", tmp_path / "x.npz", "--output", tmp_path / "." / "x.npz"), "is the --input file")
     assert (tmp_path / "x.npz").read_bytes() == before
+
+
+def test_a_time_major_sequence_is_not_cut_along_time(cli, tmp_path):
+    """x [seq, batch, 6] (PyTorch's default RNN and Transformer layout, both axes
+    symbolic) → MatMul → CumSum over time: its examples are on axis 1, so `run` cannot
+    cut axis 0 into batches (with --batch-size 2 the sums restarted every 2 steps, and the
+    onnxruntime reference, cut the same way, agreed: max diff 0); --limit keeps examples."""
+    import json
+
+    w = np.random.default_rng(5).standard_normal((6, 3)).astype(np.float32)
+    nodes = [helper.make_node("MatMul", ["x", "W"], ["h"], name="fc"), helper.make_node("CumSum", ["h", "axis"], ["y"], name="cumsum")]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", FLOAT, ["seq", "batch", 6])],
+                              [helper.make_tensor_value_info("y", FLOAT, ["seq", "batch", 3])],
+                              [numpy_helper.from_array(w, "W"), numpy_helper.from_array(np.array(0, np.int64), "axis")])
+    path = tmp_path / "tm.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]), str(path))
+    x = np.random.default_rng(6).standard_normal((7, 3, 6)).astype(np.float32)
+    result = compile_and_run(cli, tmp_path, path, x, "--json")
+    assert result.code == 0, result.err
+    assert json.loads(result.out)["examples"] == 3
+    np.testing.assert_allclose(np.load(tmp_path / "y.npz")["y"], onnxruntime_all(path, x)["y"], rtol=1e-5, atol=1e-5)
+    limited = cli("run", path.with_suffix(".atp"), "--ideal", "--input", tmp_path / "x.npz", "--output", tmp_path / "y2.npz", "--limit", 2, "-q")
+    assert limited.code == 0, limited.err
+    np.testing.assert_allclose(np.load(tmp_path / "y2.npz")["y"], onnxruntime_all(path, x[:, :2])["y"], rtol=1e-5, atol=1e-5)

@@ -44,6 +44,13 @@ def batch_bytes(program, feeds: dict, batch: int) -> int:
     return batch * (inputs + layer_bytes_per_example(program))
 
 
+def examples_axis(program) -> int:
+    """The axis of the inputs that holds the examples: 0, or the model's batch axis when
+    its inputs put it elsewhere (a time-major [T, N, K] sequence: 1). Such inputs cannot
+    be cut into batches along axis 0 (that would cut the sequences): they run at once."""
+    return next((i["batch_axis"] for i in program.meta["model"]["inputs"] if i.get("batch_axis")), 0)
+
+
 def single_input(program) -> dict:
     inputs = program.meta["model"]["inputs"]
     if len(inputs) != 1:

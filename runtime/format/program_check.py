@@ -72,6 +72,9 @@ def check_types(meta: dict, fail) -> None:
             shape = entry["shape"]
             if shape is not None and (not isinstance(shape, list) or not all(d is None or (is_int(d) and d >= 0) for d in shape)):
                 fail(f"model {key} entry {entry['name']!r} has a bad shape {str(shape)[:60]}")
+            axis = entry.get("batch_axis", 0)
+            if axis != 0 and not (is_int(axis) and shape is not None and 0 < axis < len(shape)):
+                fail(f"model {key} entry {entry['name']!r} has a bad batch_axis {str(axis)[:30]}")
     constants = model.get("constant_outputs", [])
     if not isinstance(constants, list) or not all(isinstance(c, str) for c in constants):
         fail("model constant_outputs must be a list of names")
