@@ -167,13 +167,12 @@ def load_npz(path: Path) -> Dataset:
     x_train, x_test = arrays["x_train"], arrays["x_test"]
     if x_train.dtype.kind in "biu":
         x_train, x_test = scale_images(x_train), scale_images(x_test)
-    return Dataset(
-        path.name,
-        x_train.astype(np.float32),
-        arrays["y_train"].astype(np.int64),
-        x_test.astype(np.float32),
-        arrays["y_test"].astype(np.int64),
-    )
+    with np.errstate(over="ignore"):  # a value past float32's range is refused below
+        x_train, x_test = x_train.astype(np.float32), x_test.astype(np.float32)
+    for key, x in (("x_train", x_train), ("x_test", x_test)):
+        if not np.all(np.isfinite(x)):
+            raise AnalogcError(f"{path}: {key} holds values beyond the range of float32")
+    return Dataset(path.name, x_train, arrays["y_train"].astype(np.int64), x_test, arrays["y_test"].astype(np.int64))
 
 
 def scale_images(images: np.ndarray) -> np.ndarray:
@@ -209,4 +208,8 @@ def image_feeds(x: np.ndarray, model_input: dict, data_name: str) -> dict:
     dtype = np.dtype(model_input["dtype"]) if model_input["dtype"] != "unknown" else np.float32
     if dtype.kind != "f":
         raise AnalogcError(f"model input {model_input['name']!r} is {dtype}, data sets feed float images")
-    return {model_input["name"]: x.astype(dtype)}
+    with np.errstate(over="ignore"):  # a value past the type's range is refused below
+        fed = x.astype(dtype)
+    if x.dtype.kind == "f" and fed.dtype.itemsize < x.dtype.itemsize and not np.all(np.isfinite(fed)):
+        raise AnalogcError(f"{data_name}: images hold values beyond the range of {dtype}, the model's input type")
+    return {model_input["name"]: fed}

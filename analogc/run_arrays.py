@@ -51,7 +51,11 @@ def check_input_array(x: np.ndarray, info: dict, path: Path) -> np.ndarray:
         raise AnalogcError(f"{path}: input {info['name']!r} is {x.dtype}, the model expects {dtype}")
     if x.dtype.kind == "f" and not np.all(np.isfinite(x)):
         raise AnalogcError(f"{path}: input {info['name']!r} holds NaN or Inf")
-    return x.astype(dtype, copy=False)
+    with np.errstate(over="ignore"):  # a value past the type's range is refused below
+        cast = x.astype(dtype, copy=False)
+    if cast.dtype.kind == "f" and cast.dtype.itemsize < x.dtype.itemsize and not np.all(np.isfinite(cast)):
+        raise AnalogcError(f"{path}: input {info['name']!r} holds values beyond the range of {dtype}, the model's input type")
+    return cast
 
 
 def check_output_path(path: Path, input_path: Path | None = None) -> None:

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from analogc.data import fit_to_input, load_dataset, load_digits, load_fashion_mnist, load_idx_dir, load_npz, read_idx
+from analogc.data import fit_to_input, image_feeds, load_dataset, load_digits, load_fashion_mnist, load_idx_dir, load_npz, read_idx
 from analogc.errors import AnalogcError
 
 FASHION = Path("/usr/share/datasets/fashion-mnist")
@@ -327,3 +327,13 @@ def test_sweep_jobs_feed_images_as_run_and_train_do():
     program.meta["model"]["inputs"][0]["dtype"] = "int64"
     with pytest.raises(AnalogcError, match="int64, data sets feed float images"):
         feeds(program, x, "digits")
+
+
+def test_images_beyond_a_float16_input_are_refused():
+    """A float16 model input: images are cast to it, and one past its range (65504) would
+    become Inf without a word."""
+    model_input = {"name": "x", "dtype": "float16", "shape": [None, 2]}
+    fed = image_feeds(np.array([[0.5, 60000.0]], np.float32), model_input, "d.npz")["x"]
+    assert fed.dtype == np.float16 and fed.tolist() == [[0.5, 60000.0]]
+    with pytest.raises(AnalogcError, match=r"^d.npz: images hold values beyond the range of float16"):
+        image_feeds(np.array([[0.5, 70000.0]], np.float32), model_input, "d.npz")
