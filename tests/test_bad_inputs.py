@@ -434,3 +434,17 @@ def test_train_refuses_a_capacitor_that_updates_cannot_move(cli, work, edits):
 def test_bad_seed_is_a_usage_error(tmp_path, cli, seed, command):
     args = [command, tmp_path / "m.onnx", "--seed", seed] if command == "compile" else [command, tmp_path / "m.atp", "--data", "digits", "--seed", seed]
     assert_user_error(cli(*args), "--seed")
+
+
+def test_a_target_spec_that_is_no_regular_file_or_too_large_is_refused(cli, tmp_path):
+    """A FIFO as --target blocked the read for ever; a huge file (a link to /dev/zero
+    never ends) was read whole before TOML saw it."""
+    model = gemm_model(tmp_path / "m.onnx", 8, 4)
+    os.mkfifo(tmp_path / "fifo.toml")
+    (tmp_path / "folder.toml").mkdir()
+    with open(tmp_path / "huge.toml", "wb") as handle:
+        handle.truncate((16 << 20) + 1)  # sparse: no 16 MiB written
+    for name, what in (("fifo.toml", "target spec is not a regular file"), ("folder.toml", "target spec is not a regular file"),
+                       ("huge.toml", "target spec of 16,777,217 bytes is larger than the 16,777,216 a TOML file here may be")):
+        assert_user_error(cli("compile", model, "-o", tmp_path / "m.atp", "--target", tmp_path / name), f"{name}: {what}")
+        assert not (tmp_path / "m.atp").exists()
