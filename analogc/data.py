@@ -147,7 +147,7 @@ def read_idx(path: Path) -> np.ndarray:
 def load_npz(path: Path) -> Dataset:
     """A .npz with x_train, y_train, x_test, y_test (never unpickled)."""
     if not path.is_file():
-        raise AnalogcError(f"{path}: no such file")
+        raise AnalogcError(f"{path}: {'not a file' if path.exists() else 'no such file'}")
     arrays = read_npz(path, str(path))
     missing = [k for k in ("x_train", "y_train", "x_test", "y_test") if k not in arrays]
     if missing:

@@ -16,7 +16,7 @@ def read_input_arrays(path: Path, program) -> dict:
     """--input: one .npy for a one-input model, or a .npz keyed by input names."""
     inputs = program.meta["model"]["inputs"]
     if not path.is_file():
-        raise AnalogcError(f"{path}: no such file")
+        raise AnalogcError(f"{path}: {'not a file' if path.exists() else 'no such file'}")
     if not inputs:
         raise AnalogcError(f"{path}: the model has no inputs to feed (its outputs are constants); nothing to run")
     loaded = read_npy_or_npz(path)

@@ -448,3 +448,14 @@ def test_a_target_spec_that_is_no_regular_file_or_too_large_is_refused(cli, tmp_
                        ("huge.toml", "target spec of 16,777,217 bytes is larger than the 16,777,216 a TOML file here may be")):
         assert_user_error(cli("compile", model, "-o", tmp_path / "m.atp", "--target", tmp_path / name), f"{name}: {what}")
         assert not (tmp_path / "m.atp").exists()
+
+
+def test_input_arrays_that_are_no_file_say_so(cli, tmp_path):
+    """--input and --data FILE.npz naming a folder or a FIFO said 'no such file'."""
+    model = gemm_model(tmp_path / "m.onnx", 8, 4)
+    assert cli("compile", model, "-o", tmp_path / "m.atp", "--placer", "greedy", "-q").code == 0
+    (tmp_path / "x.npy").mkdir()
+    os.mkfifo(tmp_path / "d.npz")
+    assert_user_error(cli("run", tmp_path / "m.atp", "--input", tmp_path / "x.npy"), "x.npy: not a file")
+    assert_user_error(cli("run", tmp_path / "m.atp", "--data", tmp_path / "d.npz"), "d.npz: not a file")
+    assert_user_error(cli("run", tmp_path / "m.atp", "--input", tmp_path / "absent.npy"), "absent.npy: no such file")
