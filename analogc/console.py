@@ -6,6 +6,7 @@ parser (analogc.cli) to print."""
 from __future__ import annotations
 
 import json
+import math
 
 from rich.console import Console
 
@@ -28,4 +29,18 @@ def console_for(args) -> Console:
 
 def print_json(obj) -> None:
     """--json: one JSON object on stdout (numpy scalars as floats)."""
-    print(json.dumps(obj, indent=1, sort_keys=False, default=float))
+    print(json.dumps(finite(obj), indent=1, sort_keys=False, default=float, allow_nan=False))
+
+
+def finite(value):
+    """The object with every NaN or infinite number as null: strict JSON has no NaN or
+    Infinity, and jq or a browser refuses them."""
+    if isinstance(value, dict):
+        return {k: finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [finite(v) for v in value]
+    if hasattr(value, "item") and getattr(value, "ndim", None) == 0:  # numpy scalars
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value

@@ -135,12 +135,25 @@ def evaluate(program, chip, feeds, labels, args, phases: Phases | None = None):
                 "the program.json was edited"
             )
     diffs = [
-        float(np.max(np.abs(a.astype(np.float64) - b.astype(np.float64)))) if a.size else 0.0
+        max_abs_diff(a, b)
         for a, b in zip(chip_out, ref_out)
         if isinstance(a, np.ndarray) and isinstance(b, np.ndarray) and a.dtype.kind == "f"
     ]
     result["max_abs_diff_vs_onnxruntime"] = max(diffs) if diffs else 0.0
     return result, chip_out
+
+
+def max_abs_diff(a: np.ndarray, b: np.ndarray) -> float:
+    """max |a - b| where equal values (NaN beside NaN, an infinity beside the same one)
+    differ by 0; a NaN beside a number differs by Inf."""
+    if not a.size:
+        return 0.0
+    a, b = a.astype(np.float64), b.astype(np.float64)
+    with np.errstate(invalid="ignore"):
+        diff = np.abs(a - b)
+    same = (a == b) | (np.isnan(a) & np.isnan(b))
+    diff = np.where(same, 0.0, diff)
+    return float(np.max(np.where(np.isnan(diff), np.inf, diff)))
 
 
 class progress_bar:

@@ -150,3 +150,37 @@ def test_a_time_major_sequence_is_not_cut_along_time(cli, tmp_path):
     limited = cli("run", path.with_suffix(".atp"), "--ideal", "--input", tmp_path / "x.npz", "--output", tmp_path / "y2.npz", "--limit", 2, "-q")
     assert limited.code == 0, limited.err
     np.testing.assert_allclose(np.load(tmp_path / "y2.npz")["y"], onnxruntime_all(path, x[:, :2])["y"], rtol=1e-5, atol=1e-5)
+
+
+def test_run_json_is_strict_when_outputs_hold_nan(cli, tmp_path):
+    """A model whose outputs hold NaN where onnxruntime's do too (a NaN constant added):
+    the chip agrees (max diff 0, was NaN) and --json prints strict JSON (was a bare NaN,
+    which jq and browsers refuse); a NaN beside a number would be a difference of null."""
+    import json
+
+    w, b = weights()
+    nodes = [helper.make_node("Gemm", ["x", "W", "b"], ["h"], name="fc"), helper.make_node("Add", ["h", "c"], ["y"], name="add")]
+    path = save(tmp_path, nodes, [helper.make_tensor_value_info("y", FLOAT, ["N", 3])],
+                [numpy_helper.from_array(w, "W"), numpy_helper.from_array(b, "b"), numpy_helper.from_array(np.array([np.nan, 0, 0], np.float32), "c")])
+    result = compile_and_run(cli, tmp_path, path, x5(), "--json")
+    assert result.code == 0, result.err
+
+    def refuse(constant):
+        raise AssertionError(f"non-standard JSON {constant}")
+
+    report = json.loads(result.out, parse_constant=refuse)
+    assert report["max_abs_diff_vs_onnxruntime"] == 0.0
+    got = np.load(tmp_path / "y.npz")["y"]
+    np.testing.assert_allclose(got, onnxruntime_all(path, x5())["y"], rtol=1e-5, atol=1e-6, equal_nan=True)
+    assert np.isnan(got[:, 0]).all()
+
+
+def test_max_abs_diff_counts_equal_nans_and_infinities_as_equal():
+    from analogc.console import finite
+    from analogc.run_command import max_abs_diff
+
+    inf, nan = np.inf, np.nan
+    assert max_abs_diff(np.array([nan, inf, -inf, 1.0]), np.array([nan, inf, -inf, 1.5])) == 0.5
+    assert max_abs_diff(np.array([nan, 1.0]), np.array([2.0, 1.0])) == inf
+    assert max_abs_diff(np.array([inf]), np.array([-inf])) == inf
+    assert finite({"a": [np.float32(nan), inf, 1.5], "b": np.float64(-inf), "c": "NaN"}) == {"a": [None, None, 1.5], "b": None, "c": "NaN"}
