@@ -70,27 +70,13 @@ if HAVE_NUMBA:
             h[j] = v
 
     @_jit
-    def _derivative(code, alpha, z, h, j):
-        """d activation / dz at output j (as float_sgd.activation_grad)."""
-        if code == 1:
-            return np.float32(1.0) if z[j] > 0 else np.float32(0.0)
-        if code == 2:
-            return h[j] * (np.float32(1.0) - h[j])
-        if code == 3:
-            return np.float32(1.0) - h[j] * h[j]
-        if code == 4:
-            return np.float32(1.0) if z[j] > 0 else alpha
-        return np.float32(1.0)
-
-    @_jit
     def _backprop(code, alpha, z, h, back, delta_prev):
-        """delta_prev[j] = back[j] · `_derivative`(…, j) for j < delta_prev.size, in one call
-        a layer: per element, the lists' items and a call with array arguments cost ~50 ns
-        (20 µs an example on 784-250-125-10)."""
+        """delta_prev[j] = back[j] · d activation / dz at output j (as
+        float_sgd.activation_grad) for j < delta_prev.size, in one call a layer with one
+        loop per activation: a call per element, with the lists' items and its array
+        arguments increfed, cost ~50 ns (20 µs an example on 784-250-125-10)."""
         one, zero = np.float32(1.0), np.float32(0.0)
         n = delta_prev.size
-        # One loop per activation, each `_derivative`'s formula: a call per element (its
-        # array arguments increfed) cost ~30 ns.
         if code == 1:
             for j in range(n):
                 delta_prev[j] = back[j] * (one if z[j] > 0 else zero)
