@@ -156,7 +156,7 @@ def input_entries(layer_graph, source_model: onnx.ModelProto) -> list[dict]:
     [T, N, K] sequence with symbolic T and N) says where it is (`batch_axis`): `run`
     cannot cut its examples along axis 0, which would cut the sequences."""
     declared = {v.name: symbolic_dims(v.type) for v in source_model.graph.input}
-    batch = ModelBatch.of([declared.get(t.name) for t in layer_graph.inputs])
+    batch = layer_graph.batch or ModelBatch()
     entries = []
     for tensor in layer_graph.inputs:
         entry = tensor.to_json()

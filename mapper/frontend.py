@@ -316,7 +316,8 @@ def build_layer_graph(model: onnx.ModelProto, origin: str = "model", fold_batchn
             check_finite(item, origin)
     steps = group_host_segments(items, ctx, inputs, outputs)
     constant_outputs = {o.name: constants[o.name] for o in outputs if o.name in constants}
-    return LayerGraph(inputs, outputs, steps, constant_outputs, build_digraph(steps, inputs), ctx.notes, initializers=initializers)
+    return LayerGraph(inputs, outputs, steps, constant_outputs, build_digraph(steps, inputs), ctx.notes, initializers=initializers,
+                      batch=batch)
 
 
 def per_example_dims(dense: Dense, ctx: Context, batch: ModelBatch, producers: dict) -> list | None:

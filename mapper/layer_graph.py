@@ -135,6 +135,7 @@ class LayerGraph:
     host_notes: list = field(default_factory=list)  # {node, op, reason} of convolutions left to the host
     opset_converted_from: int | None = None  # the model's opset, when the frontend upgraded it
     initializers: dict = field(default_factory=dict)  # the graph's initializers as read {name: array}
+    batch: ModelBatch | None = None  # what the model's inputs say about the batch axis (frontend)
 
     @property
     def dense_layers(self) -> list[Dense]:
