@@ -63,10 +63,18 @@ class TrainableLayer:
         self.w = np.ascontiguousarray(state.weights_us(spec) / self.us, dtype=np.float32)
         self.var = None
         if spec.pcm.read_noise:  # the chip's rule, at t0: no drift during training
-            every_cell = (slice(None), slice(None))
-            self.var = np.ascontiguousarray(read_variance_us(state, every_cell, spec.pcm.drift_t0, spec) / self.us**2, dtype=np.float32)
+            self.var = self.read_variance((slice(None), slice(None)))
+        self.sync_gain()
+
+    def read_variance(self, window: tuple) -> np.ndarray:
+        """The read-noise variance (weight units², float32) of a window's cells, at t0."""
+        return np.ascontiguousarray(read_variance_us(self.state, window, self.spec.pcm.drift_t0, self.spec) / self.us**2, dtype=np.float32)
+
+    def sync_gain(self) -> None:
+        """wgain: what one unit of V_C adds to the presented weight (it follows s)."""
         if self.capacitor:
-            self.wgain = np.ascontiguousarray(state.sign * state.read_gain * np.float32(spec.capacitor.g_per_volt / self.us), dtype=np.float32)
+            state = self.state
+            self.wgain = np.ascontiguousarray(state.sign * state.read_gain * np.float32(self.spec.capacitor.g_per_volt / self.us), dtype=np.float32)
 
     def weights(self) -> np.ndarray:
         """The weights (array rows x N, weight units) the chip holds, exactly."""
@@ -261,7 +269,11 @@ class TrainableLayer:
         self.sync()
 
     def transfer_compiled(self, key: int) -> None:
-        refreshed, pulses, iterations, moved = transfer_kernel.transfer(self.state, self.spec, key, self.col_cuts, self.pulse_tally)
+        """The compiled transfer. It writes the new weights itself; of what `sync` does,
+        only the read variance of the pairs it programmed and the gain (s flipped) are
+        left: the other pairs' devices, and so their variance, did not change."""
+        refreshed, pulses, iterations, moved = transfer_kernel.transfer(
+            self.state, self.spec, key, self.col_cuts, self.pulse_tally, self.us, self.w)
         self.refreshed += refreshed
         self.pulses += pulses
         self.pcm_iterations += int(iterations.sum())
@@ -272,7 +284,10 @@ class TrainableLayer:
         self.state.examples_since_transfer = 0
         self.state.pulses_since_transfer = 0
         self.transfers += 1
-        self.sync()
+        if self.var is not None:
+            cells = np.nonzero(moved)
+            self.var[cells] = self.read_variance(cells)
+        self.sync_gain()
 
     def write_back(self, residual_us: np.ndarray, rng: np.random.Generator) -> None:
         """Pulse the residual (weight µS) that the PCM pair did not take back into the freshly

@@ -36,6 +36,8 @@ from analogc.runtime.physics.numba_cache import drop_stale_builds
 HAVE_NUMBA = counter_rng.HAVE_NUMBA
 RESIDUAL_MODES = {"drop": 0, "keep": 1, "verify": 2}
 # Per-cell draw slots: fixed ones, then the closed loops' iterations and relaxation (G⁺, then G⁻).
+# The per-cell arrays of LayerDevices the kernel reads or writes.
+CELL_FIELDS = ("g_plus", "g_minus", "nu_plus", "nu_minus", "faults_plus", "faults_minus", "v", "dv_up", "dv_down", "read_gain", "cap_base")
 SLOT_READ, SLOT_THRESHOLD, SLOT_DRIFT, SLOT_VERIFY, SLOT_WRITE_BACK, SLOT_LOOP = 1, 2, 3, 4, 5, 8
 
 
@@ -135,23 +137,91 @@ if HAVE_NUMBA:
         return np.float32(max(mean + std * z, 0.0))
 
     @_jit
+    def _weight(gain, g_per_volt, new_sign, us, gp, gm, rg, base, v):
+        """The weight (float32, weight units) the pair presents after the transfer: the
+        same operations as `sync` (LayerDevices.weights_us / us) on one cell."""
+        return np.float32((gain * (gp - gm) + new_sign * (rg * g_per_volt * np.float64(v) + base)) / us)
+
+    @_jit
     def _transfer_nb(key, sign, g_plus, g_minus, nu_plus, nu_minus, faults_plus, faults_minus, v, dv_up, dv_down,
-                     read_gain, cap_base, p, flags, col_cuts, tally, iterations, moved):
+                     read_gain, cap_base, p, flags, col_cuts, tally, iterations, moved, us, w, fast):
         """The whole transfer in place; iterations[i, j] gets the pair's closed-loop
-        iterations, moved[i, j] whether a device of it was programmed. Returns
-        (refreshed pairs, write-back pulses)."""
+        iterations, moved[i, j] whether a device of it was programmed, w[i, j] the
+        weight it now presents. Returns (refreshed pairs, write-back pulses).
+
+        Two passes per row segment, the same model and draws in both: the first is
+        branch-free over the cells (so it vectorises) and finishes every cell whose
+        devices stay as they are (held or within the closed loop's tolerance, no fault
+        to apply: most cells of most transfers) — its residual pulsed back into the
+        capacitor; the second does the rest, cell by cell, with the programming loop.
+        With fast False (tests) the second pass does every cell."""
         gain, g_per_volt, v_init, v_min, v_max, dv_nominal = p[0], p[1], p[2], p[3], p[4], p[5]
         deadband, theta, offset, limit, g_max, g_prog_max = p[6], p[7], p[8], p[9], p[10], p[11]
+        tolerance = p[13]
         weight_read, invert, residual, noisy, drift, max_it = flags[0], flags[1], flags[2], flags[3], flags[4], flags[5]
         new_sign = -sign if invert else sign
         per_pulse = new_sign * g_per_volt * dv_nominal  # weight µS of one nominal 'up' pulse
+        refresh_limit = min(limit, g_prog_max)
+        v_start = np.float32(v_init)
         refreshed = 0
         pulses = 0
         rows, cols = g_plus.shape
+        done = np.zeros(cols, dtype=np.bool_)
+        gp_f, gm_f, v_f, up_f, down_f = g_plus.ravel(), g_minus.ravel(), v.ravel(), dv_up.ravel(), dv_down.ravel()
+        rg_f, base_f, fp_f, fm_f = read_gain.ravel(), cap_base.ravel(), faults_plus.ravel(), faults_minus.ravel()
+        w_f = w.ravel()
         for i in range(rows):
             for s in range(col_cuts.size - 1):
                 fired_row = 0
+                if fast and not weight_read:
+                    # First pass: the cells whose devices stay (see the docstring), branch-free.
+                    for j in range(col_cuts[s], col_cuts[s + 1]):
+                        c = np.uint64(i * cols + j)
+                        cell_key = counter_rng._splitmix64_nb(key + (c + np.uint64(1)) * counter_rng.GOLDEN)
+                        gp0, gm0 = gp_f[c], gm_f[c]
+                        rg = np.float64(rg_f[c])
+                        base = np.float64(base_f[c])
+                        pcm_read = gain * (gp0 - gm0)
+                        wanted = pcm_read + sign * (rg * g_per_volt * np.float64(v_f[c]) + base)
+                        wanted = wanted - new_sign * (rg * g_per_volt * v_init + base)
+                        full = wanted
+                        keep = gain * (gp0 - gm0)
+                        held = deadband > 0 and abs(wanted - pcm_read) < deadband
+                        wanted = keep if held else wanted
+                        if theta > 0:
+                            change = wanted - pcm_read
+                            u = np.float64(counter_rng._splitmix64_nb(cell_key + np.uint64(SLOT_THRESHOLD) * counter_rng.GOLDEN) >> np.uint64(11)) * 2.0**-53
+                            stepped = pcm_read + np.sign(change) * theta
+                            chosen = stepped if u < abs(change) / theta else keep
+                            wanted = chosen if abs(change) < theta else wanted
+                        target = wanted - offset
+                        reset_both = wanted > 0 and wanted < offset and not held
+                        target = wanted if held else target
+                        diff = target / gain
+                        need = diff - (gp0 - gm0)
+                        plus_target = gp0 + need if need > 0 else gp0
+                        minus_target = gm0 - need if need < 0 else gm0
+                        refresh = reset_both or max(plus_target, minus_target) > refresh_limit
+                        # `_program` leaves a device whose (clipped) target is within tolerance.
+                        stay_p = not abs(min(max(plus_target, 0.0), g_prog_max) - gp0) > tolerance
+                        stay_m = not abs(min(max(minus_target, 0.0), g_prog_max) - gm0) > tolerance
+                        unfaulted = _fault(gp0, fp_f[c], g_max) == gp0 and _fault(gm0, fm_f[c], g_max) == gm0
+                        kept = full if held else wanted
+                        missed = kept - gain * (gp0 - gm0)
+                        u = np.float64(counter_rng._splitmix64_nb(cell_key + np.uint64(SLOT_WRITE_BACK) * counter_rng.GOLDEN) >> np.uint64(11)) * 2.0**-53
+                        n = np.floor(missed / per_pulse + u)
+                        n = n if residual > 0 and missed != 0.0 else 0.0
+                        simple = (not refresh) and stay_p and stay_m and unfaulted and n == n
+                        step = np.float64(up_f[c]) if n > 0 else np.float64(down_f[c])
+                        v_new = np.float32(min(max(np.float64(v_start) + n * step, v_min), v_max))
+                        v_new = v_new if n != 0 else v_start
+                        done[j] = simple
+                        v_f[c] = v_new if simple else v_f[c]
+                        w_f[c] = _weight(gain, g_per_volt, new_sign, us, gp0, gm0, rg, base, v_new)
+                        fired_row += np.int64(abs(n)) if simple else 0
                 for j in range(col_cuts[s], col_cuts[s + 1]):
+                    if fast and not weight_read and done[j]:
+                        continue
                     cell_key = counter_rng._splitmix64_nb(key + np.uint64(i * cols + j + 1) * counter_rng.GOLDEN)
                     gp0, gm0 = g_plus[i, j], g_minus[i, j]
                     gp_read, gm_read = gp0, gm0
@@ -187,7 +257,7 @@ if HAVE_NUMBA:
                     need = diff - (gp0 - gm0)
                     plus_target = gp0 + need if need > 0 else gp0
                     minus_target = gm0 - need if need < 0 else gm0
-                    refresh = reset_both or max(plus_target, minus_target) > min(limit, g_prog_max)
+                    refresh = reset_both or max(plus_target, minus_target) > refresh_limit
                     plus_start, minus_start = gp0, gm0
                     if refresh:
                         refreshed += 1
@@ -208,7 +278,7 @@ if HAVE_NUMBA:
                     g_plus[i, j], g_minus[i, j] = gp, gm
                     unmoved = gp == gp0 and gm == gm0
                     moved[i, j] = not unmoved
-                    v_new = np.float32(v_init)
+                    v_new = v_start
                     if residual > 0:
                         kept = full if held else wanted
                         missed = kept - gain * (gp - gm) if unmoved else 0.0
@@ -222,20 +292,30 @@ if HAVE_NUMBA:
                                 v_new = np.float32(min(max(np.float64(v_new) + n * step, v_min), v_max))
                                 fired_row += int(abs(n))
                     v[i, j] = v_new
+                    w[i, j] = _weight(gain, g_per_volt, new_sign, us, gp, gm, rg, base, v_new)
                 tally[i, s] += fired_row
                 pulses += fired_row
         return refreshed, pulses
 
 
-def transfer(state, spec, key: int, col_cuts: np.ndarray, tally: np.ndarray) -> tuple[int, int, np.ndarray, np.ndarray]:
+def transfer(state, spec, key: int, col_cuts: np.ndarray, tally: np.ndarray, us: float, w: np.ndarray, fast: bool = True) -> tuple[int, int, np.ndarray, np.ndarray]:
     """One transfer of `state` (a LayerDevices, updated in place, polarity flipped);
-    returns (refreshed pairs, write-back pulses, iterations per cell, moved pairs)."""
+    w (float32, C-contiguous) gets the weights the devices then present, in weight units
+    of `us` µS (as `TrainableLayer.sync`); returns (refreshed pairs, write-back pulses,
+    iterations per cell, moved pairs). fast False: every cell through the cell-by-cell pass
+    (the reference of the fast pass, for tests)."""
     iterations = np.zeros(state.shape, dtype=np.int32)
     moved = np.zeros(state.shape, dtype=np.bool_)
+    for name in CELL_FIELDS:
+        if not getattr(state, name).flags.c_contiguous:  # the kernel works on flat views of them
+            setattr(state, name, np.ascontiguousarray(getattr(state, name)))
+    if not (w.flags.c_contiguous and w.dtype == np.float32 and w.shape == state.shape):
+        raise ValueError("transfer: w must be a C-contiguous float32 array of the layer's shape")
     refreshed, pulses = _transfer_nb(
         np.uint64(key), float(state.sign), state.g_plus, state.g_minus, state.nu_plus, state.nu_minus,
         state.faults_plus, state.faults_minus, state.v, state.dv_up, state.dv_down, state.read_gain, state.cap_base,
         transfer_params(spec), transfer_flags(spec), np.asarray(col_cuts, dtype=np.int64), tally, iterations, moved,
+        float(us), w, bool(fast),
     )
     if spec.training.polarity_inversion:
         state.sign = -state.sign

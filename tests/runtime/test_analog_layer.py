@@ -311,3 +311,72 @@ def test_compiled_transfer_matches_the_numpy_transfer_in_distribution():
     assert abs(sd1 / sd0 - 1) < 0.1
     assert abs(moved1 / moved0 - 1) < 0.1
     assert abs(it1 / it0 - 1) < 0.1
+
+
+def stuck_some(layer, seed: int) -> None:
+    """Mark 3% of each device polarity stuck high and 3% dead (the transfer re-applies them)."""
+    rng = np.random.default_rng(seed)
+    from analogc.runtime.format.vocabulary import FAULT_DEAD, FAULT_STUCK_HIGH
+
+    for faults in (layer.state.faults_plus, layer.state.faults_minus):
+        draw = rng.random(faults.shape)
+        faults[draw < 0.03] = FAULT_STUCK_HIGH
+        faults[(draw >= 0.03) & (draw < 0.06)] = FAULT_DEAD
+
+
+@pytest.mark.parametrize(
+    "training",
+    [
+        {},  # the default transfer: deadband, verify
+        {"transfer_threshold": 1.0, "transfer_offset": 2.0, "refresh_threshold": 0.5},
+        {"transfer_residual": "keep", "transfer_deadband": 0.0},
+        {"transfer_residual": "drop", "transfer_read": "weight"},
+    ],
+)
+def test_fast_transfer_pass_is_the_cell_by_cell_transfer(training):
+    """The compiled transfer finishes cells whose devices stay in a branch-free first
+    pass; with that pass off (fast=False) every cell goes through the cell-by-cell
+    code. Both must leave the same devices, capacitors, counts and weights, bit for
+    bit, with every noise source on, faults, the threshold, the offset and refreshes."""
+    from analogc.runtime.training import transfer_kernel
+
+    spec = load_target("pcm3t1c-2018")
+    spec = dataclasses.replace(spec, training=dataclasses.replace(spec.training, **training))
+    results = []
+    for fast in (True, False):
+        layer = moved_layer(spec, seed=7)
+        stuck_some(layer, 7)
+        w = np.zeros_like(layer.w)
+        tally = np.zeros_like(layer.pulse_tally)
+        counts = transfer_kernel.transfer(layer.state, spec, 11, layer.col_cuts, tally, layer.us, w, fast=fast)
+        results.append((layer.state, counts, tally, w))
+    (fast_state, fast_counts, fast_tally, fast_w), (cell_state, cell_counts, cell_tally, cell_w) = results
+    for name in transfer_kernel.CELL_FIELDS:
+        np.testing.assert_array_equal(getattr(fast_state, name), getattr(cell_state, name), err_msg=name)
+    assert fast_counts[:2] == cell_counts[:2]
+    np.testing.assert_array_equal(fast_counts[2], cell_counts[2])
+    np.testing.assert_array_equal(fast_counts[3], cell_counts[3])
+    np.testing.assert_array_equal(fast_tally, cell_tally)
+    np.testing.assert_array_equal(fast_w.view(np.int32), cell_w.view(np.int32))
+    moved = fast_counts[3].mean()
+    assert 0.02 < moved < 0.98, moved  # both passes had cells to do
+
+
+@pytest.mark.parametrize("residual", ["verify", "keep"])
+def test_compiled_transfer_leaves_what_a_full_sync_computes(residual):
+    """The compiled transfer writes the weights in its kernel and recomputes the read
+    variance only where it programmed a pair: the layer must hold what recomputing
+    everything from the devices (`sync`, as a restored checkpoint does) gives, bit for bit."""
+    spec = load_target("pcm3t1c-2018")
+    spec = dataclasses.replace(spec, training=dataclasses.replace(spec.training, transfer_residual=residual))
+    layer = moved_layer(spec, seed=2)
+    stuck_some(layer, 2)
+    for k in range(3):
+        transfer(layer, 20 + k, True)
+        w, var, wgain = layer.w.copy(), layer.var.copy(), layer.wgain.copy()
+        layer.sync()
+        np.testing.assert_array_equal(w.view(np.int32), layer.w.view(np.int32))
+        np.testing.assert_array_equal(var.view(np.int32), layer.var.view(np.int32))
+        np.testing.assert_array_equal(wgain.view(np.int32), layer.wgain.view(np.int32))
+        for _ in range(5):  # move the capacitors again before the next transfer
+            layer.update(np.ones(40, F32), np.full(30, 0.5, F32), 0.02, 100 + k)
