@@ -148,6 +148,8 @@ def drifted(state: LayerDevices, window: tuple, t: float, pcm) -> tuple[np.ndarr
     """(G⁺, G⁻) of a window's cells at time t after programming, µS (float64, as ν is
     widened before the power)."""
     (rows, cols) = window
+    if not pcm.drift or t <= pcm.drift_t0:  # a factor of 1 (`devices.drift_factor`): G as programmed
+        return state.g_plus[rows, cols].astype(np.float64), state.g_minus[rows, cols].astype(np.float64)
     g_plus = state.g_plus[rows, cols] * devices.drift_factor(state.nu_plus[rows, cols].astype(np.float64), t, pcm)
     g_minus = state.g_minus[rows, cols] * devices.drift_factor(state.nu_minus[rows, cols].astype(np.float64), t, pcm)
     return g_plus, g_minus

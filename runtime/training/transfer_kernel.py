@@ -31,13 +31,16 @@ import numpy as np
 from analogc.runtime.format import vocabulary
 from analogc.runtime.format.vocabulary import FAULT_DEAD, FAULT_STUCK_HIGH
 from analogc.runtime.physics import counter_rng
-from analogc.runtime.physics.numba_cache import drop_stale_builds
+from analogc.runtime.physics.cores import CHOICE
+from analogc.runtime.physics.numba_cache import drop_stale_builds, renamed
 
 HAVE_NUMBA = counter_rng.HAVE_NUMBA
 RESIDUAL_MODES = {"drop": 0, "keep": 1, "verify": 2}
 # Per-cell draw slots: fixed ones, then the closed loops' iterations and relaxation (G⁺, then G⁻).
 # The per-cell arrays of LayerDevices the kernel reads or writes.
 CELL_FIELDS = ("g_plus", "g_minus", "nu_plus", "nu_minus", "faults_plus", "faults_minus", "v", "dv_up", "dv_down", "read_gain", "cap_base")
+# Layers of fewer cells transfer on one core (~0.1 ms of work: less than waking threads).
+PARALLEL_CELLS = 16384
 SLOT_READ, SLOT_THRESHOLD, SLOT_DRIFT, SLOT_VERIFY, SLOT_WRITE_BACK, SLOT_LOOP = 1, 2, 3, 4, 5, 8
 
 
@@ -142,8 +145,7 @@ if HAVE_NUMBA:
         same operations as `sync` (LayerDevices.weights_us / us) on one cell."""
         return np.float32((gain * (gp - gm) + new_sign * (rg * g_per_volt * np.float64(v) + base)) / us)
 
-    @_jit
-    def _transfer_nb(key, sign, g_plus, g_minus, nu_plus, nu_minus, faults_plus, faults_minus, v, dv_up, dv_down,
+    def _transfer_body(key, sign, g_plus, g_minus, nu_plus, nu_minus, faults_plus, faults_minus, v, dv_up, dv_down,
                      read_gain, cap_base, p, flags, col_cuts, tally, iterations, moved, us, w, fast):
         """The whole transfer in place; iterations[i, j] gets the pair's closed-loop
         iterations, moved[i, j] whether a device of it was programmed, w[i, j] the
@@ -166,11 +168,11 @@ if HAVE_NUMBA:
         refreshed = 0
         pulses = 0
         rows, cols = g_plus.shape
-        done = np.zeros(cols, dtype=np.bool_)
         gp_f, gm_f, v_f, up_f, down_f = g_plus.ravel(), g_minus.ravel(), v.ravel(), dv_up.ravel(), dv_down.ravel()
         rg_f, base_f, fp_f, fm_f = read_gain.ravel(), cap_base.ravel(), faults_plus.ravel(), faults_minus.ravel()
         w_f = w.ravel()
-        for i in range(rows):
+        for i in numba.prange(rows):  # rows are independent (own cells, own draws): the same bits on 1 or 2 threads
+            done = np.zeros(cols, dtype=np.bool_)
             for s in range(col_cuts.size - 1):
                 fired_row = 0
                 if fast and not weight_read:
@@ -297,6 +299,9 @@ if HAVE_NUMBA:
                 pulses += fired_row
         return refreshed, pulses
 
+    _transfer_nb = numba.njit(fastmath=False, error_model="numpy", cache=True)(renamed(_transfer_body, "_transfer_serial"))
+    _transfer_parallel = numba.njit(fastmath=False, error_model="numpy", cache=True, parallel=True)(renamed(_transfer_body, "_transfer_parallel"))
+
 
 def transfer(state, spec, key: int, col_cuts: np.ndarray, tally: np.ndarray, us: float, w: np.ndarray, fast: bool = True) -> tuple[int, int, np.ndarray, np.ndarray]:
     """One transfer of `state` (a LayerDevices, updated in place, polarity flipped);
@@ -311,12 +316,18 @@ def transfer(state, spec, key: int, col_cuts: np.ndarray, tally: np.ndarray, us:
             setattr(state, name, np.ascontiguousarray(getattr(state, name)))
     if not (w.flags.c_contiguous and w.dtype == np.float32 and w.shape == state.shape):
         raise ValueError("transfer: w must be a C-contiguous float32 array of the layer's shape")
-    refreshed, pulses = _transfer_nb(
+    args = (
         np.uint64(key), float(state.sign), state.g_plus, state.g_minus, state.nu_plus, state.nu_minus,
         state.faults_plus, state.faults_minus, state.v, state.dv_up, state.dv_down, state.read_gain, state.cap_base,
         transfer_params(spec), transfer_flags(spec), np.asarray(col_cuts, dtype=np.int64), tally, iterations, moved,
         float(us), w, bool(fast),
     )
+    # Both cores when one is free and that was faster (`cores.CHOICE`): a transfer of a
+    # large layer is milliseconds of independent rows; a small one is not worth the threads.
+    if state.g_plus.size < PARALLEL_CELLS:
+        refreshed, pulses = _transfer_nb(*args)
+    else:
+        refreshed, pulses = CHOICE.run(("transfer", state.shape), state.g_plus.size, _transfer_nb, _transfer_parallel, *args)
     if spec.training.polarity_inversion:
         state.sign = -state.sign
     return int(refreshed), int(pulses), iterations, moved

@@ -380,3 +380,39 @@ def test_compiled_transfer_leaves_what_a_full_sync_computes(residual):
         np.testing.assert_array_equal(wgain.view(np.int32), layer.wgain.view(np.int32))
         for _ in range(5):  # move the capacitors again before the next transfer
             layer.update(np.ones(40, F32), np.full(30, 0.5, F32), 0.02, 100 + k)
+
+
+class ForcedWay:
+    """A stand-in for cores.CHOICE that always takes one way."""
+
+    def __init__(self, parallel: bool):
+        self.parallel, self.calls = parallel, 0
+
+    def run(self, key, values, serial, parallel, *args):
+        self.calls += 1
+        return (parallel if self.parallel else serial)(*args)
+
+
+def test_transfer_on_both_cores_is_the_serial_transfer(monkeypatch):
+    """Rows are independent, so the parallel build of the transfer must leave the same
+    devices, counts and weights as the serial one, bit for bit."""
+    from analogc.runtime.training import transfer_kernel
+
+    spec = load_target("pcm3t1c-2018")
+    results = []
+    monkeypatch.setattr(transfer_kernel, "PARALLEL_CELLS", 0)  # the toy layer is small
+    for parallel in (False, True):
+        monkeypatch.setattr(transfer_kernel, "CHOICE", ForcedWay(parallel))
+        layer = moved_layer(spec, seed=5)
+        stuck_some(layer, 5)
+        tally = np.zeros_like(layer.pulse_tally)
+        counts = transfer_kernel.transfer(layer.state, spec, 13, layer.col_cuts, tally, layer.us, layer.w)
+        assert transfer_kernel.CHOICE.calls == 1
+        results.append((layer, counts, tally))
+    (serial, serial_counts, serial_tally), (parallel, parallel_counts, parallel_tally) = results
+    for name in transfer_kernel.CELL_FIELDS:
+        np.testing.assert_array_equal(getattr(parallel.state, name), getattr(serial.state, name), err_msg=name)
+    assert parallel_counts[:2] == serial_counts[:2] and serial_counts[1] > 0
+    np.testing.assert_array_equal(parallel_counts[2], serial_counts[2])
+    np.testing.assert_array_equal(parallel_tally, serial_tally)
+    np.testing.assert_array_equal(parallel.w.view(np.int32), serial.w.view(np.int32))
