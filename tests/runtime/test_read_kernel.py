@@ -79,3 +79,43 @@ def test_noisy_read_matches_the_numpy_reference_bit_for_bit(transpose, seed, row
     read_kernel._read_layer_nb(x, w, var, blocks, transpose, True, False, False, F32(1 / 127), F32(1.0), True, adc_step,
                                adc_bound, sigma2, True, w_max, np.uint64(key + 1), other)
     assert not np.array_equal(out, other)
+
+
+@pytest.mark.parametrize("active", [0, 1, 3, 4, 5, 8, 11])
+def test_forward_read_adds_the_rows_in_order(active):
+    """The forward read adds row after row of x_r·W[r] (four rows a pass, y kept in
+    registers, then the rest one by one); with inexact float32 values the sum's order
+    shows in its bits, so every output must equal a row-by-row float32 sum in row
+    order, with the zero rows skipped, and the same for the variance."""
+    rng = np.random.default_rng(active)
+    rows, cols = 29, 45
+    w = rng.normal(0, 1, (rows, cols)).astype(F32)
+    var = rng.uniform(0, 1, (rows, cols)).astype(F32)
+    x = np.zeros(rows, F32)
+    x[np.sort(rng.choice(rows, active, replace=False))] = rng.uniform(-1, 1, active).astype(F32)
+    if active:
+        x[np.argmax(np.abs(x))] = F32(1.0)  # peak |x| = 1 = the DAC range: the noisy read's DAC passes x unchanged
+    blocks = np.array([[0, rows, 0, cols]], dtype=np.int64)
+    # Ideal: out = the block's y exactly (no DAC, noise or ADC).
+    out = np.zeros(cols, F32)
+    read_kernel._read_layer_nb(x, w, var, blocks, False, True, True, False, F32(1 / 127), F32(1.0), False, F32(1 / 64),
+                               F32(12.0), F32(0.0), False, F32(1.0), np.uint64(1), out)
+    expected = np.zeros(cols, F32)
+    for r in range(rows):
+        if x[r] != 0:
+            expected = expected + x[r] * w[r]  # float32 throughout, rows in order
+    assert np.array_equal(out.view(np.int32), (expected + F32(0)).view(np.int32))
+    # Noisy, without the ADC's quantisation: the variance sum's order shows in the noise.
+    key, sigma2 = np.uint64(9), F32(0.0)
+    noisy = np.zeros(cols, F32)
+    read_kernel._read_layer_nb(x, w, var, blocks, False, True, False, False, F32(1 / 127), F32(1.0), False, F32(1 / 64),
+                               F32(12.0), sigma2, True, F32(1.0), key, noisy)
+    s = np.zeros(cols, F32)
+    for r in range(rows):
+        if x[r] != 0:
+            s = s + (x[r] * x[r]) * var[r]
+    z_cos, z_sin = counter_rng.normal_pairs(int(key), np.arange((cols + 1) // 2, dtype=np.uint64))
+    z = np.empty(2 * len(z_cos), F32)
+    z[0::2], z[1::2] = z_cos, z_sin
+    expected_noisy = (expected + np.sqrt(s + sigma2) * z[:cols]) * F32(1.0)
+    assert np.array_equal(noisy, expected_noisy)
