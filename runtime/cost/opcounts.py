@@ -315,15 +315,22 @@ def block_program_counts(phase: str, owner: str, blocks: list, iterations_of) ->
     slots: Σ over the tile's rows of the largest count on the row (across the tile's
     blocks), as a row's cells are programmed in parallel."""
     counts = OpCounts()
-    rows_max: dict = {}
+    rows_max: dict = {}  # tile -> the largest count on each of its rows so far (int64, 0 where none)
     for block in blocks:
         tile, window = tuple(block["tile"]), iterations_of(block)
         counts.add(phase, block["layer"], tile, pcm_program_iterations=0 if window is None else int(window.sum()))
-        per_row = rows_max.setdefault(tile, {})
-        for offset, value in enumerate(window.max(axis=1).tolist() if window is not None and window.size else []):
-            row = block["offset"][0] + offset
-            per_row[row] = max(per_row.get(row, 0), int(value))
-    steps = max((sum(per_row.values()) for per_row in rows_max.values()), default=0)
+        if window is None or not window.size:
+            rows_max.setdefault(tile, np.zeros(0, dtype=np.int64))
+            continue
+        top = window.max(axis=1).astype(np.int64)
+        start = block["offset"][0]
+        end = start + len(top)
+        per_row = rows_max.get(tile, np.zeros(0, dtype=np.int64))
+        if len(per_row) < end:
+            per_row = np.concatenate([per_row, np.zeros(end - len(per_row), dtype=np.int64)])
+        np.maximum(per_row[start:end], top, out=per_row[start:end])
+        rows_max[tile] = per_row
+    steps = max((int(per_row.sum()) for per_row in rows_max.values()), default=0)
     counts.add(phase, owner, None, program_steps=steps)
     return counts
 
