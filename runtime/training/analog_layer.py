@@ -21,10 +21,12 @@ t0 is 20 s).
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 
 from analogc.runtime.format.spec import has_capacitor
-from analogc.runtime.format.vocabulary import FAULT_NONE
+from analogc.runtime.format.vocabulary import DEVICE_FIELDS, FAULT_NONE
 from analogc.runtime.physics import devices, periphery
 from analogc.runtime.physics.layer_devices import LayerDevices, read_variance_us, redraw_drift, us_per_weight
 from analogc.runtime.training import read_kernel, transfer_kernel, update_kernel
@@ -66,9 +68,10 @@ class TrainableLayer:
             self.var = self.read_variance((slice(None), slice(None)))
         self.sync_gain()
 
-    def read_variance(self, window: tuple) -> np.ndarray:
+    def read_variance(self, window: tuple, state: LayerDevices | None = None) -> np.ndarray:
         """The read-noise variance (weight units², float32) of a window's cells, at t0."""
-        return np.ascontiguousarray(read_variance_us(self.state, window, self.spec.pcm.drift_t0, self.spec) / self.us**2, dtype=np.float32)
+        state = self.state if state is None else state
+        return np.ascontiguousarray(read_variance_us(state, window, self.spec.pcm.drift_t0, self.spec) / self.us**2, dtype=np.float32)
 
     def sync_gain(self) -> None:
         """wgain: what one unit of V_C adds to the presented weight (it follows s)."""
@@ -284,9 +287,10 @@ class TrainableLayer:
         self.state.examples_since_transfer = 0
         self.state.pulses_since_transfer = 0
         self.transfers += 1
-        if self.var is not None:
-            cells = np.nonzero(moved)
-            self.var[cells] = self.read_variance(cells)
+        if self.var is not None:  # as one row of flat views: a 1-D gather is cheaper than a 2-D one
+            cells = np.flatnonzero(moved)
+            flat = dataclasses.replace(self.state, **{name: getattr(self.state, name).reshape(1, -1) for name in DEVICE_FIELDS})
+            self.var.reshape(-1)[cells] = self.read_variance((0, cells), flat)
         self.sync_gain()
 
     def write_back(self, residual_us: np.ndarray, rng: np.random.Generator) -> None:
