@@ -110,29 +110,31 @@ if HAVE_NUMBA:
         h = counter_rng._splitmix64_nb(key + np.uint64(counter + 1) * counter_rng.GOLDEN)
         return np.float32(h >> np.uint64(40)) * np.float32(2.0**-24)
 
-    @numba.njit(fastmath=False, error_model="numpy", cache=True)
-    def _row_update(w, v, wgain, dv_up, dv_down, delta, col_u, base, c0, count, a, r, cap, v_min, v_max, gain):
-        """One row's cells over one column segment: columns c0 … c0 + count − 1 of the
-        flat (raveled) arrays from `base` (the row's first cell). Branch-free, so LLVM
-        vectorises it (a cell without a pulse is selected back to its old value, which is
-        the same bits as skipping it). Unsigned indices: numba adds no negative-index
-        wraparound to them, which would turn the loads into gathers; flat arrays, not a
-        row's 1-D views: five views per row cost more than a short row's arithmetic.
-        The loop is memory- and op-bound, so two arguments may be None, each compiled
-        away (numba prunes `is None` branches on an argument's type): cap, when the row
-        cannot reach ±max_pulses (no clamp), and gain, else every cell's wgain (a scalar
-        when the layer's read transistors all match: one array fewer to stream)."""
+    @numba.njit(fastmath=False, error_model="numpy", cache=True, inline="always")
+    def _cells(w, v, wgain, dv_up, dv_down, delta, col_u, base, c0, c1, a, r, cap, v_min, v_max, gain):
+        """One row's cells in columns c0 … c1 − 1 of the flat (raveled) arrays from `base`
+        (the row's first cell, uint64); returns the pulses fired (int32: c1 − c0 ≤
+        COUNT_CHUNK). Branch-free, so LLVM vectorises it (a cell without a pulse is
+        selected back to its old value, which is the same bits as skipping it). Unsigned
+        indices: numba adds no negative-index wraparound to them, which would turn the
+        loads into gathers; flat arrays, not a row's 1-D views: five views per row cost
+        more than a short row's arithmetic. Inlined into the row loop (numba IR inlining):
+        a call per row passed ~40 exploded array fields and cost ~10 ns a row. The loop is
+        op-bound, so two arguments may be None, each compiled away (numba prunes `is None`
+        branches on a literal None): cap, when the row cannot reach ±max_pulses (no
+        clamp), and gain, else every cell's wgain (a scalar when the layer's read
+        transistors all match: one array fewer to stream)."""
         one = np.float32(1.0)
         fired = np.int32(0)  # an integer sum vectorises (a float one would need reassociation)
-        for k in range(count):
-            j = np.uint64(c0 + k)
-            cell = np.uint64(base) + j
+        for k in range(c0, c1):
+            j = np.uint64(k)
+            cell = base + j
             u = r + col_u[j]
             u = u - one if u >= one else u
             n = np.floor(a * delta[j] + u)
             if cap is not None:
                 n = min(max(n, -cap), cap)
-            up = dv_up[cell]
+            up = dv_up[cell]  # both loads unconditional: a load chosen by n does not vectorise
             down = dv_down[cell]
             step = n * (up if n > 0 else down)
             old = v[cell]
@@ -152,9 +154,15 @@ if HAVE_NUMBA:
         col_u = np.empty(cols, dtype=np.float32)
         for j in range(cols):
             col_u[j] = _offset_nb(key, rows + j)
+        row_u = np.empty(rows, dtype=np.float32)  # skipped rows' too: one vectorised pass costs less than a hash per row
+        for i in range(rows):
+            row_u[i] = _offset_nb(key, i)
         delta_max = np.float32(0.0)
         for j in range(cols):
             delta_max = max(delta_max, abs(delta[j]))
+        no_clamp = cap - np.float32(2.0)  # |n| ≤ |a·δ| + 1 (+ rounding) < cap: no clamp below this |a|·max|δ|
+        segments = col_cuts.size - 1
+        one_call = segments == 1 and cols <= COUNT_CHUNK  # each row in one piece, the common case (no loops around it)
         pulses = 0
         # Views of the C-contiguous arrays, made once (numba's ravel of a C array is a view).
         w_flat, v_flat, g_flat, up_flat, down_flat = w.ravel(), v.ravel(), wgain.ravel(), dv_up.ravel(), dv_down.ravel()
@@ -162,17 +170,31 @@ if HAVE_NUMBA:
             a = coef * x[i]
             if a == 0:
                 continue
-            r = _offset_nb(key, i)
-            for seg in range(col_cuts.size - 1):
+            r = row_u[i]
+            base = np.uint64(i * cols)
+            free = abs(a) * delta_max < no_clamp
+            if one_call:
+                if free:
+                    fired = _cells(w_flat, v_flat, g_flat, up_flat, down_flat, delta, col_u, base, 0, cols, a, r, None,
+                                   v_min, v_max, gain)
+                else:
+                    fired = _cells(w_flat, v_flat, g_flat, up_flat, down_flat, delta, col_u, base, 0, cols, a, r, cap,
+                                   v_min, v_max, gain)
+                tally[i, 0] += fired
+                pulses += fired
+                continue
+            for seg in range(segments):
                 fired = 0
-                for c0 in range(col_cuts[seg], col_cuts[seg + 1], COUNT_CHUNK):
+                c0 = col_cuts[seg]
+                while c0 < col_cuts[seg + 1]:
                     c1 = min(c0 + COUNT_CHUNK, col_cuts[seg + 1])
-                    if abs(a) * delta_max < cap - np.float32(2.0):  # |n| ≤ |a·δ| + 1 (+ rounding) < cap: no clamp
-                        fired += _row_update(w_flat, v_flat, g_flat, up_flat, down_flat, delta, col_u, i * cols, c0,
-                                             c1 - c0, a, r, None, v_min, v_max, gain)
+                    if free:
+                        fired += _cells(w_flat, v_flat, g_flat, up_flat, down_flat, delta, col_u, base, c0, c1, a, r, None,
+                                        v_min, v_max, gain)
                     else:
-                        fired += _row_update(w_flat, v_flat, g_flat, up_flat, down_flat, delta, col_u, i * cols, c0,
-                                             c1 - c0, a, r, cap, v_min, v_max, gain)
+                        fired += _cells(w_flat, v_flat, g_flat, up_flat, down_flat, delta, col_u, base, c0, c1, a, r, cap,
+                                        v_min, v_max, gain)
+                    c0 = c1
                 tally[i, seg] += fired
                 pulses += fired
         return pulses

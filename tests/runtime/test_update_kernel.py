@@ -146,3 +146,50 @@ def test_a_segment_wider_than_one_kernel_call_counts_every_pulse():
 def test_slot_keys_are_the_mixed_keys_of_each_slot():
     for base in (0, 1, 2**63 + 12345, 2**64 - 1, uk.mix_key(7, 99)):
         assert uk.slot_keys(base, 12) == [uk.mix_key(base, slot) for slot in range(1, 13)]
+
+
+@pytest.mark.skipif(not uk.HAVE_NUMBA, reason="numba missing")
+@pytest.mark.parametrize("cols", [1, 7, 10, 33, 125, 250])
+@pytest.mark.parametrize("segments", [1, 3])
+@pytest.mark.parametrize("matched", [True, False])
+def test_every_kernel_path_matches_numpy_bit_for_bit(cols, segments, matched):
+    """The serial kernel's row paths against the twin: a row in one piece (one segment) or
+    segment by segment, clamped rows (|a|·max|δ| near the cap) and free ones, one wgain
+    for all cells (a scalar in the kernel) or one per cell, skipped rows (x = 0), and
+    widths that leave a remainder after the vector loop."""
+    rng = np.random.default_rng(cols * 10 + segments + 2 * matched)
+    rows = 37
+    x = rng.standard_normal(rows).astype(F32)
+    x[rng.random(rows) < 0.3] = 0
+    x[:3] = [0.0, 1e-3, 50.0]  # a skipped row, a free one, a clamped one
+    delta = rng.standard_normal(cols).astype(F32)
+    coef, cap = F32(-3.0), 16
+    a = coef * x
+    free = np.abs(a) * np.abs(delta).max() < F32(cap - 2)
+    assert free[a != 0].any() and (~free).any()  # both the clamped and the free loop run
+    cuts = np.unique(np.r_[0, np.linspace(0, cols, segments + 1).astype(int)[1:-1], cols])
+    assert len(cuts) - 1 == min(segments, cols)
+
+    def arrays():
+        r = np.random.default_rng(7)
+        g = np.full((rows, cols), 0.7, F32) if matched else r.uniform(0.2, 1.2, (rows, cols)).astype(F32)
+        return [
+            r.standard_normal((rows, cols)).astype(F32),
+            r.uniform(-0.1, 1.1, (rows, cols)).astype(F32),
+            g,
+            r.uniform(0.001, 0.05, (rows, cols)).astype(F32),
+            r.uniform(0.001, 0.05, (rows, cols)).astype(F32),
+        ]
+
+    assert (uk.uniform_gain(arrays()[2]) is not None) == matched
+    a_ref, a_nb = arrays(), arrays()
+    tallies = [np.zeros((rows, len(cuts) - 1), np.int64) for _ in range(2)]
+    for k in range(3):  # a few updates in a row: the second and third start from updated cells
+        key = uk.mix_key(cols, k)
+        p_numpy = uk.update(*a_ref, x, delta, coef, cap, 0.0, 1.0, key, cuts, tallies[0], compiled=False)
+        p_numba = uk.update(*a_nb, x, delta, coef, cap, 0.0, 1.0, key, cuts, tallies[1], compiled=True)
+        assert p_numpy == p_numba
+    assert tallies[0].sum() > 0 and tallies[0][~(a != 0)].sum() == 0
+    np.testing.assert_array_equal(*tallies)
+    for left, right in zip(a_ref, a_nb):
+        assert np.array_equal(left, right)
