@@ -16,22 +16,29 @@ PARAMETERS = {
 }
 
 
-def relu(y, **_):
-    return np.maximum(y, 0)
+# The activations that take `out`: the same operations, written into out (which may be y).
+# The chip's store writes over its own accumulator: fc1's scale and sigmoid (256 x 250)
+# took 145 µs with a new buffer and 55 µs over the old one, and the Fashion-MNIST chip
+# ran 4% faster (same bits; 2026-12-05).
+OVERWRITES = {"identity", "relu", "sigmoid", "tanh", "softmax"}
 
 
-def sigmoid(y, **_):
+def relu(y, out=None, **_):
+    return np.maximum(y, 0, out=out)
+
+
+def sigmoid(y, out=None, **_):
     # 1/(1+e^-y) written with tanh: no overflow for large |y|, and one fast ufunc; the
-    # operations of 0.5·(1 + tanh(0.5·y)) in one new buffer instead of three.
-    out = np.asarray(np.multiply(y, 0.5))  # a 0-d input gives a scalar: make it an array
+    # operations of 0.5·(1 + tanh(0.5·y)) in one buffer (a new one, or out) instead of three.
+    out = np.asarray(np.multiply(y, 0.5, out=out))  # a 0-d input gives a scalar: make it an array
     np.tanh(out, out=out)
     out += 1.0
     out *= 0.5
     return out
 
 
-def tanh(y, **_):
-    return np.tanh(y)
+def tanh(y, out=None, **_):
+    return np.tanh(y, out=out)
 
 
 def silu(y, **_):
@@ -54,7 +61,10 @@ def gelu_tanh(y, **_):
     return (0.5 * y * (1 + np.tanh(GELU_TANH_C * (y + 0.044715 * y**3)))).astype(y.dtype, copy=False)
 
 
-def identity(y, **_):
+def identity(y, out=None, **_):
+    if out is not None and out is not y:
+        out[...] = y
+        return out
     return y
 
 
@@ -82,10 +92,14 @@ def hard_sigmoid(y, alpha, beta, **_):
     return np.clip(np.asarray(alpha, dtype=y.dtype) * y + np.asarray(beta, dtype=y.dtype), 0, 1)
 
 
-def softmax(y, **_):
-    shifted = y - y.max(axis=-1, keepdims=True)
-    e = np.exp(shifted)
-    return e / e.sum(axis=-1, keepdims=True)
+def softmax(y, out=None, **_):
+    if out is None:
+        shifted = y - y.max(axis=-1, keepdims=True)
+        e = np.exp(shifted)
+        return e / e.sum(axis=-1, keepdims=True)
+    shifted = np.subtract(y, y.max(axis=-1, keepdims=True), out=out)
+    e = np.exp(shifted, out=shifted)
+    return np.divide(e, e.sum(axis=-1, keepdims=True), out=e)
 
 
 def log_softmax(y, **_):
@@ -112,8 +126,12 @@ ACTIVATIONS = {
 }
 
 
-def apply_activation(y: np.ndarray, spec: dict) -> np.ndarray:
-    """`spec` is the program's {"op": name, **params}; a parameter it lacks takes ONNX's default."""
+def apply_activation(y: np.ndarray, spec: dict, overwrite: bool = False) -> np.ndarray:
+    """`spec` is the program's {"op": name, **params}; a parameter it lacks takes ONNX's
+    default. With `overwrite` (y is the caller's own buffer, which it no longer needs)
+    an activation in OVERWRITES writes its result over a floating-point y: the same bits."""
     params = {**PARAMETERS.get(spec["op"], {}), **{k: v for k, v in spec.items() if k != "op"}}
+    if overwrite and spec["op"] in OVERWRITES and isinstance(y, np.ndarray) and y.ndim and y.dtype.kind == "f" and y.flags.writeable:
+        params["out"] = y
     return ACTIVATIONS[spec["op"]](y, **params)
 

@@ -46,6 +46,19 @@ def window(block: dict) -> tuple[slice, slice]:
     return slice(r0, r1), slice(c0, c1)
 
 
+def common_bounds(readers: list) -> tuple | None:
+    """The row bounds all of a layer's readers cut their input at, or None if they differ."""
+    bounds = {reader.bounds for reader in readers}
+    return bounds.pop() if len(bounds) == 1 else None
+
+
+def take_rows(x, rows):
+    """x[rows] of a DAC output: an array, a tuple of its row segments, or None."""
+    if x is None:
+        return None
+    return tuple(part[rows] for part in x) if isinstance(x, tuple) else x[rows]
+
+
 class Chip:
     """Device state per layer (blocks are windows onto it), effective block weights at
     the current time, executor."""
@@ -155,6 +168,8 @@ class Chip:
         if not self.spec.ideal and pcm.drift and pcm.drift_compensation and t > pcm.drift_t0:
             self.compensation = self.calibrate(t)
         self.readers = {name: self.layer_reads(name, layer) for name, layer in self.layers.items()}
+        # The row segments the DAC writes: those every copy's reads take (else whole rows).
+        self.read_bounds = {name: common_bounds(readers) for name, readers in self.readers.items()}
 
     def layer_reads(self, name: str, layer: dict) -> list[tile_reads.LayerReads]:
         """The block products of each copy of the layer at the current time, one
@@ -296,21 +311,24 @@ class Chip:
                 x2[:, :k] = flat
                 x2[:, k] = 1.0
         else:
-            # Bias input, DAC and the squares for the read-noise variance in one pass.
+            # Bias input, DAC and the squares for the read-noise variance in one pass, cut
+            # into the row segments the tile reads take (written in place: no copy).
             # The reads below are the outputs' only users: the next batch may refill them.
             scratch = self.dac_scratch.setdefault(layer["name"], {})
-            x2, x_sq, scale = dac_kernels.dac_layer(flat, bias, self.spec.periphery, squares=bool(self.block_variance), scratch=scratch)
+            x2, x_sq, scale = dac_kernels.dac_layer(
+                flat, bias, self.spec.periphery, squares=bool(self.block_variance), scratch=scratch, bounds=self.read_bounds[layer["name"]]
+            )
         readers, state = self.readers[layer["name"]], {"lead": lead, "scale": scale, "rows_of": None, "fold": fold}
         if replicas.mode_of(layer) == "throughput":
             # Each copy reads its own positions: a row is read once, by one copy.
-            state["rows_of"] = replicas.position_rows(x2.shape[0], positions, len(readers))
+            state["rows_of"] = replicas.position_rows(flat.shape[0], positions, len(readers))
             state["reads"], state["accs"] = {}, {}
             for copy, (reader, rows) in enumerate(zip(readers, state["rows_of"])):
-                state["reads"].update(reader(x2[rows], None if x_sq is None else x_sq[rows]))
+                state["reads"].update(reader(take_rows(x2, rows), take_rows(x_sq, rows)))
                 state["accs"][copy] = np.zeros((len(rows), n), dtype=np.float32)
             return state
         # Every copy (one without replication) reads every row into one accumulator.
-        acc = np.zeros((x2.shape[0], n), dtype=np.float32)
+        acc = np.zeros((flat.shape[0], n), dtype=np.float32)
         state["reads"] = {bid: out for reader in readers for bid, out in reader(x2, x_sq).items()}
         state["accs"] = dict.fromkeys(range(len(readers)), acc)
         return state
@@ -333,7 +351,7 @@ class Chip:
             y *= state["scale"]  # the accumulator is this layer's own buffer
         if layer["bias"] == "digital":
             y = y + self.program.arrays[f"bias/{layer['name']}"].astype(np.float32)
-        y = apply_activation(y, layer["activation"])
+        y = apply_activation(y, layer["activation"], overwrite=True)  # y is this batch's own buffer
         y = im2col.fold(y, *state["fold"]) if state.get("fold") else y.reshape(*state["lead"], y.shape[-1])
         env[layer["output"]] = y.astype(layer["dtype"], copy=False)
 

@@ -4,6 +4,8 @@
 quantisation); `dac` dispatches to it. `dac_layer` is a layer's whole input stage in one
 pass: the constant-1 bias input appended, the DAC, and the squared DAC outputs that the
 read-noise variance needs; its reference is `dac_layer_numpy` (the same three steps in numpy).
+With column `bounds` it writes its outputs as the column segments a row-split layer's
+tile reads take, each a C-contiguous matrix in place (no copy per block).
 For a convolution it takes a `RowGather` instead of rows: each patch is read from the
 padded input straight into the DAC's output (`dac_gathered`), so no patch matrix is
 formed; with a scratch dict the outputs of the previous batch are refilled. A large
@@ -67,25 +69,57 @@ if HAVE_NUMBA:
                 x_sq[c] = v * v
         return s
 
+    @_jit_inline
+    def _dac_values(src, base, x_n, x_sq, o, n, s, dac_range, quantize, step, squares):
+        """x_n[o + j] = the DAC of src[base + j] for j < n with scale s (x_sq its square):
+        `_dac_row`'s element loop, from a source that is not overwritten."""
+        for j in range(n):
+            v = src[base + np.uint64(j)] / s * dac_range
+            if quantize:
+                v = min(max(np.rint(v / step) * step, -dac_range), dac_range)
+            c = o + np.uint64(j)
+            x_n[c] = v
+            if squares:
+                x_sq[c] = v * v
+
     @numba.njit(fastmath=False, error_model="numpy", cache=True)
-    def _dac_nb(x, bias, dac_range, quantize, step, squares, x_n, x_sq, scale):
-        """Row by row: copy while taking max |x| (an integer max over the bits of |x|,
-        ordered as the floats are, a NaN's above +inf's, as np.max(np.abs(x)) sees it, and
-        it vectorises where a float max with NaN checks would not), then `_dac_row`. With
-        `bias` the row gets one more input, the constant 1, before the DAC (it takes part
-        in the abs-max); with `squares` the squared outputs too. Outputs into the flat
-        x_n, x_sq and scale of `_dac_outputs`."""
+    def _dac_nb(x, bias, dac_range, quantize, step, squares, x_n, x_sq, scale, bounds):
+        """Row by row: max |x| (an integer max over the bits of |x|, ordered as the floats
+        are, a NaN's above +inf's, as np.max(np.abs(x)) sees it, and it vectorises where a
+        float max with NaN checks would not), then `_dac_row`'s operations. With `bias`
+        the row gets one more input, the constant 1, after the last (it takes part in the
+        abs-max); with `squares` the squared outputs too. Outputs into the flat x_n, x_sq
+        and scale of `_dac_outputs`, x_n and x_sq column segment by segment: the columns
+        bounds[p] … bounds[p+1] − 1 of every row form a C-ordered [rows, width] matrix
+        starting at rows·bounds[p] (bounds = [0, cols]: x_n is [rows, cols] in C order)."""
         rows, k = x.shape
         cols = k + 1 if bias else k
         src = x.ravel()
         for i in range(rows):
-            base, o = np.uint64(i * k), np.uint64(i * cols)
+            base = np.uint64(i * k)
             top = np.int32(0)
             for j in range(k):
-                v = src[base + np.uint64(j)]
-                x_n[o + np.uint64(j)] = v
-                top = max(top, _f32_bits(v) & ABS_BITS)
-            scale[i] = _dac_row(x_n, x_sq, o, cols, top, bias, dac_range, quantize, step, squares) / dac_range
+                top = max(top, _f32_bits(src[base + np.uint64(j)]) & ABS_BITS)
+            if bias:
+                top = max(top, _f32_bits(ONE))
+            s = _bits_f32(top)
+            if not s > ZERO:
+                s = ONE
+            for p in range(bounds.size - 1):
+                c0, c1 = bounds[p], bounds[p + 1]
+                o = np.uint64(rows * c0 + i * (c1 - c0))
+                n = min(c1, k) - c0
+                if n > 0:
+                    _dac_values(src, base + np.uint64(c0), x_n, x_sq, o, n, s, dac_range, quantize, step, squares)
+                if bias and c1 == cols:  # the bias input, last of the last segment
+                    v = ONE / s * dac_range
+                    if quantize:
+                        v = min(max(np.rint(v / step) * step, -dac_range), dac_range)
+                    c = o + np.uint64(c1 - 1 - c0)
+                    x_n[c] = v
+                    if squares:
+                        x_sq[c] = v * v
+            scale[i] = s / dac_range
 
     def _dac_gather_body(source, examples, example_stride, position_base, offsets, bias, dac_range, quantize, step, squares, x_n, x_sq, scale):
         """`_dac_nb` of the rows of a `RowGather` (its fields are the first five
@@ -116,8 +150,13 @@ def dac_compiled(x: np.ndarray, spec) -> tuple[np.ndarray, np.ndarray]:
     """The numba twin of `periphery.dac` for a 2-D float32 x with at least one column
     (same result, bit for bit): (normalised, quantised input, per-example scale)."""
     x_n, _, scale = _dac_outputs(x.shape[0], x.shape[1], False)
-    _dac_nb(np.ascontiguousarray(x), False, *_dac_args(spec), False, x_n.reshape(-1), _flat_or_empty(None), scale.reshape(-1))
+    _dac_nb(np.ascontiguousarray(x), False, *_dac_args(spec), False, x_n.reshape(-1), _flat_or_empty(None), scale.reshape(-1), _whole(x.shape[1]))
     return x_n, scale
+
+
+def _whole(cols: int) -> np.ndarray:
+    """The column bounds of one segment: all the columns."""
+    return np.array([0, cols], dtype=np.int64)
 
 
 def _dac_outputs(rows: int, cols: int, squares: bool, scratch: dict | None = None) -> tuple:
@@ -137,40 +176,100 @@ def _dac_outputs(rows: int, cols: int, squares: bool, scratch: dict | None = Non
     return x_n, x_sq, np.empty((rows, 1), dtype=np.float32)
 
 
+def _segment_views(buffer: np.ndarray, rows: int, bounds: tuple) -> tuple:
+    """The column segments of a flat buffer that `_dac_nb` filled segment by segment:
+    segment p is the C-ordered [rows, bounds[p+1] − bounds[p]] matrix at rows·bounds[p]."""
+    flat = buffer.reshape(-1)
+    return tuple(flat[rows * c0 : rows * c1].reshape(rows, c1 - c0) for c0, c1 in zip(bounds[:-1], bounds[1:]))
+
+
+def _segments(x: np.ndarray | None, bounds: tuple) -> tuple | None:
+    """x's column segments bounds[p] … bounds[p+1] − 1, each C-contiguous (copies)."""
+    if x is None:
+        return None
+    return tuple(np.ascontiguousarray(x[:, c0:c1]) for c0, c1 in zip(bounds[:-1], bounds[1:]))
+
+
 def _dac_args(spec) -> tuple:
     """(dac_range, quantise?, step) as the compiled DAC takes them (float32)."""
     step = np.float32(spec.dac_range / max(2 ** (spec.dac_bits - 1) - 1, 1))
     return np.float32(spec.dac_range), bool(spec.quantization), step
 
 
-def dac_layer_numpy(flat: np.ndarray, bias: bool, spec, squares: bool) -> tuple:
+def dac_layer_numpy(flat: np.ndarray, bias: bool, spec, squares: bool, bounds: tuple | None = None) -> tuple:
     """A layer's input stage, the reference for `dac_layer`: the rows of flat (float32)
     with the constant-1 bias input appended when `bias`, through `periphery.dac`; returns
-    (x_n, x_n² or None, per-example scale)."""
+    (x_n, x_n² or None, per-example scale). With column `bounds` (0 = bounds[0] < … <
+    bounds[-1] = the columns with the bias input), x_n and x_n² are tuples of their
+    column segments, each a C-contiguous array."""
     k = flat.shape[1]
     x = np.empty((flat.shape[0], k + 1), dtype=np.float32) if bias else flat.astype(np.float32, copy=False)
     if bias:
         x[:, :k] = flat
         x[:, k] = 1.0
     x_n, scale = _periphery.dac(x, spec)
-    return x_n, (np.square(x_n) if squares else None), scale
+    x_sq = np.square(x_n) if squares else None
+    if bounds is not None:
+        return _segments(x_n, bounds), _segments(x_sq, bounds), scale
+    return x_n, x_sq, scale
 
 
-def dac_layer(flat, bias: bool, spec, squares: bool, compiled: bool | None = None, scratch: dict | None = None) -> tuple:
+def check_bounds(bounds, cols: int) -> tuple:
+    """Column bounds as a tuple of ints, refused unless they rise from 0 to cols."""
+    bounds = tuple(int(b) for b in bounds)
+    if len(bounds) < 2 or bounds[0] != 0 or bounds[-1] != cols or any(a >= b for a, b in zip(bounds[:-1], bounds[1:])):
+        raise ValueError(f"DAC column bounds {bounds} must rise from 0 to the {cols} columns")
+    return bounds
+
+
+def dac_layer(flat, bias: bool, spec, squares: bool, compiled: bool | None = None, scratch: dict | None = None, bounds=None) -> tuple:
     """`dac_layer_numpy` in one compiled pass (same bits) when numba is importable, flat
     (taken as float32, as the reference does) is 2-D and has a column or a bias;
     `compiled` forces the choice. flat may be a `RowGather` (`dac_gathered`). With
-    `scratch`, the compiled pass refills the x_n and x_sq of its last call (`_dac_outputs`)."""
+    `scratch`, the compiled pass refills the x_n and x_sq of its last call (`_dac_outputs`).
+    With column `bounds`, x_n and x_sq are tuples of their column segments (as
+    `dac_layer_numpy`); the compiled pass writes each segment in place (no copy): the
+    tile reads of a row-split layer take them as they are."""
     if isinstance(flat, RowGather):
-        return dac_gathered(flat, bias, spec, squares, compiled, scratch)
+        x_n, x_sq, scale = dac_gathered(flat, bias, spec, squares, compiled, scratch)
+        if bounds is None:
+            return x_n, x_sq, scale
+        bounds = check_bounds(bounds, x_n.shape[1])
+        return _segments(x_n, bounds), _segments(x_sq, bounds), scale
     flat = np.asarray(flat).astype(np.float32, copy=False)
     if compiled is None:
         compiled = HAVE_NUMBA and flat.ndim == 2 and (flat.shape[1] > 0 or bias)
     if not compiled:
-        return dac_layer_numpy(flat, bias, spec, squares)
-    x_n, x_sq, scale = _dac_outputs(flat.shape[0], flat.shape[1] + bool(bias), squares, scratch)
-    _dac_nb(np.ascontiguousarray(flat), bool(bias), *_dac_args(spec), bool(squares), x_n.reshape(-1), _flat_or_empty(x_sq), scale.reshape(-1))
-    return x_n, x_sq, scale
+        if bounds is not None:
+            bounds = check_bounds(bounds, flat.shape[1] + bool(bias))
+        return dac_layer_numpy(flat, bias, spec, squares, bounds)
+    out = _dac_segments(flat.shape[0], flat.shape[1] + bool(bias), squares, None if bounds is None else tuple(bounds), scratch)
+    _dac_nb(np.ascontiguousarray(flat), bool(bias), *_dac_args(spec), bool(squares), out["x_n_flat"], out["x_sq_flat"], out["scale"].reshape(-1), out["edges"])
+    return out["x_n"], out["x_sq"], out["scale"]
+
+
+def _dac_segments(rows: int, cols: int, squares: bool, bounds: tuple | None, scratch: dict | None) -> dict:
+    """`_dac_outputs` for `_dac_nb`, with everything it takes worked out: the flat x_n
+    and x_sq, the column bounds (an array) and what dac_layer returns (the outputs, or
+    their segments' views with `bounds`). With `scratch` the previous call's are reused
+    when the shape and bounds are the same (a dense layer's DAC is 30-120 µs a batch, and
+    making these views again was a tenth of it); scale is new each call."""
+    key = (rows, cols, squares, bounds)
+    if scratch is not None and scratch.get("segments_key") == key:
+        out = scratch["segments"]
+        out["scale"] = np.empty((rows, 1), dtype=np.float32)
+        return out
+    if bounds is not None:
+        bounds = check_bounds(bounds, cols)
+    x_n, x_sq, scale = _dac_outputs(rows, cols, squares, scratch)
+    out = {"x_n_flat": x_n.reshape(-1), "x_sq_flat": _flat_or_empty(x_sq), "scale": scale, "x_n": x_n, "x_sq": x_sq}
+    out["edges"] = _whole(cols) if bounds is None else np.array(bounds, dtype=np.int64)
+    if bounds is not None:
+        out["x_n"] = _segment_views(x_n, rows, bounds)
+        out["x_sq"] = None if x_sq is None else _segment_views(x_sq, rows, bounds)
+    if scratch is not None:
+        scratch.update(segments_key=key, segments=out)
+    return out
 
 
 class RowGather(NamedTuple):

@@ -196,31 +196,39 @@ def adc_accumulate_compiled(acc, col0, y, variance, w_max, alpha, spec, key, gai
     variance = np.ascontiguousarray(variance, dtype=np.float32) if has_var else y
     w = np.float32(w_max)
     inv_w = adc_input_scale(w, gain)
+    sigma, sigma2, quantize, step, bound = _adc_constants(spec)
+    args = (acc, col0, y, variance, has_var, np.uint64(key), has_var or sigma > 0, w, inv_w, inv_w * inv_w, sigma, sigma2, quantize, step, bound)
+    alpha = np.float32(1.0 if alpha is None else alpha)
+    if y.size >= PARALLEL_ADC_OUTPUTS:
+        CHOICE.run(("adc", acc.shape[1], y.shape[1], has_var), y.size, _adc_accumulate_nb, _adc_accumulate_parallel, *args, alpha, parallel_threads())
+    else:  # serial: one run of chunks
+        _adc_accumulate_nb(*args, alpha, 1)
+
+
+_CONSTANTS: dict = {}  # id(PeripherySpec) -> (the spec, its `_adc_constants`)
+
+
+def _adc_constants(spec) -> tuple:
+    """(σ_out, σ_out², quantise?, step, bound) of the ADC as the compiled kernel takes them
+    (float32), worked out once per spec object (a spec is frozen; the entry keeps it, so
+    its id is not reused): a dense layer's read is ~100 µs, and these conversions were a
+    tenth of its Python side."""
+    kept = _CONSTANTS.get(id(spec))
+    if kept is not None and kept[0] is spec:
+        return kept[1]
     sigma = float(spec.output_noise) if spec.output_noise_enabled else 0.0
     bits = spec.adc_bits
-    args = (
-        acc,
-        col0,
-        y,
-        variance,
-        has_var,
-        np.uint64(key),
-        has_var or sigma > 0,
-        w,
-        inv_w,
-        inv_w * inv_w,
+    constants = (
         np.float32(sigma),
         np.float32(sigma**2),
         bool(spec.quantization),
         np.float32(spec.adc_bound / max(2 ** (bits - 1) - 1, 1)),
         np.float32(spec.adc_bound),
-        np.float32(1.0 if alpha is None else alpha),
-        parallel_threads(),
     )
-    if y.size >= PARALLEL_ADC_OUTPUTS:
-        CHOICE.run(("adc", acc.shape[1], y.shape[1], has_var), y.size, _adc_accumulate_nb, _adc_accumulate_parallel, *args)
-    else:
-        _adc_accumulate_nb(*args)
+    if len(_CONSTANTS) > 64:  # specs made anew again and again (tests, sweeps): start over
+        _CONSTANTS.clear()
+    _CONSTANTS[id(spec)] = (spec, constants)
+    return constants
 
 
 def adc_accumulate(acc, col0, y, variance, w_max, alpha, spec, rng: np.random.Generator, compiled: bool | None = None, gain=None) -> None:

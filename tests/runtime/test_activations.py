@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from analogc.runtime.chip.activations import ACTIVATIONS, apply_activation
+from analogc.runtime.chip.activations import ACTIVATIONS, OVERWRITES, apply_activation
 from analogc.runtime.cost.periphery_ops import ACTIVATION_OPS, DERIVATIVE_OPS
 from analogc.runtime.format.vocabulary import ACTIVATION_NAMES
 from analogc.runtime.training.chain import HIDDEN_ACTIVATIONS
@@ -42,3 +42,31 @@ def test_the_runtime_implements_exactly_the_formats_activation_names():
     each of them, and run nothing the checker would refuse."""
     assert tuple(ACTIVATIONS) == ACTIVATION_NAMES
     assert set(ACTIVATION_OPS) == set(DERIVATIVE_OPS) == set(ACTIVATION_NAMES)  # the cost model prices each
+
+
+@pytest.mark.parametrize("name", sorted(ACTIVATIONS))
+def test_overwrite_gives_the_same_bits_as_a_new_buffer(name):
+    """apply_activation(..., overwrite=True), as the chip's store calls it, writes over its
+    input where the activation allows (OVERWRITES) and gives the bits of the plain call:
+    float32 with large, tiny, subnormal, zero, infinite and NaN entries; other inputs
+    (float64 rows, an int array, a read-only array) are left alone or computed anew."""
+    rng = np.random.default_rng(5)
+    z = (rng.standard_normal((7, 33)) * 4).astype(np.float32)
+    z[0, :6] = [90.0, -90.0, 1e-40, -0.0, np.inf, -np.inf]
+    z[1, 3] = np.nan
+    op = {"op": name, **PARAMS.get(name, {})}
+    for x in (z, z.astype(np.float64)[:, ::2], z[3]):
+        with np.errstate(all="ignore"):
+            expected = apply_activation(x.copy(), op)
+            mine = x.copy()
+            got = apply_activation(mine, op, overwrite=True)
+        assert got.dtype == expected.dtype and got.shape == expected.shape
+        np.testing.assert_array_equal(got, expected)
+        assert (got is mine) == (name in OVERWRITES)
+    frozen = z.copy()
+    frozen.flags.writeable = False
+    with np.errstate(all="ignore"):
+        np.testing.assert_array_equal(apply_activation(frozen, op, overwrite=True), apply_activation(z, op))
+    ints = np.arange(-3, 4).reshape(1, 7)
+    if name in ("identity", "relu"):
+        np.testing.assert_array_equal(apply_activation(ints.copy(), op, overwrite=True), apply_activation(ints, op))

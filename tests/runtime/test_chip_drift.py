@@ -192,6 +192,31 @@ def test_layer_reads_match_numpy_products():
     assert empty[4][0].shape == (0, 9)
 
 
+def test_layer_reads_take_row_segments_and_join_them_for_a_block_across_segments():
+    """Blocks cut the rows at 0, 30, 50, 70: each reads its segments as fed (a tuple, as
+    the DAC writes them) or cut from the whole input; a block over two segments joins them."""
+    rng = np.random.default_rng(1)
+    weights = rng.standard_normal((70, 9)).astype(np.float32)
+    variance = np.abs(rng.standard_normal((70, 9))).astype(np.float32)
+    blocks = [
+        BlockMatrices(0, (0, 30), weights[:30], variance[:30]),
+        BlockMatrices(1, (30, 70), weights[30:], variance[30:]),  # spans two segments
+        BlockMatrices(2, (50, 70), weights[50:, :4], variance[50:, :4]),
+    ]
+    reads = LayerReads("fc", 70, blocks)
+    assert reads.bounds == (0, 30, 50, 70)
+    x = rng.standard_normal((17, 70)).astype(np.float32)
+    x_sq = x * x
+    cut = lambda a: tuple(np.ascontiguousarray(a[:, r0:r1]) for r0, r1 in ((0, 30), (30, 50), (50, 70)))
+    whole, parts = reads(x, x_sq), reads(cut(x), cut(x_sq))
+    for bid, (r0, r1) in ((0, (0, 30)), (1, (30, 70)), (2, (50, 70))):
+        cols = blocks[bid].weights.shape[1]
+        np.testing.assert_allclose(whole[bid][0], x[:, r0:r1] @ weights[r0:r1, :cols], rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(whole[bid][1], x_sq[:, r0:r1] @ variance[r0:r1, :cols], rtol=1e-5, atol=1e-5)
+        np.testing.assert_array_equal(parts[bid][0], whole[bid][0])
+        np.testing.assert_array_equal(parts[bid][1], whole[bid][1])
+
+
 def test_layer_reads_without_variance_take_one_input():
     weights = np.arange(6, dtype=np.float32).reshape(3, 2)
     reads = LayerReads("fc", 3, [BlockMatrices(0, (0, 3), weights, None)])

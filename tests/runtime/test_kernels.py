@@ -481,3 +481,44 @@ def test_dac_gathered_without_positions():
     assert gather.shape == (0, 36) and batch == 3 and out[0] == 0
     x_n, x_sq, scale = dac_kernels.dac_gathered(gather, True, PERIPHERY, True)
     assert x_n.shape == (0, 37) and x_sq.shape == (0, 37) and scale.shape == (0, 1)
+
+
+@pytest.mark.parametrize("bias", [True, False], ids=["bias-input", "no-bias"])
+@pytest.mark.parametrize("squares", [True, False], ids=["squares", "no-squares"])
+@pytest.mark.parametrize("bounds", [(0, 20, 54), (0, 53, 54), (0, 1, 30, 31, 54)], ids=["two", "bias-alone", "four"])
+def test_dac_layer_cut_into_row_segments(bias, squares, bounds):
+    """With column bounds each segment is the matching columns of the uncut DAC output
+    (numpy's, by definition), C-contiguous; the compiled pass writes them in place,
+    again into the same buffers with a scratch dict."""
+    x = dac_input() * np.float32(0.7)
+    cols = x.shape[1] + bias
+    bounds = bounds[:-1] + (cols,) if bounds[-2] < cols else (0, cols)
+    with np.errstate(invalid="ignore"):
+        whole = dac_kernels.dac_layer_numpy(x, bias, PERIPHERY, squares)
+        scratch = {}
+        runs = [dac_kernels.dac_layer_numpy(x, bias, PERIPHERY, squares, bounds)]
+        for compiled in (True, True, False) if kernels.HAVE_NUMBA else (False,):
+            runs.append(dac_kernels.dac_layer(x, bias, PERIPHERY, squares, compiled=compiled, scratch=scratch, bounds=bounds))
+    for x_n, x_sq, scale in runs:
+        np.testing.assert_array_equal(scale, whole[2])
+        for got, ref in ((x_n, whole[0]), (x_sq, whole[1])):
+            if ref is None:
+                assert got is None
+                continue
+            assert isinstance(got, tuple) and len(got) == len(bounds) - 1
+            for part, c0, c1 in zip(got, bounds[:-1], bounds[1:]):
+                assert part.flags.c_contiguous and part.dtype == np.float32
+                np.testing.assert_array_equal(part, ref[:, c0:c1])
+    with pytest.raises(ValueError, match="bounds"):
+        dac_kernels.dac_layer(x, bias, PERIPHERY, squares, bounds=(0, 5))
+
+
+@pytest.mark.parametrize("bit_generator", [np.random.SFC64, np.random.PCG64, np.random.PCG64DXSM, np.random.Philox, np.random.MT19937])
+def test_new_key_is_rng_integers(bit_generator):
+    """new_key's shortcut for 64-bit generators gives rng.integers(2**63)'s keys and
+    leaves the generator where it would: keys, then other draws, interleaved."""
+    fast, slow = (np.random.Generator(bit_generator(11)) for _ in range(2))
+    for _ in range(300):
+        assert counter_rng.new_key(fast) == int(slow.integers(2**63))
+        assert fast.standard_normal() == slow.standard_normal()
+        assert fast.integers(7) == slow.integers(7)
