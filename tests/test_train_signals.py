@@ -16,7 +16,9 @@ from analogc.runtime.format.program import load_program
 
 from .conftest import MODELS
 
-ARGS = ["--data", "digits", "--init", "random", "--epochs", "12", "--seed", "4", "--checkpoint-every", "400", "-q"]
+# Enough epochs that the run is still going well after its first checkpoint (the loop got
+# faster: 12 epochs could end within the wait below and the signal then met no handler).
+ARGS = ["--data", "digits", "--init", "random", "--epochs", "40", "--seed", "4", "--checkpoint-every", "400", "-q"]
 
 
 def analogc(*argv, **kwargs):
@@ -34,7 +36,7 @@ def test_a_signalled_training_run_resumes_to_the_same_result(tmp_path, signum):
     while not (checkpoint / "checkpoint.npz").exists() and time.time() < deadline and stopped.poll() is None:
         time.sleep(0.05)
     assert stopped.poll() is None, "training finished before it could be interrupted"
-    time.sleep(0.3)
+    time.sleep(0.1)
     stopped.send_signal(signum)
     _, err = stopped.communicate(timeout=120)
     assert stopped.returncode == 130, err
