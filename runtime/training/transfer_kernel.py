@@ -73,9 +73,11 @@ if HAVE_NUMBA:
 
     drop_stale_builds(__file__, [counter_rng, vocabulary])  # their code and constants are compiled in
     _jit = numba.njit(fastmath=False, error_model="numpy", cache=True)
+    # Inlined (numba IR): the first pass's cell loop calls them and must stay call-free.
+    _jit_inline = numba.njit(fastmath=False, error_model="numpy", cache=True, inline="always")
     G_HAT_FLOOR = 1e-6  # as devices.G_HAT_FLOOR
 
-    @_jit
+    @_jit_inline
     def _draw(cell_key, slot):
         return counter_rng._splitmix64_nb(cell_key + np.uint64(slot) * counter_rng.GOLDEN)
 
@@ -85,7 +87,7 @@ if HAVE_NUMBA:
         z0, z1 = counter_rng._normal_pair_nb(_draw(cell_key, slot))
         return np.float64(z0), np.float64(z1)
 
-    @_jit
+    @_jit_inline
     def _uniform(cell_key, slot):
         """Uniform on [0, 1), 53 bits."""
         return np.float64(_draw(cell_key, slot) >> np.uint64(11)) * 2.0**-53
@@ -192,7 +194,7 @@ if HAVE_NUMBA:
                         wanted = keep if held else wanted
                         if theta > 0:
                             change = wanted - pcm_read
-                            u = np.float64(counter_rng._splitmix64_nb(cell_key + np.uint64(SLOT_THRESHOLD) * counter_rng.GOLDEN) >> np.uint64(11)) * 2.0**-53
+                            u = _uniform(cell_key, SLOT_THRESHOLD)
                             stepped = pcm_read + np.sign(change) * theta
                             chosen = stepped if u < abs(change) / theta else keep
                             wanted = chosen if abs(change) < theta else wanted
@@ -210,8 +212,7 @@ if HAVE_NUMBA:
                         unfaulted = _fault(gp0, fp_f[c], g_max) == gp0 and _fault(gm0, fm_f[c], g_max) == gm0
                         kept = full if held else wanted
                         missed = kept - gain * (gp0 - gm0)
-                        u = np.float64(counter_rng._splitmix64_nb(cell_key + np.uint64(SLOT_WRITE_BACK) * counter_rng.GOLDEN) >> np.uint64(11)) * 2.0**-53
-                        n = np.floor(missed / per_pulse + u)
+                        n = np.floor(missed / per_pulse + _uniform(cell_key, SLOT_WRITE_BACK))
                         n = n if residual > 0 and missed != 0.0 else 0.0
                         simple = (not refresh) and stay_p and stay_m and unfaulted and n == n
                         step = np.float64(up_f[c]) if n > 0 else np.float64(down_f[c])
