@@ -1,11 +1,12 @@
-"""A capacitor → PCM transfer of one layer in one compiled pass over its cells.
+"""A capacitor → PCM transfer of one layer in one compiled call, cell by cell.
 
 `TrainableLayer.transfer` does a transfer as some forty numpy passes over the layer's
 arrays (float64, a fresh array each) with a Generator; for Fashion-MNIST's first layer
 (785 x 250) that was ~50 ms a transfer, a third of training's time. A transfer is cell by
 cell: what one pair's devices do depends only on that cell's state and its own random
-numbers. So this kernel visits each cell once and does the whole model there, the same
-model in the same order (`analog_layer` and `devices` are the reference):
+numbers. So this kernel visits each cell and does the whole model there, the same model
+in the same order (`analog_layer` and `devices` are the reference); a branch-free first
+pass finishes the cells whose devices stay, a second the rest (`_transfer_body`):
 - read: the capacitor pair's share (transfer_read "capacitor"), or the whole weight,
   each PCM device with its 1/f read noise ("weight");
 - target: the new polarity's reset value taken off; the deadband (held pairs keep their
@@ -36,11 +37,9 @@ from analogc.runtime.physics.numba_cache import drop_stale_builds, renamed
 
 HAVE_NUMBA = counter_rng.HAVE_NUMBA
 RESIDUAL_MODES = {"drop": 0, "keep": 1, "verify": 2}
-# Per-cell draw slots: fixed ones, then the closed loops' iterations and relaxation (G⁺, then G⁻).
-# The per-cell arrays of LayerDevices the kernel reads or writes.
-CELL_FIELDS = ("g_plus", "g_minus", "nu_plus", "nu_minus", "faults_plus", "faults_minus", "v", "dv_up", "dv_down", "read_gain", "cap_base")
 # Layers of fewer cells transfer on one core (~0.1 ms of work: less than waking threads).
 PARALLEL_CELLS = 16384
+# Per-cell draw slots: fixed ones, then the closed loops' iterations and relaxation (G⁺, then G⁻).
 SLOT_READ, SLOT_THRESHOLD, SLOT_DRIFT, SLOT_VERIFY, SLOT_WRITE_BACK, SLOT_LOOP = 1, 2, 3, 4, 5, 8
 
 
@@ -312,7 +311,7 @@ def transfer(state, spec, key: int, col_cuts: np.ndarray, tally: np.ndarray, us:
     (the reference of the fast pass, for tests)."""
     iterations = np.zeros(state.shape, dtype=np.int32)
     moved = np.zeros(state.shape, dtype=np.bool_)
-    for name in CELL_FIELDS:
+    for name in vocabulary.DEVICE_FIELDS:
         if not getattr(state, name).flags.c_contiguous:  # the kernel works on flat views of them
             setattr(state, name, np.ascontiguousarray(getattr(state, name)))
     if not (w.flags.c_contiguous and w.dtype == np.float32 and w.shape == state.shape):

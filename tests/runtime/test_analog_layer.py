@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from analogc.runtime.format.spec import load_target
+from analogc.runtime.format.vocabulary import DEVICE_FIELDS
 from analogc.runtime.physics import devices
 from analogc.runtime.physics.layer_devices import program_layer
 from analogc.runtime.training.analog_layer import TrainableLayer
@@ -351,7 +352,7 @@ def test_fast_transfer_pass_is_the_cell_by_cell_transfer(training):
         counts = transfer_kernel.transfer(layer.state, spec, 11, layer.col_cuts, tally, layer.us, w, fast=fast)
         results.append((layer.state, counts, tally, w))
     (fast_state, fast_counts, fast_tally, fast_w), (cell_state, cell_counts, cell_tally, cell_w) = results
-    for name in transfer_kernel.CELL_FIELDS:
+    for name in DEVICE_FIELDS:
         np.testing.assert_array_equal(getattr(fast_state, name), getattr(cell_state, name), err_msg=name)
     assert fast_counts[:2] == cell_counts[:2]
     np.testing.assert_array_equal(fast_counts[2], cell_counts[2])
@@ -410,7 +411,7 @@ def test_transfer_on_both_cores_is_the_serial_transfer(monkeypatch):
         assert transfer_kernel.CHOICE.calls == 1
         results.append((layer, counts, tally))
     (serial, serial_counts, serial_tally), (parallel, parallel_counts, parallel_tally) = results
-    for name in transfer_kernel.CELL_FIELDS:
+    for name in DEVICE_FIELDS:
         np.testing.assert_array_equal(getattr(parallel.state, name), getattr(serial.state, name), err_msg=name)
     assert parallel_counts[:2] == serial_counts[:2] and serial_counts[1] > 0
     np.testing.assert_array_equal(parallel_counts[2], serial_counts[2])
