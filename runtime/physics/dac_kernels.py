@@ -28,6 +28,8 @@ from analogc.runtime.physics.cores import CHOICE
 from analogc.runtime.physics.counter_rng import HAVE_NUMBA, ONE, ZERO
 from analogc.runtime.physics.numba_cache import drop_stale_builds, renamed
 
+BIAS_INPUT = np.ones(1, dtype=np.float32)  # the bias row's input, the constant 1
+
 if HAVE_NUMBA:
     import numba
 
@@ -49,16 +51,22 @@ if HAVE_NUMBA:
     # arithmetic, so every extra pass or 1-D view per row shows.
 
     @_jit_inline
+    def _dac_scale(top, bias):
+        """A row's max |x| (top, as int32 bits; with the bias input 1 when bias), a NaN or
+        zero maximum giving 1, as np.where(scale > 0) does."""
+        if bias:
+            top = max(top, _f32_bits(ONE))
+        s = _bits_f32(top)
+        return s if s > ZERO else ONE
+
+    @_jit_inline
     def _dac_row(x_n, x_sq, o, cols, top, bias, dac_range, quantize, step, squares):
         """Row o … o + cols − 1 of flat x_n holds the inputs (and a last slot for the bias
         input); top is max |x| as int32 bits. The operations of periphery.dac, in its order
         (a NaN or zero maximum gives scale 1, as np.where(scale > 0) does): returns s."""
+        s = _dac_scale(top, bias)
         if bias:
-            top = max(top, _f32_bits(ONE))
             x_n[o + np.uint64(cols - 1)] = ONE
-        s = _bits_f32(top)
-        if not s > ZERO:
-            s = ONE
         for j in range(cols):
             c = o + np.uint64(j)
             v = x_n[c] / s * dac_range
@@ -100,11 +108,7 @@ if HAVE_NUMBA:
             top = np.int32(0)
             for j in range(k):
                 top = max(top, _f32_bits(src[base + np.uint64(j)]) & ABS_BITS)
-            if bias:
-                top = max(top, _f32_bits(ONE))
-            s = _bits_f32(top)
-            if not s > ZERO:
-                s = ONE
+            s = _dac_scale(top, bias)
             for p in range(bounds.size - 1):
                 c0, c1 = bounds[p], bounds[p + 1]
                 o = np.uint64(rows * c0 + i * (c1 - c0))
@@ -112,13 +116,8 @@ if HAVE_NUMBA:
                 if n > 0:
                     _dac_values(src, base + np.uint64(c0), x_n, x_sq, o, n, s, dac_range, quantize, step, squares)
                 if bias and c1 == cols:  # the bias input, last of the last segment
-                    v = ONE / s * dac_range
-                    if quantize:
-                        v = min(max(np.rint(v / step) * step, -dac_range), dac_range)
-                    c = o + np.uint64(c1 - 1 - c0)
-                    x_n[c] = v
-                    if squares:
-                        x_sq[c] = v * v
+                    _dac_values(BIAS_INPUT, np.uint64(0), x_n, x_sq, o + np.uint64(c1 - 1 - c0), 1, s, dac_range, quantize, step,
+                                squares)
             scale[i] = s / dac_range
 
     def _dac_gather_body(source, examples, example_stride, position_base, offsets, bias, dac_range, quantize, step, squares, x_n, x_sq, scale):
