@@ -181,7 +181,7 @@ class Chip:
                 for bid, b in self.blocks.items()
                 if b["layer"] == name and b.get("copy", 0) == copy
             ]
-            readers.append(tile_reads.LayerReads(name, self.matrices[name].shape[0], blocks))
+            readers.append(tile_reads.LayerReads(name, self.matrices[name].shape[0], blocks, self.spec.periphery.dac_range))
         return readers
 
     def calibrate(self, t: float) -> dict:

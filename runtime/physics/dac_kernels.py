@@ -3,7 +3,8 @@
 `dac_compiled` is the twin of `periphery.dac` (per-example abs-max scaling and
 quantisation); `dac` dispatches to it. `dac_layer` is a layer's whole input stage in one
 pass: the constant-1 bias input appended, the DAC, and the squared DAC outputs that the
-read-noise variance needs; its reference is `dac_layer_numpy` (the same three steps in numpy).
+read-noise variance needs, as 7-bit codes (`square_codes`: the variance products run in
+8-bit integers, `tile_reads`); its reference is `dac_layer_numpy` (the same steps in numpy).
 With column `bounds` it writes its outputs as the column segments a row-split layer's
 tile reads take, each a C-contiguous matrix in place (no copy per block).
 For a convolution it takes a `RowGather` instead of rows: each patch is read from the
@@ -29,6 +30,26 @@ from analogc.runtime.physics.counter_rng import HAVE_NUMBA, ONE, ZERO
 from analogc.runtime.physics.numba_cache import drop_stale_builds, renamed
 
 BIAS_INPUT = np.ones(1, dtype=np.float32)  # the bias row's input, the constant 1
+# The squared DAC outputs x² ∈ [0, dac_range²] go to the read-noise variance products as
+# codes 0 … SQUARE_LEVELS (uint8), x² ≈ code · dac_range² / SQUARE_LEVELS. 7 bits, not 8:
+# with 7-bit variance codes too, no two products summed in 16 bits (x86 without VNNI)
+# can saturate (2 · 127 · 127 < 2¹⁵).
+SQUARE_LEVELS = 127
+
+
+def square_gain(dac_range) -> np.float32:
+    """Square codes per unit of x²: SQUARE_LEVELS / dac_range² (float32); a code stands
+    for x² = code / square_gain."""
+    r = np.float32(dac_range)
+    return np.float32(np.float32(SQUARE_LEVELS) / (r * r))
+
+
+def square_codes(x_n: np.ndarray, dac_range) -> np.ndarray:
+    """The DAC outputs' squares as codes: min(rint(x²·square_gain), SQUARE_LEVELS), uint8
+    (a NaN gives the top code); the compiled DAC writes the same bits."""
+    q = np.rint(np.square(x_n) * square_gain(dac_range))
+    return np.where(q < SQUARE_LEVELS, q, SQUARE_LEVELS).astype(np.uint8)
+
 
 if HAVE_NUMBA:
     import numba
@@ -59,6 +80,14 @@ if HAVE_NUMBA:
         s = _bits_f32(top)
         return s if s > ZERO else ONE
 
+    _square_gain_nb = _jit_inline(square_gain)
+
+    @_jit_inline
+    def _square_code(v, dac_range):
+        """`square_codes` of one DAC output (the gain is loop-invariant: worked out once)."""
+        q = np.rint(v * v * _square_gain_nb(dac_range))
+        return np.uint8(q) if q < SQUARE_LEVELS else np.uint8(SQUARE_LEVELS)
+
     @_jit_inline
     def _dac_row(x_n, x_sq, o, cols, top, bias, dac_range, quantize, step, squares):
         """Row o … o + cols − 1 of flat x_n holds the inputs (and a last slot for the bias
@@ -74,7 +103,7 @@ if HAVE_NUMBA:
                 v = min(max(np.rint(v / step) * step, -dac_range), dac_range)
             x_n[c] = v
             if squares:
-                x_sq[c] = v * v
+                x_sq[c] = _square_code(v, dac_range)
         return s
 
     @_jit_inline
@@ -88,7 +117,7 @@ if HAVE_NUMBA:
             c = o + np.uint64(j)
             x_n[c] = v
             if squares:
-                x_sq[c] = v * v
+                x_sq[c] = _square_code(v, dac_range)
 
     @numba.njit(fastmath=False, error_model="numpy", cache=True)
     def _dac_nb(x, bias, dac_range, quantize, step, squares, x_n, x_sq, scale, bounds):
@@ -167,7 +196,7 @@ def _dac_outputs(rows: int, cols: int, squares: bool, scratch: dict | None = Non
     key = (rows, cols, squares)
     if scratch is None or scratch.get("key") != key:
         x_n = np.empty((rows, cols), dtype=np.float32)
-        x_sq = np.empty((rows, cols), dtype=np.float32) if squares else None
+        x_sq = np.empty((rows, cols), dtype=np.uint8) if squares else None
         if scratch is not None:
             scratch.update(key=key, x_n=x_n, x_sq=x_sq)
     else:
@@ -198,8 +227,8 @@ def _dac_args(spec) -> tuple:
 def dac_layer_numpy(flat: np.ndarray, bias: bool, spec, squares: bool, bounds: tuple | None = None) -> tuple:
     """A layer's input stage, the reference for `dac_layer`: the rows of flat (float32)
     with the constant-1 bias input appended when `bias`, through `periphery.dac`; returns
-    (x_n, x_n² or None, per-example scale). With column `bounds` (0 = bounds[0] < … <
-    bounds[-1] = the columns with the bias input), x_n and x_n² are tuples of their
+    (x_n, x_n²'s `square_codes` or None, per-example scale). With column `bounds` (0 =
+    bounds[0] < … < bounds[-1] = the columns with the bias input), x_n and the codes are tuples of their
     column segments, each a C-contiguous array."""
     k = flat.shape[1]
     x = np.empty((flat.shape[0], k + 1), dtype=np.float32) if bias else flat.astype(np.float32, copy=False)
@@ -207,7 +236,7 @@ def dac_layer_numpy(flat: np.ndarray, bias: bool, spec, squares: bool, bounds: t
         x[:, :k] = flat
         x[:, k] = 1.0
     x_n, scale = _periphery.dac(x, spec)
-    x_sq = np.square(x_n) if squares else None
+    x_sq = square_codes(x_n, spec.dac_range) if squares else None
     if bounds is not None:
         return _segments(x_n, bounds), _segments(x_sq, bounds), scale
     return x_n, x_sq, scale
@@ -314,7 +343,7 @@ def dac_gathered(gather: RowGather, bias: bool, spec, squares: bool, compiled: b
 
 def _flat_or_empty(x: np.ndarray | None) -> np.ndarray:
     """A compiled DAC's squares output: x flat, or an empty array when squares are off."""
-    return np.empty(0, dtype=np.float32) if x is None else x.reshape(-1)
+    return np.empty(0, dtype=np.uint8) if x is None else x.reshape(-1)
 
 
 def dac(x: np.ndarray, spec) -> tuple[np.ndarray, np.ndarray]:

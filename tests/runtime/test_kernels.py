@@ -400,6 +400,13 @@ def test_adc_gain_twins_agree(flags, variance):
 # --- The layer's input stage: bias input, DAC and squares in one pass. ---------------------------
 
 
+def test_square_codes_hand_values():
+    """x² in units of dac_range²/127, rounded to even, the top code for anything above or NaN."""
+    x = np.array([0.0, 0.5, -1.0, 1.5, np.nan, 0.0627, 0.0628], dtype=np.float32)  # the last two: 0.4993, 0.5009 codes
+    np.testing.assert_array_equal(dac_kernels.square_codes(x, 1.0), [0, 32, 127, 127, 127, 0, 1])
+    np.testing.assert_array_equal(dac_kernels.square_codes(x * np.float32(2), 2.0), [0, 32, 127, 127, 127, 0, 1])
+
+
 def test_dac_layer_hand_values():
     x = np.array([[0.5, -0.25], [0.0, 0.0], [4.0, -2.0]], dtype=np.float32)
     for compiled in ([False, True] if kernels.HAVE_NUMBA else [False]):
@@ -408,7 +415,9 @@ def test_dac_layer_hand_values():
         # Row 1: zeros and the bias: scale 1. Row 2: scale 4, the bias input becomes 1/4.
         expected = np.array([[64 / 127, -32 / 127, 1.0], [0.0, 0.0, 1.0], [1.0, -64 / 127, 32 / 127]])
         np.testing.assert_allclose(x_n, expected, rtol=1e-6)
-        np.testing.assert_array_equal(x_sq, x_n * x_n)
+        # Square codes: rint(x²·127 / dac_range²), dac_range 1: (64/127)²·127 = 32.25, (32/127)²·127 = 8.06.
+        np.testing.assert_array_equal(x_sq, np.array([[32, 8, 127], [0, 0, 127], [127, 32, 8]], dtype=np.uint8))
+        assert x_sq.dtype == np.uint8
         np.testing.assert_array_equal(scale, np.array([[1.0], [1.0], [4.0]], dtype=np.float32))
         x_n, x_sq, scale = dac_kernels.dac_layer(x, False, PERIPHERY, squares=False, compiled=compiled)
         assert x_sq is None and x_n.shape == (3, 2)
@@ -507,7 +516,7 @@ def test_dac_layer_cut_into_row_segments(bias, squares, bounds):
                 continue
             assert isinstance(got, tuple) and len(got) == len(bounds) - 1
             for part, c0, c1 in zip(got, bounds[:-1], bounds[1:]):
-                assert part.flags.c_contiguous and part.dtype == np.float32
+                assert part.flags.c_contiguous and part.dtype == ref.dtype
                 np.testing.assert_array_equal(part, ref[:, c0:c1])
     with pytest.raises(ValueError, match="bounds"):
         dac_kernels.dac_layer(x, bias, PERIPHERY, squares, bounds=(0, 5))
