@@ -27,7 +27,7 @@ import numpy as np
 
 from analogc.runtime.format.spec import has_capacitor
 from analogc.runtime.format.vocabulary import DEVICE_FIELDS, FAULT_NONE
-from analogc.runtime.physics import devices, periphery
+from analogc.runtime.physics import bfloat16, devices, periphery
 from analogc.runtime.physics.layer_devices import LayerDevices, read_variance_us, redraw_drift, us_per_weight
 from analogc.runtime.training import read_kernel, transfer_kernel, update_kernel
 
@@ -63,15 +63,23 @@ class TrainableLayer:
         from the devices (after programming: construction, transfer, refresh)."""
         spec, state = self.spec, self.state
         self.w = np.ascontiguousarray(state.weights_us(spec) / self.us, dtype=np.float32)
-        self.var = None
+        self.var = self.var_words = None
         if spec.pcm.read_noise:  # the chip's rule, at t0: no drift during training
             self.var = self.read_variance((slice(None), slice(None)))
+            self.var_words = bfloat16.high_words(self.var)
+        # The compiled loop's update reads both steps of a cell as one word when they
+        # are on the bfloat16 grid (steps drawn by this version are; a program's may not be).
+        self.steps = None
+        if self.capacitor:
+            packed = bfloat16.pack_pairs(state.dv_up, state.dv_down)
+            self.steps = None if packed is None else packed.reshape(-1)
         self.sync_gain()
 
     def read_variance(self, window: tuple, state: LayerDevices | None = None) -> np.ndarray:
-        """The read-noise variance (weight units², float32) of a window's cells, at t0."""
+        """The read-noise variance (weight units², float32) of a window's cells, at t0, on
+        the bfloat16 grid: the compiled loop streams it as 16-bit words (`var_words`)."""
         state = self.state if state is None else state
-        return np.ascontiguousarray(read_variance_us(state, window, self.spec.pcm.drift_t0, self.spec) / self.us**2, dtype=np.float32)
+        return bfloat16.round_to_grid(read_variance_us(state, window, self.spec.pcm.drift_t0, self.spec) / self.us**2)
 
     def sync_gain(self) -> None:
         """wgain: what one unit of V_C adds to the presented weight (it follows s)."""
@@ -290,7 +298,8 @@ class TrainableLayer:
         if self.var is not None:  # as one row of flat views: a 1-D gather is cheaper than a 2-D one
             cells = np.flatnonzero(moved)
             flat = dataclasses.replace(self.state, **{name: getattr(self.state, name).reshape(1, -1) for name in DEVICE_FIELDS})
-            self.var.reshape(-1)[cells] = self.read_variance((0, cells), flat)
+            self.var.reshape(-1)[cells] = variance = self.read_variance((0, cells), flat)
+            self.var_words.reshape(-1)[cells] = bfloat16.high_words(variance)
         self.sync_gain()
 
     def write_back(self, residual_us: np.ndarray, rng: np.random.Generator) -> None:

@@ -30,18 +30,19 @@ import numpy as np
 
 from analogc.runtime.physics import counter_rng
 from analogc.runtime.physics.numba_cache import drop_stale_builds
-from analogc.runtime.training import read_kernel, update_kernel
+from analogc.runtime.training import fast_tanh, read_kernel, update_kernel
 
 HAVE_NUMBA = counter_rng.HAVE_NUMBA
 # Hidden activations the compiled loop computes (the rest train through `Trainer.step`).
 ACTIVATION_CODES = {"identity": 0, "relu": 1, "sigmoid": 2, "tanh": 3, "leaky_relu": 4}
+NO_WORDS = np.zeros((0, 0), dtype=np.uint16)  # the variance words of a layer without read noise (never read)
 
 
 if HAVE_NUMBA:
     import numba
 
     # `_run_examples` compiles in the code of read_kernel, update_kernel and counter_rng.
-    drop_stale_builds(__file__, [read_kernel, update_kernel, counter_rng])
+    drop_stale_builds(__file__, [read_kernel, update_kernel, counter_rng, fast_tanh])
 
     _jit = numba.njit(fastmath=False, error_model="numpy", cache=True)
     _finalise = counter_rng._splitmix64_nb
@@ -55,6 +56,8 @@ if HAVE_NUMBA:
         for s in range(keys.size):
             keys[s] = _finalise(first + np.uint64(s + 1))
 
+    _tanh = numba.njit(fastmath=False, error_model="numpy", cache=True, inline="always")(fast_tanh.tanh_scalar)
+
     @_jit
     def _activate(code, alpha, z, h):
         for j in range(z.size):
@@ -62,9 +65,9 @@ if HAVE_NUMBA:
             if code == 1:
                 v = max(v, np.float32(0.0))
             elif code == 2:  # 0.5·(1 + tanh(0.5·z)), as activations.sigmoid
-                v = np.float32(0.5) * (np.float32(1.0) + np.tanh(v * np.float32(0.5)))
+                v = np.float32(0.5) * (np.float32(1.0) + _tanh(v * np.float32(0.5)))
             elif code == 3:
-                v = np.tanh(v)
+                v = _tanh(v)
             elif code == 4:
                 v = v if v >= 0 else v * alpha
             h[j] = v
@@ -102,9 +105,19 @@ if HAVE_NUMBA:
                                    w_max[l], key, out)
         return out
 
+    @numba.njit(fastmath=False, error_model="numpy", cache=True, inline="always")
+    def _update(l, ws, vs, wgains, dv_ups, dv_downs, steps, x, delta, coef, cap, v_min, v_max, key, col_cuts, tallies, gains):
+        """Layer l's capacitor update (`update_kernel`), with its steps packed (steps an
+        int32 array) or not (None), and every cell's wgain gains[l] or its own (NaN)."""
+        if gains[l] == gains[l]:
+            return update_kernel._update_nb(ws[l], vs[l], wgains[l], dv_ups[l], dv_downs[l], steps, x, delta, coef, cap, v_min,
+                                            v_max, key, col_cuts[l], tallies[l], gains[l])
+        return update_kernel._update_nb(ws[l], vs[l], wgains[l], dv_ups[l], dv_downs[l], steps, x, delta, coef, cap, v_min,
+                                        v_max, key, col_cuts[l], tallies[l], None)
+
     @_jit
     def _run_examples(features, labels, order, first_example, run_key, lr, ws, variances, blocks, has_var, w_max, settings,
-                      wgains, gains, vs, dv_ups, dv_downs, col_cuts, tallies, biases, has_bias, analog_bias, codes, alphas,
+                      wgains, gains, vs, dv_ups, dv_downs, steps, col_cuts, tallies, biases, has_bias, analog_bias, codes, alphas,
                       coef_per_lr, cap_limits, counts, due, sums):
         n_layers = len(ws)
         keys = np.empty(4 * n_layers, dtype=np.uint64)
@@ -167,12 +180,12 @@ if HAVE_NUMBA:
                 # Serial (update_kernel's threaded build is not called from here: on the shared
                 # 2-core machine it ran 9 ms against 0.2 ms for the 785x250 layer, and a cached
                 # caller of a parallel build crashed when reloaded in a new process).
-                if gains[l] == gains[l]:  # every cell's wgain is gains[l] (NaN: they differ)
-                    fired = update_kernel._update_nb(ws[l], vs[l], wgains[l], dv_ups[l], dv_downs[l], inputs[l], delta,
-                                                     coef, cap, v_min, v_max, keys[slot], col_cuts[l], tallies[l], gains[l])
+                if steps is None:
+                    fired = _update(l, ws, vs, wgains, dv_ups, dv_downs, None, inputs[l], delta, coef, cap, v_min, v_max,
+                                    keys[slot], col_cuts, tallies, gains)
                 else:
-                    fired = update_kernel._update_nb(ws[l], vs[l], wgains[l], dv_ups[l], dv_downs[l], inputs[l], delta,
-                                                     coef, cap, v_min, v_max, keys[slot], col_cuts[l], tallies[l], None)
+                    fired = _update(l, ws, vs, wgains, dv_ups, dv_downs, steps[l], inputs[l], delta, coef, cap, v_min, v_max,
+                                    keys[slot], col_cuts, tallies, gains)
                 slot += 1
                 counts[l, 0] += fired  # pulses
                 counts[l, 1] += fired  # pulses since the last transfer
@@ -239,13 +252,15 @@ class CompiledChain:
         # coef = −η·us·s / (dG/dV·ΔV nominal), as TrainableLayer.update (η applied in the kernel)
         coef_per_lr = np.array([-l.us * l.state.sign / dv for l in layers], dtype=np.float64)
         counts = np.array([[l.pulses, l.state.pulses_since_transfer, l.state.examples_since_transfer, 0] for l in layers], dtype=np.int64)
+        # Packed steps (half the bytes to stream) when every layer has them, else the float pairs.
+        steps = tuple(l.steps for l in layers) if all(l.steps is not None for l in layers) else None
         empty = np.zeros(0, dtype=np.float32)
         done = _run_examples(
             self.features, self.labels, np.ascontiguousarray(order, dtype=np.int64), first_example, np.uint64(run_key), float(lr),
-            tuple(l.w for l in layers), tuple(l.w if l.var is None else l.var for l in layers), self.blocks, self.has_var,
-            self.w_max, self.settings, tuple(l.wgain for l in layers), self.uniform_gains(),
+            tuple(l.w for l in layers), tuple(NO_WORDS if l.var_words is None else l.var_words for l in layers), self.blocks,
+            self.has_var, self.w_max, self.settings, tuple(l.wgain for l in layers), self.uniform_gains(),
             tuple(l.state.v for l in layers),
-            tuple(l.state.dv_up for l in layers), tuple(l.state.dv_down for l in layers), self.col_cuts,
+            tuple(l.state.dv_up for l in layers), tuple(l.state.dv_down for l in layers), steps, self.col_cuts,
             tuple(l.pulse_tally for l in layers), tuple(empty if l.digital_bias is None else l.digital_bias for l in layers),
             self.has_bias, self.analog_bias, self.codes, self.alphas, coef_per_lr, self.cap_limits,
             counts, self.due, sums,

@@ -27,6 +27,7 @@ HAVE_NUMBA = counter_rng.HAVE_NUMBA
 
 if HAVE_NUMBA:
     import numba
+    from numba.extending import overload
 
     drop_stale_builds(__file__, [counter_rng])  # its kernels compile in counter_rng's
 
@@ -36,6 +37,18 @@ if HAVE_NUMBA:
     def _quantize(v, step, bound):
         q = np.rint(v / step) * step
         return min(max(q, -bound), bound)
+
+    def _variance_at(var_flat, i):
+        """Cell i's read-noise variance: var_flat[i] of a float32 array, or decoded from a
+        uint16 array of bfloat16 words (`bfloat16.high_words`: the compiled training loop
+        streams half the bytes; the value is the same when the variance is on the grid)."""
+        return var_flat[i]
+
+    @overload(_variance_at, inline="always")
+    def _variance_at_nb(var_flat, i):
+        if var_flat.dtype == numba.types.uint16:
+            return lambda var_flat, i: counter_rng._bits_f32(np.int32(var_flat[i]) << np.int32(16))
+        return lambda var_flat, i: var_flat[i]
 
     # numba inlines these two into the read (its IR; the same operations, so the same bits):
     # as calls, their array arguments cost ~15% of a forward read (a call per input row).
@@ -55,7 +68,7 @@ if HAVE_NUMBA:
         for j in range(y.size):
             cell = np.uint64(base) + np.uint64(j)
             y[j] += a * flat[cell]
-            s[j] += a2 * var_flat[cell]
+            s[j] += a2 * _variance_at(var_flat, cell)
 
     ROWS_AT_ONCE = 4
 
@@ -75,7 +88,7 @@ if HAVE_NUMBA:
         for j in range(y.size):
             k = np.uint64(j)
             y[j] = (((y[j] + a0 * flat[b0 + k]) + a1 * flat[b1 + k]) + a2 * flat[b2 + k]) + a3 * flat[b3 + k]
-            s[j] = (((s[j] + q0 * var_flat[b0 + k]) + q1 * var_flat[b1 + k]) + q2 * var_flat[b2 + k]) + q3 * var_flat[b3 + k]
+            s[j] = (((s[j] + q0 * _variance_at(var_flat, b0 + k)) + q1 * _variance_at(var_flat, b1 + k)) + q2 * _variance_at(var_flat, b2 + k)) + q3 * _variance_at(var_flat, b3 + k)
 
     @numba.njit(fastmath={"reassoc"}, error_model="numpy", cache=True)
     def _dot_rows(flat, var_flat, has_var, cols, r0, r1, c0, count, b, b2, y, s):
@@ -94,7 +107,7 @@ if HAVE_NUMBA:
                     cell = base + np.uint64(j)
                     k = np.uint64(c0) + np.uint64(j)
                     total += flat[cell] * b[k]
-                    total2 += var_flat[cell] * b2[k]
+                    total2 += _variance_at(var_flat, cell) * b2[k]
                 s[r - r0] = total2
             else:
                 for j in range(count):

@@ -34,6 +34,7 @@ from analogc.runtime.cost.pricing import OpCounts, price, static_block_counts
 from analogc.runtime.format.program import Program, program_identity
 from analogc.runtime.format.spec import check_trainable, has_capacitor, spec_from_dict
 from analogc.runtime.physics.layer_devices import LayerDevices, has_device_state, program_layer, us_per_weight
+from analogc.runtime.training import fast_tanh
 from analogc.runtime.training.analog_layer import TrainableLayer, transfer_schedule
 from analogc.runtime.training.chain import find_chain, initial_weights, training_w_max
 from analogc.runtime.training.float_sgd import FloatChain, activation_grad, append_one, softmax_cross_entropy
@@ -389,4 +390,11 @@ class Trainer:
 
 
 def apply(activation: dict, z: np.ndarray) -> np.ndarray:
+    """A hidden activation as training computes it: sigmoid and tanh through `fast_tanh`,
+    as the compiled loop does (the same bits), the others as the chip does."""
+    if activation["op"] == "tanh":
+        return fast_tanh.tanh(z)
+    if activation["op"] == "sigmoid":
+        half = F32(0.5)
+        return (half * (F32(1.0) + fast_tanh.tanh(np.asarray(z, dtype=F32) * half))).astype(F32, copy=False)
     return apply_activation(z, activation).astype(F32, copy=False)

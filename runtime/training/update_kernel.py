@@ -32,6 +32,7 @@ from analogc.runtime.physics.numba_cache import drop_stale_builds, renamed
 HAVE_NUMBA = counter_rng.HAVE_NUMBA
 SHIFT_40 = np.uint64(40)
 TWO_M24 = np.float32(2.0**-24)
+UPPER_HALF = np.int32(-65536)  # 0xFFFF0000: a packed word's first step (`bfloat16.pack_pairs`)
 # Layers of at least this many cells update on all cores (the float loop's BLAS uses them
 # too); starting the threads costs ~10 µs, more than a small layer's whole update.
 PARALLEL_CELLS = 32768
@@ -111,7 +112,7 @@ if HAVE_NUMBA:
         return np.float32(h >> np.uint64(40)) * np.float32(2.0**-24)
 
     @numba.njit(fastmath=False, error_model="numpy", cache=True, inline="always")
-    def _cells(w, v, wgain, dv_up, dv_down, delta, col_u, base, c0, c1, a, r, cap, v_min, v_max, gain):
+    def _cells(w, v, wgain, dv_up, dv_down, steps, delta, col_u, base, c0, c1, a, r, cap, v_min, v_max, gain):
         """One row's cells in columns c0 … c1 − 1 of the flat (raveled) arrays from `base`
         (the row's first cell, uint64); returns the pulses fired (int32: c1 − c0 ≤
         COUNT_CHUNK). Branch-free, so LLVM vectorises it (a cell without a pulse is
@@ -120,10 +121,12 @@ if HAVE_NUMBA:
         loads into gathers; flat arrays, not a row's 1-D views: five views per row cost
         more than a short row's arithmetic. Inlined into the row loop (numba IR inlining):
         a call per row passed ~40 exploded array fields and cost ~10 ns a row. The loop is
-        op-bound, so two arguments may be None, each compiled away (numba prunes `is None`
+        op-bound, so three arguments may be None, each compiled away (numba prunes `is None`
         branches on a literal None): cap, when the row cannot reach ±max_pulses (no
-        clamp), and gain, else every cell's wgain (a scalar when the layer's read
-        transistors all match: one array fewer to stream)."""
+        clamp); gain, else every cell's wgain (a scalar when the layer's read
+        transistors all match: one array fewer to stream); steps, else the cell's up and
+        down steps come from one int32 word of the flat `steps` (`bfloat16.pack_pairs`:
+        the same values, half the bytes of dv_up and dv_down)."""
         one = np.float32(1.0)
         fired = np.int32(0)  # an integer sum vectorises (a float one would need reassociation)
         for k in range(c0, c1):
@@ -134,8 +137,13 @@ if HAVE_NUMBA:
             n = np.floor(a * delta[j] + u)
             if cap is not None:
                 n = min(max(n, -cap), cap)
-            up = dv_up[cell]  # both loads unconditional: a load chosen by n does not vectorise
-            down = dv_down[cell]
+            if steps is None:  # both loads unconditional: a load chosen by n does not vectorise
+                up = dv_up[cell]
+                down = dv_down[cell]
+            else:
+                word = steps[cell]
+                up = counter_rng._bits_f32(word & UPPER_HALF)
+                down = counter_rng._bits_f32(word << np.int32(16))
             step = n * (up if n > 0 else down)
             old = v[cell]
             new = min(max(old + step, v_min), v_max)
@@ -148,8 +156,9 @@ if HAVE_NUMBA:
             fired = np.int32(fired + np.int32(abs(n)))  # kept int32 (numba widens a sum to int64, which halves the vector width)
         return fired
 
-    def _update_body(w, v, wgain, dv_up, dv_down, x, delta, coef, cap, v_min, v_max, key, col_cuts, tally, gain):
-        """`update`'s kernel; gain: None, or every cell's wgain when they are all equal."""
+    def _update_body(w, v, wgain, dv_up, dv_down, steps, x, delta, coef, cap, v_min, v_max, key, col_cuts, tally, gain):
+        """`update`'s kernel; gain: None, or every cell's wgain when they are all equal;
+        steps: None, or the cells' packed steps (flat int32, `bfloat16.pack_pairs`)."""
         rows, cols = w.shape
         col_u = np.empty(cols, dtype=np.float32)
         for j in range(cols):
@@ -175,10 +184,10 @@ if HAVE_NUMBA:
             free = abs(a) * delta_max < no_clamp
             if one_call:
                 if free:
-                    fired = _cells(w_flat, v_flat, g_flat, up_flat, down_flat, delta, col_u, base, 0, cols, a, r, None,
+                    fired = _cells(w_flat, v_flat, g_flat, up_flat, down_flat, steps, delta, col_u, base, 0, cols, a, r, None,
                                    v_min, v_max, gain)
                 else:
-                    fired = _cells(w_flat, v_flat, g_flat, up_flat, down_flat, delta, col_u, base, 0, cols, a, r, cap,
+                    fired = _cells(w_flat, v_flat, g_flat, up_flat, down_flat, steps, delta, col_u, base, 0, cols, a, r, cap,
                                    v_min, v_max, gain)
                 tally[i, 0] += fired
                 pulses += fired
@@ -189,10 +198,10 @@ if HAVE_NUMBA:
                 while c0 < col_cuts[seg + 1]:
                     c1 = min(c0 + COUNT_CHUNK, col_cuts[seg + 1])
                     if free:
-                        fired += _cells(w_flat, v_flat, g_flat, up_flat, down_flat, delta, col_u, base, c0, c1, a, r, None,
+                        fired += _cells(w_flat, v_flat, g_flat, up_flat, down_flat, steps, delta, col_u, base, c0, c1, a, r, None,
                                         v_min, v_max, gain)
                     else:
-                        fired += _cells(w_flat, v_flat, g_flat, up_flat, down_flat, delta, col_u, base, c0, c1, a, r, cap,
+                        fired += _cells(w_flat, v_flat, g_flat, up_flat, down_flat, steps, delta, col_u, base, c0, c1, a, r, cap,
                                         v_min, v_max, gain)
                     c0 = c1
                 tally[i, seg] += fired
@@ -211,9 +220,11 @@ def uniform_gain(wgain: np.ndarray) -> np.float32 | None:
 
 
 def update(w, v, wgain, dv_up, dv_down, x, delta, coef, max_pulses, v_min, v_max, key: int, col_cuts=None, tally=None,
-           compiled: bool | None = None) -> int:
+           compiled: bool | None = None, steps=None) -> int:
     """One update of a layer's capacitors (arguments as `update_numpy`; arrays float32,
-    C-contiguous, rows x cols; x of length rows, delta of length cols; key a 64-bit int)."""
+    C-contiguous, rows x cols; x of length rows, delta of length cols; key a 64-bit int).
+    `steps`: the compiled kernel reads the steps from these packed words (flat int32,
+    `bfloat16.pack_pairs(dv_up, dv_down)`) instead of dv_up and dv_down: the same values."""
     if compiled is None:
         compiled = HAVE_NUMBA
     if col_cuts is None:
@@ -229,7 +240,7 @@ def update(w, v, wgain, dv_up, dv_down, x, delta, coef, max_pulses, v_min, v_max
     kernel = _update_nb_parallel if w.size >= PARALLEL_CELLS else _update_nb
     return int(
         kernel(
-            w, v, wgain, dv_up, dv_down, c(x, dtype=f32), c(delta, dtype=f32),
+            w, v, wgain, dv_up, dv_down, None if steps is None else c(steps, dtype=np.int32).reshape(-1), c(x, dtype=f32), c(delta, dtype=f32),
             f32(coef), f32(max_pulses), f32(v_min), f32(v_max), np.uint64(key), np.asarray(col_cuts, dtype=np.int64), tally,
             uniform_gain(wgain),
         )

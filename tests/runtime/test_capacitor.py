@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from analogc.runtime.format.spec import load_target
-from analogc.runtime.physics import capacitor
+from analogc.runtime.physics import bfloat16, capacitor
 
 CAP = load_target(None).capacitor
 
@@ -36,7 +36,11 @@ def test_step_mismatch_statistics():
     assert abs(np.corrcoef(up, down)[0, 1]) < 0.01  # up and down mismatch independently
     none = dataclasses.replace(CAP, step_mismatch=0.0)
     up0, down0 = capacitor.draw_step_sizes((10,), none, np.random.default_rng(0))
-    assert (up0 == CAP.dv_up).all() and (down0 == CAP.dv_down).all()
+    # The nominal steps on the bfloat16 grid (8 significant bits: 2⁻⁹ relative at most).
+    assert (up0 == up0[0]).all() and (down0 == down0[0]).all()
+    assert up0[0] == pytest.approx(CAP.dv_up, rel=2**-9) and down0[0] == pytest.approx(CAP.dv_down, rel=2**-9)
+    for steps in (up, down, up0, down0):
+        assert steps.dtype == np.float32 and bfloat16.on_grid(steps)
 
 
 def test_leak_toward_target():

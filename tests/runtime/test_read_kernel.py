@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from analogc.runtime.physics import counter_rng
+from analogc.runtime.physics import bfloat16, counter_rng
 from analogc.runtime.training import read_kernel
 
 F32 = np.float32
@@ -119,3 +119,29 @@ def test_forward_read_adds_the_rows_in_order(active):
     z[0::2], z[1::2] = z_cos, z_sin
     expected_noisy = (expected + np.sqrt(s + sigma2) * z[:cols]) * F32(1.0)
     assert np.array_equal(noisy, expected_noisy)
+
+
+@pytest.mark.parametrize("transpose", [False, True])
+def test_variance_words_read_as_the_float_variance(transpose):
+    """The compiled loop streams a layer's read-noise variance as bfloat16 words (uint16):
+    with the variance on the grid, a read from the words equals the read from the float
+    array bit for bit, forward (four rows a pass and the rest) and transposed."""
+    rng = np.random.default_rng(5)
+    rows, cols = 47, 38
+    w = rng.normal(0, 1, (rows, cols)).astype(F32)
+    var = bfloat16.round_to_grid(rng.uniform(0, 0.3, (rows, cols)))
+    words = bfloat16.high_words(var)
+    x = rng.uniform(-1, 1, cols if transpose else rows).astype(F32)
+    x[rng.random(x.size) < 0.2] = 0
+    blocks = np.array([[0, 30, 0, 38], [30, 47, 0, 38]], dtype=np.int64)
+    reads = []
+    for v in (var, words):
+        out = np.zeros(rows if transpose else cols, F32)
+        read_kernel._read_layer_nb(x, w, v, blocks, transpose, True, False, True, F32(1 / 127), F32(1.0), True, F32(1 / 64),
+                                   F32(12.0), F32(0.01), True, F32(2.0), np.uint64(11), out)
+        reads.append(out)
+    assert np.array_equal(reads[0].view(np.int32), reads[1].view(np.int32))
+    noiseless = np.zeros_like(reads[0])  # and the variance is used: without it the read differs
+    read_kernel._read_layer_nb(x, w, var, blocks, transpose, False, False, True, F32(1 / 127), F32(1.0), True, F32(1 / 64),
+                               F32(12.0), F32(0.01), True, F32(2.0), np.uint64(11), noiseless)
+    assert not np.array_equal(noiseless, reads[0])

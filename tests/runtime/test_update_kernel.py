@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from analogc.runtime.physics import bfloat16
 from analogc.runtime.training import update_kernel as uk
 
 F32 = np.float32
@@ -152,11 +153,13 @@ def test_slot_keys_are_the_mixed_keys_of_each_slot():
 @pytest.mark.parametrize("cols", [1, 7, 10, 33, 125, 250])
 @pytest.mark.parametrize("segments", [1, 3])
 @pytest.mark.parametrize("matched", [True, False])
-def test_every_kernel_path_matches_numpy_bit_for_bit(cols, segments, matched):
+@pytest.mark.parametrize("packed", [False, True], ids=["step-arrays", "packed-steps"])
+def test_every_kernel_path_matches_numpy_bit_for_bit(cols, segments, matched, packed):
     """The serial kernel's row paths against the twin: a row in one piece (one segment) or
     segment by segment, clamped rows (|a|·max|δ| near the cap) and free ones, one wgain
-    for all cells (a scalar in the kernel) or one per cell, skipped rows (x = 0), and
-    widths that leave a remainder after the vector loop."""
+    for all cells (a scalar in the kernel) or one per cell, skipped rows (x = 0), widths
+    that leave a remainder after the vector loop, and steps on the bfloat16 grid read
+    from their packed words (the twin reads the float arrays)."""
     rng = np.random.default_rng(cols * 10 + segments + 2 * matched)
     rows = 37
     x = rng.standard_normal(rows).astype(F32)
@@ -177,19 +180,23 @@ def test_every_kernel_path_matches_numpy_bit_for_bit(cols, segments, matched):
             r.standard_normal((rows, cols)).astype(F32),
             r.uniform(-0.1, 1.1, (rows, cols)).astype(F32),
             g,
-            r.uniform(0.001, 0.05, (rows, cols)).astype(F32),
-            r.uniform(0.001, 0.05, (rows, cols)).astype(F32),
+            bfloat16.round_to_grid(r.uniform(0.001, 0.05, (rows, cols))),
+            bfloat16.round_to_grid(r.uniform(0.001, 0.05, (rows, cols))),
         ]
 
     assert (uk.uniform_gain(arrays()[2]) is not None) == matched
     a_ref, a_nb = arrays(), arrays()
+    steps = bfloat16.pack_pairs(a_nb[3], a_nb[4]) if packed else None
+    if packed:  # the words decode to the arrays' values
+        assert np.array_equal((steps & np.int32(-65536)).view(F32), a_nb[3]) and np.array_equal((steps << 16).view(F32), a_nb[4])
+        a_nb[3], a_nb[4] = np.full_like(a_nb[3], np.nan), np.full_like(a_nb[4], np.nan)  # the kernel must not read these
     tallies = [np.zeros((rows, len(cuts) - 1), np.int64) for _ in range(2)]
     for k in range(3):  # a few updates in a row: the second and third start from updated cells
         key = uk.mix_key(cols, k)
         p_numpy = uk.update(*a_ref, x, delta, coef, cap, 0.0, 1.0, key, cuts, tallies[0], compiled=False)
-        p_numba = uk.update(*a_nb, x, delta, coef, cap, 0.0, 1.0, key, cuts, tallies[1], compiled=True)
+        p_numba = uk.update(*a_nb, x, delta, coef, cap, 0.0, 1.0, key, cuts, tallies[1], compiled=True, steps=steps)
         assert p_numpy == p_numba
     assert tallies[0].sum() > 0 and tallies[0][~(a != 0)].sum() == 0
     np.testing.assert_array_equal(*tallies)
-    for left, right in zip(a_ref, a_nb):
+    for left, right in zip(a_ref[:3], a_nb[:3]):
         assert np.array_equal(left, right)
