@@ -65,6 +65,7 @@ PARALLEL_DAC_VALUES = 1 << 18
 if HAVE_NUMBA:
 
     ABS_BITS = np.int32(0x7FFFFFFF)
+    _MIN_SCALE = _periphery.MIN_SCALE
 
     # The DAC kernels index flat arrays with unsigned integers (numba adds no negative-index
     # wraparound to those) and give each row one gathering loop and one element loop: a
@@ -74,11 +75,11 @@ if HAVE_NUMBA:
     @_jit_inline
     def _dac_scale(top, bias):
         """A row's max |x| (top, as int32 bits; with the bias input 1 when bias), a NaN or
-        zero maximum giving 1, as np.where(scale > 0) does."""
+        zero maximum giving 1, one below MIN_SCALE giving MIN_SCALE, as periphery.dac does."""
         if bias:
             top = max(top, _f32_bits(ONE))
         s = _bits_f32(top)
-        return s if s > ZERO else ONE
+        return max(s, _MIN_SCALE) if s > ZERO else ONE
 
     _square_gain_nb = _jit_inline(square_gain)
 
@@ -92,15 +93,19 @@ if HAVE_NUMBA:
     def _dac_row(x_n, x_sq, o, cols, top, bias, dac_range, quantize, step, squares):
         """Row o … o + cols − 1 of flat x_n holds the inputs (and a last slot for the bias
         input); top is max |x| as int32 bits. The operations of periphery.dac, in its order
-        (a NaN or zero maximum gives scale 1, as np.where(scale > 0) does): returns s."""
+        (a NaN or zero maximum gives scale 1, as np.where(scale > 0) does): returns s.
+        Products by the row's dac_range / s and by 1 / step, not divisions: two divisions
+        an element were half of the DAC's time (a batch of Fashion-MNIST inputs: 113 →
+        89 µs with the square codes, 58 µs without)."""
         s = _dac_scale(top, bias)
         if bias:
             x_n[o + np.uint64(cols - 1)] = ONE
+        gain, per_step = dac_range / s, ONE / step
         for j in range(cols):
             c = o + np.uint64(j)
-            v = x_n[c] / s * dac_range
+            v = x_n[c] * gain
             if quantize:
-                v = min(max(np.rint(v / step) * step, -dac_range), dac_range)
+                v = min(max(np.rint(v * per_step) * step, -dac_range), dac_range)
             x_n[c] = v
             if squares:
                 x_sq[c] = _square_code(v, dac_range)
@@ -110,10 +115,11 @@ if HAVE_NUMBA:
     def _dac_values(src, base, x_n, x_sq, o, n, s, dac_range, quantize, step, squares):
         """x_n[o + j] = the DAC of src[base + j] for j < n with scale s (x_sq its square):
         `_dac_row`'s element loop, from a source that is not overwritten."""
+        gain, per_step = dac_range / s, ONE / step
         for j in range(n):
-            v = src[base + np.uint64(j)] / s * dac_range
+            v = src[base + np.uint64(j)] * gain
             if quantize:
-                v = min(max(np.rint(v / step) * step, -dac_range), dac_range)
+                v = min(max(np.rint(v * per_step) * step, -dac_range), dac_range)
             c = o + np.uint64(j)
             x_n[c] = v
             if squares:

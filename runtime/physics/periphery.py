@@ -9,6 +9,10 @@ from __future__ import annotations
 
 import numpy as np
 
+# The smallest per-example scale: dac_range / scale must be finite (dac_range ≤ 1e9 <
+# 2³⁰), so an example whose inputs are all below 2⁻⁹⁶ is scaled as if its largest were 2⁻⁹⁶.
+MIN_SCALE = np.float32(2.0**-96)
+
 
 def quantize(x: np.ndarray, bound: float, bits: int) -> np.ndarray:
     """Round to the 2^bits − 1 levels k·bound/(2^(bits−1) − 1), |k| ≤ 2^(bits−1) − 1
@@ -21,16 +25,19 @@ def quantize(x: np.ndarray, bound: float, bits: int) -> np.ndarray:
 
 
 def dac(x: np.ndarray, periphery) -> tuple[np.ndarray, np.ndarray]:
-    """(normalised, quantised input, per-example scale): x ≈ x_n · scale.
+    """(normalised, quantised input, per-example scale): x ≈ x_n · scale. x_n = x ·
+    (dac_range / scale), quantised as rint(x_n · (1 / step)) · step: products, not
+    divisions (the compiled twin's inner loop was bound by its two divisions).
 
     The numpy reference; `dac_kernels.dac` runs its numba twin `dac_kernels.dac_compiled` (same
     bits, tests/runtime/test_kernels.py) where that takes x.
     """
     scale = np.max(np.abs(x), axis=1, keepdims=True)
-    scale = np.where(scale > 0, scale, 1.0).astype(x.dtype)
-    x_n = x / scale * periphery.dac_range
+    scale = np.where(scale > 0, np.maximum(scale, MIN_SCALE), 1.0).astype(x.dtype)
+    x_n = x * (x.dtype.type(periphery.dac_range) / scale)  # the row's gain, then one product per input
     if periphery.quantization:
-        x_n = quantize(x_n, periphery.dac_range, periphery.dac_bits)
+        step = np.asarray(periphery.dac_range / max(2 ** (periphery.dac_bits - 1) - 1, 1), dtype=x.dtype)
+        x_n = np.clip(np.rint(x_n * (x.dtype.type(1) / step)) * step, -periphery.dac_range, periphery.dac_range)
     return x_n, scale / periphery.dac_range
 
 
