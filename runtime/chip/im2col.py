@@ -24,7 +24,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 
 from analogc.errors import AnalogcError
 from analogc.runtime.format.vocabulary import AUTO_PADS
-from analogc.runtime.physics.dac_kernels import RowGather
+from analogc.runtime.physics.row_gather import RowGather
 
 
 def extent(kernel: int, dilation: int) -> int:

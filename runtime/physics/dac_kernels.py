@@ -19,8 +19,6 @@ point falls back to the numpy twin.
 
 from __future__ import annotations
 
-from typing import NamedTuple
-
 import numpy as np
 
 from analogc.runtime.physics import counter_rng
@@ -28,6 +26,7 @@ from analogc.runtime.physics import periphery as _periphery
 from analogc.runtime.physics.cores import CHOICE
 from analogc.runtime.physics.counter_rng import HAVE_NUMBA, ONE, ZERO
 from analogc.runtime.physics.numba_cache import drop_stale_builds, renamed
+from analogc.runtime.physics.row_gather import RowGather  # noqa: F401 (the DAC's input type; im2col makes it)
 
 BIAS_INPUT = np.ones(1, dtype=np.float32)  # the bias row's input, the constant 1
 # The squared DAC outputs x² ∈ [0, dac_range²] go to the read-noise variance products as
@@ -304,28 +303,6 @@ def _dac_segments(rows: int, cols: int, squares: bool, bounds: tuple | None, scr
     if scratch is not None:
         scratch.update(segments_key=key, segments=out)
     return out
-
-
-class RowGather(NamedTuple):
-    """Rows read out of a flat float32 source: row b·P + p (b < examples, p < P =
-    len(position_base)) is source[b·example_stride + position_base[p] + offsets], so a
-    convolution's patches (`im2col.layer_gather`) need no patch matrix."""
-
-    source: np.ndarray
-    examples: int
-    example_stride: int
-    position_base: np.ndarray
-    offsets: np.ndarray
-
-    @property
-    def shape(self) -> tuple[int, int]:
-        """The shape of the gathered rows."""
-        return self.examples * len(self.position_base), len(self.offsets)
-
-    def rows(self) -> np.ndarray:
-        """The gathered rows [examples·P, len(offsets)] (float32), in numpy."""
-        starts = np.arange(self.examples, dtype=np.int64)[:, None] * self.example_stride + self.position_base[None, :]
-        return self.source[starts.reshape(-1, 1) + self.offsets[None, :]]
 
 
 def dac_gathered(gather: RowGather, bias: bool, spec, squares: bool, compiled: bool | None = None, scratch: dict | None = None) -> tuple:
