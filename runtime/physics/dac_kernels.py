@@ -225,7 +225,7 @@ def _segments(x: np.ndarray | None, bounds: tuple) -> tuple | None:
 
 def _dac_args(spec) -> tuple:
     """(dac_range, quantise?, step) as the compiled DAC takes them (float32)."""
-    step = np.float32(spec.dac_range / max(2 ** (spec.dac_bits - 1) - 1, 1))
+    step = np.float32(_periphery.level_step(spec.dac_range, spec.dac_bits))
     return np.float32(spec.dac_range), bool(spec.quantization), step
 
 

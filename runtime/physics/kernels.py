@@ -222,7 +222,7 @@ def _adc_constants(spec) -> tuple:
         np.float32(sigma),
         np.float32(sigma**2),
         bool(spec.quantization),
-        np.float32(spec.adc_bound / max(2 ** (bits - 1) - 1, 1)),
+        np.float32(_periphery.level_step(spec.adc_bound, bits)),
         np.float32(spec.adc_bound),
     )
     if len(_CONSTANTS) > 64:  # specs made anew again and again (tests, sweeps): start over

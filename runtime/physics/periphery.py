@@ -14,10 +14,15 @@ import numpy as np
 MIN_SCALE = np.float32(2.0**-96)
 
 
+def level_step(bound: float, bits: int) -> float:
+    """The spacing bound/(2^(bits−1) − 1) of a converter's 2^bits − 1 symmetric levels."""
+    return bound / max(2 ** (bits - 1) - 1, 1)
+
+
 def quantize(x: np.ndarray, bound: float, bits: int) -> np.ndarray:
     """Round to the 2^bits − 1 levels k·bound/(2^(bits−1) − 1), |k| ≤ 2^(bits−1) − 1
     (symmetric, with 0 and ±bound), clipping outside [−bound, bound]."""
-    step = np.asarray(bound / max(2 ** (bits - 1) - 1, 1), dtype=x.dtype)
+    step = np.asarray(level_step(bound, bits), dtype=x.dtype)
     out = np.divide(x, step)
     np.round(out, out=out)
     out *= step
@@ -36,7 +41,7 @@ def dac(x: np.ndarray, periphery) -> tuple[np.ndarray, np.ndarray]:
     scale = np.where(scale > 0, np.maximum(scale, MIN_SCALE), 1.0).astype(x.dtype)
     x_n = x * (x.dtype.type(periphery.dac_range) / scale)  # the row's gain, then one product per input
     if periphery.quantization:
-        step = np.asarray(periphery.dac_range / max(2 ** (periphery.dac_bits - 1) - 1, 1), dtype=x.dtype)
+        step = np.asarray(level_step(periphery.dac_range, periphery.dac_bits), dtype=x.dtype)
         x_n = np.clip(np.rint(x_n * (x.dtype.type(1) / step)) * step, -periphery.dac_range, periphery.dac_range)
     return x_n, scale / periphery.dac_range
 

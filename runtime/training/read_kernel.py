@@ -22,6 +22,7 @@ import numpy as np
 
 from analogc.runtime.physics import counter_rng
 from analogc.runtime.physics.numba_cache import drop_stale_builds
+from analogc.runtime.physics.periphery import level_step
 
 HAVE_NUMBA = counter_rng.HAVE_NUMBA
 
@@ -210,8 +211,8 @@ def read_settings(spec, w_max: float) -> tuple:
     f32 = np.float32
     sigma = p.output_noise if p.output_noise_enabled else 0.0
     return (
-        bool(spec.ideal), bool(p.quantization), f32(p.dac_range / max(2 ** (p.dac_bits - 1) - 1, 1)), f32(p.dac_range),
-        bool(p.quantization), f32(p.adc_bound / max(2 ** (p.adc_bits - 1) - 1, 1)), f32(p.adc_bound), f32(sigma**2), sigma > 0,
+        bool(spec.ideal), bool(p.quantization), f32(level_step(p.dac_range, p.dac_bits)), f32(p.dac_range),
+        bool(p.quantization), f32(level_step(p.adc_bound, p.adc_bits)), f32(p.adc_bound), f32(sigma**2), sigma > 0,
         f32(w_max),
     )
 
